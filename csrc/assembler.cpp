@@ -1,0 +1,81 @@
+#include "assembler.hpp"
+
+#include "errors.hpp"
+
+namespace fastfeed {
+
+void copy_window(const Series& series, int64_t start, int64_t window, int64_t rate,
+                 std::byte* dst, DType dst_type, const Normalization& norm) {
+  const size_t stride_bytes = series.row_bytes() * static_cast<size_t>(rate);
+  convert_rows(series.row(start), series.dtype, stride_bytes, window, series.row_elems, dst,
+               dst_type, norm);
+}
+
+void gather_windows(const Series& series, const int64_t* starts, int64_t n, int64_t window,
+                    int64_t rate, std::byte* dst, DType dst_type) {
+  if (window < 1 || rate < 1) throw ArgumentError("window and rate must be >= 1");
+  const int64_t span = (window - 1) * rate + 1;
+  for (int64_t i = 0; i < n; ++i) {
+    if (starts[i] < 0 || starts[i] > series.length - span) {
+      throw ArgumentError("window " + std::to_string(i) + " starts at step " + std::to_string(starts[i]) +
+                          " and spans " + std::to_string(span) + " steps, outside a series of " +
+                          std::to_string(series.length) + " steps");
+    }
+  }
+  const size_t bytes = static_cast<size_t>(window * series.row_elems) * itemsize(dst_type);
+  const Normalization none;
+  for (int64_t i = 0; i < n; ++i) {
+    copy_window(series, starts[i], window, rate, dst + static_cast<size_t>(i) * bytes, dst_type, none);
+  }
+}
+
+std::vector<int64_t> Assembler::lengths_of(const std::vector<Series>& series) {
+  std::vector<int64_t> lengths;
+  lengths.reserve(series.size());
+  for (const auto& s : series) lengths.push_back(s.length);
+  return lengths;
+}
+
+Assembler::Assembler(std::vector<Series> inputs, std::vector<Series> targets,
+                     const WindowSpec& spec, OutputSpec out)
+    : inputs_(std::move(inputs)),
+      targets_(std::move(targets)),
+      spec_(spec),
+      out_(std::move(out)),
+      index_(lengths_of(inputs_), spec) {
+  if (inputs_.empty()) throw ArgumentError("no series to read from");
+  if (spec.horizon > 0 && targets_.size() != inputs_.size()) {
+    throw ArgumentError("targets must hold one series per input series (" +
+                        std::to_string(inputs_.size()) + "), got " + std::to_string(targets_.size()));
+  }
+  for (size_t i = 0; i < targets_.size(); ++i) {
+    if (targets_[i].length < inputs_[i].length) {
+      throw ArgumentError("targets of series " + std::to_string(i) + " have " +
+                          std::to_string(targets_[i].length) + " steps, the series has " +
+                          std::to_string(inputs_[i].length));
+    }
+  }
+  x_sample_bytes_ = static_cast<size_t>(spec.window * inputs_[0].row_elems) * itemsize(out_.x_dtype);
+  if (spec.horizon > 0) {
+    y_sample_bytes_ = static_cast<size_t>(spec.horizon * targets_[0].row_elems) * itemsize(out_.y_dtype);
+  }
+}
+
+void Assembler::fill_sample(int64_t sample, std::byte* x, std::byte* y) const {
+  const SampleRef ref = index_.locate(sample);
+  const Series& series = inputs_[ref.series];
+  copy_window(series, ref.start, spec_.window, spec_.sampling_rate, x, out_.x_dtype, out_.x_norm);
+  if (spec_.horizon > 0) {
+    const int64_t first_target = ref.start + spec_.window * spec_.sampling_rate;
+    copy_window(targets_[ref.series], first_target, spec_.horizon, spec_.sampling_rate, y,
+                out_.y_dtype, out_.y_norm);
+  }
+}
+
+std::string Assembler::describe(int64_t sample) const {
+  const SampleRef ref = index_.locate(sample);
+  return "sample " + std::to_string(sample) + " (series " + std::to_string(ref.series) +
+         ", steps from " + std::to_string(ref.start) + ")";
+}
+
+}  // namespace fastfeed

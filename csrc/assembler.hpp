@@ -1,0 +1,63 @@
+// Writes samples (windows and their targets) into output buffers, converting as it goes.
+#pragma once
+#include <cstddef>
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "convert.hpp"
+#include "dtype.hpp"
+#include "order.hpp"
+#include "series.hpp"
+#include "window.hpp"
+
+namespace fastfeed {
+
+struct OutputSpec {
+  DType x_dtype = DType::Float32;
+  DType y_dtype = DType::Float32;
+  Normalization x_norm;  // applied to inputs
+  Normalization y_norm;  // applied to targets (the same statistics when targets are the source)
+};
+
+// Copies `window` steps of `series` taken every `rate` steps from `start` into `dst`
+// (contiguous), converting to `dst_type`. Shared by the Feeder and the Keras-compatible path.
+void copy_window(const Series& series, int64_t start, int64_t window, int64_t rate,
+                 std::byte* dst, DType dst_type, const Normalization& norm);
+
+// Windows starting at each of `starts[0..n)`, written one after another at `dst`.
+// Throws ArgumentError naming the first start whose window leaves the series.
+void gather_windows(const Series& series, const int64_t* starts, int64_t n, int64_t window,
+                    int64_t rate, std::byte* dst, DType dst_type);
+
+class Assembler {
+ public:
+  // `targets` is empty (no targets) or holds one series per input series, aligned step for step.
+  Assembler(std::vector<Series> inputs, std::vector<Series> targets, const WindowSpec& spec,
+            OutputSpec out);
+
+  int64_t num_samples() const { return index_.size(); }
+  bool has_targets() const { return spec_.horizon > 0; }
+  size_t x_sample_bytes() const { return x_sample_bytes_; }
+  size_t y_sample_bytes() const { return y_sample_bytes_; }
+  const SampleIndex& index() const { return index_; }
+
+  // Writes sample number `sample` to `x` (and its targets to `y` when there are targets).
+  void fill_sample(int64_t sample, std::byte* x, std::byte* y) const;
+
+  // A human-readable location of a sample, for error messages.
+  std::string describe(int64_t sample) const;
+
+ private:
+  static std::vector<int64_t> lengths_of(const std::vector<Series>& series);
+
+  std::vector<Series> inputs_;
+  std::vector<Series> targets_;
+  WindowSpec spec_;
+  OutputSpec out_;
+  SampleIndex index_;
+  size_t x_sample_bytes_ = 0;
+  size_t y_sample_bytes_ = 0;
+};
+
+}  // namespace fastfeed

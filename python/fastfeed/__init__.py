@@ -1,0 +1,15 @@
+"""fastfeed: ordered data (time series, sequences, streams) into PyTorch training loops, fast.
+
+    from fastfeed import Feeder
+    for x, y in Feeder(series, window=64, horizon=1, batch_size=256, shuffle=True):
+        ...
+"""
+from __future__ import annotations
+
+from . import compat, reference
+from .batch import Batch
+from .errors import FeedError, FormatError
+from .feeder import Feeder
+
+__version__ = "0.1.0"
+__all__ = ["Feeder", "Batch", "FeedError", "FormatError", "compat", "reference", "__version__"]
