@@ -18,6 +18,7 @@ struct OutputSpec {
   DType y_dtype = DType::Float32;
   Normalization x_norm;  // applied to inputs
   Normalization y_norm;  // applied to targets (the same statistics when targets are the source)
+  bool check_finite = false;  // a NaN or Inf in a sample's steps fails that sample
 };
 
 // Copies `window` steps of `series` taken every `rate` steps from `start` into `dst`
@@ -50,6 +51,9 @@ class Assembler {
 
  private:
   static std::vector<int64_t> lengths_of(const std::vector<Series>& series);
+  // Throws naming the series and step of the first NaN/Inf among `window` steps every `rate`.
+  static void require_finite(const Series& series, int64_t series_index, int64_t start,
+                             int64_t window, int64_t rate, const char* what);
 
   std::vector<Series> inputs_;
   std::vector<Series> targets_;

@@ -150,20 +150,21 @@ PYBIND11_MODULE(_core, m) {
                        int64_t start_index, int64_t end_index, const std::string& x_dtype,
                        const std::string& y_dtype, const std::vector<double>& x_mean,
                        const std::vector<double>& x_std, const std::vector<double>& y_mean,
-                       const std::vector<double>& y_std) {
+                       const std::vector<double>& y_std, bool check_finite) {
              WindowSpec spec{window, sampling_rate, stride, horizon, start_index, end_index};
              OutputSpec out;
              out.x_dtype = dtype_named(x_dtype);
              out.y_dtype = dtype_named(y_dtype);
              out.x_norm = to_normalization(x_mean, x_std);
              out.y_norm = to_normalization(y_mean, y_std);
+             out.check_finite = check_finite;
              return std::make_shared<Assembler>(to_series_list(inputs), to_series_list(targets),
                                                 spec, std::move(out));
            }),
            py::arg("inputs"), py::arg("targets"), py::arg("window"), py::arg("sampling_rate"),
            py::arg("stride"), py::arg("horizon"), py::arg("start_index"), py::arg("end_index"),
            py::arg("x_dtype"), py::arg("y_dtype"), py::arg("x_mean"), py::arg("x_std"),
-           py::arg("y_mean"), py::arg("y_std"))
+           py::arg("y_mean"), py::arg("y_std"), py::arg("check_finite") = false)
       .def_property_readonly("num_samples", &Assembler::num_samples)
       .def("locate", [](const Assembler& a, int64_t sample) {
         SampleRef r = a.index().locate(sample);
@@ -238,9 +239,4 @@ PYBIND11_MODULE(_core, m) {
         "Windows of `window` steps every `rate` steps from each of `starts`, as one new array "
         "of shape (len(starts), *tail); raises ValueError for a window outside the series.");
 
-  m.def("count_windows", [](int64_t length, int64_t window, int64_t sampling_rate, int64_t stride,
-                            int64_t horizon, int64_t start_index, int64_t end_index) {
-    return SampleIndex::count_windows(
-        length, WindowSpec{window, sampling_rate, stride, horizon, start_index, end_index});
-  });
 }

@@ -70,6 +70,7 @@ class Feeder:
         device: str = "cpu",
         num_threads: Optional[int] = None,
         prefetch: Optional[int] = None,
+        check_finite: Union[bool, str] = False,
     ) -> None:
         self._closed = False
         self._pipelines: "weakref.WeakSet[Any]" = weakref.WeakSet()
@@ -95,12 +96,14 @@ class Feeder:
         self.device = device
         self._x_dtype, self._y_dtype = self._resolve_dtypes(dtype, normalize)
         x_norm, y_norm = self._resolve_normalization(normalize)
+        self.check_finite = self._resolve_check_finite(check_finite)
         self._assembler = _core.Assembler(
             list(self._series.items),
             list(self._target_series().items) if self.horizon > 0 else [],
             self.window, self.sampling_rate, self.stride, self.horizon,
             self.start_index, -1 if self.end_index is None else self.end_index,
             self._x_dtype, self._y_dtype, *x_norm, *y_norm,
+            check_finite=self.check_finite == "raise",
         )
         self.num_samples: int = self._assembler.num_samples
         if self.num_samples == 0:
@@ -240,6 +243,16 @@ class Feeder:
                 raise ValueError("normalize=(mean, std): every std must be > 0")
         norm = (mean, std)
         return norm, (norm if self._targets is None else none)
+
+    @staticmethod
+    def _resolve_check_finite(check_finite: Any) -> Union[bool, str]:
+        if check_finite is False or check_finite is None:
+            return False
+        if check_finite is True or check_finite == "raise":
+            return "raise"
+        if check_finite == "skip":
+            raise NotImplementedError("check_finite='skip' is not available in this version; use 'raise'")
+        raise ValueError(f"check_finite must be False, 'raise' or 'skip', got {check_finite!r}")
 
     # ----- sizes -------------------------------------------------------------------------
 

@@ -27,13 +27,19 @@ def splitmix64(x: np.ndarray) -> np.ndarray:
 
 
 def permutation(n: int, seed: int, epoch: int) -> np.ndarray:
-    """The order of samples in a shuffled epoch: element p is the sample at position p.
+    """The order of samples in a shuffled epoch: element p is the sample at position p."""
+    return shuffled_positions(n, seed, epoch, np.arange(n, dtype=np.int64))
+
+
+def shuffled_positions(n: int, seed: int, epoch: int, positions: np.ndarray) -> np.ndarray:
+    """The samples at `positions` of a shuffled epoch over n samples.
 
     A balanced Feistel network with ROUNDS rounds over the smallest power of four >= n,
     keyed by (seed, epoch), and cycle-walked back into [0, n).
     """
+    positions = np.asarray(positions, dtype=np.int64)
     if n <= 1:
-        return np.arange(n, dtype=np.int64)
+        return positions.copy()
     bits = 2
     while bits < 64 and (1 << bits) < n:
         bits += 1
@@ -49,7 +55,7 @@ def permutation(n: int, seed: int, epoch: int) -> np.ndarray:
             left, right = right, left ^ (splitmix64(right ^ k) & mask)
         return (left << half) | right
 
-    out = encrypt(np.arange(n, dtype=_U64))
+    out = encrypt(positions.astype(_U64))
     outside = out >= _U64(n)
     while outside.any():  # cycle-walk the values that fell outside [0, n)
         out[outside] = encrypt(out[outside])

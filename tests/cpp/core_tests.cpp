@@ -1,0 +1,134 @@
+// Tests of the C++ core on its own (no Python): `make sanitize` runs them under ASan/UBSan.
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <set>
+#include <string>
+#include <vector>
+
+#include "assembler.hpp"
+#include "errors.hpp"
+#include "half.hpp"
+#include "npy.hpp"
+#include "permutation.hpp"
+#include "pipeline.hpp"
+
+using namespace fastfeed;
+
+static int failures = 0;
+#define CHECK(cond)                                                  \
+  do {                                                               \
+    if (!(cond)) {                                                   \
+      std::fprintf(stderr, "%s:%d: CHECK(%s)\n", __FILE__, __LINE__, #cond); \
+      ++failures;                                                    \
+    }                                                                \
+  } while (0)
+
+static void permutation_is_a_bijection() {
+  for (uint64_t n : {0ull, 1ull, 2ull, 3ull, 17ull, 1000ull, 4097ull}) {
+    Permutation p(n, 42, 7);
+    std::set<uint64_t> seen;
+    for (uint64_t i = 0; i < n; ++i) seen.insert(p(i));
+    CHECK(seen.size() == n);
+    if (n > 0) CHECK(*seen.rbegin() == n - 1);
+  }
+}
+
+static void window_index_skips_short_series() {
+  WindowSpec spec{3, 1, 1, 1, 0, -1};  // span 4
+  SampleIndex idx({5, 2, 0, 4}, spec);
+  CHECK(idx.size() == 3);  // 2 + 0 + 0 + 1
+  CHECK(idx.locate(1).series == 0 && idx.locate(1).start == 1);
+  CHECK(idx.locate(2).series == 3 && idx.locate(2).start == 0);
+}
+
+static std::vector<std::byte> npy_image(const std::string& header_dict, size_t data_bytes) {
+  std::string header = header_dict;
+  while ((10 + header.size() + 1) % 64 != 0) header += ' ';
+  header += '\n';
+  std::vector<std::byte> out(10 + header.size() + data_bytes);
+  std::memcpy(out.data(), "\x93NUMPY\x01\x00", 8);
+  out[8] = static_cast<std::byte>(header.size() & 0xff);
+  out[9] = static_cast<std::byte>(header.size() >> 8);
+  std::memcpy(out.data() + 10, header.data(), header.size());
+  return out;
+}
+
+static bool throws_format_error(const std::vector<std::byte>& img) {
+  try {
+    parse_npy_header(img.data(), img.size(), "x.npy");
+  } catch (const FormatError&) {
+    return true;
+  }
+  return false;
+}
+
+static void npy_header_parsing() {
+  auto ok = npy_image("{'descr': '<f4', 'fortran_order': False, 'shape': (3, 2), }", 24);
+  NpyHeader h = parse_npy_header(ok.data(), ok.size(), "x.npy");
+  CHECK(h.dtype == DType::Float32);
+  CHECK(h.shape.size() == 2 && h.shape[0] == 3 && h.shape[1] == 2);
+  CHECK(h.data_offset % 64 == 0);
+  CHECK(throws_format_error(npy_image("{'descr': '<f4', 'fortran_order': False, 'shape': (3, 2), }", 23)));
+  CHECK(throws_format_error(npy_image("{'descr': '|O', 'fortran_order': False, 'shape': (3,), }", 24)));
+  CHECK(throws_format_error(npy_image("{'descr': '<f4', 'fortran_order': True, 'shape': (3,), }", 12)));
+  CHECK(throws_format_error(npy_image("{'descr': '<f4', 'shape': (3,), }", 12)));
+  CHECK(throws_format_error(npy_image("{'descr': '<f4', 'fortran_order': False, 'shape': (99999999999999999999,), }", 0)));
+  std::vector<std::byte> junk(3);
+  CHECK(throws_format_error(junk));
+}
+
+static void half_conversions_round_to_nearest_even() {
+  CHECK(float_to_half(1.0f) == 0x3c00);
+  CHECK(float_to_half(65504.0f) == 0x7bff);
+  CHECK(float_to_half(65520.0f) == 0x7c00);           // rounds up into infinity
+  CHECK(double_to_half(5.960464477539063e-08) == 1);   // smallest subnormal
+  CHECK(double_to_half(2.9802322387695312e-08) == 0);  // half of it: tie to even (0)
+  CHECK(half_to_float(0x0001) == 5.960464477539063e-08f);
+  CHECK(float_to_bfloat16(1.00390625f) == 0x3f80);     // tie rounds to even
+}
+
+static void pipeline_delivers_every_batch_in_order() {
+  std::vector<float> data(1000);
+  for (size_t i = 0; i < data.size(); ++i) data[i] = static_cast<float>(i);
+  Series s;
+  s.data = reinterpret_cast<const std::byte*>(data.data());
+  s.length = 1000;
+  s.dtype = DType::Float32;
+  OutputSpec out;
+  WindowSpec spec{4, 1, 1, 1, 0, -1};
+  auto assembler = std::make_shared<Assembler>(std::vector<Series>{s}, std::vector<Series>{s}, spec, out);
+  const int64_t n = assembler->num_samples();  // 996
+  for (int threads : {1, 3}) {
+    PipelineConfig config{10, 0, (n + 9) / 10, 2, threads, 3};
+    Pipeline pipe(assembler, EpochOrder(n, true, 5, 1), config);
+    Permutation perm(static_cast<uint64_t>(n), 5, 1);
+    Block b;
+    int64_t position = 0;
+    while (pipe.next(&b, std::chrono::milliseconds(1000)) == Pipeline::Status::Ready) {
+      const auto* x = reinterpret_cast<const float*>(b.x.get());
+      for (int64_t i = 0; i < b.num_samples; ++i, ++position) {
+        CHECK(x[i * 4] == static_cast<float>(perm(static_cast<uint64_t>(position))));
+      }
+    }
+    CHECK(position == n);
+  }
+  // Closing mid-epoch joins the workers without delivering more.
+  PipelineConfig config{1, 0, n, 1, 4, 2};
+  Pipeline pipe(assembler, EpochOrder(n, false, 0, 0), config);
+  Block b;
+  CHECK(pipe.next(&b, std::chrono::milliseconds(1000)) == Pipeline::Status::Ready);
+  pipe.close();
+  CHECK(pipe.next(&b, std::chrono::milliseconds(10)) == Pipeline::Status::Finished);
+}
+
+int main() {
+  permutation_is_a_bijection();
+  window_index_skips_short_series();
+  npy_header_parsing();
+  half_conversions_round_to_nearest_even();
+  pipeline_delivers_every_batch_in_order();
+  if (failures == 0) std::printf("core_tests: all passed\n");
+  return failures == 0 ? 0 : 1;
+}

@@ -1,0 +1,42 @@
+"""Shared helpers for the tests: turning Feeder output into NumPy and comparing with the reference."""
+from __future__ import annotations
+
+from typing import Any, List, Optional, Tuple
+
+import numpy as np
+
+
+def to_numpy(a: Any) -> Optional[np.ndarray]:
+    """A batch field as NumPy; bfloat16 tensors become their uint16 bit patterns."""
+    if a is None or isinstance(a, np.ndarray):
+        return a
+    import torch
+
+    if a.dtype == torch.bfloat16:
+        return a.view(torch.int16).numpy().view(np.uint16)
+    return a.numpy()
+
+
+def collect(feeder: Any) -> List[Tuple[np.ndarray, Optional[np.ndarray]]]:
+    """One epoch as NumPy copies (copies, so later batches cannot alias earlier ones)."""
+    out = []
+    for x, y in feeder:
+        xn, yn = to_numpy(x), to_numpy(y)
+        out.append((xn.copy(), None if yn is None else yn.copy()))
+    return out
+
+
+def assert_same_batches(got, want, exact: bool = True, rtol: float = 0.0, atol: float = 0.0) -> None:
+    assert len(got) == len(want), f"{len(got)} batches, reference has {len(want)}"
+    for i, ((gx, gy), (wx, wy)) in enumerate(zip(got, want)):
+        for name, g, w in (("x", gx, wx), ("y", gy, wy)):
+            if w is None:
+                assert g is None, f"batch {i}: {name} should be None"
+                continue
+            assert g.shape == w.shape, f"batch {i}: {name} shape {g.shape} != {w.shape}"
+            assert g.dtype == w.dtype, f"batch {i}: {name} dtype {g.dtype} != {w.dtype}"
+            if exact:
+                np.testing.assert_array_equal(g, w, err_msg=f"batch {i}: {name}")
+            else:
+                np.testing.assert_allclose(g.astype(np.float64), w.astype(np.float64), rtol=rtol, atol=atol,
+                                           err_msg=f"batch {i}: {name}")

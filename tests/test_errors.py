@@ -1,0 +1,196 @@
+"""Bad input gets a clear error naming the argument or file and the numbers involved."""
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import pytest
+
+from fastfeed import FeedError, Feeder, FormatError
+
+S = np.arange(100, dtype=np.float32)
+
+
+@pytest.mark.parametrize("arg", ["window", "stride", "sampling_rate", "batch_size"])
+@pytest.mark.parametrize("value", [0, -3])
+def test_non_positive_sizes(arg, value):
+    kwargs = dict(window=5)
+    kwargs[arg] = value
+    with pytest.raises(ValueError, match=rf"{arg} must be >= 1, got {value}"):
+        Feeder(S, **kwargs)
+
+
+def test_non_integer_sizes():
+    with pytest.raises(ValueError, match="window must be an integer, got 2.5"):
+        Feeder(S, window=2.5)
+    with pytest.raises(ValueError, match="batch_size must be an integer, got True"):
+        Feeder(S, window=2, batch_size=True)
+
+
+def test_negative_horizon():
+    with pytest.raises(ValueError, match="horizon must be >= 0, got -1"):
+        Feeder(S, window=5, horizon=-1)
+
+
+def test_window_longer_than_series_names_the_numbers():
+    with pytest.raises(ValueError, match=r"spans 101 steps, longer than the series \(100 steps\)"):
+        Feeder(S, window=101)
+    with pytest.raises(ValueError, match=r"window of 50 steps with sampling_rate=3 .* spans 148 steps"):
+        Feeder(S, window=50, sampling_rate=3)
+
+
+@pytest.mark.parametrize(
+    "start,end,msg",
+    [
+        (100, None, r"start_index=100 is out of range for a series of 100 steps"),
+        (0, 101, r"end_index=101 is out of range for a series of 100 steps"),
+        (50, 50, r"end_index=50 must be greater than start_index=50"),
+        (-1, None, r"start_index must be >= 0, got -1"),
+        (90, None, r"spans 20 steps, longer than steps \[90, 100\) \(10 steps\)"),
+    ],
+)
+def test_start_end_index_out_of_range(start, end, msg):
+    with pytest.raises(ValueError, match=msg):
+        Feeder(S, window=20, start_index=start, end_index=end)
+
+
+def test_start_index_on_a_list_is_refused():
+    with pytest.raises(ValueError, match="restrict a single series"):
+        Feeder([S, S], window=2, start_index=1)
+
+
+def test_non_contiguous_array():
+    with pytest.raises(ValueError, match=r"not C-contiguous \(shape \(50,\), strides \(16,\)\)"):
+        Feeder(S.astype(np.float64)[::2], window=2)
+    with pytest.raises(ValueError, match=r"source\[1\] is not C-contiguous"):
+        Feeder([S, np.ones((10, 4))[:, 1]], window=2)
+
+
+def test_object_and_unsupported_arrays():
+    with pytest.raises(ValueError, match="object array"):
+        Feeder(np.array([1, "a", None], dtype=object), window=1)
+    with pytest.raises(ValueError, match="unsupported dtype complex128"):
+        Feeder(np.ones(5, np.complex128), window=1)
+    with pytest.raises(ValueError, match="unsupported dtype >f4"):
+        Feeder(np.ones(5, ">f4"), window=1)
+
+
+def test_empty_inputs():
+    with pytest.raises(ValueError, match=r"source is empty \(shape \(0, 3\)\)"):
+        Feeder(np.zeros((0, 3)), window=1)
+    with pytest.raises(ValueError, match="empty list"):
+        Feeder([], window=1)
+
+
+def test_mismatched_series():
+    with pytest.raises(ValueError, match=r"source\[1\] has dtype float64, but source\[0\] has float32"):
+        Feeder([S, S.astype(np.float64)], window=2)
+    with pytest.raises(ValueError, match=r"source\[2\] has feature shape \(2,\), but source\[0\] has \(3,\)"):
+        Feeder([np.ones((5, 3)), np.ones((5, 3)), np.ones((5, 2))], window=2)
+
+
+def test_misaligned_targets():
+    with pytest.raises(ValueError, match="targets have 99 steps but the source has 100"):
+        Feeder(S, targets=S[:99], window=2)
+    with pytest.raises(ValueError, match="targets of series 1 have 4 steps but the source has 5"):
+        Feeder([S[:5], S[:5]], targets=[S[:5], S[:4]], window=2)
+    with pytest.raises(ValueError, match="horizon=0 with targets"):
+        Feeder(S, targets=S, horizon=0, window=2)
+
+
+def test_no_sample_at_all_says_why():
+    with pytest.raises(ValueError, match=r"spans 6 steps, longer than every series \(the longest has 4 steps\)"):
+        Feeder([S[:3], S[:4]], window=5, horizon=1)
+    with pytest.raises(ValueError, match="drop_last=True with batch_size=50 leaves no batch: there are only 10 samples"):
+        Feeder(S[:10], window=1, batch_size=50, drop_last=True)
+
+
+def test_bad_options():
+    with pytest.raises(ValueError, match="output must be 'torch' or 'numpy', got 'jax'"):
+        Feeder(S, window=2, output="jax")
+    with pytest.raises(ValueError, match="dtype='complex64' is not supported"):
+        Feeder(S, window=2, dtype="complex64")
+    with pytest.raises(ValueError, match="bfloat16 needs output='torch'"):
+        Feeder(S, window=2, dtype="bfloat16", output="numpy")
+    with pytest.raises(ValueError, match="normalize needs a floating output dtype, got dtype=int32"):
+        Feeder(S, window=2, dtype="int32", normalize="standard")
+    with pytest.raises(ValueError, match="every std must be > 0"):
+        Feeder(S, window=2, normalize=(0.0, 0.0))
+    with pytest.raises(ValueError, match=r"must broadcast to the feature shape \(\)"):
+        Feeder(S, window=2, normalize=([1.0, 2.0], 1.0))
+
+
+def test_missing_file(tmp_path):
+    path = str(tmp_path / "nope.npy")
+    with pytest.raises(FileNotFoundError, match="no such file: .*nope.npy") as info:
+        Feeder(path, window=2)
+    assert isinstance(info.value, FormatError) and isinstance(info.value, ValueError)
+
+
+def write_npy(path, arr, **kw):
+    np.save(path, arr, **kw)
+    return str(path)
+
+
+def test_truncated_npy(tmp_path):
+    path = write_npy(tmp_path / "t.npy", np.arange(1000, dtype=np.float64))
+    size = os.path.getsize(path)
+    with open(path, "r+b") as fh:
+        fh.truncate(size - 8)
+    with pytest.raises(FormatError, match=r"t\.npy: truncated \.npy data: the shape needs 8000 bytes of values but the file holds 7992"):
+        Feeder(path, window=2)
+    with open(path, "r+b") as fh:
+        fh.truncate(40)
+    with pytest.raises(FormatError, match=r"t\.npy: truncated \.npy header"):
+        Feeder(path, window=2)
+
+
+def test_random_bytes_file(tmp_path):
+    path = tmp_path / "junk.npy"
+    path.write_bytes(np.random.default_rng(0).integers(0, 256, 4096, dtype=np.uint8).tobytes())
+    with pytest.raises(FormatError, match=r"junk\.npy: not a \.npy file"):
+        Feeder(str(path), window=2)
+    empty = tmp_path / "empty.npy"
+    empty.write_bytes(b"")
+    with pytest.raises(FormatError, match=r"empty\.npy: not a \.npy file"):
+        Feeder(str(empty), window=2)
+
+
+def test_fortran_order_and_object_npy_refused(tmp_path):
+    path = write_npy(tmp_path / "f.npy", np.asfortranarray(np.ones((4, 3))))
+    with pytest.raises(FormatError, match=r"f\.npy: Fortran-ordered arrays are not supported"):
+        Feeder(path, window=2)
+    path = write_npy(tmp_path / "o.npy", np.array([1, "x"], dtype=object), allow_pickle=True)
+    with pytest.raises(FormatError, match=r"o\.npy: object arrays"):
+        Feeder(path, window=1)
+    path = write_npy(tmp_path / "b.npy", np.ones(4, ">f8"))
+    with pytest.raises(FormatError, match=r"b\.npy: big-endian dtype '>f8'"):
+        Feeder(path, window=1)
+    path = write_npy(tmp_path / "s.npy", np.zeros(3, dtype=[("a", "<f4")]))
+    with pytest.raises(FormatError, match=r"s\.npy: structured dtypes"):
+        Feeder(path, window=1)
+
+
+def test_directory_source_is_refused_clearly(tmp_path):
+    with pytest.raises(ValueError, match="is a directory"):
+        Feeder(str(tmp_path), window=1)
+
+
+def test_error_in_a_worker_surfaces_at_that_batch_as_feed_error():
+    s = np.arange(200, dtype=np.float64)
+    s[123] = np.inf
+    f = Feeder(s, window=4, horizon=1, batch_size=10, check_finite="raise", output="numpy",
+               num_threads=2, prefetch=2)
+    seen = []
+    with pytest.raises(FeedError, match=r"batch 11 .* sample 119 .* in the targets of series 0 at step 123"):
+        for x, _ in f:
+            seen.append(x[0, 0])
+    assert seen == [float(10 * i) for i in range(11)]  # every batch before the bad one arrived
+
+
+def test_check_finite_names_series_and_step_in_inputs():
+    a, b = np.zeros(10), np.zeros(10)
+    b[6] = np.nan
+    f = Feeder([a, b], window=3, batch_size=100, check_finite="raise", output="numpy")
+    with pytest.raises(FeedError, match=r"in the inputs of series 1 at step 6"):
+        list(f)

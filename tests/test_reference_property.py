@@ -1,0 +1,132 @@
+"""The backbone: the native core against fastfeed.reference on random configurations."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from fastfeed import Feeder, reference
+from fastfeed.dtypes import OUTPUT_DTYPES, SOURCE_DTYPES
+
+from helpers import assert_same_batches, collect
+
+FEATS = [(), (1,), (3,), (2, 3)]
+
+
+def make_values(rng: np.random.Generator, shape, dtype: str) -> np.ndarray:
+    # Small non-negative values with fractions survive every cast (float -> uint included)
+    # without undefined behaviour, so any output dtype can be compared exactly.
+    v = rng.integers(0, 100, size=shape).astype(np.float64)
+    if dtype.startswith("float"):
+        v += rng.integers(0, 4, size=shape) * 0.25
+    return v.astype(dtype) if dtype != "bool" else v > 50
+
+
+@st.composite
+def configs(draw):
+    seed = draw(st.integers(0, 2**32 - 1))
+    rng = np.random.default_rng(seed)
+    src_dtype = draw(st.sampled_from(SOURCE_DTYPES))
+    feat = draw(st.sampled_from(FEATS))
+    many = draw(st.booleans())
+    window = draw(st.integers(1, 6))
+    rate = draw(st.integers(1, 3))
+    horizon = draw(st.integers(0, 3))
+    span = (window - 1 + horizon) * rate + 1
+    if many:
+        lengths = [draw(st.integers(0, 40)) for _ in range(draw(st.integers(1, 4)))]
+        lengths[draw(st.integers(0, len(lengths) - 1))] = draw(st.integers(span, span + 40))
+    else:
+        lengths = [draw(st.integers(span, span + 60))]
+    series = [make_values(rng, (n,) + feat, src_dtype) for n in lengths]
+    targets = None
+    if horizon > 0 and draw(st.booleans()):  # separate targets; otherwise the source itself
+        tdtype = draw(st.sampled_from(SOURCE_DTYPES))
+        tfeat = draw(st.sampled_from(FEATS))
+        targets = [make_values(rng, (n,) + tfeat, tdtype) for n in lengths]
+    start_index, end_index = 0, None
+    if not many and draw(st.booleans()):
+        length = lengths[0]
+        start_index = draw(st.integers(0, length - span))
+        end_index = draw(st.integers(start_index + span, length))
+    out_dtype = draw(st.sampled_from([None] + list(OUTPUT_DTYPES)))
+    normalize = None
+    if draw(st.integers(0, 4)) == 0:
+        width = int(np.prod(feat, dtype=np.int64))
+        normalize = (rng.normal(size=width).reshape(feat), rng.uniform(0.5, 2, size=width).reshape(feat))
+        if out_dtype is not None and out_dtype not in ("float16", "float32", "float64", "bfloat16"):
+            out_dtype = "float32"
+    src = series if many else series[0]
+    tgt = None if targets is None else (targets if many else targets[0])
+    return dict(
+        source=src, targets=tgt, window=window, sampling_rate=rate, stride=draw(st.integers(1, 4)),
+        horizon=horizon,
+        start_index=start_index, end_index=end_index, batch_size=draw(st.integers(1, 7)),
+        drop_last=draw(st.booleans()), shuffle=draw(st.booleans()), seed=draw(st.integers(-5, 2**40)),
+        dtype=out_dtype, normalize=normalize,
+    ), dict(num_threads=draw(st.integers(1, 3)), prefetch=draw(st.integers(1, 4)), epoch=draw(st.integers(0, 5)))
+
+
+def run_both(cfg, run, output):
+    ref_cfg = dict(cfg)
+    try:
+        want = reference.batches(**ref_cfg, epoch=run["epoch"])
+    except ValueError:
+        want = None
+    if want is not None and len(want) == 0:
+        with pytest.raises(ValueError):
+            Feeder(**cfg, output=output, num_threads=run["num_threads"], prefetch=run["prefetch"])
+        return
+    f = Feeder(**cfg, output=output, num_threads=run["num_threads"], prefetch=run["prefetch"])
+    f.set_epoch(run["epoch"])
+    got = collect(f)
+    assert len(got) == len(f)
+    assert_same_batches(got, want)
+
+
+@given(configs())
+def test_core_matches_reference_numpy(c):
+    cfg, run = c
+    if cfg["dtype"] == "bfloat16":
+        cfg["dtype"] = "float32"  # NumPy output has no bfloat16
+    run_both(cfg, run, "numpy")
+
+
+@given(configs())
+def test_core_matches_reference_torch(c):
+    pytest.importorskip("torch")
+    cfg, run = c
+    run_both(cfg, run, "torch")
+
+
+@given(st.integers(0, 3000), st.integers(-(2**63), 2**64 - 1), st.integers(0, 2**64 - 1))
+def test_permutation_is_a_bijection_and_matches_core(n, seed, epoch):
+    from fastfeed import _core
+
+    perm = reference.permutation(n, seed, epoch)
+    assert sorted(perm.tolist()) == list(range(n))
+    core = _core.permutation(n, seed % 2**64, epoch, np.arange(n, dtype=np.int64))
+    np.testing.assert_array_equal(core, perm)
+
+
+@given(st.integers(2**33, 10**12), st.integers(0, 2**32), st.integers(0, 100))
+def test_permutation_of_huge_counts_matches_core_without_tables(n, seed, epoch):
+    from fastfeed import _core
+
+    positions = np.array([0, 1, n // 2, n - 1], dtype=np.int64)
+    core = _core.permutation(n, seed, epoch, positions)
+    want = reference.shuffled_positions(n, seed, epoch, positions)
+    np.testing.assert_array_equal(core, want)
+    assert ((core >= 0) & (core < n)).all()
+    assert len(set(core.tolist())) == len(positions)
+
+
+@given(st.integers(0, 2**32), st.sampled_from(["float16", "float32", "float64"]), st.sampled_from(FEATS))
+def test_standard_normalization_matches_reference(seed, out_dtype, feat):
+    rng = np.random.default_rng(seed)
+    x = (rng.normal(size=(50,) + feat) * 100 + 1000).astype(np.float32)
+    f = Feeder(x, window=4, horizon=1, batch_size=8, normalize="standard", dtype=out_dtype, output="numpy")
+    want = reference.batches(x, window=4, horizon=1, batch_size=8, normalize="standard", dtype=out_dtype)
+    tol = {"float16": 2e-3, "float32": 1e-5, "float64": 1e-9}[out_dtype]
+    assert_same_batches(collect(f), want, exact=False, rtol=tol, atol=tol)
