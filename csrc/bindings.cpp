@@ -142,7 +142,9 @@ PYBIND11_MODULE(_core, m) {
         return t;
       })
       .def_property_readonly("path", [](const NpyFile& f) { return f.file->path(); })
-      .def_property_readonly("data_offset", [](const NpyFile& f) { return f.header.data_offset; });
+      .def_property_readonly("data_offset", [](const NpyFile& f) { return f.header.data_offset; })
+      .def("advise_random_access", [](const NpyFile& f, bool random) { f.file->advise_random_access(random); },
+           py::arg("random"));
 
   py::class_<Assembler, std::shared_ptr<Assembler>>(m, "Assembler")
       .def(py::init([](const py::list& inputs, const py::list& targets, int64_t window,
@@ -227,6 +229,12 @@ PYBIND11_MODULE(_core, m) {
         [](const py::object& source, const py::array_t<int64_t, py::array::c_style | py::array::forcecast>& starts,
            int64_t window, int64_t rate, py::dtype out_dtype, std::vector<py::ssize_t> tail) {
           Series s = to_series(source);
+          py::ssize_t tail_elems = 1;
+          for (py::ssize_t d : tail) tail_elems *= d;
+          if (tail_elems != window * s.row_elems) {
+            throw ArgumentError("gather_windows: tail holds " + std::to_string(tail_elems) +
+                                " elements but a window has " + std::to_string(window * s.row_elems));
+          }
           std::vector<py::ssize_t> shape{starts.size()};
           shape.insert(shape.end(), tail.begin(), tail.end());
           py::array out(out_dtype, shape);

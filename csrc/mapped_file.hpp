@@ -14,6 +14,11 @@ class MappedFile {
   MappedFile(const MappedFile&) = delete;
   MappedFile& operator=(const MappedFile&) = delete;
 
+  // Tells the kernel how the mapping will be read. Random access turns off read-around:
+  // without it every page fault of a shuffled epoch reads (or zero-fills) megabytes around
+  // the page, which makes a first batch from a huge file take seconds.
+  void advise_random_access(bool random) const;
+
   const std::byte* data() const { return data_; }
   size_t size() const { return size_; }
   const std::string& path() const { return path_; }

@@ -105,6 +105,7 @@ class Feeder:
             self._x_dtype, self._y_dtype, *x_norm, *y_norm,
             check_finite=self.check_finite == "raise",
         )
+        self._advise_access()
         self.num_samples: int = self._assembler.num_samples
         if self.num_samples == 0:
             raise ValueError(self._why_no_samples())
@@ -253,6 +254,13 @@ class Feeder:
         if check_finite == "skip":
             raise NotImplementedError("check_finite='skip' is not available in this version; use 'raise'")
         raise ValueError(f"check_finite must be False, 'raise' or 'skip', got {check_finite!r}")
+
+    def _advise_access(self) -> None:
+        # Shuffled epochs touch pages at random: read-around would only waste I/O and memory.
+        for s in (self._series, self._targets):
+            for item in (s.items if s is not None else ()):
+                if isinstance(item, _core.NpyFile):
+                    item.advise_random_access(self.shuffle)
 
     # ----- sizes -------------------------------------------------------------------------
 

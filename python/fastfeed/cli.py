@@ -1,0 +1,212 @@
+"""The ``fastfeed`` command line (also ``python -m fastfeed``): demo, inspect, bench, convert."""
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any, Callable, List, Optional, Sequence
+
+from . import __version__
+
+# torch and matplotlib are imported inside the commands that need them: `inspect` must work
+# without torch, and `--help` or `convert` should answer without paying seconds for the import.
+
+
+def _positive(kind: Callable[[str], Any], name: str) -> Callable[[str], Any]:
+    def parse(text: str) -> Any:
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"not {name}: {text!r}") from None
+        if not value > 0 or (isinstance(value, float) and not math.isfinite(value)):
+            raise argparse.ArgumentTypeError(f"must be a finite number > 0, got {text}")
+        return value
+
+    return parse
+
+
+_pos_int = _positive(int, "an integer")
+_pos_float = _positive(float, "a number")
+
+
+def _nonneg_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {text}")
+    return value
+
+
+def _fail(command: str, message: str, status: int) -> int:
+    print(f"fastfeed {command}: error: {message}", file=sys.stderr)
+    return status
+
+
+# ----- demo -----------------------------------------------------------------------------------
+
+def _cmd_demo(args: argparse.Namespace) -> int:
+    try:
+        import torch  # noqa: F401
+    except ImportError:
+        return _fail("demo", "the demo trains a PyTorch model: pip install torch", 1)
+    from .demo import run_demo
+
+    try:
+        run_demo(epochs=args.epochs, batch_size=args.batch_size, window=args.window, lr=args.lr,
+                 seed=args.seed, plot=None if args.no_plot else args.plot, threads=args.threads,
+                 progress=not args.no_progress)
+    except KeyboardInterrupt:
+        print("\ninterrupted", file=sys.stderr)
+        return 130
+    return 0
+
+
+# ----- inspect --------------------------------------------------------------------------------
+
+def _human_bytes(n: int) -> str:
+    if n < 1024:
+        return f"{n} B"
+    exp = min((n.bit_length() - 1) // 10, 4)
+    return f"{n} B ({n / 1024 ** exp:.1f} {('KiB', 'MiB', 'GiB', 'TiB')[exp - 1]})"
+
+
+def _cmd_inspect(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    from . import _core
+    from .dtypes import numpy_storage
+    from .errors import FormatError
+
+    path = os.fspath(args.source)
+    if os.path.isdir(path):
+        return _fail("inspect", f"{path} is a directory; dataset directories are not available in this version", 1)
+    if not os.path.exists(path):
+        return _fail("inspect", f"no such file: {path}", 1)
+    try:
+        npy = _core.NpyFile.open(path)
+    except (FormatError, OSError) as e:
+        return _fail("inspect", str(e), 1)
+    shape = tuple(int(d) for d in npy.shape)
+    data_bytes = int(np.prod(shape, dtype=np.int64)) * numpy_storage(npy.dtype).itemsize
+    print(f"source:  {npy.path}")
+    print(f"dtype:   {npy.dtype}")
+    print(f"shape:   {shape}")
+    if shape:
+        print(f"steps:   {shape[0]}, feature shape {shape[1:]}")
+    print(f"data:    {_human_bytes(data_bytes)}")
+    print(f"file:    {_human_bytes(os.path.getsize(path))} (header {int(npy.data_offset)} B)")
+    if args.window is None:
+        return 0
+
+    from .feeder import Feeder
+
+    try:
+        # output="numpy": counting batches needs no torch (and starts faster without it).
+        with Feeder(path, window=args.window, horizon=args.horizon, batch_size=args.batch_size,
+                    sampling_rate=args.sampling_rate, stride=args.stride, drop_last=args.drop_last,
+                    output="numpy", num_threads=1) as feeder:
+            print(f"window {feeder.window}, horizon {feeder.horizon}, sampling_rate {feeder.sampling_rate}, "
+                  f"stride {feeder.stride}:")
+            print(f"samples: {feeder.num_samples}")
+            print(f"batches: {len(feeder)} of batch_size {feeder.batch_size}"
+                  f"{' (drop_last)' if feeder.drop_last else ''} per epoch")
+    except FormatError as e:
+        return _fail("inspect", str(e), 1)
+    except ValueError as e:  # the window configuration does not fit this source
+        return _fail("inspect", str(e), 2)
+    return 0
+
+
+# ----- bench ----------------------------------------------------------------------------------
+
+def _find_bench_script() -> Optional[Path]:
+    # An editable install or a run from a checkout: python/fastfeed/cli.py -> <root>/bench/run.py.
+    # An installed wheel has no bench/, so fall back to the current directory being a checkout.
+    here = Path(__file__).resolve()
+    for root in (here.parents[2], Path.cwd()):
+        script = root / "bench" / "run.py"
+        if script.is_file():
+            return script
+    return None
+
+
+def _cmd_bench(args: argparse.Namespace, extra: Sequence[str]) -> int:
+    script = _find_bench_script()
+    if script is None:
+        return _fail("bench", "the benchmarks are only available from a source checkout of fastfeed "
+                     "(run `fastfeed bench` or `python bench/run.py` there)", 1)
+    try:
+        return subprocess.call([sys.executable, str(script), *extra])
+    except KeyboardInterrupt:
+        return 130
+
+
+# ----- convert --------------------------------------------------------------------------------
+
+def _cmd_convert(args: argparse.Namespace) -> int:
+    return _fail("convert", "dataset directories are not available in this version of fastfeed; "
+                 "pass arrays or .npy files to Feeder instead", 2)
+
+
+# ----- parser ---------------------------------------------------------------------------------
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="fastfeed", description="Feed ordered data (time series, sequences, streams) into PyTorch training loops.")
+    parser.add_argument("--version", action="version", version=f"fastfeed {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    from .demo import DEFAULT_PLOT  # no heavy imports: demo.py loads torch only when run
+
+    demo = sub.add_parser("demo", help="train a small RNN on a sine wave, fed by a Feeder",
+                          description="Next-step prediction of a sine wave with two stacked ReLU RNN layers "
+                                      "(a Keras example redone in PyTorch).")
+    demo.add_argument("--epochs", type=_pos_int, default=20, help="epochs to train (default 20)")
+    demo.add_argument("--batch-size", type=_pos_int, default=1, help="windows per batch (default 1)")
+    demo.add_argument("--window", type=_pos_int, default=10, help="steps per input window (default 10)")
+    demo.add_argument("--lr", type=_pos_float, default=1e-3, help="Adam learning rate (default 1e-3)")
+    demo.add_argument("--seed", type=int, default=0, help="seed of the weights and the shuffle (default 0)")
+    demo.add_argument("--plot", default=DEFAULT_PLOT, metavar="PATH",
+                      help=f"where the loss plot (PNG) goes (default {DEFAULT_PLOT})")
+    demo.add_argument("--no-plot", action="store_true", help="write no loss plot")
+    demo.add_argument("--threads", type=_pos_int, default=None,
+                      help="torch threads (default 1: the model is too small to gain from more)")
+    demo.add_argument("--no-progress", action="store_true", help="no progress bars, only a line per epoch")
+
+    inspect = sub.add_parser("inspect", help="describe a .npy source (and what a Feeder would yield from it)")
+    inspect.add_argument("source", metavar="SOURCE", help="path of a .npy file")
+    inspect.add_argument("--window", type=_pos_int, default=None, help="count the samples/batches of this window")
+    inspect.add_argument("--horizon", type=_nonneg_int, default=1, help="target steps per sample (default 1)")
+    inspect.add_argument("--batch-size", type=_pos_int, default=1, help="windows per batch (default 1)")
+    inspect.add_argument("--stride", type=_pos_int, default=1, help="steps between sample starts (default 1)")
+    inspect.add_argument("--sampling-rate", type=_pos_int, default=1, help="steps between window rows (default 1)")
+    inspect.add_argument("--drop-last", action="store_true", help="do not count a short last batch")
+
+    sub.add_parser("bench", help="run the benchmarks (source checkout only); further arguments go to bench/run.py",
+                   add_help=False)  # so that `fastfeed bench --help` reaches the script
+    sub.add_parser("convert", help="convert data into a dataset directory (not available in this version)",
+                   add_help=False)
+    return parser
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    parser = build_parser()
+    args, extra = parser.parse_known_args(argv)
+    if args.command == "bench":
+        return _cmd_bench(args, extra)
+    if args.command == "convert":
+        return _cmd_convert(args)  # whatever its arguments, the answer is the same
+    if extra:
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
+    if args.command == "demo":
+        return _cmd_demo(args)
+    return _cmd_inspect(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

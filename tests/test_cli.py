@@ -1,0 +1,198 @@
+"""The command line (`fastfeed ...`, `python -m fastfeed ...`) and the demo behind it."""
+from __future__ import annotations
+
+import contextlib
+import io
+import math
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from fastfeed import cli
+from fastfeed.demo import run_demo
+
+torch = pytest.importorskip("torch")
+
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
+def _run_module(*args: str, cwd: Path) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "fastfeed", *args], cwd=cwd,
+                          capture_output=True, text=True, timeout=120)
+
+
+# ----- demo -----------------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def two_epochs(tmp_path_factory):
+    """One short default-settings run shared by the tests below (training is the slow part)."""
+    plot = tmp_path_factory.mktemp("demo") / "loss.png"
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        losses = run_demo(epochs=2, plot=str(plot), progress=False)
+    return losses, plot, out.getvalue()
+
+
+def test_demo_losses_are_finite_and_fall(two_epochs):
+    losses, _, _ = two_epochs
+    assert len(losses) == 2
+    assert all(math.isfinite(v) and v > 0 for v in losses)
+    # The first epoch starts from random weights; by the second the fit is an order of magnitude better.
+    assert losses[1] < losses[0] / 5
+    assert losses[1] < 1e-2
+
+
+def test_demo_writes_png_and_reports(two_epochs):
+    losses, plot, out = two_epochs
+    assert plot.read_bytes()[:8] == PNG_SIGNATURE
+    assert plot.stat().st_size > 1000
+    assert "epoch 1/2" in out and "epoch 2/2" in out
+    assert f"final loss {losses[-1]:.3e}" in out
+    assert str(plot) in out
+
+
+def test_demo_is_reproducible_and_restores_threads(two_epochs):
+    before = torch.get_num_threads()
+    with contextlib.redirect_stdout(io.StringIO()):
+        again = run_demo(epochs=1, plot=None, progress=False)
+    assert again == two_epochs[0][:1]  # same seed: same weights, same shuffle, same loss
+    assert torch.get_num_threads() == before
+
+
+def test_demo_other_settings(tmp_path):
+    with contextlib.redirect_stdout(io.StringIO()):
+        a = run_demo(epochs=1, batch_size=64, window=5, seed=1, plot=None, progress=False)
+        b = run_demo(epochs=1, batch_size=64, window=5, seed=2, plot=None, progress=False)
+    assert math.isfinite(a[0]) and math.isfinite(b[0])
+    assert a != b  # the seed reaches the weights and the shuffle
+
+
+def test_demo_without_matplotlib_says_what_to_install(tmp_path, monkeypatch, capsys):
+    monkeypatch.setitem(sys.modules, "matplotlib", None)  # makes `import matplotlib` fail
+    plot = tmp_path / "loss.png"
+    losses = run_demo(epochs=1, batch_size=128, plot=str(plot), progress=False)
+    assert len(losses) == 1
+    assert "pip install matplotlib" in capsys.readouterr().err
+    assert not plot.exists()
+
+
+def test_cli_demo(tmp_path, capsys):
+    plot = tmp_path / "cli.png"
+    assert cli.main(["demo", "--epochs", "1", "--batch-size", "128", "--plot", str(plot), "--no-progress"]) == 0
+    out = capsys.readouterr().out
+    assert "epoch 1/1" in out and "final loss" in out
+    assert plot.read_bytes()[:8] == PNG_SIGNATURE
+
+    plot.unlink()
+    assert cli.main(["demo", "--epochs", "1", "--batch-size", "128", "--plot", str(plot), "--no-plot"]) == 0
+    assert not plot.exists()
+
+
+# ----- inspect --------------------------------------------------------------------------------
+
+def test_inspect_via_python_m(tmp_path):
+    path = tmp_path / "series.npy"
+    np.save(path, np.zeros((1000, 3), np.float32))
+    r = _run_module("inspect", str(path), "--window", "10", "--batch-size", "32", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert "float32" in r.stdout
+    assert "(1000, 3)" in r.stdout
+    assert "12000 B" in r.stdout  # 1000 * 3 * 4 bytes of data
+    assert "samples: 990" in r.stdout  # 1000 - 10 - 1 + 1
+    assert "batches: 31 " in r.stdout  # ceil(990 / 32)
+
+
+def test_inspect_without_window_and_other_dtype(tmp_path, capsys):
+    path = tmp_path / "labels.npy"
+    np.save(path, np.arange(500, dtype=np.int16))
+    assert cli.main(["inspect", str(path)]) == 0
+    out = capsys.readouterr().out
+    assert "int16" in out and "(500,)" in out and "1000 B" in out
+    assert "samples" not in out  # no --window, no counting
+
+    assert cli.main(["inspect", str(path), "--window", "100", "--horizon", "0", "--stride", "10", "--drop-last",
+                     "--batch-size", "4"]) == 0
+    out = capsys.readouterr().out
+    assert "samples: 41" in out  # starts 0, 10, ..., 400
+    assert "batches: 10 " in out  # 41 // 4 with drop_last
+
+
+def test_inspect_errors(tmp_path, capsys):
+    assert cli.main(["inspect", str(tmp_path / "missing.npy")]) == 1
+    assert "no such file" in capsys.readouterr().err
+
+    text = tmp_path / "notes.txt"
+    text.write_text("not an array")
+    assert cli.main(["inspect", str(text)]) == 1
+    assert "not a .npy file" in capsys.readouterr().err
+
+    path = tmp_path / "short.npy"
+    np.save(path, np.zeros(20, np.float64))
+    assert cli.main(["inspect", str(path), "--window", "20"]) == 2  # window + horizon > 20 steps
+    assert "longer than the series" in capsys.readouterr().err
+
+
+# ----- bench, convert, arguments --------------------------------------------------------------
+
+def test_convert_exits_2_from_console_script(tmp_path):
+    script = Path(sys.executable).parent / ("fastfeed.exe" if os.name == "nt" else "fastfeed")
+    if not script.exists():
+        pytest.skip("the fastfeed console script is not installed next to this Python")
+    r = subprocess.run([str(script), "convert", "data.csv"], cwd=tmp_path, capture_output=True, text=True, timeout=60)
+    assert r.returncode == 2
+    assert "dataset directories are not available" in r.stderr
+
+
+def test_version_via_python_m(tmp_path):
+    import fastfeed
+
+    r = _run_module("--version", cwd=tmp_path)
+    assert r.returncode == 0
+    assert r.stdout.strip() == f"fastfeed {fastfeed.__version__}"
+
+
+@pytest.mark.parametrize("argv, mentions", [
+    ([], "COMMAND"),
+    (["frobnicate"], "frobnicate"),
+    (["demo", "--epochs", "0"], "--epochs"),
+    (["demo", "--lr", "fast"], "--lr"),
+    (["demo", "--batch-size", "-3"], "--batch-size"),
+    (["demo", "--bogus"], "--bogus"),
+    (["inspect"], "SOURCE"),
+    (["inspect", "x.npy", "--window", "ten"], "--window"),
+])
+def test_bad_arguments_are_argparse_errors(argv, mentions, capsys):
+    with pytest.raises(SystemExit) as e:
+        cli.main(argv)
+    assert e.value.code == 2
+    err = capsys.readouterr().err
+    assert "usage: fastfeed" in err and mentions in err
+
+
+def test_bench_passes_arguments_and_status(tmp_path, monkeypatch, capfd):
+    script = tmp_path / "run.py"
+    script.write_text("import sys\nprint('bench args', sys.argv[1:])\nsys.exit(3)\n")
+    monkeypatch.setattr(cli, "_find_bench_script", lambda: script)
+    assert cli.main(["bench", "--quick", "x"]) == 3  # the script's own status
+    assert "bench args ['--quick', 'x']" in capfd.readouterr().out
+
+
+def test_bench_outside_a_checkout(monkeypatch, capsys):
+    monkeypatch.setattr(cli, "_find_bench_script", lambda: None)
+    assert cli.main(["bench"]) == 1
+    assert "source checkout" in capsys.readouterr().err
+
+
+def test_bench_found_from_current_directory(tmp_path, monkeypatch):
+    (tmp_path / "bench").mkdir()
+    (tmp_path / "bench" / "run.py").write_text("")
+    # As if installed from a wheel: nothing next to the package, only the checkout we stand in.
+    monkeypatch.setattr(cli, "__file__", str(tmp_path / "lib" / "site-packages" / "fastfeed" / "cli.py"))
+    monkeypatch.chdir(tmp_path)
+    assert cli._find_bench_script() == tmp_path / "bench" / "run.py"
+    monkeypatch.chdir(tmp_path / "bench")
+    assert cli._find_bench_script() is None
