@@ -314,6 +314,8 @@ class Feeder:
     def _split(self, a: Any, rows: int) -> Sequence[Any]:
         # One reshape and one C-level split per block: per batch only a view is created.
         b = self.batch_size
+        if rows == len(a) and rows <= b:
+            return [a]  # a block of one batch (large batches): hand it over as it is
         full = rows // b
         parts = a[:full * b].reshape((full, b) + tuple(a.shape[1:]))
         out = list(parts.unbind(0) if self.output == "torch" else parts)
