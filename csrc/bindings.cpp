@@ -167,11 +167,7 @@ PYBIND11_MODULE(_core, m) {
            py::arg("stride"), py::arg("horizon"), py::arg("start_index"), py::arg("end_index"),
            py::arg("x_dtype"), py::arg("y_dtype"), py::arg("x_mean"), py::arg("x_std"),
            py::arg("y_mean"), py::arg("y_std"), py::arg("check_finite") = false)
-      .def_property_readonly("num_samples", &Assembler::num_samples)
-      .def("locate", [](const Assembler& a, int64_t sample) {
-        SampleRef r = a.index().locate(sample);
-        return py::make_tuple(r.series, r.start);
-      });
+      .def_property_readonly("num_samples", &Assembler::num_samples);
 
   py::class_<PyPipeline>(m, "Pipeline")
       .def(py::init([](std::shared_ptr<Assembler> assembler, bool shuffle, uint64_t seed,
@@ -195,8 +191,7 @@ PYBIND11_MODULE(_core, m) {
            py::arg("batches_per_block"), py::arg("num_threads"), py::arg("prefetch"),
            py::arg("x_dtype"), py::arg("x_tail"), py::arg("y_dtype"), py::arg("y_tail"))
       .def("next", &PyPipeline::next)
-      .def("close", &PyPipeline::close)
-      .def_property_readonly("num_blocks", [](const PyPipeline& p) { return p.pipeline->num_blocks(); });
+      .def("close", &PyPipeline::close);
 
   m.def("permutation",
         [](uint64_t n, uint64_t seed, uint64_t epoch, const py::array_t<int64_t>& positions) {

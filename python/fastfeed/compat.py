@@ -48,6 +48,16 @@ def _core_array(obj: Any) -> Optional[np.ndarray]:
     return np.ascontiguousarray(arr)
 
 
+def _to_json(value: Any, label: str) -> str:
+    """`value` as JSON the way Keras' get_config writes data and targets, with its error."""
+    if type(value).__module__ == np.__name__:
+        value = value.tolist()
+    try:
+        return json.dumps(value)
+    except TypeError as e:
+        raise TypeError(f"{label} not JSON Serializable:", value) from e
+
+
 class TimeseriesGenerator:
     """Batches of temporal windows, exactly as Keras' ``TimeseriesGenerator`` makes them.
 
@@ -210,22 +220,9 @@ class TimeseriesGenerator:
 
     def get_config(self) -> Dict[str, Any]:
         """The configuration as Keras gives it (data and targets as JSON strings)."""
-        data, targets = self.data, self.targets
-        if type(data).__module__ == np.__name__:
-            data = data.tolist()
-        try:
-            json_data = json.dumps(data)
-        except TypeError as e:
-            raise TypeError("Data not JSON Serializable:", data) from e
-        if type(targets).__module__ == np.__name__:
-            targets = targets.tolist()
-        try:
-            json_targets = json.dumps(targets)
-        except TypeError as e:
-            raise TypeError("Targets not JSON Serializable:", targets) from e
         return {
-            "data": json_data,
-            "targets": json_targets,
+            "data": _to_json(self.data, "Data"),
+            "targets": _to_json(self.targets, "Targets"),
             "length": self.length,
             "sampling_rate": self.sampling_rate,
             "stride": self.stride,
