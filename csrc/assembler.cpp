@@ -1,9 +1,8 @@
 #include "assembler.hpp"
 
-#include <cmath>
-#include <cstring>
 
 #include "errors.hpp"
+#include "finite.hpp"
 #include "half.hpp"
 
 namespace fastfeed {
@@ -65,51 +64,13 @@ Assembler::Assembler(std::vector<Series> inputs, std::vector<Series> targets,
   }
 }
 
-namespace {
-
-// The element of a floating row that is NaN or Inf, or -1.
-int64_t first_non_finite(const std::byte* row, DType dtype, int64_t n) {
-  for (int64_t i = 0; i < n; ++i) {
-    bool finite = true;
-    switch (dtype) {
-      case DType::Float16: {
-        uint16_t h;
-        std::memcpy(&h, row + 2 * i, 2);
-        finite = (h & 0x7c00) != 0x7c00;
-        break;
-      }
-      case DType::Float32: finite = std::isfinite(reinterpret_cast<const float*>(row)[i]); break;
-      case DType::Float64: finite = std::isfinite(reinterpret_cast<const double*>(row)[i]); break;
-      default: return -1;  // integers and bools are always finite
-    }
-    if (!finite) return i;
-  }
-  return -1;
-}
-
-}  // namespace
-
-void Assembler::require_finite(const Series& series, int64_t series_index, int64_t start,
-                               int64_t window, int64_t rate, const char* what) {
-  if (!is_floating(series.dtype)) return;
-  for (int64_t k = 0; k < window; ++k) {
-    const int64_t step = start + k * rate;
-    const int64_t e = first_non_finite(series.row(step), series.dtype, series.row_elems);
-    if (e >= 0) {
-      throw std::runtime_error(std::string("non-finite value (NaN or Inf) in ") + what + " of series " +
-                               std::to_string(series_index) + " at step " + std::to_string(step) +
-                               ", element " + std::to_string(e));
-    }
-  }
-}
-
 void Assembler::fill_sample(int64_t sample, std::byte* x, std::byte* y) const {
   const SampleRef ref = index_.locate(sample);
   const Series& series = inputs_[ref.series];
   if (out_.check_finite) {
-    require_finite(series, ref.series, ref.start, spec_.window, spec_.sampling_rate, "the inputs");
+    require_finite(series, "series", ref.series, ref.start, spec_.window, spec_.sampling_rate, "the inputs");
     if (spec_.horizon > 0) {
-      require_finite(targets_[ref.series], ref.series, ref.start + spec_.window * spec_.sampling_rate,
+      require_finite(targets_[ref.series], "series", ref.series, ref.start + spec_.window * spec_.sampling_rate,
                      spec_.horizon, spec_.sampling_rate, "the targets");
     }
   }

@@ -7,7 +7,6 @@
 
 #include "convert.hpp"
 #include "dtype.hpp"
-#include "order.hpp"
 #include "series.hpp"
 #include "window.hpp"
 
@@ -42,6 +41,8 @@ class Assembler {
   size_t x_sample_bytes() const { return x_sample_bytes_; }
   size_t y_sample_bytes() const { return y_sample_bytes_; }
   const SampleIndex& index() const { return index_; }
+  DType x_dtype() const { return out_.x_dtype; }
+  DType y_dtype() const { return out_.y_dtype; }
 
   // Writes sample number `sample` to `x` (and its targets to `y` when there are targets).
   void fill_sample(int64_t sample, std::byte* x, std::byte* y) const;
@@ -51,9 +52,6 @@ class Assembler {
 
  private:
   static std::vector<int64_t> lengths_of(const std::vector<Series>& series);
-  // Throws naming the series and step of the first NaN/Inf among `window` steps every `rate`.
-  static void require_finite(const Series& series, int64_t series_index, int64_t start,
-                             int64_t window, int64_t rate, const char* what);
 
   std::vector<Series> inputs_;
   std::vector<Series> targets_;

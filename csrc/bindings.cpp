@@ -10,10 +10,13 @@
 
 #include "assembler.hpp"
 #include "errors.hpp"
+#include "fingerprint.hpp"
 #include "moments.hpp"
 #include "npy.hpp"
 #include "permutation.hpp"
 #include "pipeline.hpp"
+#include "sequence_blocks.hpp"
+#include "window_blocks.hpp"
 
 namespace py = pybind11;
 using namespace fastfeed;
@@ -64,21 +67,28 @@ std::vector<Series> to_series_list(const py::list& items) {
   return out;
 }
 
-// Hands a pooled buffer to NumPy: the array's base owns a reference, and the buffer goes
-// back to the pool only when the last array (or tensor sharing it) is gone.
-py::array wrap_buffer(const std::shared_ptr<std::byte>& buf, const py::dtype& dtype,
-                      std::vector<py::ssize_t> shape) {
-  auto* owner = new std::shared_ptr<std::byte>(buf);
-  py::capsule base(owner, [](void* p) { delete static_cast<std::shared_ptr<std::byte>*>(p); });
-  return py::array(dtype, std::move(shape), buf.get(), base);
+// NumPy's name for the storage of a core dtype (bfloat16 travels as uint16 bit patterns).
+py::dtype numpy_dtype(DType t) {
+  return py::dtype(t == DType::BFloat16 ? std::string("uint16") : std::string(dtype_name(t)));
 }
 
-// Pipeline plus what Python needs to shape its buffers.
+// Hands a pooled buffer to NumPy: the array's base owns a reference, and the buffer goes
+// back to the pool only when the last array (or tensor sharing it) is gone.
+py::object wrap_array(const Array& a, int64_t rows) {
+  if (!a) return py::none();
+  auto* owner = new std::shared_ptr<std::byte>(a.data);
+  py::capsule base(owner, [](void* p) { delete static_cast<std::shared_ptr<std::byte>*>(p); });
+  std::vector<py::ssize_t> shape(a.shape.begin(), a.shape.end());
+  if (rows >= 0 && !shape.empty()) shape[0] = static_cast<py::ssize_t>(rows);
+  return py::array(numpy_dtype(a.dtype), std::move(shape), a.data.get(), base);
+}
+
+// Pipeline plus the waiting loop that keeps Ctrl-C working.
 struct PyPipeline {
   std::unique_ptr<Pipeline> pipeline;
-  py::dtype x_dtype, y_dtype;
-  std::vector<py::ssize_t> x_tail, y_tail;
 
+  // (arrays, first_batch, num_batches, error, build_seconds, queued): arrays in Output order, None where absent;
+  // after a failure the row-indexed arrays hold only the rows before the failed sample.
   py::object next() {
     Block block;
     for (;;) {
@@ -89,19 +99,16 @@ struct PyPipeline {
       }
       if (status == Pipeline::Status::Finished) return py::none();
       if (status == Pipeline::Status::Ready) break;
-      // Waiting in short slices keeps Ctrl-C responsive.
       if (PyErr_CheckSignals() != 0) throw py::error_already_set();
     }
-    const int64_t valid = block.failed_at >= 0 ? block.failed_at : block.num_samples;
-    auto shape_of = [valid](const std::vector<py::ssize_t>& tail) {
-      std::vector<py::ssize_t> shape{static_cast<py::ssize_t>(valid)};
-      shape.insert(shape.end(), tail.begin(), tail.end());
-      return shape;
-    };
-    py::object x = wrap_buffer(block.x, x_dtype, shape_of(x_tail));
-    py::object y = block.y ? py::object(wrap_buffer(block.y, y_dtype, shape_of(y_tail))) : py::none();
+    const int64_t rows = block.failed_at;  // -1: every row is valid
+    py::tuple arrays(block.arrays.size());
+    for (size_t i = 0; i < block.arrays.size(); ++i) {
+      const bool per_row = static_cast<Output>(i) != Output::CuSeqlens;
+      arrays[i] = wrap_array(block.arrays[i], per_row ? rows : -1);
+    }
     py::object error = block.failed_at >= 0 ? py::object(py::str(block.error)) : py::none();
-    return py::make_tuple(x, y, block.first_batch, block.num_batches, error);
+    return py::make_tuple(arrays, block.first_batch, block.num_batches, error, block.build_seconds, block.queued);
   }
 
   void close() {
@@ -109,6 +116,13 @@ struct PyPipeline {
     pipeline->close();
   }
 };
+
+std::unique_ptr<PyPipeline> start_pipeline(std::shared_ptr<const BlockBuilder> builder, int num_threads,
+                                           int prefetch) {
+  auto p = std::make_unique<PyPipeline>();
+  p->pipeline = std::make_unique<Pipeline>(std::move(builder), num_threads, prefetch);
+  return p;
+}
 
 Normalization to_normalization(const std::vector<double>& mean, const std::vector<double>& std) {
   Normalization n;
@@ -169,27 +183,65 @@ PYBIND11_MODULE(_core, m) {
            py::arg("y_mean"), py::arg("y_std"), py::arg("check_finite") = false)
       .def_property_readonly("num_samples", &Assembler::num_samples);
 
-  py::class_<PyPipeline>(m, "Pipeline")
-      .def(py::init([](std::shared_ptr<Assembler> assembler, bool shuffle, uint64_t seed,
-                       uint64_t epoch, int64_t batch_size, int64_t first_batch, int64_t end_batch,
-                       int64_t batches_per_block, int num_threads, int prefetch,
-                       py::dtype x_dtype, std::vector<py::ssize_t> x_tail, py::dtype y_dtype,
-                       std::vector<py::ssize_t> y_tail) {
-             PipelineConfig config{batch_size, first_batch, end_batch, batches_per_block,
-                                   num_threads, prefetch};
-             EpochOrder order(assembler->num_samples(), shuffle, seed, epoch);
-             auto p = std::make_unique<PyPipeline>();
-             p->pipeline = std::make_unique<Pipeline>(assembler, order, config);
-             p->x_dtype = std::move(x_dtype);
-             p->y_dtype = std::move(y_dtype);
-             p->x_tail = std::move(x_tail);
-             p->y_tail = std::move(y_tail);
-             return p;
+  py::class_<SequenceData, std::shared_ptr<SequenceData>>(m, "Sequences")
+      .def(py::init([](const py::list& inputs, const py::list& step_targets, const py::object& labels) {
+             auto d = std::make_shared<SequenceData>();
+             d->inputs = to_series_list(inputs);
+             d->step_targets = to_series_list(step_targets);
+             if (!labels.is_none()) d->labels = to_series(labels);
+             return d;
            }),
-           py::arg("assembler"), py::arg("shuffle"), py::arg("seed"), py::arg("epoch"),
-           py::arg("batch_size"), py::arg("first_batch"), py::arg("end_batch"),
-           py::arg("batches_per_block"), py::arg("num_threads"), py::arg("prefetch"),
-           py::arg("x_dtype"), py::arg("x_tail"), py::arg("y_dtype"), py::arg("y_tail"))
+           py::arg("inputs"), py::arg("step_targets"), py::arg("labels"));
+
+  py::class_<PyPipeline>(m, "Pipeline")
+      .def_static(
+          "windows",
+          [](std::shared_ptr<Assembler> assembler, bool shuffle, uint64_t seed, int64_t rank, int64_t world,
+             bool pad, int64_t batch_size, int64_t epoch, int64_t first_batch, int64_t end_batch,
+             int64_t steps_per_epoch, int64_t batches_per_block, std::vector<int64_t> x_feat,
+             std::vector<int64_t> y_feat, int num_threads, int prefetch) {
+            ShareSpec share{assembler->num_samples(), shuffle, seed, rank, world, pad};
+            RunSpec run{batch_size, epoch, first_batch, end_batch, steps_per_epoch, batches_per_block};
+            auto builder = std::make_shared<WindowBlocks>(assembler, share, run, std::move(x_feat),
+                                                          std::move(y_feat), static_cast<size_t>(prefetch) + 2);
+            return start_pipeline(std::move(builder), num_threads, prefetch);
+          },
+          py::arg("assembler"), py::arg("shuffle"), py::arg("seed"), py::arg("rank"), py::arg("world"),
+          py::arg("pad"), py::arg("batch_size"), py::arg("epoch"), py::arg("first_batch"), py::arg("end_batch"),
+          py::arg("steps_per_epoch"), py::arg("batches_per_block"), py::arg("x_feat"), py::arg("y_feat"),
+          py::arg("num_threads"), py::arg("prefetch"))
+      .def_static(
+          "sequences",
+          [](std::shared_ptr<SequenceData> data, int64_t batch_size, bool shuffle, uint64_t seed, bool drop_last,
+             bool bucket, int64_t bucket_pool, bool pack, int64_t max_len, int64_t pad_multiple, bool pad_left,
+             bool truncate_left, double pad_value, const std::string& x_dtype, const std::string& y_dtype,
+             const std::vector<double>& x_mean, const std::vector<double>& x_std, bool check_finite,
+             std::vector<int64_t> x_feat, std::vector<int64_t> y_feat, int64_t rank, int64_t world, int64_t epoch,
+             int64_t first_batch, int64_t end_batch, int64_t steps_per_epoch, int num_threads, int prefetch) {
+            PlanSpec plan{batch_size, shuffle, seed, drop_last, bucket, bucket_pool, pack, max_len};
+            PadSpec pad{max_len, pad_multiple, pad_left, truncate_left, pad_value};
+            SequenceOutput out;
+            out.x_dtype = dtype_named(x_dtype);
+            out.y_dtype = dtype_named(y_dtype);
+            out.x_norm = to_normalization(x_mean, x_std);
+            out.check_finite = check_finite;
+            out.x_feat = std::move(x_feat);
+            out.y_feat = std::move(y_feat);
+            RunSpec run{batch_size, epoch, first_batch, end_batch, steps_per_epoch, 1};
+            std::shared_ptr<SequenceBlocks> builder;
+            {
+              py::gil_scoped_release nogil;  // the first pass's plan sorts every sequence
+              builder = std::make_shared<SequenceBlocks>(data, plan, pad, std::move(out), rank, world, run,
+                                                         static_cast<size_t>(prefetch) + 2);
+            }
+            return start_pipeline(std::move(builder), num_threads, prefetch);
+          },
+          py::arg("data"), py::arg("batch_size"), py::arg("shuffle"), py::arg("seed"), py::arg("drop_last"),
+          py::arg("bucket"), py::arg("bucket_pool"), py::arg("pack"), py::arg("max_len"), py::arg("pad_multiple"),
+          py::arg("pad_left"), py::arg("truncate_left"), py::arg("pad_value"), py::arg("x_dtype"),
+          py::arg("y_dtype"), py::arg("x_mean"), py::arg("x_std"), py::arg("check_finite"), py::arg("x_feat"),
+          py::arg("y_feat"), py::arg("rank"), py::arg("world"), py::arg("epoch"), py::arg("first_batch"),
+          py::arg("end_batch"), py::arg("steps_per_epoch"), py::arg("num_threads"), py::arg("prefetch"))
       .def("next", &PyPipeline::next)
       .def("close", &PyPipeline::close);
 
@@ -206,6 +258,15 @@ PYBIND11_MODULE(_core, m) {
         },
         py::arg("n"), py::arg("seed"), py::arg("epoch"), py::arg("positions"),
         "Shuffled sample numbers at `positions` of an epoch over n samples.");
+
+  m.def("fingerprint",
+        [](const py::list& series, int64_t rows) {
+          std::vector<Series> s = to_series_list(series);
+          py::gil_scoped_release nogil;
+          return fingerprint_rows(s, rows);
+        },
+        py::arg("series"), py::arg("rows"),
+        "A 64-bit hash of the lengths and the first and last `rows` steps of the outer series.");
 
   m.def("moments",
         [](const py::list& series, int64_t start, int64_t end) {

@@ -5,12 +5,12 @@
 
 namespace fastfeed {
 
-std::shared_ptr<BufferPool> BufferPool::create(size_t bytes, size_t max_idle) {
-  return std::shared_ptr<BufferPool>(new BufferPool(bytes, max_idle));
+std::shared_ptr<BufferPool> BufferPool::create(size_t max_idle) {
+  return std::shared_ptr<BufferPool>(new BufferPool(max_idle));
 }
 
 BufferPool::~BufferPool() {
-  for (std::byte* p : free_) std::free(p);
+  for (const Idle& b : free_) std::free(b.data);
 }
 
 std::byte* BufferPool::allocate(size_t bytes) {
@@ -21,33 +21,56 @@ std::byte* BufferPool::allocate(size_t bytes) {
   return static_cast<std::byte*>(p);
 }
 
-std::shared_ptr<std::byte> BufferPool::acquire() {
+std::shared_ptr<std::byte> BufferPool::acquire(size_t bytes) {
   std::byte* p = nullptr;
+  size_t capacity = 0;
   {
     std::lock_guard<std::mutex> lk(mu_);
-    if (!free_.empty()) {
-      p = free_.back();
+    // The smallest idle buffer that fits: padded batches vary in size from one to the next.
+    size_t best = free_.size();
+    for (size_t i = 0; i < free_.size(); ++i) {
+      if (free_[i].capacity >= bytes && (best == free_.size() || free_[i].capacity < free_[best].capacity)) {
+        best = i;
+      }
+    }
+    if (best < free_.size()) {
+      p = free_[best].data;
+      capacity = free_[best].capacity;
+      free_[best] = free_.back();
       free_.pop_back();
     }
   }
-  if (p == nullptr) p = allocate(bytes_);
+  if (p == nullptr) {
+    capacity = bytes;
+    p = allocate(capacity);
+  }
   // The deleter holds the pool weakly: buffers outliving the pool are simply freed.
   std::weak_ptr<BufferPool> pool = weak_from_this();
-  return std::shared_ptr<std::byte>(p, [pool](std::byte* q) {
-    if (auto owner = pool.lock()) owner->give_back(q);
+  return std::shared_ptr<std::byte>(p, [pool, capacity](std::byte* q) {
+    if (auto owner = pool.lock()) owner->give_back(q, capacity);
     else std::free(q);
   });
 }
 
-void BufferPool::give_back(std::byte* p) {
+void BufferPool::give_back(std::byte* p, size_t capacity) {
+  std::byte* evict = p;
   {
     std::lock_guard<std::mutex> lk(mu_);
     if (free_.size() < max_idle_) {
-      free_.push_back(p);
+      free_.push_back({p, capacity});
       return;
     }
+    // Full: keep the larger buffers, they can serve any request the smaller ones could.
+    size_t smallest = 0;
+    for (size_t i = 1; i < free_.size(); ++i) {
+      if (free_[i].capacity < free_[smallest].capacity) smallest = i;
+    }
+    if (!free_.empty() && free_[smallest].capacity < capacity) {
+      evict = free_[smallest].data;
+      free_[smallest] = {p, capacity};
+    }
   }
-  std::free(p);
+  std::free(evict);
 }
 
 size_t BufferPool::idle() const {

@@ -11,24 +11,26 @@ namespace fastfeed {
 
 class BufferPool : public std::enable_shared_from_this<BufferPool> {
  public:
-  // Buffers of `bytes` bytes; at most `max_idle` are kept for reuse, the rest are freed.
-  static std::shared_ptr<BufferPool> create(size_t bytes, size_t max_idle);
+  // At most `max_idle` idle buffers are kept for reuse; the rest are freed.
+  static std::shared_ptr<BufferPool> create(size_t max_idle);
   ~BufferPool();
 
-  // A free buffer, or a new one when none is free.
-  std::shared_ptr<std::byte> acquire();
-  size_t buffer_bytes() const { return bytes_; }
+  // A buffer of at least `bytes` bytes: an idle one that is large enough, or a new one.
+  std::shared_ptr<std::byte> acquire(size_t bytes);
   size_t idle() const;
 
  private:
-  BufferPool(size_t bytes, size_t max_idle) : bytes_(bytes), max_idle_(max_idle) {}
+  struct Idle {
+    std::byte* data;
+    size_t capacity;
+  };
+  explicit BufferPool(size_t max_idle) : max_idle_(max_idle) {}
   static std::byte* allocate(size_t bytes);
-  void give_back(std::byte* p);
+  void give_back(std::byte* p, size_t capacity);
 
-  size_t bytes_;
   size_t max_idle_;
   mutable std::mutex mu_;
-  std::vector<std::byte*> free_;
+  std::vector<Idle> free_;
 };
 
 }  // namespace fastfeed

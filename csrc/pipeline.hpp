@@ -1,4 +1,4 @@
-// The prefetching pipeline: worker threads assemble blocks of whole batches into pooled
+// The prefetching pipeline: worker threads build blocks of whole batches into pooled
 // buffers, at most `prefetch` blocks ahead of the consumer, and hand them over in order.
 #pragma once
 #include <chrono>
@@ -6,43 +6,18 @@
 #include <cstdint>
 #include <memory>
 #include <mutex>
-#include <string>
 #include <thread>
 #include <vector>
 
-#include "assembler.hpp"
-#include "buffer_pool.hpp"
-#include "order.hpp"
+#include "block.hpp"
 
 namespace fastfeed {
-
-struct PipelineConfig {
-  int64_t batch_size = 1;
-  int64_t first_batch = 0;        // the run covers batches [first_batch, end_batch)
-  int64_t end_batch = 0;
-  int64_t batches_per_block = 1;  // small batches travel in blocks to amortise hand-overs
-  int num_threads = 1;
-  int prefetch = 2;               // blocks assembled ahead of the consumer
-};
-
-// Several consecutive batches, assembled into one buffer per output.
-struct Block {
-  int64_t first_batch = 0;
-  int64_t num_batches = 0;
-  int64_t first_position = 0;  // position in the epoch's order of the block's first sample
-  int64_t num_samples = 0;
-  std::shared_ptr<std::byte> x;
-  std::shared_ptr<std::byte> y;  // null without targets
-  // Set when a sample failed: samples before `failed_at` (relative to the block) are valid.
-  int64_t failed_at = -1;
-  std::string error;
-};
 
 class Pipeline {
  public:
   enum class Status { Ready, Timeout, Finished };
 
-  Pipeline(std::shared_ptr<const Assembler> assembler, EpochOrder order, PipelineConfig config);
+  Pipeline(std::shared_ptr<const BlockBuilder> builder, int num_threads, int prefetch);
   ~Pipeline();
   Pipeline(const Pipeline&) = delete;
   Pipeline& operator=(const Pipeline&) = delete;
@@ -53,18 +28,13 @@ class Pipeline {
   void close();
 
   int64_t num_blocks() const { return num_blocks_; }
-  int64_t samples_per_block() const { return config_.batches_per_block * config_.batch_size; }
 
  private:
   void run_worker();
-  Block build_block(int64_t k) const;
 
-  std::shared_ptr<const Assembler> assembler_;
-  EpochOrder order_;
-  PipelineConfig config_;
+  std::shared_ptr<const BlockBuilder> builder_;
   int64_t num_blocks_ = 0;
-  std::shared_ptr<BufferPool> x_pool_;
-  std::shared_ptr<BufferPool> y_pool_;
+  int prefetch_ = 1;
 
   struct Slot {
     int64_t block = -1;  // which block the slot holds, -1 when empty

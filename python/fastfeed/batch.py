@@ -16,7 +16,7 @@ class Batch(tuple):
     every array or tensor taken from it is gone, so a batch stays valid for as long as you hold it.
     """
 
-    __slots__ = ()
+    # No __slots__: padded batches set mask, lengths, ... per instance (the dict is only made then).
 
     x: Any = property(itemgetter(0), doc="Inputs, shape (B, window, *feat).")
     y: Any = property(itemgetter(1), doc="Targets, shape (B, horizon, *tfeat), or None.")

@@ -1,22 +1,33 @@
-"""`Feeder`: batches of windows from series, assembled ahead by the native core."""
+"""`Feeder`: batches of windows or whole sequences, assembled ahead by the native core."""
 from __future__ import annotations
 
+import hashlib
+import json
+import logging
 import math
 import os
+import time
 import weakref
-from typing import Any, Iterator, Optional, Sequence, Tuple, Union
+from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
 from . import _core
 from .batch import Batch
-from .dtypes import FLOATING, dtype_name, numpy_storage, torch_dtype
+from .dtypes import FLOATING, dtype_name, numpy_storage
 from .errors import FeedError
 from .sources import SeriesSet, Source, load_source
+from .stats import FeedStats, StatsRecorder
+
+logger = logging.getLogger("fastfeed")
 
 # Small batches travel from the workers in blocks of about this many bytes, so the hand-over
 # costs nothing per batch; batches larger than this travel one per block.
 _BLOCK_BYTES = 256 * 1024
+# Position of each output in the tuples the core hands over (csrc/block.hpp, enum Output).
+_X, _Y, _MASK, _LENGTHS, _SEGMENT_IDS, _POSITION_IDS, _CU_SEQLENS = range(7)
+_STATE_VERSION = 1
+_DEFAULT_BUCKET_POOL = 64
 
 
 def _torch_available() -> bool:
@@ -35,6 +46,12 @@ def _int_arg(name: str, value: Any, minimum: int) -> int:
     return int(value)
 
 
+def _choice(name: str, value: Any, options: Tuple[str, ...]) -> str:
+    if value not in options:
+        raise ValueError(f"{name} must be {' or '.join(repr(o) for o in options)}, got {value!r}")
+    return value
+
+
 def _cpu_count() -> int:
     try:
         return len(os.sched_getaffinity(0))
@@ -42,11 +59,29 @@ def _cpu_count() -> int:
         return os.cpu_count() or 1
 
 
+def _ceil_div(a: int, b: int) -> int:
+    return -(-a // b)
+
+
+def _distributed_defaults() -> Tuple[int, int]:
+    """(rank, world_size) of an initialised torch.distributed group, else (0, 1)."""
+    try:
+        import torch.distributed as dist
+    except ImportError:
+        return 0, 1
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    return 0, 1
+
+
 class Feeder:
-    """Batches of sliding windows over one or many series, in order or shuffled.
+    """Batches of sliding windows over series, or of whole sequences, in order or shuffled.
 
     ``Feeder(source, window=w, horizon=h, batch_size=b)`` yields :class:`Batch` objects whose
-    ``x`` has shape ``(b, w, *feat)`` and ``y`` shape ``(b, h, *feat)``. See SPEC sections 1-5.
+    ``x`` has shape ``(b, w, *feat)`` and ``y`` shape ``(b, h, *feat)``. With ``window=None`` on a
+    list of sequences (or a dataset directory) each sample is one whole sequence, padded to the
+    longest in its batch (or to ``max_len``) with ``batch.mask`` and ``batch.lengths``, or packed
+    into rows with ``pack=True``. See SPEC sections 1-6.
     """
 
     def __init__(
@@ -66,61 +101,201 @@ class Feeder:
         drop_last: bool = False,
         dtype: Any = None,
         normalize: Union[None, str, Tuple[Any, Any]] = None,
+        max_len: Optional[int] = None,
+        pad_multiple: int = 1,
+        padding_side: str = "right",
+        truncation_side: str = "right",
+        pad_value: Union[int, float, bool] = 0,
+        bucket: bool = False,
+        bucket_pool: Optional[int] = None,
+        pack: bool = False,
+        steps_per_epoch: Optional[int] = None,
+        rank: Optional[int] = None,
+        world_size: Optional[int] = None,
         output: Optional[str] = None,
         device: str = "cpu",
+        device_cache: bool = False,
         num_threads: Optional[int] = None,
         prefetch: Optional[int] = None,
         check_finite: Union[bool, str] = False,
+        progress: bool = False,
     ) -> None:
         self._closed = False
         self._pipelines: "weakref.WeakSet[Any]" = weakref.WeakSet()
         self._series = load_source(source, "source")
-        if window is None:
-            if self._series.single:
-                raise ValueError("window is required for a single series (window=None means whole sequences of a list)")
-            raise NotImplementedError("whole-sequence batches (window=None) are not available in this version; pass window=")
-        self.window = _int_arg("window", window, 1)
-        self.sampling_rate = _int_arg("sampling_rate", sampling_rate, 1)
-        self.stride = _int_arg("stride", stride, 1)
+        self.sequences = window is None
+        if self.sequences and self._series.single:
+            raise ValueError("window is required for a single series (window=None means whole sequences of a list "
+                             "of sequences or a dataset directory)")
         self.batch_size = _int_arg("batch_size", batch_size, 1)
         self.seed = _int_arg("seed", seed, -(2**63))
         self.shuffle = bool(shuffle)
         self.drop_last = bool(drop_last)
+        self.steps_per_epoch = None if steps_per_epoch is None else _int_arg("steps_per_epoch", steps_per_epoch, 1)
+        self.rank, self.world_size = self._resolve_ranks(rank, world_size)
+        self.output = self._resolve_output(output)
+        self.device = self._resolve_device(device, device_cache)
+        self.device_cache = False
+        self.check_finite = self._resolve_check_finite(check_finite)
+        self.progress = bool(progress)
+        if self.sequences:
+            self._init_sequences(horizon, targets, sampling_rate, stride, start_index, end_index, dtype, normalize,
+                                 max_len, pad_multiple, padding_side, truncation_side, pad_value, bucket,
+                                 bucket_pool, pack)
+        else:
+            self._refuse_sequence_options(max_len, pad_multiple, padding_side, truncation_side, pad_value, bucket,
+                                          bucket_pool, pack)
+            self._init_windows(window, horizon, targets, sampling_rate, stride, start_index, end_index, dtype,
+                               normalize)
+        if self._per_rank() == 0:
+            raise ValueError(
+                f"world_size={self.world_size} with drop_last=True leaves rank {self.rank} nothing: there are only "
+                f"{self._pass_units()} {'batches' if self.sequences else 'samples'} per pass")
+        if len(self) == 0:
+            raise ValueError(
+                f"drop_last=True with batch_size={self.batch_size} leaves no batch: there are only "
+                f"{self._per_rank()} {'rows' if getattr(self, 'pack', False) else 'samples'}"
+                f"{' for this rank' if self.world_size > 1 else ''}")
+        self.num_threads = _cpu_count() if num_threads is None else _int_arg("num_threads", num_threads, 1)
+        self.prefetch = max(2, 2 * self.num_threads) if prefetch is None else _int_arg("prefetch", prefetch, 1)
+        self._next_epoch = 0
+        self.epoch = 0
+        self._position: Optional[Tuple[int, int]] = None  # (epoch, batches delivered) of a running iteration
+        self._resume: Optional[Tuple[int, int]] = None    # where a loaded state says to go on
+        self._fingerprint_cache: Optional[Dict[str, Any]] = None
+        self._stats = StatsRecorder()
+
+    # ----- argument resolution: shared ---------------------------------------------------
+
+    def _resolve_ranks(self, rank: Optional[int], world_size: Optional[int]) -> Tuple[int, int]:
+        default_rank, default_world = _distributed_defaults() if rank is None or world_size is None else (0, 1)
+        world = default_world if world_size is None else _int_arg("world_size", world_size, 1)
+        r = default_rank if rank is None else _int_arg("rank", rank, 0)
+        if r >= world:
+            raise ValueError(f"rank={r} is out of range for world_size={world} (ranks are 0..{world - 1})")
+        return r, world
+
+    @staticmethod
+    def _resolve_output(output: Optional[str]) -> str:
+        if output is None:
+            return "torch" if _torch_available() else "numpy"
+        _choice("output", output, ("torch", "numpy"))
+        if output == "torch" and not _torch_available():
+            raise ValueError("output='torch' needs PyTorch: pip install torch")
+        return output
+
+    @staticmethod
+    def _resolve_device(device: Any, device_cache: bool) -> str:
+        name = str(device)
+        if name != "cpu":
+            if name == "cuda" or name.startswith("cuda:"):
+                raise ValueError(f"device={name!r}: this build of fastfeed has no CUDA support; use device='cpu' "
+                                 "(fastfeed.build_info()['cuda'] says what was compiled in)")
+            raise ValueError(f"device must be 'cpu' or 'cuda[:n]', got {device!r}")
+        if device_cache:
+            raise ValueError("device_cache=True needs a CUDA device (device='cuda'); the data stays in host memory "
+                             "with device='cpu'")
+        return name
+
+    @staticmethod
+    def _resolve_check_finite(check_finite: Any) -> Union[bool, str]:
+        if check_finite is False or check_finite is None:
+            return False
+        if check_finite is True or check_finite == "raise":
+            return "raise"
+        if check_finite == "skip":
+            raise NotImplementedError("check_finite='skip' is not available in this version; use 'raise'")
+        raise ValueError(f"check_finite must be False, 'raise' or 'skip', got {check_finite!r}")
+
+    def _resolve_dtypes(self, dtype: Any, normalize: Any, targets: Optional[SeriesSet]) -> Tuple[str, str]:
+        src = self._series.dtype
+        if dtype is not None:
+            x = dtype_name(dtype)
+        elif normalize is not None and src not in FLOATING:
+            x = "float32"  # standardised values need a floating type
+        else:
+            x = src
+        if normalize is not None and x not in FLOATING:
+            raise ValueError(f"normalize needs a floating output dtype, got dtype={x}")
+        if x == "bfloat16" and self.output == "numpy":
+            raise ValueError("dtype=bfloat16 needs output='torch' (NumPy has no bfloat16)")
+        if targets is None:
+            return x, x  # targets are the source itself: treated the same way
+        t = targets.dtype
+        # Floating targets follow `dtype`; integer or bool targets (labels) keep theirs.
+        return x, (x if dtype is not None and t in FLOATING and x in FLOATING else t)
+
+    def _standard_stats(self, start: int, end: int) -> Tuple[List[float], List[float]]:
+        mean, std, _ = _core.moments(list(self._series.items), start, end)
+        return mean, [s if s > 0 else 1.0 for s in std]  # constant features are centred, not scaled
+
+    def _resolve_normalization(self, normalize: Any, start: int = 0, end: int = -1) -> Tuple[list, list]:
+        if normalize is None:
+            return [], []
+        feat, width = self._series.feat, self._series.row_elems
+        if isinstance(normalize, str):
+            if normalize != "standard":
+                raise ValueError(f"normalize must be 'standard' or (mean, std), got {normalize!r}")
+            return self._standard_stats(start, end)
+        try:
+            mean_in, std_in = normalize
+        except (TypeError, ValueError) as e:
+            raise ValueError("normalize must be 'standard' or a pair (mean, std)") from e
+        try:
+            mean = np.broadcast_to(np.asarray(mean_in, np.float64), feat).reshape(width).tolist()
+            std = np.broadcast_to(np.asarray(std_in, np.float64), feat).reshape(width).tolist()
+        except ValueError as e:
+            raise ValueError(f"normalize=(mean, std) must broadcast to the feature shape {feat}") from e
+        if not all(s > 0 and math.isfinite(s) for s in std):
+            raise ValueError(f"normalize=(mean, std): every std must be > 0 and finite, got {std_in!r}")
+        if not all(math.isfinite(m) for m in mean):
+            raise ValueError(f"normalize=(mean, std): every mean must be finite, got {mean_in!r}")
+        return mean, std
+
+    def _advise_access(self, targets: Optional[SeriesSet]) -> None:
+        # Shuffled epochs touch pages at random: read-around would only waste I/O and memory.
+        for s in (self._series, targets):
+            for item in (s.items if s is not None else ()):
+                if hasattr(item, "advise_random_access"):
+                    item.advise_random_access(self.shuffle)
+
+    # ----- windows -----------------------------------------------------------------------
+
+    def _refuse_sequence_options(self, max_len: Any, pad_multiple: Any, padding_side: Any, truncation_side: Any,
+                                 pad_value: Any, bucket: Any, bucket_pool: Any, pack: Any) -> None:
+        given = [name for name, value, default in (
+            ("max_len", max_len, None), ("pad_multiple", pad_multiple, 1), ("padding_side", padding_side, "right"),
+            ("truncation_side", truncation_side, "right"), ("pad_value", pad_value, 0), ("bucket", bucket, False),
+            ("bucket_pool", bucket_pool, None), ("pack", pack, False)) if value != default]
+        if given:
+            raise ValueError(f"{', '.join(given)} appl{'y' if len(given) > 1 else 'ies'} to whole sequences "
+                             "(window=None); windows all have the same length and are never padded")
+
+    def _init_windows(self, window: Any, horizon: Any, targets: Any, sampling_rate: Any, stride: Any,
+                      start_index: Any, end_index: Any, dtype: Any, normalize: Any) -> None:
+        self.window = _int_arg("window", window, 1)
+        self.sampling_rate = _int_arg("sampling_rate", sampling_rate, 1)
+        self.stride = _int_arg("stride", stride, 1)
         self.horizon = self._resolve_horizon(horizon, targets)
-        self._targets = self._load_targets(targets)
+        self._targets = self._load_window_targets(targets)
         self.start_index, self.end_index = self._resolve_range(start_index, end_index)
         self._check_span()
-        self.output = self._resolve_output(output)
-        if device != "cpu":
-            raise ValueError(f"device={device!r} is not supported in this build (only 'cpu')")
-        self.device = device
-        self._x_dtype, self._y_dtype = self._resolve_dtypes(dtype, normalize)
-        x_norm, y_norm = self._resolve_normalization(normalize)
-        self.check_finite = self._resolve_check_finite(check_finite)
+        self._x_dtype, self._y_dtype = self._resolve_dtypes(dtype, normalize, self._targets)
+        end = -1 if self.end_index is None else self.end_index
+        x_norm = self._resolve_normalization(normalize, self.start_index, end)
+        y_norm = x_norm if self._targets is None else ([], [])
         self._assembler = _core.Assembler(
             list(self._series.items),
             list(self._target_series().items) if self.horizon > 0 else [],
             self.window, self.sampling_rate, self.stride, self.horizon,
-            self.start_index, -1 if self.end_index is None else self.end_index,
-            self._x_dtype, self._y_dtype, *x_norm, *y_norm,
+            self.start_index, end, self._x_dtype, self._y_dtype, *x_norm, *y_norm,
             check_finite=self.check_finite == "raise",
         )
-        self._advise_access()
+        self._advise_access(self._targets)
         self.num_samples: int = self._assembler.num_samples
         if self.num_samples == 0:
-            raise ValueError(self._why_no_samples())
-        if self.drop_last and self.num_samples < self.batch_size:
-            raise ValueError(
-                f"drop_last=True with batch_size={self.batch_size} leaves no batch: "
-                f"there are only {self.num_samples} samples"
-            )
-        self.num_threads = _cpu_count() if num_threads is None else _int_arg("num_threads", num_threads, 1)
+            raise ValueError(f"the configuration yields no sample: {self._span_text()}")
         self._batches_per_block = max(1, min(len(self), _BLOCK_BYTES // max(1, self._batch_bytes())))
-        self.prefetch = max(2, 2 * self.num_threads) if prefetch is None else _int_arg("prefetch", prefetch, 1)
-        self._next_epoch = 0
-        self.epoch = 0
-
-    # ----- argument resolution -----------------------------------------------------------
 
     @staticmethod
     def _resolve_horizon(horizon: Optional[int], targets: Any) -> int:
@@ -131,14 +306,14 @@ class Feeder:
             raise ValueError("horizon=0 with targets: there would be no target steps; pass horizon >= 1 or drop targets")
         return h
 
-    def _load_targets(self, targets: Any) -> Optional[SeriesSet]:
+    def _load_window_targets(self, targets: Any) -> Optional[SeriesSet]:
         if targets is None:
             return None
         t = load_source(targets, "targets")
-        if t.single != self._series.single or len(t.items) != len(self._series.items):
+        if t.single != self._series.single or t.count != self._series.count:
             raise ValueError(
-                f"targets must be aligned with the source: the source has {len(self._series.items)} series, "
-                f"targets have {len(t.items)}"
+                f"targets must be aligned with the source: the source has {self._series.count} series, "
+                f"targets have {t.count}"
             )
         for i, (a, b) in enumerate(zip(self._series.lengths, t.lengths)):
             if a != b:
@@ -188,82 +363,6 @@ class Feeder:
         elif self._span() > max(self._series.lengths):
             raise ValueError(f"{self._span_text()}, longer than every series (the longest has {max(self._series.lengths)} steps)")
 
-    def _why_no_samples(self) -> str:
-        return f"the configuration yields no sample: {self._span_text()}"
-
-    @staticmethod
-    def _resolve_output(output: Optional[str]) -> str:
-        if output is None:
-            return "torch" if _torch_available() else "numpy"
-        if output not in ("torch", "numpy"):
-            raise ValueError(f"output must be 'torch' or 'numpy', got {output!r}")
-        if output == "torch" and not _torch_available():
-            raise ValueError("output='torch' needs PyTorch: pip install torch")
-        return output
-
-    def _resolve_dtypes(self, dtype: Any, normalize: Any) -> Tuple[str, str]:
-        src = self._series.dtype
-        if dtype is not None:
-            x = dtype_name(dtype)
-        elif normalize is not None and src not in FLOATING:
-            x = "float32"  # standardised values need a floating type
-        else:
-            x = src
-        if normalize is not None and x not in FLOATING:
-            raise ValueError(f"normalize needs a floating output dtype, got dtype={x}")
-        if x == "bfloat16" and self.output == "numpy":
-            raise ValueError("dtype=bfloat16 needs output='torch' (NumPy has no bfloat16)")
-        if self._targets is None:
-            return x, x  # targets are the source itself: treated the same way
-        t = self._targets.dtype
-        # Floating targets follow `dtype`; integer or bool targets (labels) keep theirs.
-        return x, (x if dtype is not None and t in FLOATING and x in FLOATING else t)
-
-    def _resolve_normalization(self, normalize: Any) -> Tuple[Tuple[list, list], Tuple[list, list]]:
-        none: Tuple[list, list] = ([], [])
-        if normalize is None:
-            return none, none
-        feat, width = self._series.feat, self._series.row_elems
-        if isinstance(normalize, str):
-            if normalize != "standard":
-                raise ValueError(f"normalize must be 'standard' or (mean, std), got {normalize!r}")
-            end = -1 if self.end_index is None else self.end_index
-            mean, std, _ = _core.moments(list(self._series.items), self.start_index, end)
-            std = [s if s > 0 else 1.0 for s in std]  # constant features are centred, not scaled
-        else:
-            try:
-                mean_in, std_in = normalize
-            except (TypeError, ValueError) as e:
-                raise ValueError("normalize must be 'standard' or a pair (mean, std)") from e
-            try:
-                mean = np.broadcast_to(np.asarray(mean_in, np.float64), feat).reshape(width).tolist()
-                std = np.broadcast_to(np.asarray(std_in, np.float64), feat).reshape(width).tolist()
-            except ValueError as e:
-                raise ValueError(f"normalize=(mean, std) must broadcast to the feature shape {feat}") from e
-            if not all(s > 0 for s in std):
-                raise ValueError("normalize=(mean, std): every std must be > 0")
-        norm = (mean, std)
-        return norm, (norm if self._targets is None else none)
-
-    @staticmethod
-    def _resolve_check_finite(check_finite: Any) -> Union[bool, str]:
-        if check_finite is False or check_finite is None:
-            return False
-        if check_finite is True or check_finite == "raise":
-            return "raise"
-        if check_finite == "skip":
-            raise NotImplementedError("check_finite='skip' is not available in this version; use 'raise'")
-        raise ValueError(f"check_finite must be False, 'raise' or 'skip', got {check_finite!r}")
-
-    def _advise_access(self) -> None:
-        # Shuffled epochs touch pages at random: read-around would only waste I/O and memory.
-        for s in (self._series, self._targets):
-            for item in (s.items if s is not None else ()):
-                if isinstance(item, _core.NpyFile):
-                    item.advise_random_access(self.shuffle)
-
-    # ----- sizes -------------------------------------------------------------------------
-
     def _x_tail(self) -> Tuple[int, ...]:
         return (self.window,) + self._series.feat
 
@@ -275,35 +374,160 @@ class Feeder:
         y = math.prod(self._y_tail()) * numpy_storage(self._y_dtype).itemsize if self.horizon else 0
         return (x + y) * self.batch_size
 
+    # ----- whole sequences ---------------------------------------------------------------
+
+    def _init_sequences(self, horizon: Any, targets: Any, sampling_rate: Any, stride: Any, start_index: Any,
+                        end_index: Any, dtype: Any, normalize: Any, max_len: Any, pad_multiple: Any,
+                        padding_side: Any, truncation_side: Any, pad_value: Any, bucket: Any, bucket_pool: Any,
+                        pack: Any) -> None:
+        window_only = [name for name, value, default in (
+            ("horizon", horizon, None), ("sampling_rate", sampling_rate, 1), ("stride", stride, 1),
+            ("start_index", start_index, 0), ("end_index", end_index, None)) if value != default]
+        if window_only:
+            raise ValueError(f"{', '.join(window_only)} appl{'y' if len(window_only) > 1 else 'ies'} to windows; "
+                             "with window=None each sample is a whole sequence")
+        self.window = None
+        self.horizon = 0
+        self.max_len = None if max_len is None else _int_arg("max_len", max_len, 1)
+        self.pad_multiple = _int_arg("pad_multiple", pad_multiple, 1)
+        self.padding_side = _choice("padding_side", padding_side, ("right", "left"))
+        self.truncation_side = _choice("truncation_side", truncation_side, ("right", "left"))
+        self.bucket = bool(bucket)
+        self.pack = bool(pack)
+        self.bucket_pool = _DEFAULT_BUCKET_POOL if bucket_pool is None else _int_arg("bucket_pool", bucket_pool, 1)
+        if self.pack and self.max_len is None:
+            raise ValueError("pack=True needs max_len (the length of a packed row)")
+        if self.pack and self.bucket:
+            raise ValueError("pack=True and bucket=True are alternatives: packing leaves no padding to bucket away")
+        self._labels, self._step_targets = self._load_sequence_targets(targets)
+        if self.pack and self._labels is not None:
+            raise ValueError("pack=True cannot carry one label per sequence (a row holds several sequences); "
+                             "pass step-aligned targets (a list) or use padding")
+        self._targets = self._step_targets
+        tset = self._step_targets if self._step_targets is not None else self._labels
+        self._x_dtype, self._y_dtype = self._resolve_dtypes(dtype, normalize, tset)
+        self.pad_value = self._resolve_pad_value(pad_value)
+        self._x_norm = self._resolve_normalization(normalize)
+        self._advise_access(self._step_targets)
+        self._sequence_data = _core.Sequences(
+            list(self._series.items),
+            list(self._step_targets.items) if self._step_targets is not None else [],
+            self._labels.items[0] if self._labels is not None else None,
+        )
+        self.num_samples = self._series.count
+        self._lengths = np.asarray(self._series.lengths, dtype=np.int64)
+        if self.pack and int(self._lengths.sum()) == 0:
+            raise ValueError("the configuration yields no sample: every sequence is empty, so pack=True has no row")
+        self._batches_per_block = 1
+
+    def _load_sequence_targets(self, targets: Any) -> Tuple[Optional[SeriesSet], Optional[SeriesSet]]:
+        """(labels, step targets): an array with one row per sequence, or a list aligned step for step."""
+        stored = getattr(self._series, "targets", None)
+        if targets is None:
+            if stored is None:
+                return None, None
+            return (stored, None) if stored.single else (None, stored)
+        n = self._series.count
+        if isinstance(targets, (list, tuple)):
+            t = load_source(targets, "targets")
+            if t.count != n:
+                raise ValueError(f"targets must hold one sequence per source sequence: the source has {n}, targets have {t.count}")
+            for i, (a, b) in enumerate(zip(self._series.lengths, t.lengths)):
+                if a != b:
+                    raise ValueError(f"targets[{i}] has {b} steps but sequence {i} has {a}; step targets must be aligned step for step")
+            return None, t
+        labels = load_source(targets, "targets")
+        if labels.lengths[0] != n:
+            raise ValueError(f"targets (labels) must have one row per sequence: the source has {n} sequences, "
+                             f"targets have {labels.lengths[0]} rows (pass a list for step-aligned targets)")
+        return labels, None
+
+    def _resolve_pad_value(self, pad_value: Any) -> float:
+        if isinstance(pad_value, (bool, np.bool_)):
+            return float(pad_value)
+        if not isinstance(pad_value, (int, float, np.integer, np.floating)):
+            raise ValueError(f"pad_value must be a number, got {pad_value!r}")
+        for name in {self._x_dtype, self._y_dtype if self._step_targets is not None else self._x_dtype}:
+            if name in FLOATING:
+                continue
+            if name == "bool":
+                if pad_value not in (0, 1):
+                    raise ValueError(f"pad_value={pad_value!r} is not a bool (0 or 1), the output dtype")
+                continue
+            info = np.iinfo(name)
+            if float(pad_value) != int(pad_value) or not info.min <= int(pad_value) <= info.max:
+                raise ValueError(f"pad_value={pad_value!r} does not fit the output dtype {name} "
+                                 f"(integers {info.min}..{info.max})")
+        return float(pad_value)
+
+    def _seq_tails(self) -> Tuple[Tuple[int, ...], Tuple[int, ...]]:
+        tset = self._step_targets if self._step_targets is not None else self._labels
+        return self._series.feat, (tset.feat if tset is not None else ())
+
+    # ----- sizes -------------------------------------------------------------------------
+
+    def _pass_units(self) -> int:
+        """Samples (windows) or batches (sequences) in one pass, before ranks share them."""
+        if not self.sequences:
+            return self.num_samples
+        if self.pack:
+            rows = _ceil_div(int(self._lengths.sum()), self.max_len)
+            return rows // self.batch_size if self.drop_last else _ceil_div(rows, self.batch_size)
+        n = self.num_samples
+        return n // self.batch_size if self.drop_last else _ceil_div(n, self.batch_size)
+
+    def _per_rank(self) -> int:
+        """Per pass and rank: samples (windows) or batches (sequences). Short ranks repeat a few
+        of the pass's first items (drop_last=False) or the remainder is left out (drop_last=True)."""
+        n, w = self._pass_units(), self.world_size
+        return n // w if self.drop_last else _ceil_div(n, w)
+
     def __len__(self) -> int:
-        if self.drop_last:
-            return self.num_samples // self.batch_size
-        return -(-self.num_samples // self.batch_size)
+        if self.steps_per_epoch is not None:
+            return self.steps_per_epoch
+        if self.sequences:
+            return self._per_rank()
+        per = self._per_rank()
+        return per // self.batch_size if self.drop_last else _ceil_div(per, self.batch_size)
 
     # ----- iteration ---------------------------------------------------------------------
 
     def set_epoch(self, epoch: int) -> None:
         """The epoch the next iteration runs (it decides the shuffle)."""
         self._next_epoch = _int_arg("epoch", epoch, 0)
+        self._resume = None
 
     def __iter__(self) -> Iterator[Batch]:
         if self._closed:
             raise RuntimeError("this Feeder is closed")
+        first_batch = 0
+        if self._resume is not None:
+            self._next_epoch, first_batch = self._resume
+            self._resume = None
         self.epoch = self._next_epoch
         self._next_epoch += 1
-        return self._run(self.epoch)
+        return self._run(self.epoch, first_batch)
 
-    def _open_pipeline(self, epoch: int) -> Any:
-        pipe = _core.Pipeline(
-            self._assembler, self.shuffle, self.seed % 2**64, epoch, self.batch_size,
-            0, len(self), self._batches_per_block, self.num_threads, self.prefetch,
-            numpy_storage(self._x_dtype), list(self._x_tail()),
-            numpy_storage(self._y_dtype), list(self._y_tail()),
-        )
+    def _open_pipeline(self, epoch: int, first_batch: int) -> Any:
+        spe = self.steps_per_epoch or 0
+        seed = self.seed % 2**64
+        if self.sequences:
+            x_feat, y_feat = self._seq_tails()
+            pipe = _core.Pipeline.sequences(
+                self._sequence_data, self.batch_size, self.shuffle, seed, self.drop_last, self.bucket,
+                self.bucket_pool, self.pack, self.max_len or 0, self.pad_multiple, self.padding_side == "left",
+                self.truncation_side == "left", self.pad_value, self._x_dtype, self._y_dtype, *self._x_norm,
+                self.check_finite == "raise", list(x_feat), list(y_feat), self.rank, self.world_size, epoch,
+                first_batch, len(self), spe, self.num_threads, self.prefetch)
+        else:
+            pipe = _core.Pipeline.windows(
+                self._assembler, self.shuffle, seed, self.rank, self.world_size, not self.drop_last,
+                self.batch_size, epoch, first_batch, len(self), spe, self._batches_per_block,
+                list(self._series.feat), list(self._target_series().feat), self.num_threads, self.prefetch)
         self._pipelines.add(pipe)
         return pipe
 
-    def _as_output(self, a: Optional[np.ndarray], dtype: str) -> Any:
+    def _as_output(self, a: Optional[np.ndarray], dtype: str = "") -> Any:
         if a is None or self.output == "numpy":
             return a
         import torch
@@ -323,31 +547,183 @@ class Feeder:
             out.append(a[full * b:rows])
         return out
 
-    def _run(self, epoch: int) -> Iterator[Batch]:
-        pipe = self._open_pipeline(epoch)
+    def _window_batches(self, arrays: tuple, error: Optional[str]) -> Iterator[Batch]:
+        x, y = arrays[_X], arrays[_Y]
+        rows = len(x) if error is None else (len(x) // self.batch_size) * self.batch_size
+        xs = self._split(self._as_output(x, self._x_dtype), rows)
         new = tuple.__new__
+        if y is None:
+            for xb in xs:
+                yield new(Batch, (xb, None))
+        else:
+            ys = self._split(self._as_output(y, self._y_dtype), rows)
+            for xb, yb in zip(xs, ys):
+                yield new(Batch, (xb, yb))
+
+    def _sequence_batch(self, arrays: tuple) -> Batch:
+        out = self._as_output
+        batch = tuple.__new__(Batch, (out(arrays[_X], self._x_dtype), out(arrays[_Y], self._y_dtype)))
+        batch.mask = out(arrays[_MASK])
+        batch.lengths = arrays[_LENGTHS] if self.output == "numpy" else out(arrays[_LENGTHS])
+        if self.pack:
+            batch.segment_ids = out(arrays[_SEGMENT_IDS])
+            batch.position_ids = out(arrays[_POSITION_IDS])
+            batch.cu_seqlens = out(arrays[_CU_SEQLENS])
+        return batch
+
+    def _record_batch(self, batch: Batch, arrays: tuple) -> None:
+        nbytes = sum(a.nbytes for a in arrays if a is not None)
+        if self.sequences:
+            mask = arrays[_MASK]
+            real = int(arrays[_LENGTHS].sum())
+            self._stats.batch(len(mask), nbytes, real, mask.size - real)
+        else:
+            self._stats.batch(len(batch[0]), nbytes)
+
+    def _run(self, epoch: int, first_batch: int) -> Iterator[Batch]:
+        pipe = self._open_pipeline(epoch, first_batch)
+        stats = self._stats
+        bar = self._progress_bar(epoch, first_batch)
+        delivered = first_batch
+        self._position = (epoch, delivered)
+        stats.start()
         try:
             while True:
+                t0 = time.perf_counter()
                 block = pipe.next()
+                wait = time.perf_counter() - t0
                 if block is None:
                     break
-                x, y, first_batch, num_batches, error = block
-                rows = len(x) if error is None else (len(x) // self.batch_size) * self.batch_size
-                xs = self._split(self._as_output(x, self._x_dtype), rows)
-                if y is None:
-                    for xb in xs:
-                        yield new(Batch, (xb, None))
+                arrays, first, num_batches, error, build, queued = block
+                stats.block(wait, build, num_batches, queued)
+                if self.sequences:
+                    if error is not None:
+                        raise FeedError(f"assembling batch {first} of epoch {epoch} failed: {error}")
+                    batches: Any = (self._sequence_batch(arrays),)
+                    per_block = arrays
                 else:
-                    ys = self._split(self._as_output(y, self._y_dtype), rows)
-                    for xb, yb in zip(xs, ys):
-                        yield new(Batch, (xb, yb))
+                    batches = self._window_batches(arrays, error)
+                    per_block = None
+                for batch in batches:
+                    delivered += 1
+                    self._position = (epoch, delivered)
+                    if per_block is not None:
+                        self._record_batch(batch, per_block)
+                    else:
+                        stats.batch(len(batch[0]), batch[0].nbytes + (batch[1].nbytes if batch[1] is not None else 0))
+                    if bar is not None:
+                        bar.update(1)
+                    stats.stop()
+                    yield batch
+                    stats.start()
                 if error is not None:
-                    failed = first_batch + len(xs)
-                    raise FeedError(f"assembling batch {failed} of epoch {epoch} failed at {error}")
+                    raise FeedError(f"assembling batch {delivered} of epoch {epoch} failed at {error}")
             if self._closed:
                 raise RuntimeError("the Feeder was closed during iteration")
+            self._position = None
+            self._log_epoch(epoch)
         finally:
+            stats.stop()
+            if bar is not None:
+                bar.close()
             pipe.close()
+
+    def _progress_bar(self, epoch: int, first_batch: int) -> Any:
+        if not self.progress:
+            return None
+        try:
+            from tqdm import tqdm
+        except ImportError:
+            logger.warning("progress=True needs tqdm (pip install tqdm); no bar shown")
+            return None
+        return tqdm(total=len(self), initial=first_batch, desc=f"epoch {epoch}", unit="batch", leave=False)
+
+    def _log_epoch(self, epoch: int) -> None:
+        if logger.isEnabledFor(logging.INFO):
+            logger.info("epoch %d done: %s", epoch, self._stats.snapshot())
+
+    # ----- observing ---------------------------------------------------------------------
+
+    def stats(self) -> FeedStats:
+        """Counters since this Feeder was made: throughput, waiting, queue depth, padding (SPEC 6)."""
+        return self._stats.snapshot()
+
+    def reset_stats(self) -> None:
+        self._stats.reset()
+
+    # ----- resuming ----------------------------------------------------------------------
+
+    def _resume_point(self) -> Tuple[int, int]:
+        if self._resume is not None:
+            return self._resume
+        if self._position is not None:
+            epoch, delivered = self._position
+            if delivered < len(self):
+                return epoch, delivered
+            return epoch + 1, 0  # the epoch's last batch was delivered: the next one comes from a new epoch
+        return self._next_epoch, 0
+
+    def state_dict(self) -> Dict[str, Any]:
+        """Where the stream of batches stands: a small dict of plain values (fits torch.save and JSON).
+
+        After ``load_state_dict`` on a Feeder with the same configuration and data, in this
+        process or another, the next batch is exactly the one that would have come next."""
+        epoch, batch = self._resume_point()
+        return {"fastfeed_state": _STATE_VERSION, "epoch": epoch, "batch": batch,
+                "fingerprint": self._fingerprint()}
+
+    def load_state_dict(self, state: Dict[str, Any]) -> None:
+        """Resumes from ``state_dict()``; refuses a state from another configuration or other data."""
+        if not isinstance(state, dict) or state.get("fastfeed_state") != _STATE_VERSION:
+            raise ValueError("not a fastfeed Feeder state (expected the dict that Feeder.state_dict() returns, "
+                             f"version {_STATE_VERSION})")
+        try:
+            epoch, batch, theirs = int(state["epoch"]), int(state["batch"]), state["fingerprint"]
+        except (KeyError, TypeError, ValueError) as e:
+            raise ValueError(f"malformed fastfeed state: {e}") from None
+        mine = self._fingerprint()
+        differences = [f"{k}: saved {theirs.get(k)!r}, this feeder {mine.get(k)!r}"
+                       for k in sorted(set(mine) | set(theirs)) if mine.get(k) != theirs.get(k)]
+        if differences:
+            raise ValueError("this state comes from a Feeder with a different configuration or data: "
+                             + "; ".join(differences))
+        if epoch < 0 or not 0 <= batch <= len(self):
+            raise ValueError(f"state position epoch={epoch}, batch={batch} is out of range (an epoch has {len(self)} batches)")
+        self._resume = (epoch, batch) if batch < len(self) else (epoch + 1, 0)
+        self._next_epoch = self._resume[0]
+
+    def _fingerprint(self) -> Dict[str, Any]:
+        if self._fingerprint_cache is None:
+            config: Dict[str, Any] = {
+                "mode": "sequences" if self.sequences else "windows",
+                "batch_size": self.batch_size, "shuffle": self.shuffle, "seed": self.seed,
+                "drop_last": self.drop_last, "steps_per_epoch": self.steps_per_epoch,
+                "rank": self.rank, "world_size": self.world_size,
+                "dtype": self._x_dtype, "target_dtype": self._y_dtype,
+            }
+            if self.sequences:
+                config.update(max_len=self.max_len, pad_multiple=self.pad_multiple, padding_side=self.padding_side,
+                              truncation_side=self.truncation_side, pad_value=self.pad_value, bucket=self.bucket,
+                              bucket_pool=self.bucket_pool, pack=self.pack)
+            else:
+                config.update(window=self.window, horizon=self.horizon, sampling_rate=self.sampling_rate,
+                              stride=self.stride, start_index=self.start_index, end_index=self.end_index)
+            config["data"] = self._data_digest()
+            self._fingerprint_cache = config
+        return dict(self._fingerprint_cache)
+
+    def _data_digest(self) -> str:
+        """A hash of the data's shape and of a few rows of it: cheap, and it catches a different
+        file, a changed length or different values at the ends."""
+        h = hashlib.sha256()
+        s = self._series
+        h.update(json.dumps([s.dtype, list(s.feat), s.count]).encode())
+        h.update(np.asarray(s.lengths, dtype=np.int64).tobytes())
+        for arrays in (s, self._targets):
+            if arrays is None:
+                continue
+            h.update(str(_core.fingerprint(list(arrays.items), 8)).encode())
+        return h.hexdigest()[:32]
 
     # ----- lifetime ----------------------------------------------------------------------
 
@@ -364,5 +740,9 @@ class Feeder:
         self.close()
 
     def __repr__(self) -> str:
-        return (f"Feeder(samples={self.num_samples}, window={self.window}, horizon={self.horizon}, "
-                f"batch_size={self.batch_size}, batches={len(self)}, shuffle={self.shuffle}, output={self.output!r})")
+        if self.sequences:
+            shape = f"sequences, max_len={self.max_len}, bucket={self.bucket}, pack={self.pack}"
+        else:
+            shape = f"window={self.window}, horizon={self.horizon}"
+        return (f"Feeder(samples={self.num_samples}, {shape}, batch_size={self.batch_size}, batches={len(self)}, "
+                f"shuffle={self.shuffle}, output={self.output!r})")

@@ -113,13 +113,33 @@ def standard_stats(series: List[np.ndarray], start_index: int = 0, end_index: Op
     return mean, np.where(std > 0, std, 1.0)
 
 
-# ----- whole epochs --------------------------------------------------------------------
+# ----- ranks and virtual epochs ------------------------------------------------------------
+
+def rank_share(n: int, rank: int = 0, world_size: int = 1, drop_last: bool = False) -> List[int]:
+    """Which positions of a pass (of n items) a rank reads, in order: rank, rank + world, ...
+    A short share wraps around to the pass's first items (drop_last=False) or the remainder of
+    the pass is left out (drop_last=True), so every rank reads the same count."""
+    per_rank = n // world_size if drop_last else -(-n // world_size)
+    return [(q * world_size + rank) % n for q in range(per_rank)]
+
+
+def epoch_stream(epoch: int, per_rank: int, count: int, steps: Optional[int]) -> List[Tuple[int, int]]:
+    """(pass, index in the rank's share) of the `count` items of an epoch. Without virtual
+    epochs (steps None) the epoch is the pass; with them the items run on across passes."""
+    if steps is None:
+        return [(epoch, i) for i in range(count)]
+    first = epoch * count
+    return [((first + i) // per_rank, (first + i) % per_rank) for i in range(count)]
+
+
+# ----- whole epochs of windows -------------------------------------------------------------
 
 def batches(
     source: Any, *, window: int, horizon: Optional[int] = None, targets: Any = None,
     sampling_rate: int = 1, stride: int = 1, start_index: int = 0, end_index: Optional[int] = None,
     batch_size: int = 1, shuffle: bool = False, seed: int = 0, epoch: int = 0,
     drop_last: bool = False, dtype: Optional[str] = None, normalize: Any = None,
+    rank: int = 0, world_size: int = 1, steps_per_epoch: Optional[int] = None,
 ) -> List[Tuple[np.ndarray, Optional[np.ndarray]]]:
     """Every batch of one epoch as (x, y) NumPy arrays: what a Feeder with the same arguments
     yields. `dtype` is a dtype name ("float32", "bfloat16", ...)."""
@@ -133,34 +153,32 @@ def batches(
         horizon = 1 if horizon is None else horizon
         target_series = [np.asarray(targets)] if single else [np.asarray(t) for t in targets]
 
-    src = series[0].dtype.name
-    floating = ("float16", "float32", "float64", "bfloat16")
-    x_dtype = dtype or ("float32" if normalize is not None and src not in floating else src)
-    if targets is None:
-        y_dtype = x_dtype
-    else:
-        t = target_series[0].dtype.name
-        y_dtype = x_dtype if dtype is not None and t in floating and x_dtype in floating else t
-
-    mean = std = None
-    if isinstance(normalize, str):
-        mean, std = standard_stats(series, start_index, end_index)
-    elif normalize is not None:
-        feat = series[0].shape[1:]
-        mean = np.broadcast_to(np.asarray(normalize[0], np.float64), feat)
-        std = np.broadcast_to(np.asarray(normalize[1], np.float64), feat)
+    x_dtype, y_dtype = _output_dtypes(series[0].dtype.name, dtype, normalize,
+                                      None if targets is None else target_series[0].dtype.name)
+    mean, std = _normalization(series, normalize, start_index, end_index)
     y_mean, y_std = (mean, std) if targets is None else (None, None)
 
     starts = window_starts([len(s) for s in series], window, sampling_rate, stride, horizon,
                            start_index, end_index)
-    order = permutation(len(starts), seed, epoch) if shuffle else np.arange(len(starts))
-    count = len(starts) // batch_size * batch_size if drop_last else len(starts)
+    share = rank_share(len(starts), rank, world_size, drop_last)
+    per_rank = len(share)
+    if steps_per_epoch is None:
+        count = per_rank // batch_size * batch_size if drop_last else per_rank
+    else:
+        count = steps_per_epoch * batch_size
+    stream = epoch_stream(epoch, per_rank, count, steps_per_epoch)
+
+    orders = {}
+    def sample_at(pass_: int, q: int) -> int:
+        if pass_ not in orders:
+            orders[pass_] = permutation(len(starts), seed, pass_) if shuffle else np.arange(len(starts))
+        return int(orders[pass_][share[q]])
 
     out = []
     for b in range(0, count, batch_size):
         xs, ys = [], []
-        for p in range(b, min(b + batch_size, count)):
-            s, t = starts[order[p]]
+        for pass_, q in stream[b:b + batch_size]:
+            s, t = starts[sample_at(pass_, q)]
             last = t + (window - 1) * sampling_rate
             xs.append(series[s][t:last + 1:sampling_rate])
             ys.append(target_series[s][last + sampling_rate:last + horizon * sampling_rate + 1:sampling_rate])
@@ -168,3 +186,184 @@ def batches(
         y = convert(np.stack(ys), y_dtype, y_mean, y_std) if horizon > 0 else None
         out.append((x, y))
     return out
+
+
+def _output_dtypes(src: str, dtype: Optional[str], normalize: Any, target: Optional[str]) -> Tuple[str, str]:
+    floating = ("float16", "float32", "float64", "bfloat16")
+    x_dtype = dtype or ("float32" if normalize is not None and src not in floating else src)
+    if target is None:
+        return x_dtype, x_dtype
+    return x_dtype, (x_dtype if dtype is not None and target in floating and x_dtype in floating else target)
+
+
+def _normalization(series: List[np.ndarray], normalize: Any, start_index: int = 0, end_index: Optional[int] = None):
+    if normalize is None:
+        return None, None
+    if isinstance(normalize, str):
+        return standard_stats(series, start_index, end_index)
+    feat = series[0].shape[1:]
+    return (np.broadcast_to(np.asarray(normalize[0], np.float64), feat),
+            np.broadcast_to(np.asarray(normalize[1], np.float64), feat))
+
+
+# ----- whole sequences ---------------------------------------------------------------------
+
+BATCH_ORDER_SALT = 0x9E3779B97F4A7C15  # keys the shuffle of bucketed batches apart from the sequences'
+
+
+def sequence_order(n: int, shuffle: bool, seed: int, pass_: int) -> np.ndarray:
+    return permutation(n, seed, pass_) if shuffle else np.arange(n)
+
+
+def padded_plan(lengths: List[int], batch_size: int, shuffle: bool = False, seed: int = 0, pass_: int = 0,
+                drop_last: bool = False, bucket: bool = False, bucket_pool: int = 64) -> List[List[int]]:
+    """The batches (lists of sequence numbers) of one pass of padded whole sequences.
+
+    Plain: the pass's order cut into batches. Bucketed: the order is cut into pools of
+    `bucket_pool` batches, each pool sorted by length (stable), cut into batches, and the
+    batches shuffled (when `shuffle`) with a permutation keyed by seed ^ BATCH_ORDER_SALT."""
+    n = len(lengths)
+    order = [int(i) for i in sequence_order(n, shuffle, seed, pass_)]
+    if bucket:
+        pool = bucket_pool * batch_size
+        order = [i for s in range(0, n, pool) for i in sorted(order[s:s + pool], key=lambda i: lengths[i])]
+    cut = [order[s:s + batch_size] for s in range(0, n, batch_size)]
+    if drop_last and cut and len(cut[-1]) < batch_size:
+        cut.pop()
+    if bucket and shuffle:
+        perm = permutation(len(cut), seed ^ BATCH_ORDER_SALT, pass_)
+        cut = [cut[int(c)] for c in perm]
+    return cut
+
+
+def packed_plan(lengths: List[int], max_len: int, batch_size: int, shuffle: bool = False, seed: int = 0,
+                pass_: int = 0, drop_last: bool = False) -> List[List[List[Tuple[int, int, int]]]]:
+    """The batches of one pass of packed sequences: rows of pieces (sequence, first step, steps).
+
+    The pass's sequences are laid back to back and the stream is cut into rows of max_len steps;
+    a sequence reaching the end of a row continues at the start of the next one."""
+    pieces = [(int(i), 0, lengths[i]) for i in sequence_order(len(lengths), shuffle, seed, pass_) if lengths[i] > 0]
+    rows: List[List[Tuple[int, int, int]]] = [[]]
+    room = max_len
+    for seq, first, count in pieces:
+        while count > 0:
+            if room == 0:
+                rows.append([])
+                room = max_len
+            take = min(count, room)
+            rows[-1].append((seq, first, take))
+            first, count, room = first + take, count - take, room - take
+    if not rows[-1]:
+        rows.pop()
+    out = [rows[s:s + batch_size] for s in range(0, len(rows), batch_size)]
+    if drop_last and out and len(out[-1]) < batch_size:
+        out.pop()
+    return out
+
+
+def sequence_batches(
+    sequences: List[np.ndarray], targets: Any = None, *, batch_size: int = 1, shuffle: bool = False,
+    seed: int = 0, epoch: int = 0, drop_last: bool = False, max_len: Optional[int] = None,
+    pad_multiple: int = 1, padding_side: str = "right", truncation_side: str = "right", pad_value: Any = 0,
+    bucket: bool = False, bucket_pool: int = 64, pack: bool = False, dtype: Optional[str] = None,
+    normalize: Any = None, rank: int = 0, world_size: int = 1, steps_per_epoch: Optional[int] = None,
+) -> List[dict]:
+    """Every batch of one epoch of whole sequences, as dicts with x, y, mask, lengths and, when
+    packing, segment_ids, position_ids and cu_seqlens: what a Feeder(window=None) yields.
+
+    `targets`: None, an array with one row per sequence (labels), or a list aligned step for step."""
+    seqs = [np.asarray(s) for s in sequences]
+    lengths = [len(s) for s in seqs]
+    labels = steps = None
+    if isinstance(targets, (list, tuple)):
+        steps = [np.asarray(t) for t in targets]
+    elif targets is not None:
+        labels = np.asarray(targets)
+    tdtype = steps[0].dtype.name if steps else (labels.dtype.name if labels is not None else None)
+    x_dtype, y_dtype = _output_dtypes(seqs[0].dtype.name, dtype, normalize, tdtype)
+    mean, std = _normalization(seqs, normalize)
+
+    def plan(pass_: int) -> list:
+        if pack:
+            return packed_plan(lengths, max_len, batch_size, shuffle, seed, pass_, drop_last)
+        return padded_plan(lengths, batch_size, shuffle, seed, pass_, drop_last, bucket, bucket_pool)
+
+    nb = len(plan(0))
+    share = rank_share(nb, rank, world_size, drop_last)
+    count = steps_per_epoch if steps_per_epoch is not None else len(share)
+    plans = {}
+    out = []
+    for pass_, j in epoch_stream(epoch, len(share), count, steps_per_epoch):
+        if pass_ not in plans:
+            plans[pass_] = plan(pass_)
+        batch = plans[pass_][share[j]]
+        if pack:
+            out.append(_packed_batch(batch, seqs, steps, max_len, pad_value, x_dtype, y_dtype, mean, std))
+        else:
+            out.append(_padded_batch(batch, seqs, steps, labels, lengths, max_len, pad_multiple, padding_side,
+                                     truncation_side, pad_value, x_dtype, y_dtype, mean, std))
+    return out
+
+
+def _padded_batch(batch, seqs, steps, labels, lengths, max_len, pad_multiple, padding_side, truncation_side,
+                  pad_value, x_dtype, y_dtype, mean, std) -> dict:
+    if max_len is not None:
+        length = max_len
+    else:
+        longest = max(lengths[i] for i in batch)
+        length = -(-longest // pad_multiple) * pad_multiple
+    pad_x = convert(np.array([pad_value]), x_dtype)[0]
+    x = np.empty((len(batch), length) + seqs[0].shape[1:], dtype=numpy_name(x_dtype))
+    x[...] = pad_x
+    y = None
+    if steps is not None:
+        y = np.empty((len(batch), length) + steps[0].shape[1:], dtype=numpy_name(y_dtype))
+        y[...] = convert(np.array([pad_value]), y_dtype)[0]
+    elif labels is not None:
+        y = convert(labels[list(batch)], y_dtype) if len(batch) else None
+    mask = np.zeros((len(batch), length), dtype=bool)
+    out_lengths = np.zeros(len(batch), dtype=np.int64)
+    for i, seq in enumerate(batch):
+        n = min(lengths[seq], length)
+        first = 0 if truncation_side == "right" else lengths[seq] - n
+        col = 0 if padding_side == "right" else length - n
+        x[i, col:col + n] = convert(seqs[seq][first:first + n], x_dtype, mean, std)
+        if steps is not None:
+            y[i, col:col + n] = convert(steps[seq][first:first + n], y_dtype)
+        mask[i, col:col + n] = True
+        out_lengths[i] = n
+    return {"x": x, "y": y, "mask": mask, "lengths": out_lengths}
+
+
+def _packed_batch(rows, seqs, steps, max_len, pad_value, x_dtype, y_dtype, mean, std) -> dict:
+    B = len(rows)
+    x = np.empty((B, max_len) + seqs[0].shape[1:], dtype=numpy_name(x_dtype))
+    x[...] = convert(np.array([pad_value]), x_dtype)[0]
+    y = None
+    if steps is not None:
+        y = np.empty((B, max_len) + steps[0].shape[1:], dtype=numpy_name(y_dtype))
+        y[...] = convert(np.array([pad_value]), y_dtype)[0]
+    mask = np.zeros((B, max_len), dtype=bool)
+    segment_ids = np.zeros((B, max_len), dtype=np.int32)
+    position_ids = np.zeros((B, max_len), dtype=np.int64)
+    lengths = np.zeros(B, dtype=np.int64)
+    cu = [0]
+    for r, row in enumerate(rows):
+        col = 0
+        for k, (seq, first, count) in enumerate(row):
+            x[r, col:col + count] = convert(seqs[seq][first:first + count], x_dtype, mean, std)
+            if steps is not None:
+                y[r, col:col + count] = convert(steps[seq][first:first + count], y_dtype)
+            mask[r, col:col + count] = True
+            segment_ids[r, col:col + count] = k + 1
+            position_ids[r, col:col + count] = np.arange(count)
+            cu.append(cu[-1] + count)
+            col += count
+        lengths[r] = col
+    return {"x": x, "y": y, "mask": mask, "lengths": lengths, "segment_ids": segment_ids,
+            "position_ids": position_ids, "cu_seqlens": np.array(cu, dtype=np.int32)}
+
+
+def numpy_name(dtype: str) -> str:
+    """The NumPy dtype holding values of `dtype` (bfloat16 as its uint16 bit patterns)."""
+    return "uint16" if dtype == "bfloat16" else dtype

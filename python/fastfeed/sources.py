@@ -26,6 +26,11 @@ class SeriesSet:
     single: bool  # one series (an array or one .npy file), as opposed to a list
 
     @property
+    def count(self) -> int:
+        """How many series (or sequences) there are."""
+        return len(self.lengths)
+
+    @property
     def row_elems(self) -> int:
         return int(np.prod(self.feat, dtype=np.int64))
 

@@ -13,6 +13,8 @@
 #include "npy.hpp"
 #include "permutation.hpp"
 #include "pipeline.hpp"
+#include "sequence_blocks.hpp"
+#include "window_blocks.hpp"
 
 using namespace fastfeed;
 
@@ -101,13 +103,16 @@ static void pipeline_delivers_every_batch_in_order() {
   auto assembler = std::make_shared<Assembler>(std::vector<Series>{s}, std::vector<Series>{s}, spec, out);
   const int64_t n = assembler->num_samples();  // 996
   for (int threads : {1, 3}) {
-    PipelineConfig config{10, 0, (n + 9) / 10, 2, threads, 3};
-    Pipeline pipe(assembler, EpochOrder(n, true, 5, 1), config);
+    ShareSpec share{n, true, 5, 0, 1, true};
+    RunSpec run{10, 1, 0, (n + 9) / 10, 0, 2};
+    Pipeline pipe(std::make_shared<WindowBlocks>(assembler, share, run, std::vector<int64_t>{},
+                                                 std::vector<int64_t>{}, 5),
+                  threads, 3);
     Permutation perm(static_cast<uint64_t>(n), 5, 1);
     Block b;
     int64_t position = 0;
     while (pipe.next(&b, std::chrono::milliseconds(1000)) == Pipeline::Status::Ready) {
-      const auto* x = reinterpret_cast<const float*>(b.x.get());
+      const auto* x = reinterpret_cast<const float*>(b[Output::X].data.get());
       for (int64_t i = 0; i < b.num_samples; ++i, ++position) {
         CHECK(x[i * 4] == static_cast<float>(perm(static_cast<uint64_t>(position))));
       }
@@ -115,15 +120,60 @@ static void pipeline_delivers_every_batch_in_order() {
     CHECK(position == n);
   }
   // Closing mid-epoch joins the workers without delivering more.
-  PipelineConfig config{1, 0, n, 1, 4, 2};
-  Pipeline pipe(assembler, EpochOrder(n, false, 0, 0), config);
+  ShareSpec share{n, false, 0, 0, 1, true};
+  RunSpec run{1, 0, 0, n, 0, 1};
+  Pipeline pipe(std::make_shared<WindowBlocks>(assembler, share, run, std::vector<int64_t>{}, std::vector<int64_t>{}, 4),
+                4, 2);
   Block b;
   CHECK(pipe.next(&b, std::chrono::milliseconds(1000)) == Pipeline::Status::Ready);
   pipe.close();
   CHECK(pipe.next(&b, std::chrono::milliseconds(10)) == Pipeline::Status::Finished);
 }
 
+// Packed rows hold every step of every sequence exactly once, whatever the thread count.
+static void packing_keeps_every_step_once() {
+  std::vector<int32_t> values;
+  auto data = std::make_shared<SequenceData>();
+  std::vector<int64_t> lengths = {5, 0, 17, 3, 9, 1, 30, 4};
+  for (int64_t len : lengths) {
+    for (int64_t t = 0; t < len; ++t) values.push_back(static_cast<int32_t>(values.size()) + 1);
+  }
+  int64_t offset = 0;
+  for (int64_t len : lengths) {
+    Series s;
+    s.data = reinterpret_cast<const std::byte*>(values.data() + offset);
+    s.length = len;
+    s.dtype = DType::Int32;
+    data->inputs.push_back(s);
+    offset += len;
+  }
+  for (int threads : {1, 3}) {
+    PlanSpec plan{2, true, 7, false, false, 1, true, 8};
+    PadSpec pad{8, 1, false, false, 0.0};
+    SequenceOutput out;
+    out.x_dtype = DType::Int32;
+    auto builder = std::make_shared<SequenceBlocks>(data, plan, pad, out, 0, 1, RunSpec{2, 0, 0, 0, 0, 1}, 4);
+    const int64_t batches = builder->batches_per_rank();
+    CHECK(batches == (69 + 15) / 16);  // 69 steps in rows of 8, two rows a batch
+    Pipeline pipe(std::make_shared<SequenceBlocks>(data, plan, pad, out, 0, 1, RunSpec{2, 0, 0, batches, 0, 1}, 4),
+                  threads, 2);
+    std::vector<int> seen(values.size() + 1, 0);
+    Block b;
+    while (pipe.next(&b, std::chrono::milliseconds(1000)) == Pipeline::Status::Ready) {
+      CHECK(b.failed_at < 0);
+      const auto* x = reinterpret_cast<const int32_t*>(b[Output::X].data.get());
+      const auto* seg = reinterpret_cast<const int32_t*>(b[Output::SegmentIds].data.get());
+      for (int64_t i = 0; i < b.num_samples * 8; ++i) {
+        CHECK((seg[i] == 0) == (x[i] == 0));
+        if (x[i] > 0) ++seen[static_cast<size_t>(x[i])];
+      }
+    }
+    for (size_t v = 1; v < seen.size(); ++v) CHECK(seen[v] == 1);
+  }
+}
+
 int main() {
+  packing_keeps_every_step_once();
   permutation_is_a_bijection();
   window_index_skips_short_series();
   npy_header_parsing();

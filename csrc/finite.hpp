@@ -1,0 +1,14 @@
+// The NaN/Inf check behind check_finite: names the series and step of the first bad value.
+#pragma once
+#include <cstdint>
+
+#include "series.hpp"
+
+namespace fastfeed {
+
+// Throws std::runtime_error naming `noun` `index` (e.g. "series 3"), the step and the element
+// of the first NaN or Inf among `count` steps taken every `rate` steps from `start`.
+void require_finite(const Series& series, const char* noun, int64_t index, int64_t start,
+                    int64_t count, int64_t rate, const char* what);
+
+}  // namespace fastfeed

@@ -1,0 +1,79 @@
+// Batches of whole sequences, padded (with masks and lengths) or packed into rows.
+#pragma once
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <vector>
+
+#include "block.hpp"
+#include "buffer_pool.hpp"
+#include "convert.hpp"
+#include "order.hpp"
+#include "sequence_plan.hpp"
+#include "series.hpp"
+
+namespace fastfeed {
+
+struct SequenceData {
+  std::vector<Series> inputs;        // one per sequence
+  std::vector<Series> step_targets;  // empty, or one per sequence, aligned step for step
+  Series labels;                     // one row per sequence; labels.data == nullptr: none
+  bool has_labels() const { return labels.data != nullptr; }
+};
+
+struct PadSpec {
+  int64_t max_len = 0;       // > 0: every batch is max_len long, longer sequences truncated
+  int64_t pad_multiple = 1;  // otherwise: the longest in the batch, rounded up to this
+  bool pad_left = false;
+  bool truncate_left = false;
+  double pad_value = 0.0;
+};
+
+struct SequenceOutput {
+  DType x_dtype = DType::Float32;
+  DType y_dtype = DType::Float32;
+  Normalization x_norm;
+  bool check_finite = false;
+  std::vector<int64_t> x_feat, y_feat;
+};
+
+class SequenceBlocks : public BlockBuilder {
+ public:
+  SequenceBlocks(std::shared_ptr<const SequenceData> data, PlanSpec plan, PadSpec pad,
+                 SequenceOutput out, int64_t rank, int64_t world, RunSpec run, size_t max_idle);
+
+  int64_t num_blocks() const override { return run_.end_batch - run_.first_batch; }
+  Block build(int64_t k) const override;
+
+  // Batches one rank receives per pass (also the length of an epoch without virtual epochs).
+  int64_t batches_per_rank() const { return per_rank_; }
+
+ private:
+  std::shared_ptr<const PassPlan> plan_for(uint64_t pass) const;
+  void fill_padded(const PassPlan& plan, int64_t g, Block& b) const;
+  void fill_packed(const PassPlan& plan, int64_t g, Block& b) const;
+  // Writes `count` steps of `s` from `start` at `dst`, converted; checks them when asked.
+  void copy_steps(const Series& s, int64_t seq, int64_t start, int64_t count, std::byte* dst,
+                  DType dtype, const Normalization& norm, const char* what) const;
+  void fill_padding(std::byte* dst, int64_t steps, const std::vector<std::byte>& pad_row) const;
+  Array make_array(BufferPool& pool, DType dtype, std::vector<int64_t> shape) const;
+
+  std::shared_ptr<const SequenceData> data_;
+  std::vector<int64_t> lengths_;
+  PlanSpec plan_spec_;
+  PadSpec pad_;
+  SequenceOutput out_;
+  int64_t rank_, world_;
+  RunSpec run_;
+  int64_t per_pass_ = 0;  // batches in one pass, all ranks together
+  int64_t per_rank_ = 0;
+  std::vector<std::byte> x_pad_row_, y_pad_row_;
+  std::shared_ptr<BufferPool> pool_;
+
+  mutable std::mutex plans_mu_;
+  mutable std::map<uint64_t, std::shared_ptr<const PassPlan>> plans_;
+};
+
+}  // namespace fastfeed

@@ -1,0 +1,78 @@
+#include "sequence_plan.hpp"
+
+#include <algorithm>
+
+#include "permutation.hpp"
+
+namespace fastfeed {
+
+namespace {
+
+std::vector<int64_t> pass_order(int64_t n, const PlanSpec& spec, uint64_t pass) {
+  std::vector<int64_t> order(static_cast<size_t>(n));
+  const Permutation perm(static_cast<uint64_t>(n), spec.seed, pass);
+  for (int64_t q = 0; q < n; ++q) {
+    order[static_cast<size_t>(q)] = spec.shuffle ? static_cast<int64_t>(perm(static_cast<uint64_t>(q))) : q;
+  }
+  return order;
+}
+
+// Sorts each pool of `pool` consecutive sequences by length (stable: ties keep their order).
+void sort_pools(std::vector<int64_t>& seqs, const std::vector<int64_t>& lengths, int64_t pool) {
+  const auto by_length = [&](int64_t a, int64_t b) { return lengths[a] < lengths[b]; };
+  for (size_t s = 0; s < seqs.size(); s += static_cast<size_t>(pool)) {
+    const size_t e = std::min(seqs.size(), s + static_cast<size_t>(pool));
+    std::stable_sort(seqs.begin() + s, seqs.begin() + e, by_length);
+  }
+}
+
+}  // namespace
+
+PassPlan PassPlan::build(const std::vector<int64_t>& lengths, const PlanSpec& spec, uint64_t pass) {
+  PassPlan plan;
+  const int64_t n = static_cast<int64_t>(lengths.size());
+  const int64_t B = spec.batch_size;
+  plan.seqs_ = pass_order(n, spec, pass);
+
+  if (spec.pack) {
+    plan.cum_.resize(static_cast<size_t>(n) + 1, 0);
+    for (int64_t i = 0; i < n; ++i) plan.cum_[i + 1] = plan.cum_[i] + lengths[plan.seqs_[i]];
+    plan.rows_ = (plan.total_steps() + spec.max_len - 1) / spec.max_len;
+    plan.num_batches_ = spec.drop_last ? plan.rows_ / B : (plan.rows_ + B - 1) / B;
+    return plan;
+  }
+
+  if (spec.bucket) sort_pools(plan.seqs_, lengths, spec.bucket_pool * B);
+  int64_t nb = spec.drop_last ? n / B : (n + B - 1) / B;
+  // Batches as cut: batch c holds positions [c * B, min((c + 1) * B, n)).
+  const auto cut_start = [&](int64_t c) { return std::min(c * B, n); };
+  if (!(spec.bucket && spec.shuffle)) {
+    plan.starts_.resize(static_cast<size_t>(nb) + 1);
+    for (int64_t c = 0; c <= nb; ++c) plan.starts_[c] = cut_start(c);
+    if (spec.drop_last) plan.seqs_.resize(static_cast<size_t>(nb * B));
+    plan.num_batches_ = nb;
+    return plan;
+  }
+  // Bucketed and shuffled: the batches, each sorted inside, go out in a shuffled order.
+  const Permutation batch_perm(static_cast<uint64_t>(nb), spec.seed ^ kBatchOrderSalt, pass);
+  std::vector<int64_t> seqs;
+  seqs.reserve(plan.seqs_.size());
+  plan.starts_.reserve(static_cast<size_t>(nb) + 1);
+  for (int64_t g = 0; g < nb; ++g) {
+    const int64_t c = static_cast<int64_t>(batch_perm(static_cast<uint64_t>(g)));
+    plan.starts_.push_back(static_cast<int64_t>(seqs.size()));
+    seqs.insert(seqs.end(), plan.seqs_.begin() + cut_start(c), plan.seqs_.begin() + cut_start(c + 1));
+  }
+  plan.starts_.push_back(static_cast<int64_t>(seqs.size()));
+  plan.seqs_ = std::move(seqs);
+  plan.num_batches_ = nb;
+  return plan;
+}
+
+int64_t PassPlan::piece_at(int64_t pos) const {
+  // The last sequence starting at or before `pos`; empty sequences share its start and are skipped.
+  const auto it = std::upper_bound(cum_.begin(), cum_.end(), pos);
+  return static_cast<int64_t>(it - cum_.begin()) - 1;
+}
+
+}  // namespace fastfeed

@@ -1,0 +1,51 @@
+// How one pass over whole sequences is cut into batches: plain, length-bucketed, or packed.
+#pragma once
+#include <cstddef>
+#include <cstdint>
+#include <vector>
+
+namespace fastfeed {
+
+struct PlanSpec {
+  int64_t batch_size = 1;
+  bool shuffle = false;
+  uint64_t seed = 0;
+  bool drop_last = false;
+  bool bucket = false;
+  int64_t bucket_pool = 1;  // batches per length-sorted pool
+  bool pack = false;
+  int64_t max_len = 0;      // the row length when packing
+};
+
+// Salt for the key of the batch-order shuffle, so it differs from the sequence shuffle.
+// fastfeed.reference uses the same constant.
+inline constexpr uint64_t kBatchOrderSalt = 0x9E3779B97F4A7C15ull;
+
+class PassPlan {
+ public:
+  // The plan for pass `pass` over sequences of the given lengths (every sequence once).
+  static PassPlan build(const std::vector<int64_t>& lengths, const PlanSpec& spec, uint64_t pass);
+
+  int64_t num_batches() const { return num_batches_; }
+
+  // Plain and bucketed plans: batch g holds sequences seqs()[batch_start(g) .. batch_start(g+1)).
+  const std::vector<int64_t>& seqs() const { return seqs_; }
+  int64_t batch_start(int64_t g) const { return starts_[static_cast<size_t>(g)]; }
+
+  // Packed plans: the pass's sequences back to back (seqs() in order); row r holds stream
+  // steps [r * max_len, (r + 1) * max_len); batch g holds rows [g * B, (g + 1) * B).
+  int64_t total_steps() const { return cum_.empty() ? 0 : cum_.back(); }
+  int64_t num_rows() const { return rows_; }
+  // Index into seqs() of the sequence holding stream step `pos`, skipping empty ones.
+  int64_t piece_at(int64_t pos) const;
+  int64_t steps_before(int64_t i) const { return cum_[static_cast<size_t>(i)]; }
+
+ private:
+  std::vector<int64_t> seqs_;
+  std::vector<int64_t> starts_;  // plain/bucket: num_batches + 1 entries
+  std::vector<int64_t> cum_;     // pack: steps before each sequence, plus the total
+  int64_t rows_ = 0;
+  int64_t num_batches_ = 0;
+};
+
+}  // namespace fastfeed

@@ -1,0 +1,100 @@
+"""`FeedStats`: what a Feeder has done so far, and the recorder that gathers it cheaply."""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Optional
+
+import numpy as np
+
+# Per-batch timings kept for the percentiles: a fixed ring, so a long run costs no memory.
+_RING = 1 << 16
+
+
+@dataclass(frozen=True)
+class FeedStats:
+    """Counters since the Feeder was made (or since ``reset_stats()``); SPEC 6."""
+
+    batches: int
+    samples: int
+    bytes: int
+    elapsed_s: float           # wall time spent inside iterations
+    samples_per_s: float
+    mb_per_s: float            # output megabytes (1e6 bytes) per second of elapsed time
+    wait_total_s: float        # time the consumer waited for a batch
+    wait_p50_s: float
+    wait_p99_s: float
+    assembly_p50_s: float      # time a worker took to assemble one batch
+    mean_queue_depth: float    # assembled batches waiting when one was handed over
+    padding_fraction: float    # padded steps / all steps of the padded outputs (0 for windows)
+
+    def __str__(self) -> str:
+        return (f"{self.batches} batches, {self.samples} samples, {self.bytes / 1e6:.1f} MB in {self.elapsed_s:.2f} s "
+                f"({self.samples_per_s:,.0f} samples/s, {self.mb_per_s:,.0f} MB/s); waited {self.wait_total_s:.3f} s "
+                f"(p50 {self.wait_p50_s * 1e6:.0f} us, p99 {self.wait_p99_s * 1e6:.0f} us); "
+                f"assembly p50 {self.assembly_p50_s * 1e6:.0f} us; queue {self.mean_queue_depth:.1f}; "
+                f"padding {100 * self.padding_fraction:.1f}%")
+
+
+class StatsRecorder:
+    """Counts batches as they are handed out. Called once per block or batch, never per sample."""
+
+    def __init__(self) -> None:
+        self.reset()
+
+    def reset(self) -> None:
+        self.batches = self.samples = self.bytes = 0
+        self.real_steps = self.padded_steps = 0
+        self.elapsed = 0.0
+        self.wait_total = 0.0
+        self.queue_total = 0
+        self.blocks = 0
+        self._waits = np.zeros(_RING)
+        self._builds = np.zeros(_RING)
+        self._n_waits = self._n_builds = 0
+        self._started: Optional[float] = None
+
+    def start(self) -> None:
+        self._started = time.perf_counter()
+
+    def stop(self) -> None:
+        if self._started is not None:
+            self.elapsed += time.perf_counter() - self._started
+            self._started = None
+
+    def block(self, wait: float, build: float, batches: int, queued: int) -> None:
+        """One hand-over: `wait` is attributed to its first batch, `build` spread over its batches."""
+        self.wait_total += wait
+        self.queue_total += queued
+        self.blocks += 1
+        self._waits[self._n_waits % _RING] = wait
+        self._n_waits += 1
+        for _ in range(min(batches, _RING) - 1):  # the other batches of a block were not waited for
+            self._waits[self._n_waits % _RING] = 0.0
+            self._n_waits += 1
+        self._builds[self._n_builds % _RING] = build / max(1, batches)
+        self._n_builds += 1
+
+    def batch(self, samples: int, nbytes: int, real_steps: int = 0, padded_steps: int = 0) -> None:
+        self.batches += 1
+        self.samples += samples
+        self.bytes += nbytes
+        self.real_steps += real_steps
+        self.padded_steps += padded_steps
+
+    def snapshot(self) -> FeedStats:
+        elapsed = self.elapsed + (time.perf_counter() - self._started if self._started is not None else 0.0)
+        waits = self._waits[: min(self._n_waits, _RING)]
+        builds = self._builds[: min(self._n_builds, _RING)]
+        total_steps = self.real_steps + self.padded_steps
+        per_s = (lambda v: v / elapsed) if elapsed > 0 else (lambda v: 0.0)
+        return FeedStats(
+            batches=self.batches, samples=self.samples, bytes=self.bytes, elapsed_s=elapsed,
+            samples_per_s=per_s(self.samples), mb_per_s=per_s(self.bytes / 1e6),
+            wait_total_s=self.wait_total,
+            wait_p50_s=float(np.percentile(waits, 50)) if len(waits) else 0.0,
+            wait_p99_s=float(np.percentile(waits, 99)) if len(waits) else 0.0,
+            assembly_p50_s=float(np.percentile(builds, 50)) if len(builds) else 0.0,
+            mean_queue_depth=self.queue_total / self.blocks if self.blocks else 0.0,
+            padding_fraction=self.padded_steps / total_steps if total_steps else 0.0,
+        )
