@@ -27,7 +27,7 @@ _BLOCK_BYTES = 256 * 1024
 # Position of each output in the tuples the core hands over (csrc/block.hpp, enum Output).
 _X, _Y, _MASK, _LENGTHS, _SEGMENT_IDS, _POSITION_IDS, _CU_SEQLENS = range(7)
 _STATE_VERSION = 1
-_DEFAULT_BUCKET_POOL = 64
+_DEFAULT_BUCKET_POOL = 256  # batches per sorted pool: <2% padding on lognormal(sigma=1) lengths
 
 
 def _torch_available() -> bool:
@@ -506,6 +506,7 @@ class Feeder:
             self._resume = None
         self.epoch = self._next_epoch
         self._next_epoch += 1
+        self._position = (self.epoch, first_batch)  # started, even before its first batch is asked for
         return self._run(self.epoch, first_batch)
 
     def _open_pipeline(self, epoch: int, first_batch: int) -> Any:
@@ -585,7 +586,6 @@ class Feeder:
         stats = self._stats
         bar = self._progress_bar(epoch, first_batch)
         delivered = first_batch
-        self._position = (epoch, delivered)
         stats.start()
         try:
             while True:

@@ -1,0 +1,260 @@
+"""The training-loop contract: exact resume, virtual epochs, rank shares, stats."""
+from __future__ import annotations
+
+import json
+import logging
+import os
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from fastfeed import Feeder, reference
+
+from helpers import to_numpy
+
+SERIES = np.arange(500, dtype=np.float32).reshape(250, 2)
+SEQS = [np.arange(n, dtype=np.int32) + 1000 * i for i, n in enumerate([5, 0, 9, 3, 12, 7, 1, 4, 8, 6, 2])]
+
+
+def window_feeder(**kw):
+    base = dict(window=6, horizon=2, batch_size=7, shuffle=True, seed=11, output="numpy")
+    base.update(kw)
+    return Feeder(SERIES, **base)
+
+
+def sequence_feeder(**kw):
+    base = dict(window=None, batch_size=3, shuffle=True, seed=5, output="numpy")
+    base.update(kw)
+    return Feeder(SEQS, **base)
+
+
+def xs(batches):
+    return [to_numpy(b[0]).copy() for b in batches]
+
+
+def assert_batches_equal(a, b):
+    assert len(a) == len(b)
+    for i, (p, q) in enumerate(zip(a, b)):
+        np.testing.assert_array_equal(p, q, err_msg=f"batch {i}")
+
+
+MAKERS = {
+    "windows": window_feeder,
+    "windows-virtual-ranks": lambda **kw: window_feeder(steps_per_epoch=9, rank=1, world_size=2, **kw),
+    "sequences": sequence_feeder,
+    "buckets": lambda **kw: sequence_feeder(bucket=True, bucket_pool=2, **kw),
+    "packed-virtual": lambda **kw: sequence_feeder(pack=True, max_len=5, steps_per_epoch=4, **kw),
+    "packed-ranks": lambda **kw: sequence_feeder(pack=True, max_len=4, rank=2, world_size=3, **kw),
+}
+
+
+@pytest.mark.parametrize("kind", sorted(MAKERS))
+@given(stop=st.integers(0, 12), epoch=st.integers(0, 3), threads=st.integers(1, 3), prefetch=st.integers(1, 5))
+def test_resume_yields_exactly_the_next_batches(kind, stop, epoch, threads, prefetch):
+    make = MAKERS[kind]
+    whole = make(num_threads=2, prefetch=3)
+    whole.set_epoch(epoch)
+    want = xs(whole)
+    following = xs(whole)  # the epoch after
+    stop = min(stop, len(want))
+
+    first = make(num_threads=threads, prefetch=prefetch)
+    first.set_epoch(epoch)
+    it = iter(first)
+    got = [to_numpy(next(it)[0]).copy() for _ in range(stop)]  # the workers have prefetched more than this
+    state = json.loads(json.dumps(first.state_dict()))  # plain values only
+    del it
+
+    second = make(num_threads=4 - threads, prefetch=6 - prefetch)
+    second.load_state_dict(state)
+    if stop < len(want):
+        assert_batches_equal(got + xs(second), want)
+    else:  # the whole epoch was delivered: what comes next is the next epoch
+        assert_batches_equal(got, want)
+    assert_batches_equal(xs(second), following)
+
+
+def test_state_between_epochs_and_after_the_last_batch():
+    f = window_feeder()
+    list(f)
+    assert f.state_dict()["epoch"] == 1 and f.state_dict()["batch"] == 0
+    it = iter(f)
+    for _ in range(len(f)):
+        next(it)
+    state = f.state_dict()  # every batch of epoch 1 delivered, StopIteration not reached yet
+    assert (state["epoch"], state["batch"]) == (2, 0)
+    g = window_feeder()
+    g.load_state_dict(state)
+    h = window_feeder()
+    h.set_epoch(2)
+    assert_batches_equal(xs(g), xs(h))
+
+
+def test_resume_in_a_new_process(tmp_path):
+    np.save(tmp_path / "s.npy", SERIES)
+    f = Feeder(str(tmp_path / "s.npy"), window=6, horizon=2, batch_size=7, shuffle=True, seed=11, output="numpy")
+    it = iter(f)
+    for _ in range(5):
+        next(it)
+    (tmp_path / "state.json").write_text(json.dumps(f.state_dict()))
+    want = to_numpy(next(it)[0])
+    script = textwrap.dedent(f"""
+        import json, numpy as np
+        from fastfeed import Feeder
+        f = Feeder({str(tmp_path / "s.npy")!r}, window=6, horizon=2, batch_size=7, shuffle=True, seed=11,
+                   output="numpy", num_threads=1)
+        f.load_state_dict(json.load(open({str(tmp_path / "state.json")!r})))
+        np.save({str(tmp_path / "next.npy")!r}, next(iter(f))[0])
+    """)
+    subprocess.run([sys.executable, "-c", script], check=True, timeout=60)
+    np.testing.assert_array_equal(np.load(tmp_path / "next.npy"), want)
+
+
+def test_state_fits_torch_save(tmp_path):
+    torch = pytest.importorskip("torch")
+    f = sequence_feeder()
+    it = iter(f)
+    next(it)
+    torch.save(f.state_dict(), tmp_path / "s.pt")
+    g = sequence_feeder()
+    g.load_state_dict(torch.load(tmp_path / "s.pt", weights_only=True))
+    assert_batches_equal(xs(g), xs(sequence_feeder())[1:])
+
+
+def test_state_from_another_configuration_or_data_is_refused():
+    state = window_feeder().state_dict()
+    with pytest.raises(ValueError, match="batch_size: saved 7, this feeder 8"):
+        window_feeder(batch_size=8).load_state_dict(state)
+    with pytest.raises(ValueError, match="seed: saved 11, this feeder 12"):
+        window_feeder(seed=12).load_state_dict(state)
+    other = SERIES.copy()
+    other[-1, 0] += 1
+    with pytest.raises(ValueError, match="data: saved"):
+        Feeder(other, window=6, horizon=2, batch_size=7, shuffle=True, seed=11).load_state_dict(state)
+    with pytest.raises(ValueError, match="not a fastfeed Feeder state"):
+        window_feeder().load_state_dict({"epoch": 0})
+    bad = dict(state, batch=10_000)
+    with pytest.raises(ValueError, match="out of range"):
+        window_feeder().load_state_dict(bad)
+    assert len(json.dumps(state)) < 1000  # small: no per-sample data
+
+
+# ----- virtual epochs ---------------------------------------------------------------------
+
+def test_virtual_epochs_continue_the_stream_and_reshuffle_each_pass():
+    series = np.arange(20, dtype=np.int64)
+    f = Feeder(series, window=1, batch_size=3, shuffle=True, seed=2, steps_per_epoch=4, output="numpy")
+    stream = []
+    for epoch in range(5):
+        batches = list(f)
+        assert len(batches) == 4 == len(f)
+        assert all(len(b[0]) == 3 for b in batches)
+        stream.extend(int(v) for b in batches for v in b[0].reshape(-1))
+    passes = [stream[i:i + 20] for i in range(0, 60, 20)]
+    for p in passes:
+        assert sorted(p) == list(range(20))  # every pass is a permutation
+    assert passes[0] != passes[1]  # a new pass reshuffles
+    assert passes[0] == reference.permutation(20, 2, 0).tolist()
+    assert passes[1] == reference.permutation(20, 2, 1).tolist()
+
+
+# ----- ranks ------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("world", [2, 3, 4])
+@pytest.mark.parametrize("drop_last", [False, True])
+def test_rank_shares_are_disjoint_and_equal(world, drop_last):
+    series = np.arange(23, dtype=np.int64)
+    shares = []
+    for rank in range(world):
+        f = Feeder(series, window=1, batch_size=2, shuffle=True, seed=9, rank=rank, world_size=world,
+                   drop_last=drop_last, output="numpy")
+        shares.append([int(v) for b in f for v in b[0].reshape(-1)])
+    counts = {len(s) for s in shares}
+    assert len(counts) == 1
+    every = [v for s in shares for v in s]
+    if drop_last:
+        assert len(set(every)) == len(every)  # disjoint
+        assert len(every) >= 23 - world * 2 - world
+    else:
+        assert set(every) == set(range(23))  # everything covered; the few repeats pad the last share
+        assert len(every) - len(set(every)) < world * 2
+
+
+def test_rank_errors():
+    with pytest.raises(ValueError, match=r"rank=2 is out of range for world_size=2 \(ranks are 0..1\)"):
+        Feeder(SERIES, window=2, rank=2, world_size=2)
+    with pytest.raises(ValueError, match="world_size must be >= 1"):
+        Feeder(SERIES, window=2, rank=0, world_size=0)
+
+
+def test_torchrun_two_ranks_cover_disjoint_equal_shares(tmp_path):
+    pytest.importorskip("torch")
+    script = tmp_path / "worker.py"
+    script.write_text(textwrap.dedent(f"""
+        import json, os
+        import numpy as np
+        import torch.distributed as dist
+        from fastfeed import Feeder
+        dist.init_process_group("gloo")
+        series = np.arange(1001, dtype=np.int64)
+        # rank and world_size come from torch.distributed
+        f = Feeder(series, window=1, batch_size=16, shuffle=True, seed=3, output="numpy")
+        seen = [int(v) for b in f for v in b[0].reshape(-1)]
+        out = {{"rank": f.rank, "world": f.world_size, "batches": len(f), "seen": seen}}
+        with open(os.path.join({str(tmp_path)!r}, f"rank{{dist.get_rank()}}.json"), "w") as fh:
+            json.dump(out, fh)
+        dist.barrier()
+        dist.destroy_process_group()
+    """))
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    proc = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+                           str(script)], env=env, capture_output=True, text=True, timeout=180)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    results = [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in range(2)]
+    assert [r["rank"] for r in results] == [0, 1] and all(r["world"] == 2 for r in results)
+    assert results[0]["batches"] == results[1]["batches"] == 32  # ceil(501 / 16)
+    a, b = set(results[0]["seen"]), set(results[1]["seen"])
+    assert len(results[0]["seen"]) == len(results[1]["seen"]) == 501
+    assert a | b == set(range(1001))
+    assert len(a & b) == 1  # 1001 samples on 2 ranks: one sample pads the second share
+
+
+# ----- stats ------------------------------------------------------------------------------
+
+def test_stats_count_what_was_delivered():
+    f = window_feeder(shuffle=False)
+    batches = list(f)
+    s = f.stats()
+    assert s.batches == len(batches) == len(f)
+    assert s.samples == f.num_samples
+    assert s.bytes == sum(b[0].nbytes + b[1].nbytes for b in batches)
+    assert s.elapsed_s > 0 and s.samples_per_s > 0 and s.mb_per_s > 0
+    assert 0 <= s.wait_p50_s <= s.wait_p99_s and s.wait_total_s >= 0
+    assert s.padding_fraction == 0.0
+    f.reset_stats()
+    assert f.stats().batches == 0
+
+
+def test_stats_padding_fraction_is_the_share_of_padded_steps():
+    f = sequence_feeder(shuffle=False)
+    masks = [b.mask.copy() for b in f]
+    padded = sum((~m).sum() for m in masks)
+    total = sum(m.size for m in masks)
+    assert f.stats().padding_fraction == pytest.approx(padded / total)
+
+
+def test_epoch_summary_is_logged(caplog):
+    with caplog.at_level(logging.INFO, logger="fastfeed"):
+        list(window_feeder())
+    assert any("epoch 0 done" in r.message and "batches" in r.message for r in caplog.records)
+
+
+def test_progress_bar_shows_the_epoch(capsys):
+    pytest.importorskip("tqdm")
+    list(window_feeder(progress=True))
+    assert "epoch 0" in capsys.readouterr().err

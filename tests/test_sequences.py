@@ -1,0 +1,306 @@
+"""Whole sequences (window=None): padding, masks, buckets and packing, against the reference,
+PyTorch's padding utilities and Keras' pad_sequences."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from fastfeed import FeedError, Feeder, compat, reference
+from fastfeed.dtypes import OUTPUT_DTYPES, SOURCE_DTYPES
+
+from helpers import to_numpy
+from test_reference_property import FEATS, make_values
+
+FIELDS = ("mask", "lengths", "segment_ids", "position_ids", "cu_seqlens")
+
+
+def as_dict(batch) -> dict:
+    x, y = batch
+    out = {"x": to_numpy(x).copy(), "y": None if y is None else to_numpy(y).copy()}
+    for name in FIELDS:
+        v = getattr(batch, name)
+        out[name] = None if v is None else to_numpy(v).copy()
+    return out
+
+
+def assert_same(got: list, want: list) -> None:
+    assert len(got) == len(want), f"{len(got)} batches, reference has {len(want)}"
+    for i, (g, w) in enumerate(zip(got, want)):
+        for name in ("x", "y") + FIELDS:
+            wv = w.get(name)
+            if wv is None:
+                assert g[name] is None, f"batch {i}: {name} should be None"
+                continue
+            assert g[name].shape == wv.shape, f"batch {i}: {name} shape {g[name].shape} != {wv.shape}"
+            assert g[name].dtype == wv.dtype, f"batch {i}: {name} dtype {g[name].dtype} != {wv.dtype}"
+            np.testing.assert_array_equal(g[name], wv, err_msg=f"batch {i}: {name}")
+
+
+@st.composite
+def sequence_configs(draw):
+    rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))
+    dtype = draw(st.sampled_from(SOURCE_DTYPES))
+    feat = draw(st.sampled_from(FEATS))
+    lengths = draw(st.lists(st.integers(0, 25), min_size=1, max_size=30))
+    seqs = [make_values(rng, (n,) + feat, dtype) for n in lengths]
+    mode = draw(st.sampled_from(["pad", "pad", "bucket", "pack"]))
+    kind = draw(st.sampled_from(["none", "labels", "steps"] if mode != "pack" else ["none", "steps"]))
+    targets = None
+    if kind == "labels":
+        targets = make_values(rng, (len(seqs),) + draw(st.sampled_from(FEATS)), draw(st.sampled_from(SOURCE_DTYPES)))
+    elif kind == "steps":
+        tdtype, tfeat = draw(st.sampled_from(SOURCE_DTYPES)), draw(st.sampled_from(FEATS))
+        targets = [make_values(rng, (n,) + tfeat, tdtype) for n in lengths]
+    out = draw(st.sampled_from([None] + list(OUTPUT_DTYPES)))
+    normalize = None
+    if draw(st.integers(0, 4)) == 0:
+        width = int(np.prod(feat, dtype=np.int64))
+        normalize = (rng.normal(size=width).reshape(feat), rng.uniform(0.5, 2, size=width).reshape(feat))
+        if out is not None and out not in ("float16", "float32", "float64", "bfloat16"):
+            out = "float32"
+    cfg = dict(batch_size=draw(st.integers(1, 6)), shuffle=draw(st.booleans()), seed=draw(st.integers(0, 2**40)),
+               drop_last=draw(st.booleans()), dtype=out, normalize=normalize,
+               pad_value=draw(st.sampled_from([0, 1])))  # valid for every dtype, bool included
+    if mode == "pack":
+        cfg.update(pack=True, max_len=draw(st.integers(1, 12)))
+    else:
+        if draw(st.booleans()):
+            cfg["max_len"] = draw(st.integers(1, 12))
+        cfg.update(pad_multiple=draw(st.sampled_from([1, 1, 4])),
+                   padding_side=draw(st.sampled_from(["right", "left"])),
+                   truncation_side=draw(st.sampled_from(["right", "left"])))
+        if mode == "bucket":
+            cfg.update(bucket=True, bucket_pool=draw(st.integers(1, 4)))
+    world = draw(st.sampled_from([1, 1, 2, 3]))
+    cfg.update(rank=draw(st.integers(0, world - 1)), world_size=world,
+               steps_per_epoch=draw(st.sampled_from([None, None, 1, 5])))
+    run = dict(num_threads=draw(st.integers(1, 3)), prefetch=draw(st.integers(1, 4)), epoch=draw(st.integers(0, 4)))
+    return seqs, targets, cfg, run
+
+
+def run_both(seqs, targets, cfg, run, output):
+    try:
+        want = reference.sequence_batches(seqs, targets, epoch=run["epoch"], **cfg)
+    except ZeroDivisionError:  # no batch in a pass at all
+        want = []
+    if len(want) == 0:
+        with pytest.raises(ValueError):
+            Feeder(seqs, window=None, targets=targets, output=output, **cfg)
+        return
+    f = Feeder(seqs, window=None, targets=targets, output=output, num_threads=run["num_threads"],
+               prefetch=run["prefetch"], **cfg)
+    f.set_epoch(run["epoch"])
+    got = [as_dict(b) for b in f]
+    assert len(got) == len(f)
+    assert_same(got, want)
+
+
+@given(sequence_configs())
+def test_sequences_match_reference_numpy(c):
+    seqs, targets, cfg, run = c
+    if cfg["dtype"] == "bfloat16":
+        cfg["dtype"] = "float32"
+    run_both(seqs, targets, cfg, run, "numpy")
+
+
+@given(sequence_configs())
+def test_sequences_match_reference_torch(c):
+    pytest.importorskip("torch")
+    run_both(*c, "torch")
+
+
+# ----- exact comparisons with PyTorch and Keras -------------------------------------------
+
+def ragged(lengths, feat=(), dtype=np.float32, seed=0):
+    rng = np.random.default_rng(seed)
+    return [rng.standard_normal((n,) + feat).astype(dtype) for n in lengths]
+
+
+@pytest.mark.parametrize("side", ["right", "left"])
+def test_padding_equals_torch_pad_sequence(side):
+    torch = pytest.importorskip("torch")
+    seqs = ragged([3, 1, 5, 2, 4], feat=(2,))
+    batch = next(iter(Feeder(seqs, window=None, batch_size=5, padding_side=side, pad_value=-1.5)))
+    want = torch.nn.utils.rnn.pad_sequence([torch.from_numpy(s) for s in seqs], batch_first=True,
+                                           padding_value=-1.5, padding_side=side)
+    assert torch.equal(batch.x, want)
+    assert batch.lengths.tolist() == [3, 1, 5, 2, 4] and batch.lengths.dtype == torch.int64
+    assert batch.mask.dtype == torch.bool and batch.mask.shape == (5, 5)
+    assert batch.mask.sum(1).tolist() == [3, 1, 5, 2, 4]
+    assert torch.equal(batch.mask, want[..., 0] != -1.5)
+
+
+@pytest.mark.parametrize("padding,truncating", [("pre", "pre"), ("post", "post"), ("pre", "post"), ("post", "pre")])
+def test_max_len_equals_keras_pad_sequences(padding, truncating):
+    seqs = [np.arange(n, dtype=np.int32) + 10 * i for i, n in enumerate([7, 2, 4, 0, 5])]
+    f = Feeder(seqs, window=None, batch_size=5, max_len=4, output="numpy", pad_value=-1,
+               padding_side="left" if padding == "pre" else "right",
+               truncation_side="left" if truncating == "pre" else "right")
+    batch = next(iter(f))
+    want = compat.pad_sequences(seqs, maxlen=4, padding=padding, truncating=truncating, value=-1)
+    np.testing.assert_array_equal(batch.x, want)
+    assert batch.lengths.tolist() == [4, 2, 4, 0, 4]
+    np.testing.assert_array_equal(batch.mask, want != -1)
+
+
+def test_outputs_work_with_pack_padded_sequence():
+    torch = pytest.importorskip("torch")
+    seqs = ragged([6, 1, 4, 3], feat=(3,), seed=4)
+    torch.manual_seed(0)
+    rnn = torch.nn.GRU(3, 5, batch_first=True)
+    batch = next(iter(Feeder(seqs, window=None, batch_size=4)))
+    assert batch.lengths.device.type == "cpu"
+    packed = torch.nn.utils.rnn.pack_padded_sequence(batch.x, batch.lengths, batch_first=True, enforce_sorted=False)
+    _, h = rnn(packed)
+    with torch.no_grad():
+        for i, s in enumerate(seqs):
+            _, hi = rnn(torch.from_numpy(s)[None])
+            torch.testing.assert_close(h[0, i], hi[0, 0])
+
+
+def test_pad_multiple_and_labels():
+    seqs = ragged([5, 9, 2])
+    labels = np.array([0, 1, 2], dtype=np.int64)
+    (batch,) = list(Feeder(seqs, window=None, targets=labels, batch_size=3, pad_multiple=8, output="numpy"))
+    assert batch.x.shape == (3, 16)
+    np.testing.assert_array_equal(batch.y, labels)
+    assert batch.y.dtype == np.int64
+    np.testing.assert_array_equal(batch.x[1, :9], seqs[1])
+    assert (batch.x[1, 9:] == 0).all() and (batch.x[2, 2:] == 0).all()
+
+
+def test_step_targets_are_padded_like_inputs():
+    seqs = ragged([3, 1])
+    tags = [np.array([1, 2, 3], np.int16), np.array([4], np.int16)]
+    (batch,) = list(Feeder(seqs, window=None, targets=tags, batch_size=2, padding_side="left", pad_value=9,
+                           output="numpy"))
+    np.testing.assert_array_equal(batch.y, [[1, 2, 3], [9, 9, 4]])
+    np.testing.assert_array_equal(batch.mask, [[True, True, True], [False, False, True]])
+
+
+def test_last_partial_batch_and_empty_sequence():
+    seqs = ragged([2, 0, 3, 1, 4])
+    got = list(Feeder(seqs, window=None, batch_size=2, output="numpy"))
+    assert [len(b.x) for b in got] == [2, 2, 1]
+    assert got[0].lengths.tolist() == [2, 0] and not got[0].mask[1].any()
+    assert got[2].x.shape == (1, 4)
+    assert len(list(Feeder(seqs, window=None, batch_size=2, drop_last=True))) == 2
+
+
+def test_huge_values_survive_padding():
+    seqs = [np.array([np.finfo(np.float64).max, -np.finfo(np.float64).max]), np.array([2.0**60])]
+    (batch,) = list(Feeder(seqs, window=None, batch_size=2, output="numpy"))
+    np.testing.assert_array_equal(batch.x, [[np.finfo(np.float64).max, -np.finfo(np.float64).max], [2.0**60, 0]])
+    ints = [np.array([2**63 - 1, -(2**63)], np.int64), np.array([], np.int64)]
+    (batch,) = list(Feeder(ints, window=None, batch_size=2, output="numpy", pad_value=-1))
+    np.testing.assert_array_equal(batch.x, [[2**63 - 1, -(2**63)], [-1, -1]])
+
+
+# ----- packing ----------------------------------------------------------------------------
+
+def test_packing_loses_no_step_and_describes_rows():
+    lengths = [5, 12, 0, 3, 7, 1, 9]
+    seqs = [np.arange(n, dtype=np.int64) + 1000 * (i + 1) for i, n in enumerate(lengths)]
+    f = Feeder(seqs, window=None, batch_size=2, pack=True, max_len=8, shuffle=True, seed=3, output="numpy",
+               pad_value=-1)
+    steps = []
+    for b in f:
+        assert b.x.shape[1] == 8 and b.segment_ids.dtype == np.int32 and b.cu_seqlens.dtype == np.int32
+        flat_seg = b.segment_ids.reshape(-1)
+        real = b.x.reshape(-1)[b.mask.reshape(-1)]
+        steps.extend(real.tolist())
+        np.testing.assert_array_equal(b.mask, b.segment_ids > 0)
+        np.testing.assert_array_equal(b.lengths, b.mask.sum(1))
+        assert (b.x[~b.mask] == -1).all()
+        # cu_seqlens: boundaries of the segments in the flattened real steps, as flash-attention takes them.
+        assert b.cu_seqlens[0] == 0 and b.cu_seqlens[-1] == len(real)
+        for k in range(len(b.cu_seqlens) - 1):
+            piece = real[b.cu_seqlens[k]:b.cu_seqlens[k + 1]]
+            assert len(set(p // 1000 for p in piece)) == 1  # one sequence per segment
+            assert np.all(np.diff(piece) == 1)  # consecutive steps of it
+        for r in range(len(b.x)):
+            for s in set(b.segment_ids[r].tolist()) - {0}:
+                cols = np.nonzero(b.segment_ids[r] == s)[0]
+                np.testing.assert_array_equal(b.position_ids[r, cols], np.arange(len(cols)))
+        assert len(flat_seg) == b.x.size
+    assert sorted(steps) == sorted(int(v) for s in seqs for v in s)
+    assert len(f) == -(-(-(-sum(lengths) // 8)) // 2)
+
+
+def test_pack_continues_a_long_sequence_in_the_next_row():
+    seqs = [np.arange(1, 11, dtype=np.int32)]  # 10 steps, rows of 4
+    (batch,) = list(Feeder(seqs + [np.array([], np.int32)], window=None, batch_size=3, pack=True, max_len=4,
+                           output="numpy"))
+    np.testing.assert_array_equal(batch.x, [[1, 2, 3, 4], [5, 6, 7, 8], [9, 10, 0, 0]])
+    np.testing.assert_array_equal(batch.cu_seqlens, [0, 4, 8, 10])
+    np.testing.assert_array_equal(batch.lengths, [4, 4, 2])
+
+
+# ----- buckets ----------------------------------------------------------------------------
+
+def lognormal_lengths(n, seed=0):
+    rng = np.random.default_rng(seed)
+    return np.clip(rng.lognormal(np.log(150), 1.0, n).astype(int), 1, 2048)
+
+
+def test_bucketing_cuts_padding_and_keeps_every_sequence_once():
+    lengths = lognormal_lengths(5000)
+    seqs = [np.full(n, i, dtype=np.int32) for i, n in enumerate(lengths)]
+    plain = Feeder(seqs, window=None, batch_size=64, shuffle=True, output="numpy")
+    list(plain)
+    bucketed = Feeder(seqs, window=None, batch_size=64, shuffle=True, bucket=True, output="numpy")
+    seen = []
+    for b in bucketed:
+        seen.extend(b.x[np.arange(len(b.x)), 0].tolist())
+    assert sorted(seen) == list(range(len(seqs)))
+    assert plain.stats().padding_fraction > 0.7
+    # One sorted pool of 5,000: the long tail still pads ~5% (W3's 200,000 sequences: under 2%).
+    assert bucketed.stats().padding_fraction < plain.stats().padding_fraction / 10
+    # A pure function of (seed, epoch): the same epoch twice, another epoch differs.
+    again = Feeder(seqs, window=None, batch_size=64, shuffle=True, bucket=True, output="numpy")
+    a = [b.lengths.tolist() for b in again]
+    again.set_epoch(0)
+    assert [b.lengths.tolist() for b in again] == a
+    assert [b.lengths.tolist() for b in again] != a  # epoch 1
+
+
+# ----- bad input --------------------------------------------------------------------------
+
+def test_sequence_argument_errors():
+    seqs = ragged([3, 2])
+    with pytest.raises(ValueError, match="window is required for a single series"):
+        Feeder(seqs[0], window=None)
+    with pytest.raises(ValueError, match="pack=True needs max_len"):
+        Feeder(seqs, window=None, pack=True)
+    with pytest.raises(ValueError, match="pack=True and bucket=True are alternatives"):
+        Feeder(seqs, window=None, pack=True, max_len=4, bucket=True)
+    with pytest.raises(ValueError, match="horizon, stride apply to windows"):
+        Feeder(seqs, window=None, horizon=1, stride=2)
+    with pytest.raises(ValueError, match="max_len, pack apply to whole sequences"):
+        Feeder(seqs, window=2, max_len=4, pack=True)
+    with pytest.raises(ValueError, match="padding_side must be 'right' or 'left', got 'top'"):
+        Feeder(seqs, window=None, padding_side="top")
+    with pytest.raises(ValueError, match="max_len must be >= 1, got 0"):
+        Feeder(seqs, window=None, max_len=0)
+    with pytest.raises(ValueError, match=r"pad_value=300 does not fit the output dtype uint8 \(integers 0..255\)"):
+        Feeder([s.astype(np.uint8) for s in seqs], window=None, pad_value=300)
+    with pytest.raises(ValueError, match="one row per sequence: the source has 2 sequences, targets have 3 rows"):
+        Feeder(seqs, window=None, targets=np.zeros(3))
+    with pytest.raises(ValueError, match=r"targets\[1\] has 5 steps but sequence 1 has 2"):
+        Feeder(seqs, window=None, targets=[np.zeros(3), np.zeros(5)])
+    with pytest.raises(ValueError, match="pack=True cannot carry one label per sequence"):
+        Feeder(seqs, window=None, targets=np.zeros(2), pack=True, max_len=4)
+    with pytest.raises(ValueError, match="every sequence is empty"):
+        Feeder([np.zeros(0), np.zeros(0)], window=None, pack=True, max_len=4)
+
+
+def test_check_finite_names_the_sequence_and_step():
+    seqs = ragged([3, 4, 2])
+    seqs[1][2] = np.nan
+    f = Feeder(seqs, window=None, batch_size=1, check_finite="raise", output="numpy")
+    it = iter(f)
+    next(it)
+    with pytest.raises(FeedError, match=r"batch 1 of epoch 0 .*sequence 1 at step 2"):
+        next(it)
