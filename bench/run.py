@@ -23,6 +23,7 @@ from typing import Dict, List, Optional, Sequence
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import w3  # noqa: E402
 import workloads as wl  # noqa: E402  (bench/ is not a package)
 
 # ----- the table -----------------------------------------------------------------------------
@@ -195,6 +196,36 @@ def run_sparse(table: Table, tmpdir: str, repeat: int) -> None:
                   target=verdict(rss < 512, "< 512 MB")))
 
 
+def run_w3(table: Table, tmpdir: str, rounds: int) -> None:
+    lengths = w3.w3_lengths()
+    seqs = w3.w3_sequences(lengths)
+    progress(f"W3: {len(seqs):,} sequences ({lengths.sum() * 4 / 1e6:.0f} MB of int32); writing a dataset directory")
+    dataset = w3.write_w3_dataset(seqs, tmpdir)
+    progress(f"W3: {rounds} interleaved rounds of {w3.W3_CHUNK} batches per producer")
+    res = w3.measure_w3(seqs, dataset, rounds)
+    name = "W3 padded sequences (batch 64, shuffled)"
+    feeder = res["Feeder (list of arrays, output=torch)"]
+    for case, t in res.items():
+        per_batch = t.median / w3.W3_CHUNK * 1e3
+        table.add(Row(name, case, f"{t.rate():,.0f} seqs/s ({per_batch:.3f} ms/batch)", f"{t.n}×{w3.W3_CHUNK}",
+                      spread(t), f"Feeder(list) = {t.median / feeder.median:.2f}×"))
+    if dataset is None:
+        table.add(Row(name, "Feeder (dataset directory)", "write_dataset not available"))
+    progress("W3: padding fractions over one epoch")
+    fractions = w3.padding_fractions(seqs)
+    for case, frac in fractions.items():
+        table.add(Row("W3 padding (padded steps / all steps)", case, f"{frac:.2%}"))
+    for label, ref, goal in (("W3: Feeder / NumPy row-copy padder", "NumPy row-copy padder", 1.5),
+                             ("W3: Feeder / DataLoader + pad_sequence, 0 workers",
+                              "DataLoader + pad_sequence, 0 workers", 5.0)):
+        r = res[ref].median / feeder.median
+        table.add(Row("Target", label, f"{r:.2f}×", target=verdict(r >= goal, f"≥ {goal:g}×")))
+    for label, case, goal in (("W3: padding with bucket=True", "bucket=True", 0.04),
+                              ("W3: padding with pack=True", "pack=True, max_len=2048", 0.01)):
+        table.add(Row("Target", label, f"{fractions[case]:.2%}",
+                      target=verdict(fractions[case] <= goal, f"≤ {goal:.0%}")))
+
+
 # ----- main ----------------------------------------------------------------------------------
 
 
@@ -202,7 +233,9 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--quick", action="store_true", help="few rounds: checks the script, numbers are rough")
     p.add_argument("--skip-sparse", action="store_true", help="skip the 8 GiB sparse-file workload")
+    p.add_argument("--skip-w1", action="store_true", help="skip W1 (the seed's sine wave)")
     p.add_argument("--skip-w2", action="store_true", help="skip W2 and the training loop (no 512 MB file)")
+    p.add_argument("--skip-w3", action="store_true", help="skip W3 (variable-length sequences)")
     p.add_argument("--tmpdir", default=None,
                    help="where to write the 512 MB and sparse 8 GiB files (default: the system temp dir); "
                         "a fresh sub-directory is made and removed")
@@ -233,9 +266,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     table = Table()
     q = args.quick
 
-    with wl.BackgroundLoad() as load:
-        run_w1(table, rounds=8 if q else 40)
-    background(table, "W1", load)
+    if not args.skip_w1:
+        with wl.BackgroundLoad() as load:
+            run_w1(table, rounds=8 if q else 40)
+        background(table, "W1", load)
 
     tmpdir = tempfile.mkdtemp(prefix="fastfeed-bench-", dir=args.tmpdir)
     try:
@@ -252,6 +286,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             background(table, "Loop", load)
             del in_ram
             os.remove(path)
+        if not args.skip_w3:
+            with wl.BackgroundLoad() as load:
+                run_w3(table, tmpdir, rounds=3 if q else 7)
+            background(table, "W3", load)
         if not args.skip_sparse:
             with wl.BackgroundLoad() as load:
                 run_sparse(table, tmpdir, repeat=1 if q else 3)

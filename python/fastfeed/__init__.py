@@ -10,6 +10,7 @@ from . import compat, reference
 from .batch import Batch
 from .errors import FeedError, FormatError
 from .feeder import Feeder
+from .stats import FeedStats
 
 __version__ = "0.1.0"
-__all__ = ["Feeder", "Batch", "FeedError", "FormatError", "compat", "reference", "__version__"]
+__all__ = ["Feeder", "FeedStats", "Batch", "FeedError", "FormatError", "compat", "reference", "__version__"]

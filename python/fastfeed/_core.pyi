@@ -31,16 +31,34 @@ class Assembler:
     @property
     def num_samples(self) -> int: ...
 
+class Sequences:
+    """Whole sequences (and their step targets or labels) as the core reads them."""
+    def __init__(self, inputs: List[_SeriesItem], step_targets: List[_SeriesItem],
+                 labels: Optional[_SeriesItem]) -> None: ...
+
+# (x, y, mask, lengths, segment_ids, position_ids, cu_seqlens), None where a block has no such output.
+_Arrays = Tuple[Optional[np.ndarray], ...]
+
 class Pipeline:
-    def __init__(
-        self, assembler: Assembler, shuffle: bool, seed: int, epoch: int, batch_size: int,
-        first_batch: int, end_batch: int, batches_per_block: int, num_threads: int,
-        prefetch: int, x_dtype: np.dtype, x_tail: List[int], y_dtype: np.dtype, y_tail: List[int],
-    ) -> None: ...
-    def next(self) -> Optional[Tuple[np.ndarray, Optional[np.ndarray], int, int, Optional[str]]]:
-        """(x, y, first_batch, num_batches, error) of the next block, or None at the end."""
+    @staticmethod
+    def windows(
+        assembler: Assembler, shuffle: bool, seed: int, rank: int, world: int, pad: bool, batch_size: int,
+        epoch: int, first_batch: int, end_batch: int, steps_per_epoch: int, batches_per_block: int,
+        x_feat: List[int], y_feat: List[int], num_threads: int, prefetch: int,
+    ) -> Pipeline: ...
+    @staticmethod
+    def sequences(
+        data: Sequences, batch_size: int, shuffle: bool, seed: int, drop_last: bool, bucket: bool,
+        bucket_pool: int, pack: bool, max_len: int, pad_multiple: int, pad_left: bool, truncate_left: bool,
+        pad_value: float, x_dtype: str, y_dtype: str, x_mean: Sequence[float], x_std: Sequence[float],
+        check_finite: bool, x_feat: List[int], y_feat: List[int], rank: int, world: int, epoch: int,
+        first_batch: int, end_batch: int, steps_per_epoch: int, num_threads: int, prefetch: int,
+    ) -> Pipeline: ...
+    def next(self) -> Optional[Tuple[_Arrays, int, int, Optional[str], float, int]]:
+        """(arrays, first_batch, num_batches, error, build_seconds, queued) of the next block, or None."""
     def close(self) -> None: ...
 
+def fingerprint(series: List[_SeriesItem], rows: int) -> int: ...
 def permutation(n: int, seed: int, epoch: int, positions: npt.NDArray[np.int64]) -> npt.NDArray[np.int64]: ...
 def moments(series: List[_SeriesItem], start: int, end: int) -> Tuple[List[float], List[float], int]: ...
 def gather_windows(
