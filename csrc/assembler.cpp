@@ -1,5 +1,7 @@
 #include "assembler.hpp"
 
+#include <algorithm>
+
 
 #include "errors.hpp"
 #include "finite.hpp"
@@ -64,8 +66,48 @@ Assembler::Assembler(std::vector<Series> inputs, std::vector<Series> targets,
   }
 }
 
+void Assembler::exclude_touching(const std::vector<std::vector<int64_t>>& bad_inputs,
+                                 const std::vector<std::vector<int64_t>>& bad_targets) {
+  const int64_t w = spec_.window, r = spec_.sampling_rate, stride = spec_.stride, start = spec_.start_index;
+  std::vector<int64_t> out;
+  // The window starting at t covers steps t + k*r: a bad step b rules out the starts b - k*r.
+  auto rule_out = [&](size_t s, int64_t t) {
+    if (t < start || (t - start) % stride != 0) return;
+    const int64_t m = (t - start) / stride;
+    if (m < index_.count_in_series(static_cast<int64_t>(s))) out.push_back(index_.first_of(static_cast<int64_t>(s)) + m);
+  };
+  for (size_t s = 0; s < bad_inputs.size() && s < inputs_.size(); ++s) {
+    for (int64_t b : bad_inputs[s]) {
+      for (int64_t k = 0; k < w; ++k) rule_out(s, b - k * r);
+    }
+  }
+  if (spec_.horizon > 0) {
+    for (size_t s = 0; s < bad_targets.size() && s < inputs_.size(); ++s) {
+      for (int64_t b : bad_targets[s]) {
+        for (int64_t j = 1; j <= spec_.horizon; ++j) rule_out(s, b - (w - 1 + j) * r);
+      }
+    }
+  }
+  std::sort(out.begin(), out.end());
+  out.erase(std::unique(out.begin(), out.end()), out.end());
+  excluded_ = std::move(out);
+}
+
+int64_t Assembler::raw_sample(int64_t sample) const {
+  if (excluded_.empty()) return sample;
+  // excluded_[i] - i samples are kept before excluded_[i]; skip every excluded one at or
+  // before the answer.
+  int64_t lo = 0, hi = static_cast<int64_t>(excluded_.size());
+  while (lo < hi) {
+    const int64_t mid = (lo + hi) / 2;
+    if (excluded_[mid] - mid <= sample) lo = mid + 1;
+    else hi = mid;
+  }
+  return sample + lo;
+}
+
 void Assembler::fill_sample(int64_t sample, std::byte* x, std::byte* y) const {
-  const SampleRef ref = index_.locate(sample);
+  const SampleRef ref = index_.locate(raw_sample(sample));
   const Series& series = inputs_[ref.series];
   if (out_.check_finite) {
     require_finite(series, "series", ref.series, ref.start, spec_.window, spec_.sampling_rate, "the inputs");
@@ -83,7 +125,7 @@ void Assembler::fill_sample(int64_t sample, std::byte* x, std::byte* y) const {
 }
 
 std::string Assembler::describe(int64_t sample) const {
-  const SampleRef ref = index_.locate(sample);
+  const SampleRef ref = index_.locate(raw_sample(sample));
   return "sample " + std::to_string(sample) + " (series " + std::to_string(ref.series) +
          ", steps from " + std::to_string(ref.start) + ")";
 }

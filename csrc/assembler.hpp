@@ -36,7 +36,14 @@ class Assembler {
   Assembler(std::vector<Series> inputs, std::vector<Series> targets, const WindowSpec& spec,
             OutputSpec out);
 
-  int64_t num_samples() const { return index_.size(); }
+  // Samples left after exclude_touching(): all of the index's samples unless some were dropped.
+  int64_t num_samples() const { return index_.size() - static_cast<int64_t>(excluded_.size()); }
+  int64_t num_excluded() const { return static_cast<int64_t>(excluded_.size()); }
+
+  // Drops every sample whose inputs touch a step of `bad_inputs[s]` or whose targets touch a
+  // step of `bad_targets[s]` (series s). Samples are renumbered densely. Call before use.
+  void exclude_touching(const std::vector<std::vector<int64_t>>& bad_inputs,
+                        const std::vector<std::vector<int64_t>>& bad_targets);
   bool has_targets() const { return spec_.horizon > 0; }
   size_t x_sample_bytes() const { return x_sample_bytes_; }
   size_t y_sample_bytes() const { return y_sample_bytes_; }
@@ -44,7 +51,7 @@ class Assembler {
   DType x_dtype() const { return out_.x_dtype; }
   DType y_dtype() const { return out_.y_dtype; }
 
-  // Writes sample number `sample` to `x` (and its targets to `y` when there are targets).
+  // Writes sample number `sample` (of the samples left) to `x` (and its targets to `y` when there are targets).
   void fill_sample(int64_t sample, std::byte* x, std::byte* y) const;
 
   // A human-readable location of a sample, for error messages.
@@ -58,6 +65,9 @@ class Assembler {
   WindowSpec spec_;
   OutputSpec out_;
   SampleIndex index_;
+  // Sorted numbers (in the index) of excluded samples; sample k is the k-th one not in it.
+  std::vector<int64_t> excluded_;
+  int64_t raw_sample(int64_t sample) const;
   size_t x_sample_bytes_ = 0;
   size_t y_sample_bytes_ = 0;
 };

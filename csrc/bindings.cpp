@@ -11,6 +11,7 @@
 #include "assembler.hpp"
 #include "errors.hpp"
 #include "fingerprint.hpp"
+#include "finite.hpp"
 #include "moments.hpp"
 #include "npy.hpp"
 #include "permutation.hpp"
@@ -181,17 +182,25 @@ PYBIND11_MODULE(_core, m) {
            py::arg("stride"), py::arg("horizon"), py::arg("start_index"), py::arg("end_index"),
            py::arg("x_dtype"), py::arg("y_dtype"), py::arg("x_mean"), py::arg("x_std"),
            py::arg("y_mean"), py::arg("y_std"), py::arg("check_finite") = false)
-      .def_property_readonly("num_samples", &Assembler::num_samples);
+      .def_property_readonly("num_samples", &Assembler::num_samples)
+      .def_property_readonly("num_excluded", &Assembler::num_excluded)
+      .def("exclude_touching", &Assembler::exclude_touching, py::arg("bad_inputs"), py::arg("bad_targets"),
+           "Drops the samples touching the given steps (per series); call before any Pipeline uses it.");
 
   py::class_<SequenceData, std::shared_ptr<SequenceData>>(m, "Sequences")
-      .def(py::init([](const py::list& inputs, const py::list& step_targets, const py::object& labels) {
+      .def(py::init([](const py::list& inputs, const py::list& step_targets, const py::object& labels,
+                       std::vector<int64_t> keep) {
              auto d = std::make_shared<SequenceData>();
              d->inputs = to_series_list(inputs);
              d->step_targets = to_series_list(step_targets);
              if (!labels.is_none()) d->labels = to_series(labels);
+             for (int64_t k : keep) {
+               if (k < 0 || k >= static_cast<int64_t>(d->inputs.size())) throw ArgumentError("keep: no sequence " + std::to_string(k));
+             }
+             d->keep = std::move(keep);
              return d;
            }),
-           py::arg("inputs"), py::arg("step_targets"), py::arg("labels"));
+           py::arg("inputs"), py::arg("step_targets"), py::arg("labels"), py::arg("keep") = std::vector<int64_t>{});
 
   py::class_<PyPipeline>(m, "Pipeline")
       .def_static(
@@ -268,17 +277,32 @@ PYBIND11_MODULE(_core, m) {
         py::arg("series"), py::arg("rows"),
         "A 64-bit hash of the lengths and the first and last `rows` steps of the outer series.");
 
+  m.def("non_finite_steps",
+        [](const py::list& series, int threads) {
+          std::vector<Series> s = to_series_list(series);
+          std::vector<std::vector<int64_t>> bad;
+          {
+            py::gil_scoped_release nogil;
+            bad = non_finite_steps(s, threads);
+          }
+          py::list out;
+          for (const auto& v : bad) out.append(py::array_t<int64_t>(static_cast<py::ssize_t>(v.size()), v.data()));
+          return out;
+        },
+        py::arg("series"), py::arg("threads"),
+        "Per series, the steps holding a NaN or Inf (one parallel pass over the data).");
+
   m.def("moments",
-        [](const py::list& series, int64_t start, int64_t end) {
+        [](const py::list& series, int64_t start, int64_t end, bool finite_rows_only) {
           std::vector<Series> s = to_series_list(series);
           Moments mo;
           {
             py::gil_scoped_release nogil;
-            mo = compute_moments(s, start, end);
+            mo = compute_moments(s, start, end, finite_rows_only);
           }
           return py::make_tuple(mo.mean, mo.std, mo.count);
         },
-        py::arg("series"), py::arg("start"), py::arg("end"),
+        py::arg("series"), py::arg("start"), py::arg("end"), py::arg("finite_rows_only") = false,
         "Per-element (mean, std, count) over steps [start, end) of every series.");
 
   m.def("gather_windows",

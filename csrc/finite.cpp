@@ -1,9 +1,12 @@
 #include "finite.hpp"
 
+#include <algorithm>
+#include <atomic>
 #include <cmath>
 #include <cstring>
 #include <stdexcept>
 #include <string>
+#include <thread>
 
 namespace fastfeed {
 
@@ -43,6 +46,41 @@ void require_finite(const Series& series, const char* noun, int64_t index, int64
                                std::to_string(e));
     }
   }
+}
+
+std::vector<std::vector<int64_t>> non_finite_steps(const std::vector<Series>& series, int threads) {
+  // Work comes in chunks of rows so one long series still spreads over every thread.
+  struct Chunk {
+    size_t series;
+    int64_t begin, end;
+    std::vector<int64_t> bad;
+  };
+  constexpr int64_t kRows = 1 << 16;
+  std::vector<Chunk> chunks;
+  for (size_t s = 0; s < series.size(); ++s) {
+    if (!is_floating(series[s].dtype)) continue;
+    for (int64_t b = 0; b < series[s].length; b += kRows) {
+      chunks.push_back({s, b, std::min(series[s].length, b + kRows), {}});
+    }
+  }
+  std::atomic<size_t> next{0};
+  auto work = [&] {
+    for (size_t c; (c = next.fetch_add(1)) < chunks.size();) {
+      Chunk& chunk = chunks[c];
+      const Series& s = series[chunk.series];
+      for (int64_t t = chunk.begin; t < chunk.end; ++t) {
+        if (first_non_finite(s.row(t), s.dtype, s.row_elems) >= 0) chunk.bad.push_back(t);
+      }
+    }
+  };
+  const size_t n_threads = std::min<size_t>(static_cast<size_t>(std::max(1, threads)), chunks.size());
+  std::vector<std::thread> pool;
+  for (size_t i = 1; i < n_threads; ++i) pool.emplace_back(work);
+  work();
+  for (auto& t : pool) t.join();
+  std::vector<std::vector<int64_t>> out(series.size());
+  for (const Chunk& c : chunks) out[c.series].insert(out[c.series].end(), c.bad.begin(), c.bad.end());
+  return out;
 }
 
 }  // namespace fastfeed

@@ -1,6 +1,7 @@
 // The NaN/Inf check behind check_finite: names the series and step of the first bad value.
 #pragma once
 #include <cstdint>
+#include <vector>
 
 #include "series.hpp"
 
@@ -10,5 +11,9 @@ namespace fastfeed {
 // of the first NaN or Inf among `count` steps taken every `rate` steps from `start`.
 void require_finite(const Series& series, const char* noun, int64_t index, int64_t start,
                     int64_t count, int64_t rate, const char* what);
+
+// For each series, the steps holding a NaN or Inf in any element, in increasing order. The
+// rows are scanned once by `threads` threads; integer and bool series have none.
+std::vector<std::vector<int64_t>> non_finite_steps(const std::vector<Series>& series, int threads);
 
 }  // namespace fastfeed

@@ -8,7 +8,7 @@
 
 namespace fastfeed {
 
-Moments compute_moments(const std::vector<Series>& series, int64_t start, int64_t end) {
+Moments compute_moments(const std::vector<Series>& series, int64_t start, int64_t end, bool finite_rows_only) {
   if (series.empty()) throw ArgumentError("no series to compute statistics of");
   const int64_t width = series[0].row_elems;
   Moments m;
@@ -26,9 +26,10 @@ Moments compute_moments(const std::vector<Series>& series, int64_t start, int64_
       convert_rows(s.row(row), s.dtype, s.row_bytes(), rows, width,
                    reinterpret_cast<std::byte*>(chunk.data()), DType::Float64, none);
       for (int64_t r = 0; r < rows; ++r) {
+        const double* x = chunk.data() + r * width;
+        if (finite_rows_only && !std::all_of(x, x + width, [](double v) { return std::isfinite(v); })) continue;
         ++m.count;
         const double inv = 1.0 / static_cast<double>(m.count);
-        const double* x = chunk.data() + r * width;
         for (int64_t i = 0; i < width; ++i) {
           const double delta = x[i] - m.mean[i];
           m.mean[i] += delta * inv;

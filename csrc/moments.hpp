@@ -15,6 +15,8 @@ struct Moments {
 
 // Statistics of steps [start, end) of every series (end < 0: to each series' end), computed
 // with Welford's update so that large offsets do not cancel catastrophically.
-Moments compute_moments(const std::vector<Series>& series, int64_t start, int64_t end);
+// With `finite_rows_only`, steps holding a NaN or Inf are left out (check_finite="skip").
+Moments compute_moments(const std::vector<Series>& series, int64_t start, int64_t end,
+                        bool finite_rows_only = false);
 
 }  // namespace fastfeed

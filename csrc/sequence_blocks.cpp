@@ -35,13 +35,13 @@ std::vector<int64_t> concat(std::vector<int64_t> head, const std::vector<int64_t
 SequenceBlocks::SequenceBlocks(std::shared_ptr<const SequenceData> data, PlanSpec plan, PadSpec pad,
                                SequenceOutput out, int64_t rank, int64_t world, RunSpec run, size_t max_idle)
     : data_(std::move(data)), plan_spec_(plan), pad_(pad), out_(std::move(out)), rank_(rank), world_(world), run_(run) {
-  if (data_->inputs.empty()) throw ArgumentError("no sequences to read from");
+  if (data_->count() == 0) throw ArgumentError("no sequences to read from");
   if (plan_spec_.batch_size < 1 || (plan_spec_.pack && plan_spec_.max_len < 1) || world_ < 1 || rank_ < 0 ||
       rank_ >= world_ || run_.first_batch < 0 || run_.end_batch < run_.first_batch) {
     throw ArgumentError("invalid sequence run");
   }
-  lengths_.reserve(data_->inputs.size());
-  for (const Series& s : data_->inputs) lengths_.push_back(s.length);
+  lengths_.reserve(static_cast<size_t>(data_->count()));
+  for (int64_t v = 0; v < data_->count(); ++v) lengths_.push_back(data_->inputs[data_->real(v)].length);
   per_pass_ = plan_for(0)->num_batches();  // the same for every pass
   per_rank_ = plan_spec_.drop_last ? per_pass_ / world_ : (per_pass_ + world_ - 1) / world_;
   x_pad_row_ = constant_row(pad_.pad_value, data_->inputs[0].row_elems, out_.x_dtype);
@@ -135,9 +135,9 @@ void SequenceBlocks::fill_padded(const PassPlan& plan, int64_t g, Block& b) cons
   auto* len_p = reinterpret_cast<int64_t*>(lengths.data.get());
   for (int64_t i = 0; i < rows; ++i) {
     b.failed_at = i;  // until the row is complete
-    const int64_t seq = seqs[i];
+    const int64_t seq = data_->real(seqs[i]);
     const int64_t n = kept[i];
-    const int64_t src = pad_.truncate_left ? lengths_[seq] - n : 0;
+    const int64_t src = pad_.truncate_left ? lengths_[seqs[i]] - n : 0;
     const int64_t col = pad_.pad_left ? L - n : 0;
     std::byte* xrow = x.data.get() + static_cast<size_t>(i * L) * x_step;
     fill_padding(xrow, L, x_pad_row_);
@@ -193,7 +193,7 @@ void SequenceBlocks::fill_packed(const PassPlan& plan, int64_t g, Block& b) cons
     std::byte* xrow = x.data.get() + static_cast<size_t>(r * L) * x_step;
     std::byte* yrow = steps ? b[Output::Y].data.get() + static_cast<size_t>(r * L) * y_step : nullptr;
     for (int64_t i = plan.piece_at(pos); pos < end; ++i) {
-      const int64_t seq = plan.seqs()[i];
+      const int64_t seq = data_->real(plan.seqs()[i]);
       const int64_t offset = pos - plan.steps_before(i);
       const int64_t take = std::min(plan.steps_before(i + 1), end) - pos;
       if (take <= 0) continue;  // an empty sequence

@@ -20,7 +20,11 @@ struct SequenceData {
   std::vector<Series> inputs;        // one per sequence
   std::vector<Series> step_targets;  // empty, or one per sequence, aligned step for step
   Series labels;                     // one row per sequence; labels.data == nullptr: none
+  std::vector<int64_t> keep;         // the sequences fed (check_finite="skip"); empty: all
   bool has_labels() const { return labels.data != nullptr; }
+  int64_t count() const { return keep.empty() ? static_cast<int64_t>(inputs.size()) : static_cast<int64_t>(keep.size()); }
+  // The sequence number in `inputs` of the v-th sequence fed.
+  int64_t real(int64_t v) const { return keep.empty() ? v : keep[static_cast<size_t>(v)]; }
 };
 
 struct PadSpec {

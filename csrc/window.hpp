@@ -30,6 +30,7 @@ class SampleIndex {
 
   int64_t size() const { return first_.back(); }
   int64_t count_in_series(int64_t series) const { return first_[series + 1] - first_[series]; }
+  int64_t first_of(int64_t series) const { return first_[series]; }
   SampleRef locate(int64_t sample) const;
   const WindowSpec& spec() const { return spec_; }
 

@@ -184,3 +184,25 @@ def test_standard_normalization_with_constant_feature():
     [(x, _)] = collect(Feeder(s, window=10, normalize="standard", output="numpy"))
     np.testing.assert_allclose(x[0, :, 0], (np.arange(10) - 4.5) / np.arange(10).std())
     np.testing.assert_array_equal(x[0, :, 1], np.zeros(10))  # centred, not divided by 0
+
+
+def test_check_finite_skip_drops_exactly_the_windows_touching_a_nan():
+    s = np.arange(20, dtype=np.float64)
+    s[7] = np.nan
+    s[18] = np.inf
+    f = Feeder(s, window=3, horizon=1, batch_size=100, check_finite="skip", output="numpy")
+    (x, y), = list(f)
+    # Inputs t..t+2 and target t+3: step 7 rules out starts 4-7, step 18 starts 15 and 16.
+    want = [t for t in range(17) if t not in (4, 5, 6, 7, 15, 16)]
+    assert x[:, 0].tolist() == want and y[:, 0].tolist() == [t + 3 for t in want]
+    assert f.skipped_samples == 6 and f.num_samples == len(want)
+
+
+def test_check_finite_skip_drops_sequences_and_their_labels():
+    seqs = [np.array([1.0, 2.0]), np.array([np.nan]), np.array([3.0]), np.array([4.0, 5.0])]
+    labels = np.array([0.0, 1.0, 2.0, np.inf])
+    f = Feeder(seqs, window=None, targets=labels, batch_size=4, check_finite="skip", output="numpy")
+    (batch,) = list(f)
+    np.testing.assert_array_equal(batch.x, [[1.0, 2.0], [3.0, 0.0]])
+    np.testing.assert_array_equal(batch.y, [0.0, 2.0])
+    assert f.skipped_samples == 2

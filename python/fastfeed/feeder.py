@@ -138,6 +138,8 @@ class Feeder:
         self.device_cache = False
         self.check_finite = self._resolve_check_finite(check_finite)
         self.progress = bool(progress)
+        self.num_threads = _cpu_count() if num_threads is None else _int_arg("num_threads", num_threads, 1)
+        self.skipped_samples = 0  # samples dropped by check_finite="skip"
         if self.sequences:
             self._init_sequences(horizon, targets, sampling_rate, stride, start_index, end_index, dtype, normalize,
                                  max_len, pad_multiple, padding_side, truncation_side, pad_value, bucket,
@@ -156,7 +158,6 @@ class Feeder:
                 f"drop_last=True with batch_size={self.batch_size} leaves no batch: there are only "
                 f"{self._per_rank()} {'rows' if getattr(self, 'pack', False) else 'samples'}"
                 f"{' for this rank' if self.world_size > 1 else ''}")
-        self.num_threads = _cpu_count() if num_threads is None else _int_arg("num_threads", num_threads, 1)
         self.prefetch = max(2, 2 * self.num_threads) if prefetch is None else _int_arg("prefetch", prefetch, 1)
         self._next_epoch = 0
         self.epoch = 0
@@ -204,7 +205,7 @@ class Feeder:
         if check_finite is True or check_finite == "raise":
             return "raise"
         if check_finite == "skip":
-            raise NotImplementedError("check_finite='skip' is not available in this version; use 'raise'")
+            return "skip"
         raise ValueError(f"check_finite must be False, 'raise' or 'skip', got {check_finite!r}")
 
     def _resolve_dtypes(self, dtype: Any, normalize: Any, targets: Optional[SeriesSet]) -> Tuple[str, str]:
@@ -226,7 +227,7 @@ class Feeder:
         return x, (x if dtype is not None and t in FLOATING and x in FLOATING else t)
 
     def _standard_stats(self, start: int, end: int) -> Tuple[List[float], List[float]]:
-        mean, std, _ = _core.moments(list(self._series.items), start, end)
+        mean, std, _ = _core.moments(list(self._series.items), start, end, self.check_finite == "skip")
         return mean, [s if s > 0 else 1.0 for s in std]  # constant features are centred, not scaled
 
     def _resolve_normalization(self, normalize: Any, start: int = 0, end: int = -1) -> Tuple[list, list]:
@@ -292,8 +293,16 @@ class Feeder:
             check_finite=self.check_finite == "raise",
         )
         self._advise_access(self._targets)
+        if self.check_finite == "skip":
+            bad = _core.non_finite_steps(list(self._series.items), self.num_threads)
+            bad_targets = bad if self._targets is None else _core.non_finite_steps(list(self._targets.items),
+                                                                                   self.num_threads)
+            self._assembler.exclude_touching(bad, bad_targets)
+            self.skipped_samples = self._assembler.num_excluded
         self.num_samples: int = self._assembler.num_samples
         if self.num_samples == 0:
+            if self.skipped_samples:
+                raise ValueError(f"check_finite='skip' dropped every sample: all {self.skipped_samples} touch a NaN or Inf")
             raise ValueError(f"the configuration yields no sample: {self._span_text()}")
         self._batches_per_block = max(1, min(len(self), _BLOCK_BYTES // max(1, self._batch_bytes())))
 
@@ -409,13 +418,20 @@ class Feeder:
         self.pad_value = self._resolve_pad_value(pad_value)
         self._x_norm = self._resolve_normalization(normalize)
         self._advise_access(self._step_targets)
+        keep = self._finite_sequences() if self.check_finite == "skip" else None
         self._sequence_data = _core.Sequences(
             list(self._series.items),
             list(self._step_targets.items) if self._step_targets is not None else [],
             self._labels.items[0] if self._labels is not None else None,
+            [] if keep is None else keep.tolist(),
         )
-        self.num_samples = self._series.count
         self._lengths = np.asarray(self._series.lengths, dtype=np.int64)
+        if keep is not None:
+            self.skipped_samples = self._series.count - len(keep)
+            if len(keep) == 0:
+                raise ValueError(f"check_finite='skip' dropped every sequence: all {self._series.count} hold a NaN or Inf")
+            self._lengths = self._lengths[keep]
+        self.num_samples = len(self._lengths)
         if self.pack and int(self._lengths.sum()) == 0:
             raise ValueError("the configuration yields no sample: every sequence is empty, so pack=True has no row")
         self._batches_per_block = 1
@@ -441,6 +457,18 @@ class Feeder:
             raise ValueError(f"targets (labels) must have one row per sequence: the source has {n} sequences, "
                              f"targets have {labels.lengths[0]} rows (pass a list for step-aligned targets)")
         return labels, None
+
+    def _finite_sequences(self) -> np.ndarray:
+        """The numbers of the sequences without a NaN or Inf in inputs, step targets or label."""
+        n = self._series.count
+        ok = np.array([len(b) == 0 for b in _core.non_finite_steps(list(self._series.items), self.num_threads)])
+        if self._step_targets is not None:
+            ok &= np.array([len(b) == 0 for b in _core.non_finite_steps(list(self._step_targets.items),
+                                                                        self.num_threads)])
+        if self._labels is not None:
+            (bad_rows,) = _core.non_finite_steps(list(self._labels.items), self.num_threads)
+            ok[bad_rows] = False
+        return np.flatnonzero(ok[:n]).astype(np.int64)
 
     def _resolve_pad_value(self, pad_value: Any) -> float:
         if isinstance(pad_value, (bool, np.bool_)):
@@ -699,7 +727,7 @@ class Feeder:
                 "batch_size": self.batch_size, "shuffle": self.shuffle, "seed": self.seed,
                 "drop_last": self.drop_last, "steps_per_epoch": self.steps_per_epoch,
                 "rank": self.rank, "world_size": self.world_size,
-                "dtype": self._x_dtype, "target_dtype": self._y_dtype,
+                "dtype": self._x_dtype, "target_dtype": self._y_dtype, "check_finite": self.check_finite,
             }
             if self.sequences:
                 config.update(max_len=self.max_len, pad_multiple=self.pad_multiple, padding_side=self.padding_side,

@@ -105,10 +105,13 @@ def convert(x: np.ndarray, dtype: str, mean: Any = None, std: Any = None) -> np.
     return x.astype(dtype)
 
 
-def standard_stats(series: List[np.ndarray], start_index: int = 0, end_index: Optional[int] = None):
-    """Per-feature mean and population std over steps [start_index, end_index) of all series;
-    a std of 0 becomes 1."""
+def standard_stats(series: List[np.ndarray], start_index: int = 0, end_index: Optional[int] = None,
+                   finite_rows_only: bool = False):
+    """Per-feature mean and population std over steps [start_index, end_index) of all series
+    (only the steps without NaN/Inf with `finite_rows_only`); a std of 0 becomes 1."""
     steps = np.concatenate([np.asarray(s)[start_index:end_index] for s in series]).astype(np.float64)
+    if finite_rows_only:
+        steps = steps[np.isfinite(steps.reshape(len(steps), -1)).all(axis=1)]
     mean, std = steps.mean(axis=0), steps.std(axis=0)
     return mean, np.where(std > 0, std, 1.0)
 
@@ -139,7 +142,7 @@ def batches(
     sampling_rate: int = 1, stride: int = 1, start_index: int = 0, end_index: Optional[int] = None,
     batch_size: int = 1, shuffle: bool = False, seed: int = 0, epoch: int = 0,
     drop_last: bool = False, dtype: Optional[str] = None, normalize: Any = None,
-    rank: int = 0, world_size: int = 1, steps_per_epoch: Optional[int] = None,
+    rank: int = 0, world_size: int = 1, steps_per_epoch: Optional[int] = None, check_finite: Any = False,
 ) -> List[Tuple[np.ndarray, Optional[np.ndarray]]]:
     """Every batch of one epoch as (x, y) NumPy arrays: what a Feeder with the same arguments
     yields. `dtype` is a dtype name ("float32", "bfloat16", ...)."""
@@ -155,11 +158,17 @@ def batches(
 
     x_dtype, y_dtype = _output_dtypes(series[0].dtype.name, dtype, normalize,
                                       None if targets is None else target_series[0].dtype.name)
-    mean, std = _normalization(series, normalize, start_index, end_index)
+    mean, std = _normalization(series, normalize, start_index, end_index, check_finite == "skip")
     y_mean, y_std = (mean, std) if targets is None else (None, None)
 
     starts = window_starts([len(s) for s in series], window, sampling_rate, stride, horizon,
                            start_index, end_index)
+    if check_finite == "skip":  # drop the samples whose inputs or targets touch a NaN or Inf
+        def touches_bad(s: int, t: int) -> bool:
+            last = t + (window - 1) * sampling_rate
+            return not (all_finite(series[s][t:last + 1:sampling_rate]) and all_finite(
+                target_series[s][last + sampling_rate:last + horizon * sampling_rate + 1:sampling_rate]))
+        starts = [(s, t) for s, t in starts if not touches_bad(s, t)]
     share = rank_share(len(starts), rank, world_size, drop_last)
     per_rank = len(share)
     if steps_per_epoch is None:
@@ -188,6 +197,12 @@ def batches(
     return out
 
 
+def all_finite(a: np.ndarray) -> bool:
+    """No NaN or Inf (integers and bools are always finite)."""
+    a = np.asarray(a)
+    return a.dtype.kind != "f" or bool(np.isfinite(a).all())
+
+
 def _output_dtypes(src: str, dtype: Optional[str], normalize: Any, target: Optional[str]) -> Tuple[str, str]:
     floating = ("float16", "float32", "float64", "bfloat16")
     x_dtype = dtype or ("float32" if normalize is not None and src not in floating else src)
@@ -196,11 +211,12 @@ def _output_dtypes(src: str, dtype: Optional[str], normalize: Any, target: Optio
     return x_dtype, (x_dtype if dtype is not None and target in floating and x_dtype in floating else target)
 
 
-def _normalization(series: List[np.ndarray], normalize: Any, start_index: int = 0, end_index: Optional[int] = None):
+def _normalization(series: List[np.ndarray], normalize: Any, start_index: int = 0, end_index: Optional[int] = None,
+                   finite_rows_only: bool = False):
     if normalize is None:
         return None, None
     if isinstance(normalize, str):
-        return standard_stats(series, start_index, end_index)
+        return standard_stats(series, start_index, end_index, finite_rows_only)
     feat = series[0].shape[1:]
     return (np.broadcast_to(np.asarray(normalize[0], np.float64), feat),
             np.broadcast_to(np.asarray(normalize[1], np.float64), feat))
@@ -267,6 +283,7 @@ def sequence_batches(
     pad_multiple: int = 1, padding_side: str = "right", truncation_side: str = "right", pad_value: Any = 0,
     bucket: bool = False, bucket_pool: int = 64, pack: bool = False, dtype: Optional[str] = None,
     normalize: Any = None, rank: int = 0, world_size: int = 1, steps_per_epoch: Optional[int] = None,
+    check_finite: Any = False,
 ) -> List[dict]:
     """Every batch of one epoch of whole sequences, as dicts with x, y, mask, lengths and, when
     packing, segment_ids, position_ids and cu_seqlens: what a Feeder(window=None) yields.
@@ -279,9 +296,16 @@ def sequence_batches(
         steps = [np.asarray(t) for t in targets]
     elif targets is not None:
         labels = np.asarray(targets)
+    mean, std = _normalization(seqs, normalize, finite_rows_only=check_finite == "skip")
+    if check_finite == "skip":  # drop the sequences holding a NaN or Inf (inputs, step targets or label)
+        keep = [i for i in range(len(seqs)) if all_finite(seqs[i]) and (steps is None or all_finite(steps[i]))
+                and (labels is None or all_finite(labels[i]))]
+        seqs = [seqs[i] for i in keep]
+        lengths = [lengths[i] for i in keep]
+        steps = None if steps is None else [steps[i] for i in keep]
+        labels = None if labels is None else labels[keep]
     tdtype = steps[0].dtype.name if steps else (labels.dtype.name if labels is not None else None)
     x_dtype, y_dtype = _output_dtypes(seqs[0].dtype.name, dtype, normalize, tdtype)
-    mean, std = _normalization(seqs, normalize)
 
     def plan(pass_: int) -> list:
         if pack:
