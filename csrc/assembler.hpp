@@ -54,6 +54,9 @@ class Assembler {
   // Writes sample number `sample` (of the samples left) to `x` (and its targets to `y` when there are targets).
   void fill_sample(int64_t sample, std::byte* x, std::byte* y) const;
 
+  // The path of a memory-mapped source that shrank while being read, or "" (see bus_guard.hpp).
+  std::string damaged_file() const { return fastfeed::damaged_file(files_); }
+
   // A human-readable location of a sample, for error messages.
   std::string describe(int64_t sample) const;
 
@@ -62,6 +65,7 @@ class Assembler {
 
   std::vector<Series> inputs_;
   std::vector<Series> targets_;
+  std::vector<std::shared_ptr<const MappedFile>> files_;
   WindowSpec spec_;
   OutputSpec out_;
   SampleIndex index_;

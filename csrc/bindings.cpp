@@ -159,7 +159,9 @@ PYBIND11_MODULE(_core, m) {
       .def_property_readonly("path", [](const NpyFile& f) { return f.file->path(); })
       .def_property_readonly("data_offset", [](const NpyFile& f) { return f.header.data_offset; })
       .def("advise_random_access", [](const NpyFile& f, bool random) { f.file->advise_random_access(random); },
-           py::arg("random"));
+           py::arg("random"))
+      .def("check_unchanged", [](const NpyFile& f) { return f.file->check_unchanged(); },
+           "Why the file no longer matches its mapping (gone, replaced, shrunk), or an empty string.");
 
   py::class_<Assembler, std::shared_ptr<Assembler>>(m, "Assembler")
       .def(py::init([](const py::list& inputs, const py::list& targets, int64_t window,
@@ -198,6 +200,10 @@ PYBIND11_MODULE(_core, m) {
                if (k < 0 || k >= static_cast<int64_t>(d->inputs.size())) throw ArgumentError("keep: no sequence " + std::to_string(k));
              }
              d->keep = std::move(keep);
+             for (const auto* list : {&d->inputs, &d->step_targets}) {
+               for (const auto& f : files_of(*list)) d->files.push_back(f);
+             }
+             if (d->labels.file) d->files.push_back(d->labels.file);
              return d;
            }),
            py::arg("inputs"), py::arg("step_targets"), py::arg("labels"), py::arg("keep") = std::vector<int64_t>{});

@@ -8,6 +8,7 @@
 #include <cerrno>
 #include <cstring>
 
+#include "bus_guard.hpp"
 #include "errors.hpp"
 
 namespace fastfeed {
@@ -42,7 +43,30 @@ std::shared_ptr<const MappedFile> MappedFile::open(const std::string& path) {
   }
   // The mapping keeps the file's pages reachable; the descriptor is no longer needed.
   ::close(fd);
-  return std::shared_ptr<const MappedFile>(new MappedFile(path, data, size));
+  return std::shared_ptr<const MappedFile>(new MappedFile(path, data, size, st.st_dev, st.st_ino));
+}
+
+MappedFile::MappedFile(std::string path, const std::byte* data, size_t size, unsigned long device,
+                       unsigned long inode)
+    : path_(std::move(path)), data_(data), size_(size), device_(device), inode_(inode) {
+  guard_slot_ = BusGuard::add(data_, size_);
+}
+
+bool MappedFile::damaged() const { return BusGuard::damaged(guard_slot_); }
+
+std::string MappedFile::check_unchanged() const {
+  if (damaged()) return path_ + " shrank while it was being read (a page of the mapping was gone)";
+  struct stat st{};
+  if (::stat(path_.c_str(), &st) != 0) {
+    return path_ + " is gone (" + std::string(std::strerror(errno)) + ")";
+  }
+  if (static_cast<unsigned long>(st.st_dev) != device_ || static_cast<unsigned long>(st.st_ino) != inode_) {
+    return path_ + " was replaced by another file";
+  }
+  if (static_cast<size_t>(st.st_size) < size_) {
+    return path_ + " shrank from " + std::to_string(size_) + " to " + std::to_string(st.st_size) + " bytes";
+  }
+  return "";
 }
 
 void MappedFile::advise_random_access(bool random) const {
@@ -52,6 +76,7 @@ void MappedFile::advise_random_access(bool random) const {
 }
 
 MappedFile::~MappedFile() {
+  BusGuard::remove(guard_slot_);
   if (data_ != nullptr) ::munmap(const_cast<std::byte*>(data_), size_);
 }
 

@@ -19,16 +19,23 @@ class MappedFile {
   // the page, which makes a first batch from a huge file take seconds.
   void advise_random_access(bool random) const;
 
+  // Set once a read hit a page the file no longer has (it shrank): what was read is not the
+  // file's content. See bus_guard.hpp.
+  bool damaged() const;
+  // Why the file on disk no longer matches the mapping (gone, replaced, shorter), or "".
+  std::string check_unchanged() const;
+
   const std::byte* data() const { return data_; }
   size_t size() const { return size_; }
   const std::string& path() const { return path_; }
 
  private:
-  MappedFile(std::string path, const std::byte* data, size_t size)
-      : path_(std::move(path)), data_(data), size_(size) {}
+  MappedFile(std::string path, const std::byte* data, size_t size, unsigned long device, unsigned long inode);
   std::string path_;
   const std::byte* data_;
   size_t size_;
+  unsigned long device_, inode_;  // which file was mapped, to notice it being replaced
+  int guard_slot_ = -1;
 };
 
 }  // namespace fastfeed

@@ -2,7 +2,10 @@
 #pragma once
 #include <cstddef>
 #include <cstdint>
+#include <algorithm>
 #include <memory>
+#include <string>
+#include <vector>
 
 #include "dtype.hpp"
 #include "mapped_file.hpp"
@@ -20,5 +23,25 @@ struct Series {
   size_t row_bytes() const { return static_cast<size_t>(row_elems) * itemsize(dtype); }
   const std::byte* row(int64_t step) const { return data + static_cast<size_t>(step) * row_bytes(); }
 };
+
+// The distinct memory maps behind some series (many sequences often share one file).
+inline std::vector<std::shared_ptr<const MappedFile>> files_of(const std::vector<Series>& series) {
+  std::vector<std::shared_ptr<const MappedFile>> out;
+  for (const Series& s : series) {
+    if (s.file && (out.empty() || out.back() != s.file) &&
+        std::find(out.begin(), out.end(), s.file) == out.end()) {
+      out.push_back(s.file);
+    }
+  }
+  return out;
+}
+
+// The first damaged map among `files` (a file shrank while being read), or "".
+inline std::string damaged_file(const std::vector<std::shared_ptr<const MappedFile>>& files) {
+  for (const auto& f : files) {
+    if (f->damaged()) return f->path();
+  }
+  return "";
+}
 
 }  // namespace fastfeed

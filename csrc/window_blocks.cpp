@@ -83,6 +83,11 @@ Block WindowBlocks::build(int64_t k) const {
       break;
     }
   }
+  const std::string shrunk = assembler_->damaged_file();
+  if (!shrunk.empty()) {  // zeros were read where the file's pages used to be: none of it is data
+    b.failed_at = 0;
+    b.error = "the memory-mapped file " + shrunk + " shrank while it was being read";
+  }
   return b;
 }
 

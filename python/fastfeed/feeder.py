@@ -528,6 +528,7 @@ class Feeder:
     def __iter__(self) -> Iterator[Batch]:
         if self._closed:
             raise RuntimeError("this Feeder is closed")
+        self._check_files()
         first_batch = 0
         if self._resume is not None:
             self._next_epoch, first_batch = self._resume
@@ -536,6 +537,15 @@ class Feeder:
         self._next_epoch += 1
         self._position = (self.epoch, first_batch)  # started, even before its first batch is asked for
         return self._run(self.epoch, first_batch)
+
+    def _check_files(self) -> None:
+        """Refuses to start an epoch on files that vanished, were replaced or shrank since they
+        were mapped (within an epoch, a read of a shrunk file fails the batch instead)."""
+        for s in (self._series, self._targets, getattr(self, "_labels", None)):
+            for item in (s.items if s is not None else ()):
+                problem = item.check_unchanged() if hasattr(item, "check_unchanged") else ""
+                if problem:
+                    raise FeedError(f"the source changed under the Feeder: {problem}; make a new Feeder")
 
     def _open_pipeline(self, epoch: int, first_batch: int) -> Any:
         spe = self.steps_per_epoch or 0

@@ -1,0 +1,57 @@
+"""Files that shrink, vanish or are replaced under a running Feeder: a FeedError, never a crash."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+
+from fastfeed import FeedError, Feeder
+
+
+def run_isolated(code: str) -> subprocess.CompletedProcess:
+    # In a child process: if the guard failed, SIGBUS would kill the child, not the test run.
+    return subprocess.run([sys.executable, "-c", textwrap.dedent(code)], capture_output=True, text=True, timeout=120)
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_a_file_shrinking_mid_epoch_raises_feed_error(tmp_path, threads):
+    path = tmp_path / "big.npy"
+    np.save(path, np.arange(4_000_000, dtype=np.float32).reshape(-1, 8))  # 16 MB
+    proc = run_isolated(f"""
+        import os, faulthandler
+        faulthandler.enable()  # as pytest has it: the guard must still win
+        from fastfeed import Feeder, FeedError
+        f = Feeder({str(path)!r}, window=16, batch_size=64, shuffle=True, num_threads={threads}, prefetch=2,
+                   output="numpy")
+        it = iter(f)
+        for _ in range(3):
+            next(it)
+        os.truncate({str(path)!r}, 4096)
+        try:
+            for batch in it:
+                pass
+        except FeedError as e:
+            print("FEEDERROR", e)
+        else:
+            print("NO ERROR")
+    """)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "FEEDERROR" in proc.stdout and "big.npy shrank while it was being read" in proc.stdout
+
+
+def test_a_vanished_or_replaced_file_is_refused_at_the_next_epoch(tmp_path):
+    path = tmp_path / "s.npy"
+    np.save(path, np.arange(100, dtype=np.float64))
+    f = Feeder(str(path), window=4, batch_size=8, output="numpy")
+    first = [x.copy() for x, _ in f]
+    os.remove(path)
+    with pytest.raises(FeedError, match=r"s.npy is gone"):
+        list(f)
+    np.save(path, np.arange(100, dtype=np.float64))
+    with pytest.raises(FeedError, match=r"s.npy was replaced by another file"):
+        list(f)
+    assert len(first) == len(f)
