@@ -135,10 +135,10 @@ class Feeder:
         if targets is None:
             return None
         t = load_source(targets, "targets")
-        if t.single != self._series.single or len(t.items) != len(self._series.items):
+        if t.single != self._series.single or t.count != self._series.count:
             raise ValueError(
-                f"targets must be aligned with the source: the source has {len(self._series.items)} series, "
-                f"targets have {len(t.items)}"
+                f"targets must be aligned with the source: the source has {self._series.count} series, "
+                f"targets have {t.count}"
             )
         for i, (a, b) in enumerate(zip(self._series.lengths, t.lengths)):
             if a != b:
