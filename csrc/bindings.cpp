@@ -18,6 +18,7 @@
 #include "pipeline.hpp"
 #include "sequence_blocks.hpp"
 #include "window_blocks.hpp"
+#include "ragged_file.hpp"
 
 namespace py = pybind11;
 using namespace fastfeed;
@@ -61,10 +62,18 @@ Series to_series(const py::handle& obj) {
   return s;
 }
 
+// Arrays and .npy files are one series each; a RaggedFile (a dataset's values) is all its sequences.
 std::vector<Series> to_series_list(const py::list& items) {
   std::vector<Series> out;
   out.reserve(items.size());
-  for (const auto& item : items) out.push_back(to_series(item));
+  for (const auto& item : items) {
+    if (py::isinstance<RaggedFile>(item)) {
+      const auto& r = item.cast<const RaggedFile&>();
+      for (int64_t i = 0; i < r.count(); ++i) out.push_back(r.sequence(i));
+    } else {
+      out.push_back(to_series(item));
+    }
+  }
   return out;
 }
 
@@ -162,6 +171,31 @@ PYBIND11_MODULE(_core, m) {
            py::arg("random"))
       .def("check_unchanged", [](const NpyFile& f) { return f.file->check_unchanged(); },
            "Why the file no longer matches its mapping (gone, replaced, shrunk), or an empty string.");
+
+  // Held by shared_ptr<RaggedFile>: pybind11 holders cannot be pointers to const. Every method
+  // of RaggedFile is const, so nothing can change it through the holder.
+  py::class_<RaggedFile, std::shared_ptr<RaggedFile>>(m, "RaggedFile")
+      .def_static("open",
+                  [](const std::string& values_path, const std::string& offsets_path, int64_t count,
+                     int64_t num_steps, const std::string& dtype, int64_t row_elems) {
+                    return std::const_pointer_cast<RaggedFile>(RaggedFile::open(
+                        values_path, offsets_path, count, num_steps, dtype_named(dtype), row_elems));
+                  },
+                  py::arg("values_path"), py::arg("offsets_path"), py::arg("count"), py::arg("num_steps"),
+                  py::arg("dtype"), py::arg("row_elems"), py::call_guard<py::gil_scoped_release>())
+      .def_property_readonly("count", &RaggedFile::count)
+      .def_property_readonly("num_steps", &RaggedFile::num_steps)
+      .def_property_readonly("dtype", [](const RaggedFile& r) { return dtype_name(r.dtype()); })
+      .def_property_readonly("row_elems", &RaggedFile::row_elems)
+      .def_property_readonly("values_path", &RaggedFile::values_path)
+      .def_property_readonly("offsets_path", &RaggedFile::offsets_path)
+      .def("lengths", [](const RaggedFile& r) {
+        std::vector<int64_t> v = r.lengths();
+        return py::array_t<int64_t>(static_cast<py::ssize_t>(v.size()), v.data());
+      })
+      .def("advise_random_access", &RaggedFile::advise_random_access, py::arg("random"))
+      .def("check_unchanged", &RaggedFile::check_unchanged,
+           "Why the files no longer match their maps (gone, replaced, shrunk), or an empty string.");
 
   py::class_<Assembler, std::shared_ptr<Assembler>>(m, "Assembler")
       .def(py::init([](const py::list& inputs, const py::list& targets, int64_t window,

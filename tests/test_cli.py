@@ -4,7 +4,6 @@ from __future__ import annotations
 import contextlib
 import io
 import math
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -136,16 +135,7 @@ def test_inspect_errors(tmp_path, capsys):
     assert "longer than the series" in capsys.readouterr().err
 
 
-# ----- bench, convert, arguments --------------------------------------------------------------
-
-def test_convert_exits_2_from_console_script(tmp_path):
-    script = Path(sys.executable).parent / ("fastfeed.exe" if os.name == "nt" else "fastfeed")
-    if not script.exists():
-        pytest.skip("the fastfeed console script is not installed next to this Python")
-    r = subprocess.run([str(script), "convert", "data.csv"], cwd=tmp_path, capture_output=True, text=True, timeout=60)
-    assert r.returncode == 2
-    assert "dataset directories are not available" in r.stderr
-
+# ----- bench, arguments (convert: test_convert.py) --------------------------------------------
 
 def test_version_via_python_m(tmp_path):
     import fastfeed
@@ -164,6 +154,9 @@ def test_version_via_python_m(tmp_path):
     (["demo", "--bogus"], "--bogus"),
     (["inspect"], "SOURCE"),
     (["inspect", "x.npy", "--window", "ten"], "--window"),
+    (["convert"], "INPUT"),
+    (["convert", "a.npy"], "OUTPUT_DIR"),
+    (["convert", "a.npy", "out", "--bogus"], "--bogus"),
 ])
 def test_bad_arguments_are_argparse_errors(argv, mentions, capsys):
     with pytest.raises(SystemExit) as e:

@@ -171,8 +171,8 @@ def test_fortran_order_and_object_npy_refused(tmp_path):
         Feeder(path, window=1)
 
 
-def test_directory_source_is_refused_clearly(tmp_path):
-    with pytest.raises(ValueError, match="is a directory"):
+def test_directory_that_is_no_dataset_is_refused_clearly(tmp_path):
+    with pytest.raises(FormatError, match=r"is a directory but not a fastfeed dataset: .*header\.json is missing"):
         Feeder(str(tmp_path), window=1)
 
 

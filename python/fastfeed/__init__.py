@@ -8,9 +8,13 @@ from __future__ import annotations
 
 from . import compat, reference
 from .batch import Batch
+from .dataset import DatasetInfo, append_dataset, open_dataset, write_dataset
 from .errors import FeedError, FormatError
 from .feeder import Feeder
 from .stats import FeedStats
 
 __version__ = "0.1.0"
-__all__ = ["Feeder", "FeedStats", "Batch", "FeedError", "FormatError", "compat", "reference", "__version__"]
+__all__ = [
+    "Feeder", "FeedStats", "Batch", "FeedError", "FormatError", "DatasetInfo", "write_dataset", "append_dataset",
+    "open_dataset", "compat", "reference", "__version__",
+]

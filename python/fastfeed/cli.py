@@ -84,7 +84,8 @@ def _cmd_inspect(args: argparse.Namespace) -> int:
 
     path = os.fspath(args.source)
     if os.path.isdir(path):
-        return _fail("inspect", f"{path} is a directory; dataset directories are not available in this version", 1)
+        status = _describe_dataset(path)
+        return status if status != 0 or args.window is None else _inspect_windows(args, path)
     if not os.path.exists(path):
         return _fail("inspect", f"no such file: {path}", 1)
     try:
@@ -102,7 +103,33 @@ def _cmd_inspect(args: argparse.Namespace) -> int:
     print(f"file:    {_human_bytes(os.path.getsize(path))} (header {int(npy.data_offset)} B)")
     if args.window is None:
         return 0
+    return _inspect_windows(args, path)
 
+
+def _describe_dataset(path: str) -> int:
+    import numpy as np
+
+    from .dataset import open_dataset
+    from .errors import FormatError
+
+    try:
+        info = open_dataset(path)
+    except (FormatError, OSError) as e:
+        return _fail("inspect", str(e), 1)
+    print(f"dataset: {info.path} (format version {info.version})")
+    print(f"dtype:   {info.dtype}, feature shape {info.feat}")
+    print(f"sequences: {info.num_sequences}, steps: {info.num_steps}")
+    if info.num_sequences:
+        lengths = info.lengths
+        print(f"lengths: min {int(lengths.min())}, median {float(np.median(lengths)):g}, max {int(lengths.max())}")
+    t = info.targets
+    print("targets: none" if t is None else f"targets: {t.kind}, {t.dtype}, feature shape {t.feat}")
+    print(f"data:    {_human_bytes(info.nbytes)}")
+    return 0
+
+
+def _inspect_windows(args: argparse.Namespace, path: str) -> int:
+    from .errors import FormatError
     from .feeder import Feeder
 
     try:
@@ -149,8 +176,23 @@ def _cmd_bench(args: argparse.Namespace, extra: Sequence[str]) -> int:
 # ----- convert --------------------------------------------------------------------------------
 
 def _cmd_convert(args: argparse.Namespace) -> int:
-    return _fail("convert", "dataset directories are not available in this version of fastfeed; "
-                 "pass arrays or .npy files to Feeder instead", 2)
+    from .convert import ConvertError, UsageError, convert
+    from .errors import FormatError
+
+    try:
+        info = convert(args.input, args.output, column=args.column, id_column=args.id_column,
+                       value_columns=args.value_column or (), dtype=args.dtype, overwrite=args.overwrite,
+                       progress=not args.no_progress)
+    except UsageError as e:
+        return _fail("convert", str(e), 2)
+    except KeyboardInterrupt:
+        print("\ninterrupted; nothing was written", file=sys.stderr)
+        return 130
+    except (ConvertError, FormatError, ValueError, OSError) as e:
+        return _fail("convert", str(e), 1)
+    print(f"wrote {info.num_sequences} sequence{'' if info.num_sequences == 1 else 's'}, {info.num_steps} steps of {info.dtype} "
+          f"(feature shape {info.feat}) to {info.path} ({_human_bytes(info.nbytes)})")
+    return 0
 
 
 # ----- parser ---------------------------------------------------------------------------------
@@ -178,8 +220,8 @@ def build_parser() -> argparse.ArgumentParser:
                       help="torch threads (default 1: the model is too small to gain from more)")
     demo.add_argument("--no-progress", action="store_true", help="no progress bars, only a line per epoch")
 
-    inspect = sub.add_parser("inspect", help="describe a .npy source (and what a Feeder would yield from it)")
-    inspect.add_argument("source", metavar="SOURCE", help="path of a .npy file")
+    inspect = sub.add_parser("inspect", help="describe a .npy file or dataset directory (and what a Feeder would yield from it)")
+    inspect.add_argument("source", metavar="SOURCE", help="path of a .npy file or a dataset directory")
     inspect.add_argument("--window", type=_pos_int, default=None, help="count the samples/batches of this window")
     inspect.add_argument("--horizon", type=_nonneg_int, default=1, help="target steps per sample (default 1)")
     inspect.add_argument("--batch-size", type=_pos_int, default=1, help="windows per batch (default 1)")
@@ -189,8 +231,22 @@ def build_parser() -> argparse.ArgumentParser:
 
     sub.add_parser("bench", help="run the benchmarks (source checkout only); further arguments go to bench/run.py",
                    add_help=False)  # so that `fastfeed bench --help` reaches the script
-    sub.add_parser("convert", help="convert data into a dataset directory (not available in this version)",
-                   add_help=False)
+    convert = sub.add_parser(
+        "convert", help="turn .npy, CSV or Parquet data into a dataset directory",
+        description="Writes a fastfeed dataset directory from a .npy file (one series), a directory of .npy "
+                    "files (one series each, by file name), or a CSV/Parquet file (needs pyarrow: "
+                    "pip install 'fastfeed[arrow]'): a column of lists (one sequence per row), or value "
+                    "columns cut into sequences by an id column (in order of first appearance).")
+    convert.add_argument("input", metavar="INPUT", help=".npy file, directory of .npy files, .csv or .parquet file")
+    convert.add_argument("output", metavar="OUTPUT_DIR", help="the dataset directory to write")
+    convert.add_argument("--column", metavar="C", help="CSV/Parquet: a column of lists, one sequence per row")
+    convert.add_argument("--id-column", metavar="ID", help="CSV/Parquet: rows with the same id form one sequence")
+    convert.add_argument("--value-column", metavar="V", action="append",
+                         help="CSV/Parquet: a column of step values (repeat for steps of several features); "
+                              "without --id-column the whole file is one series")
+    convert.add_argument("--dtype", metavar="D", help="store the values as this dtype (e.g. float32)")
+    convert.add_argument("--overwrite", action="store_true", help="replace a dataset already in OUTPUT_DIR")
+    convert.add_argument("--no-progress", action="store_true", help="no progress bar")
     return parser
 
 
@@ -199,12 +255,12 @@ def main(argv: Optional[List[str]] = None) -> int:
     args, extra = parser.parse_known_args(argv)
     if args.command == "bench":
         return _cmd_bench(args, extra)
-    if args.command == "convert":
-        return _cmd_convert(args)  # whatever its arguments, the answer is the same
     if extra:
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
     if args.command == "demo":
         return _cmd_demo(args)
+    if args.command == "convert":
+        return _cmd_convert(args)
     return _cmd_inspect(args)
 
 

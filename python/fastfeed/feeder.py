@@ -140,15 +140,34 @@ class Feeder:
         self.progress = bool(progress)
         self.num_threads = _cpu_count() if num_threads is None else _int_arg("num_threads", num_threads, 1)
         self.skipped_samples = 0  # samples dropped by check_finite="skip"
+        self._source_args = dict(
+            source=source, window=window, horizon=horizon, targets=targets, sampling_rate=sampling_rate,
+            stride=stride, start_index=start_index, end_index=end_index, dtype=dtype, normalize=normalize,
+            max_len=max_len, pad_multiple=pad_multiple, padding_side=padding_side, truncation_side=truncation_side,
+            pad_value=pad_value, bucket=bucket, bucket_pool=bucket_pool, pack=pack)
+        self._setup_source()
+        self.prefetch = max(2, 2 * self.num_threads) if prefetch is None else _int_arg("prefetch", prefetch, 1)
+        self._next_epoch = 0
+        self.epoch = 0
+        self._position: Optional[Tuple[int, int]] = None  # (epoch, batches delivered) of a running iteration
+        self._resume: Optional[Tuple[int, int]] = None    # where a loaded state says to go on
+        self._fingerprint_cache: Optional[Dict[str, Any]] = None
+        self._stats = StatsRecorder()
+
+    def _setup_source(self) -> None:
+        """Everything that depends on the data: run at construction, and again when a dataset
+        directory grew (an append shows from the next epoch on)."""
+        a = self._source_args
         if self.sequences:
-            self._init_sequences(horizon, targets, sampling_rate, stride, start_index, end_index, dtype, normalize,
-                                 max_len, pad_multiple, padding_side, truncation_side, pad_value, bucket,
-                                 bucket_pool, pack)
+            self._init_sequences(a["horizon"], a["targets"], a["sampling_rate"], a["stride"], a["start_index"],
+                                 a["end_index"], a["dtype"], a["normalize"], a["max_len"], a["pad_multiple"],
+                                 a["padding_side"], a["truncation_side"], a["pad_value"], a["bucket"],
+                                 a["bucket_pool"], a["pack"])
         else:
-            self._refuse_sequence_options(max_len, pad_multiple, padding_side, truncation_side, pad_value, bucket,
-                                          bucket_pool, pack)
-            self._init_windows(window, horizon, targets, sampling_rate, stride, start_index, end_index, dtype,
-                               normalize)
+            self._refuse_sequence_options(a["max_len"], a["pad_multiple"], a["padding_side"], a["truncation_side"],
+                                          a["pad_value"], a["bucket"], a["bucket_pool"], a["pack"])
+            self._init_windows(a["window"], a["horizon"], a["targets"], a["sampling_rate"], a["stride"],
+                               a["start_index"], a["end_index"], a["dtype"], a["normalize"])
         if self._per_rank() == 0:
             raise ValueError(
                 f"world_size={self.world_size} with drop_last=True leaves rank {self.rank} nothing: there are only "
@@ -158,13 +177,20 @@ class Feeder:
                 f"drop_last=True with batch_size={self.batch_size} leaves no batch: there are only "
                 f"{self._per_rank()} {'rows' if getattr(self, 'pack', False) else 'samples'}"
                 f"{' for this rank' if self.world_size > 1 else ''}")
-        self.prefetch = max(2, 2 * self.num_threads) if prefetch is None else _int_arg("prefetch", prefetch, 1)
-        self._next_epoch = 0
-        self.epoch = 0
-        self._position: Optional[Tuple[int, int]] = None  # (epoch, batches delivered) of a running iteration
-        self._resume: Optional[Tuple[int, int]] = None    # where a loaded state says to go on
-        self._fingerprint_cache: Optional[Dict[str, Any]] = None
-        self._stats = StatsRecorder()
+
+    def _reload_if_grown(self) -> None:
+        """A dataset directory someone appended to: feed the new sequences from this epoch on."""
+        info = self._series.dataset
+        if info is None:
+            return
+        from .dataset import open_dataset
+
+        if open_dataset(info.path).num_sequences == info.num_sequences:
+            return
+        self._series = load_source(self._source_args["source"], "source")
+        self._setup_source()
+        self._fingerprint_cache = None
+        logger.info("fastfeed: %s grew from %d to %d sequences", info.path, info.num_sequences, self._series.count)
 
     # ----- argument resolution: shared ---------------------------------------------------
 
@@ -438,11 +464,9 @@ class Feeder:
 
     def _load_sequence_targets(self, targets: Any) -> Tuple[Optional[SeriesSet], Optional[SeriesSet]]:
         """(labels, step targets): an array with one row per sequence, or a list aligned step for step."""
-        stored = getattr(self._series, "targets", None)
-        if targets is None:
-            if stored is None:
-                return None, None
-            return (stored, None) if stored.single else (None, stored)
+        if targets is None:  # a dataset directory's own targets, if it has some
+            labels = self._series.labels
+            return (None if labels is None else load_source(labels, "the dataset's labels")), self._series.targets
         n = self._series.count
         if isinstance(targets, (list, tuple)):
             t = load_source(targets, "targets")
@@ -529,6 +553,7 @@ class Feeder:
         if self._closed:
             raise RuntimeError("this Feeder is closed")
         self._check_files()
+        self._reload_if_grown()
         first_batch = 0
         if self._resume is not None:
             self._next_epoch, first_batch = self._resume

@@ -1,13 +1,15 @@
-"""Turning what users pass as data (arrays, .npy paths, lists of either) into validated series."""
+"""Turning what users pass as data (arrays, .npy paths, lists of either, dataset directories) into validated series."""
 from __future__ import annotations
 
+import errno
 import os
 from dataclasses import dataclass
-from typing import Any, List, Sequence, Tuple, Union
+from typing import Any, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
 from . import _core
+from .dataset import HEADER, DatasetInfo, is_dataset_dir, load_dataset_series
 from .dtypes import SOURCE_DTYPES
 from .errors import MissingFileError
 
@@ -19,15 +21,22 @@ Source = Union[SeriesLike, Sequence[SeriesLike]]
 class SeriesSet:
     """Series that share a dtype and a feature shape, ready for the core."""
 
-    items: List[Any]  # np.ndarray or _core.NpyFile, one per series
-    lengths: List[int]
+    # What the core's lists take: np.ndarray or _core.NpyFile (one series each), or one
+    # _core.RaggedFile standing for all the sequences of a dataset directory.
+    items: List[Any]
+    lengths: List[int]  # one per series
     feat: Tuple[int, ...]
     dtype: str
     single: bool  # one series (an array or one .npy file), as opposed to a list
+    # From a dataset directory only: its step targets (aligned with these series, same
+    # `lengths`), its labels (read-only memory map of shape (count, *label_feat)), its header.
+    targets: Optional["SeriesSet"] = None
+    labels: Optional[np.ndarray] = None
+    dataset: Optional[DatasetInfo] = None
 
     @property
     def count(self) -> int:
-        """How many series (or sequences) there are."""
+        """The number of series (``len(items)`` is not: a dataset is one item)."""
         return len(self.lengths)
 
     @property
@@ -40,8 +49,28 @@ def _open_path(path: Union[str, "os.PathLike[str]"], what: str) -> Any:
     if not os.path.exists(path):
         raise MissingFileError(2, f"{what}: no such file: {path!r}", path)
     if os.path.isdir(path):
-        raise ValueError(f"{what}: {path!r} is a directory; dataset directories are not supported yet")
+        raise ValueError(f"{what}: {path!r} is a directory; a dataset directory is a source on its own, "
+                         "not an item of a list")
     return _core.NpyFile.open(path)
+
+
+def _dataset_source(path: Union[str, "os.PathLike[str]"], what: str) -> SeriesSet:
+    path = os.fspath(path)
+    if not is_dataset_dir(path):
+        header = os.path.join(path, HEADER)
+        raise MissingFileError(errno.ENOENT, f"{what}: {path!r} is a directory but not a fastfeed dataset: "
+                               f"{header} is missing (fastfeed convert or fastfeed.write_dataset make one)", header)
+    ds = load_dataset_series(path)
+    info = ds.info
+    if info.num_sequences == 0:
+        raise ValueError(f"{what}: the dataset at {info.path} holds no sequences; there is nothing to feed")
+    lengths = info.lengths.tolist()
+    targets = None
+    if ds.step_targets is not None:
+        assert info.targets is not None
+        targets = SeriesSet([ds.step_targets], lengths, info.targets.feat, info.targets.dtype, single=False)
+    return SeriesSet([ds.values], lengths, info.feat, info.dtype, single=False,
+                     targets=targets, labels=ds.labels, dataset=info)
 
 
 def _check_array(arr: np.ndarray, what: str) -> np.ndarray:
@@ -76,6 +105,8 @@ def _one(item: Any, what: str) -> Tuple[Any, int, Tuple[int, ...], str]:
 
 def load_source(source: Any, what: str = "source") -> SeriesSet:
     """Validates `source` and opens its files. Raises ValueError/FormatError naming the culprit."""
+    if isinstance(source, (str, os.PathLike)) and os.path.isdir(source):
+        return _dataset_source(source, what)
     if isinstance(source, (list, tuple)):
         if len(source) == 0:
             raise ValueError(f"{what} is an empty list; pass at least one series")

@@ -3,7 +3,10 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <filesystem>
+#include <fstream>
 #include <set>
+#include <stdexcept>
 #include <string>
 #include <vector>
 
@@ -15,6 +18,7 @@
 #include "pipeline.hpp"
 #include "sequence_blocks.hpp"
 #include "window_blocks.hpp"
+#include "ragged_file.hpp"
 
 using namespace fastfeed;
 
@@ -170,6 +174,107 @@ static void packing_keeps_every_step_once() {
     }
     for (size_t v = 1; v < seen.size(); ++v) CHECK(seen[v] == 1);
   }
+// A scratch directory for the file-based tests, removed at the end of main().
+static std::string scratch_dir() {
+  static std::string dir = [] {
+    std::string tmpl = (std::filesystem::temp_directory_path() / "fastfeed_core_tests_XXXXXX").string();
+    if (::mkdtemp(tmpl.data()) == nullptr) throw std::runtime_error("mkdtemp failed for " + tmpl);
+    return tmpl;
+  }();
+  return dir;
+}
+
+static std::string write_file(const std::string& name, const void* data, size_t size) {
+  std::string path = scratch_dir() + "/" + name;
+  std::ofstream f(path, std::ios::binary | std::ios::trunc);
+  f.write(static_cast<const char*>(data), static_cast<std::streamsize>(size));
+  return path;
+}
+
+template <typename T>
+static std::string write_vector(const std::string& name, const std::vector<T>& v) {
+  return write_file(name, v.data(), v.size() * sizeof(T));
+}
+
+// The FormatError message of opening, or "" when it opens.
+static std::string ragged_error(const std::string& values, const std::string& offsets, int64_t count,
+                                int64_t steps, DType dtype = DType::Float32, int64_t row_elems = 2) {
+  try {
+    RaggedFile::open(values, offsets, count, steps, dtype, row_elems);
+  } catch (const FormatError& e) {
+    return e.what();
+  }
+  return "";
+}
+
+static bool contains(const std::string& text, const std::string& part) {
+  return text.find(part) != std::string::npos;
+}
+
+static void ragged_file_cuts_sequences() {
+  // Three sequences of 2, 0 and 3 steps of two float32 each, then bytes of an uncommitted append.
+  std::vector<float> values(10);
+  for (size_t i = 0; i < values.size(); ++i) values[i] = static_cast<float>(i);
+  values.push_back(99.0f);
+  std::vector<int64_t> offsets{0, 2, 2, 5, 77};
+  auto vpath = write_vector("values.bin", values);
+  auto opath = write_vector("offsets.bin", offsets);
+  auto r = RaggedFile::open(vpath, opath, 3, 5, DType::Float32, 2);
+  CHECK(r->count() == 3);
+  CHECK(r->offsets()[3] == 5);
+  CHECK((r->lengths() == std::vector<int64_t>{2, 0, 3}));
+  Series s = r->sequence(2);
+  CHECK(s.length == 3 && s.row_elems == 2 && s.dtype == DType::Float32);
+  CHECK(reinterpret_cast<const float*>(s.data)[0] == 4.0f);
+  CHECK(reinterpret_cast<const float*>(s.row(2))[1] == 9.0f);
+  CHECK(r->sequence(1).length == 0);
+  bool threw = false;
+  try {
+    r->sequence(3);
+  } catch (const ArgumentError&) {
+    threw = true;
+  }
+  CHECK(threw);
+  // The Series keeps the values mapped after the RaggedFile is gone.
+  r.reset();
+  CHECK(s.file != nullptr && reinterpret_cast<const float*>(s.data)[5] == 9.0f);
+}
+
+static void ragged_file_handles_empty_files() {
+  auto empty = write_file("empty.bin", "", 0);
+  auto zero = write_vector("zero.bin", std::vector<int64_t>{0});
+  auto r = RaggedFile::open(empty, zero, 0, 0, DType::Float64, 3);
+  CHECK(r->count() == 0 && r->lengths().empty());
+  // Sequences of zero steps only: the values file stays empty.
+  auto zeros = write_vector("zeros.bin", std::vector<int64_t>{0, 0, 0});
+  auto r2 = RaggedFile::open(empty, zeros, 2, 0, DType::Int8, 1);
+  CHECK(r2->sequence(1).length == 0);
+  // A zero-sized feature shape: rows of no bytes.
+  auto r3 = RaggedFile::open(empty, write_vector("o3.bin", std::vector<int64_t>{0, 4}), 1, 4, DType::Float32, 0);
+  CHECK(r3->sequence(0).length == 4);
+  CHECK(contains(ragged_error(empty, empty, 0, 0), "empty.bin: too short: 0 sequences need 1 offsets"));
+}
+
+static void ragged_file_refuses_damage() {
+  std::vector<float> values(10, 1.0f);
+  auto vpath = write_vector("v.bin", values);
+  auto good = write_vector("good.bin", std::vector<int64_t>{0, 2, 5});
+  CHECK(ragged_error(vpath, good, 2, 5).empty());
+  std::string e = ragged_error(vpath, good, 2, 6);  // 6 steps of 8 bytes > the 40 bytes there
+  CHECK(contains(e, "good.bin: the last offset (offsets[2]) is 5, but the header says there are 6 steps"));
+  auto v_short = write_vector("v_short.bin", std::vector<float>(9, 1.0f));
+  e = ragged_error(v_short, good, 2, 5);
+  CHECK(contains(e, "v_short.bin: too short: 5 steps of 8 bytes (float32) need 40 bytes, but the file holds 36"));
+  e = ragged_error(vpath, good, 3, 5);
+  CHECK(contains(e, "good.bin: too short: 3 sequences need 4 offsets (32 bytes), but the file holds 24 bytes"));
+  e = ragged_error(vpath, write_vector("start.bin", std::vector<int64_t>{1, 2, 5}), 2, 5);
+  CHECK(contains(e, "start.bin: offsets[0] is 1, but the first sequence must start at 0"));
+  e = ragged_error(vpath, write_vector("dec.bin", std::vector<int64_t>{0, 3, 2, 5}), 3, 5);
+  CHECK(contains(e, "dec.bin: offsets decrease at index 2: offsets[2] = 2 < offsets[1] = 3"));
+  e = ragged_error(vpath, scratch_dir() + "/missing.bin", 2, 5);
+  CHECK(contains(e, "missing.bin: cannot open"));
+  e = ragged_error(vpath, good, 2, 5, DType::Float32, int64_t{1} << 62);
+  CHECK(contains(e, "do not fit in a file"));
 }
 
 int main() {
@@ -179,6 +284,10 @@ int main() {
   npy_header_parsing();
   half_conversions_round_to_nearest_even();
   pipeline_delivers_every_batch_in_order();
+  ragged_file_cuts_sequences();
+  ragged_file_handles_empty_files();
+  ragged_file_refuses_damage();
+  std::filesystem::remove_all(scratch_dir());
   if (failures == 0) std::printf("core_tests: all passed\n");
   return failures == 0 ? 0 : 1;
 }

@@ -1,0 +1,605 @@
+"""Dataset directories (SPEC 8): many sequences in files that a Feeder memory-maps.
+
+Format, version 1
+-----------------
+A dataset is a directory with these files (all numbers little-endian, arrays in C order):
+
+``header.json``
+    A JSON object, for example::
+
+        {"format": "fastfeed-dataset", "version": 1, "dtype": "float32", "feat": [3],
+         "num_sequences": 2, "num_steps": 150,
+         "targets": {"kind": "labels", "dtype": "int64", "feat": []}}
+
+    ``format`` is always ``"fastfeed-dataset"`` and ``version`` the integer 1. ``dtype`` is one of
+    bool, int8, int16, int32, int64, uint8, uint16, uint32, uint64, float16, float32, float64.
+    ``feat`` is the shape of one step (``[]`` for scalar steps); a step is ``prod(feat)``
+    elements, its *row*. ``targets`` is absent (or null) when the dataset has none.
+
+``values.bin``
+    ``num_steps`` rows of ``dtype``: the sequences one after another.
+
+``offsets.bin``
+    ``num_sequences + 1`` int64: sequence ``i`` is rows ``[offsets[i], offsets[i + 1])`` of
+    values.bin. ``offsets[0] == 0``, the offsets never decrease, ``offsets[-1] == num_steps``.
+
+``targets.bin`` (only with ``targets``)
+    kind ``"labels"``: ``num_sequences`` rows of the targets' dtype and feat, one per sequence;
+    kind ``"steps"``: ``num_steps`` rows aligned step for step with values.bin (cut by the same
+    offsets).
+
+Commits and crashes
+-------------------
+header.json is the commit record: readers trust only the counts it states and ignore any
+bytes the data files hold beyond them (what is left of an append that never committed).
+An append first truncates those leftovers, writes the new rows and offsets past the committed
+end, fsyncs them, and only then replaces header.json atomically (a temporary file, fsync,
+``os.replace``, fsync of the directory). A process killed at any moment therefore leaves the
+dataset exactly as it was before the append or as it is after it. Appends to one directory
+are serialised with an advisory lock (``flock`` on the directory).
+"""
+from __future__ import annotations
+
+import contextlib
+import errno
+import json
+import os
+from dataclasses import dataclass
+from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple, Union
+
+import numpy as np
+
+from . import _core
+from .dtypes import SOURCE_DTYPES
+from .errors import FormatError, MissingFileError
+
+__all__ = [
+    "DatasetInfo", "TargetsInfo", "DatasetSeries", "write_dataset", "append_dataset", "open_dataset",
+    "load_dataset_series", "read_sequences", "read_targets", "is_dataset_dir",
+]
+
+FORMAT_NAME = "fastfeed-dataset"
+FORMAT_VERSION = 1
+HEADER = "header.json"
+VALUES = "values.bin"
+OFFSETS = "offsets.bin"
+TARGETS = "targets.bin"
+_HEADER_TMP = "header.json.tmp"
+_DATASET_FILES = (HEADER, VALUES, OFFSETS, TARGETS, _HEADER_TMP)
+_TARGET_KINDS = ("labels", "steps")
+
+PathLike = Union[str, "os.PathLike[str]"]
+Feat = Tuple[int, ...]
+# Labels are one array with a row per sequence; step targets a list aligned with the sequences.
+Targets = Union[None, np.ndarray, Sequence[np.ndarray]]
+
+
+# ----- descriptions ----------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class TargetsInfo:
+    """The targets a dataset stores: ``kind`` is ``"labels"`` (one row per sequence) or
+    ``"steps"`` (aligned step for step with the values)."""
+
+    kind: str
+    dtype: str
+    feat: Feat
+
+
+@dataclass(frozen=True, eq=False, repr=False)
+class DatasetInfo:
+    """What :func:`open_dataset` reads from a dataset directory (its committed state)."""
+
+    path: str
+    version: int
+    dtype: str
+    feat: Feat
+    num_sequences: int
+    num_steps: int
+    lengths: np.ndarray  # int64, (num_sequences,), read-only
+    targets: Optional[TargetsInfo]
+    nbytes: int  # committed bytes of values.bin, offsets.bin and targets.bin
+
+    def __repr__(self) -> str:
+        if self.num_sequences:
+            lens = (f"lengths {int(self.lengths.min())}..{int(self.lengths.max())} "
+                    f"(mean {self.num_steps / self.num_sequences:.1f})")
+        else:
+            lens = "no sequences"
+        t = self.targets
+        targets = "no targets" if t is None else f"{t.kind} targets {t.dtype} feat {t.feat}"
+        return (f"DatasetInfo({self.path!r}: {self.num_sequences} sequences, {self.num_steps} steps "
+                f"of {self.dtype} feat {self.feat}; {lens}; {targets}; {_human_bytes(self.nbytes)}; "
+                f"format version {self.version})")
+
+
+@dataclass(frozen=True, eq=False)
+class DatasetSeries:
+    """A dataset opened for the core: what :func:`load_dataset_series` returns."""
+
+    info: DatasetInfo
+    values: _core.RaggedFile
+    step_targets: Optional[_core.RaggedFile]  # targets of kind "steps", cut like the values
+    labels: Optional[np.ndarray]  # targets of kind "labels": read-only (num_sequences, *feat)
+
+
+def _human_bytes(n: int) -> str:
+    if n < 1024:
+        return f"{n} B"
+    exp = min((n.bit_length() - 1) // 10, 4)
+    return f"{n / 1024 ** exp:.1f} {('KiB', 'MiB', 'GiB', 'TiB')[exp - 1]}"
+
+
+def _row_bytes(dtype: str, feat: Feat) -> int:
+    return int(np.prod(feat, dtype=np.int64)) * np.dtype(dtype).itemsize
+
+
+def _le(dtype: str) -> np.dtype:
+    return np.dtype(dtype).newbyteorder("<")
+
+
+# ----- reading the header ----------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class _Header:
+    dtype: str
+    feat: Feat
+    num_sequences: int
+    num_steps: int
+    targets: Optional[TargetsInfo]
+
+    def to_json(self) -> Dict[str, Any]:
+        out: Dict[str, Any] = {
+            "format": FORMAT_NAME, "version": FORMAT_VERSION, "dtype": self.dtype,
+            "feat": list(self.feat), "num_sequences": self.num_sequences, "num_steps": self.num_steps,
+        }
+        if self.targets is not None:
+            t = self.targets
+            out["targets"] = {"kind": t.kind, "dtype": t.dtype, "feat": list(t.feat)}
+        return out
+
+
+def _is_int(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _parse_dtype(v: Any, where: str) -> str:
+    if not isinstance(v, str) or v not in SOURCE_DTYPES:
+        raise FormatError(f"{where}: unknown dtype {v!r} (supported: {', '.join(SOURCE_DTYPES)})")
+    return v
+
+
+def _parse_feat(v: Any, where: str) -> Feat:
+    if not isinstance(v, list) or not all(_is_int(d) and d >= 0 for d in v):
+        raise FormatError(f"{where}: 'feat' must be a list of integers >= 0 (the shape of one step), got {v!r}")
+    return tuple(v)
+
+
+def _parse_count(header: Dict[str, Any], key: str, where: str) -> int:
+    v = header[key]
+    if not _is_int(v) or v < 0:
+        raise FormatError(f"{where}: {key!r} must be an integer >= 0, got {v!r}")
+    return v
+
+
+def _parse_targets(v: Any, where: str) -> Optional[TargetsInfo]:
+    if v is None:
+        return None
+    if not isinstance(v, dict):
+        raise FormatError(f"{where}: 'targets' must be an object or null, got {v!r}")
+    missing = [k for k in ("kind", "dtype", "feat") if k not in v]
+    if missing:
+        raise FormatError(f"{where}: 'targets' is missing {', '.join(map(repr, missing))}")
+    if v["kind"] not in _TARGET_KINDS:
+        raise FormatError(f"{where}: targets kind {v['kind']!r} is unknown (expected 'labels' or 'steps')")
+    return TargetsInfo(v["kind"], _parse_dtype(v["dtype"], f"{where}: targets"), _parse_feat(v["feat"], f"{where}: targets"))
+
+
+def _load_json(path: str) -> Any:
+    if not os.path.exists(path):
+        raise MissingFileError(errno.ENOENT, f"{path}: missing: the header of a fastfeed dataset directory", path)
+    try:
+        with open(path, "rb") as f:
+            raw = f.read()
+        return json.loads(raw.decode("utf-8"))
+    except UnicodeDecodeError as e:
+        raise FormatError(f"{path}: not JSON (not UTF-8 text: {e.reason} at byte {e.start})") from None
+    except json.JSONDecodeError as e:
+        raise FormatError(f"{path}: not JSON ({e.msg} at line {e.lineno}, column {e.colno})") from None
+
+
+def _read_header(directory: str) -> _Header:
+    where = os.path.join(directory, HEADER)
+    h = _load_json(where)
+    if not isinstance(h, dict):
+        raise FormatError(f"{where}: expected a JSON object, found {type(h).__name__}")
+    if h.get("format") != FORMAT_NAME:
+        raise FormatError(f"{where}: not a fastfeed dataset header ('format' is {h.get('format')!r}, "
+                          f"expected {FORMAT_NAME!r})")
+    if "version" not in h:
+        raise FormatError(f"{where}: missing key 'version'")
+    if h["version"] != FORMAT_VERSION or not _is_int(h["version"]):
+        raise FormatError(f"{where}: format version {h['version']!r}, this fastfeed reads version "
+                          f"{FORMAT_VERSION} (a newer fastfeed may read it)")
+    missing = [k for k in ("dtype", "feat", "num_sequences", "num_steps") if k not in h]
+    if missing:
+        raise FormatError(f"{where}: missing key{'s' if len(missing) > 1 else ''} {', '.join(map(repr, missing))}")
+    return _Header(
+        dtype=_parse_dtype(h["dtype"], where), feat=_parse_feat(h["feat"], where),
+        num_sequences=_parse_count(h, "num_sequences", where), num_steps=_parse_count(h, "num_steps", where),
+        targets=_parse_targets(h.get("targets"), where),
+    )
+
+
+# ----- opening ---------------------------------------------------------------------------------
+
+def _data_file(directory: str, name: str) -> str:
+    path = os.path.join(directory, name)
+    if not os.path.exists(path):
+        raise MissingFileError(errno.ENOENT, f"{path}: missing: the dataset's header promises it", path)
+    return path
+
+
+def _check_directory(path: PathLike) -> str:
+    directory = os.path.abspath(os.fspath(path))
+    if not os.path.exists(directory):
+        raise MissingFileError(errno.ENOENT, f"{directory}: no such dataset directory", directory)
+    if not os.path.isdir(directory):
+        raise FormatError(f"{directory}: not a directory (a fastfeed dataset is a directory with {HEADER})")
+    return directory
+
+
+def _open_labels(path: str, h: _Header, mapped: bool) -> Optional[np.ndarray]:
+    t = h.targets
+    assert t is not None
+    need = h.num_sequences * _row_bytes(t.dtype, t.feat)
+    size = os.path.getsize(path)
+    if size < need:
+        raise FormatError(f"{path}: too short: {h.num_sequences} labels of {_row_bytes(t.dtype, t.feat)} bytes "
+                          f"({t.dtype}) need {need} bytes, but the file holds {size}")
+    return _map_rows(path, 0, h.num_sequences, t.dtype, t.feat) if mapped else None
+
+
+def _open_all(path: PathLike, map_labels: bool) -> DatasetSeries:
+    directory = _check_directory(path)
+    h = _read_header(directory)
+    values_path, offsets_path = _data_file(directory, VALUES), _data_file(directory, OFFSETS)
+    row_elems = int(np.prod(h.feat, dtype=np.int64))
+    # The core validates sizes and offsets (the same checks the Feeder relies on).
+    values = _core.RaggedFile.open(values_path, offsets_path, h.num_sequences, h.num_steps, h.dtype, row_elems)
+    step_targets, labels = None, None
+    nbytes = h.num_steps * _row_bytes(h.dtype, h.feat) + 8 * (h.num_sequences + 1)
+    if h.targets is not None:
+        t = h.targets
+        targets_path = _data_file(directory, TARGETS)
+        if t.kind == "steps":
+            step_targets = _core.RaggedFile.open(targets_path, offsets_path, h.num_sequences, h.num_steps,
+                                                 t.dtype, int(np.prod(t.feat, dtype=np.int64)))
+            nbytes += h.num_steps * _row_bytes(t.dtype, t.feat)
+        else:
+            labels = _open_labels(targets_path, h, map_labels)
+            nbytes += h.num_sequences * _row_bytes(t.dtype, t.feat)
+    lengths = values.lengths()
+    lengths.setflags(write=False)
+    info = DatasetInfo(directory, FORMAT_VERSION, h.dtype, h.feat, h.num_sequences, h.num_steps,
+                       lengths, h.targets, nbytes)
+    return DatasetSeries(info, values, step_targets, labels)
+
+
+def open_dataset(path: PathLike) -> DatasetInfo:
+    """Describes the dataset directory at `path` after checking it.
+
+    Raises :class:`fastfeed.FormatError` (a ValueError) naming the file and the problem for a
+    damaged dataset, :class:`fastfeed.errors.MissingFileError` for a missing file.
+    """
+    return _open_all(path, map_labels=False).info
+
+
+def load_dataset_series(path: PathLike) -> DatasetSeries:
+    """Opens a dataset for the core: its values (and step targets) as memory-mapped
+    :class:`_core.RaggedFile` objects, its labels as a read-only memory-mapped array."""
+    return _open_all(path, map_labels=True)
+
+
+def is_dataset_dir(path: PathLike) -> bool:
+    """Whether `path` is a directory with a dataset header (it may still be damaged)."""
+    return os.path.isfile(os.path.join(os.fspath(path), HEADER))
+
+
+# ----- reading rows back into NumPy ----------------------------------------------------------
+
+def _map_rows(path: str, first_row: int, rows: int, dtype: str, feat: Feat) -> np.ndarray:
+    shape = (rows,) + feat
+    if rows * _row_bytes(dtype, feat) == 0:
+        out = np.empty(shape, _le(dtype))  # NumPy cannot map zero bytes
+    else:
+        out = np.memmap(path, dtype=_le(dtype), mode="r", offset=first_row * _row_bytes(dtype, feat), shape=shape)
+    out.flags.writeable = False
+    return out
+
+
+def _split_rows(rows: np.ndarray, lengths: np.ndarray) -> List[np.ndarray]:
+    ends = np.cumsum(lengths)
+    return [rows[e - n:e] for e, n in zip(ends.tolist(), lengths.tolist())]
+
+
+def read_sequences(path: PathLike) -> List[np.ndarray]:
+    """The dataset's sequences as read-only NumPy views of the memory-mapped values file."""
+    info = open_dataset(path)
+    rows = _map_rows(os.path.join(info.path, VALUES), 0, info.num_steps, info.dtype, info.feat)
+    return _split_rows(rows, info.lengths)
+
+
+def read_targets(path: PathLike) -> Targets:
+    """The dataset's targets, read-only and memory-mapped: None, the labels as one array with a
+    row per sequence, or the step targets as a list aligned with :func:`read_sequences`."""
+    info = open_dataset(path)
+    t = info.targets
+    if t is None:
+        return None
+    file = os.path.join(info.path, TARGETS)
+    if t.kind == "labels":
+        return _map_rows(file, 0, info.num_sequences, t.dtype, t.feat)
+    return _split_rows(_map_rows(file, 0, info.num_steps, t.dtype, t.feat), info.lengths)
+
+
+# ----- validating what is written ------------------------------------------------------------
+
+@dataclass(frozen=True)
+class _Layout:
+    """The dtype and step shape a group of arrays must have, and where that requirement comes from."""
+
+    dtype: str
+    feat: Feat
+    origin: str  # e.g. "sequences[0]" or "the dataset at /x"
+
+
+def _as_array(item: Any, label: str) -> np.ndarray:
+    if isinstance(item, np.ndarray):
+        return item
+    if type(item).__module__.startswith("torch"):
+        raise ValueError(f"{label} is a torch tensor; pass tensor.numpy() instead")
+    raise ValueError(f"{label} must be a NumPy array, not {type(item).__name__}")
+
+
+def _check_rows(arr: np.ndarray, label: str) -> None:
+    if arr.dtype == object:
+        raise ValueError(f"{label} is an object array; a dataset holds numbers (dtype one of {', '.join(SOURCE_DTYPES)})")
+    if arr.dtype.name not in SOURCE_DTYPES:
+        raise ValueError(f"{label} has unsupported dtype {arr.dtype} (supported: {', '.join(SOURCE_DTYPES)})")
+    if arr.ndim < 1:
+        raise ValueError(f"{label} is a 0-d array; it needs a leading axis (shape (T, *feat))")
+
+
+def _check_layout(arr: np.ndarray, label: str, want: _Layout, what: str) -> None:
+    feat = tuple(int(d) for d in arr.shape[1:])
+    if arr.dtype.name != want.dtype:
+        raise ValueError(f"{label} has dtype {arr.dtype.name}, but {want.origin} has {want.dtype}; "
+                         f"all {what} must share one dtype")
+    if feat != want.feat:
+        raise ValueError(f"{label} has feature shape {feat}, but {want.origin} has {want.feat}; "
+                         f"all {what} must share one feature shape")
+
+
+def _check_group(items: Sequence[Any], name: str, want: Optional[_Layout], what: str) -> Tuple[List[np.ndarray], _Layout]:
+    """Checks that `items` are arrays of one supported dtype and step shape (`want`'s if given)."""
+    arrays: List[np.ndarray] = []
+    for i, item in enumerate(items):
+        label = f"{name}[{i}]"
+        arr = _as_array(item, label)
+        _check_rows(arr, label)
+        if want is None:
+            want = _Layout(arr.dtype.name, tuple(int(d) for d in arr.shape[1:]), label)
+        _check_layout(arr, label, want, what)
+        arrays.append(arr)
+    assert want is not None
+    return arrays, want
+
+
+def _check_sequences(sequences: Any, want: Optional[_Layout]) -> Tuple[List[np.ndarray], _Layout]:
+    if isinstance(sequences, np.ndarray) or not isinstance(sequences, (list, tuple)):
+        raise ValueError(f"sequences must be a list or tuple of arrays of shape (T_i, *feat), not "
+                         f"{type(sequences).__name__}; for one series pass [array]")
+    if not sequences and want is None:
+        raise ValueError("sequences is empty; a new dataset needs at least one sequence (it fixes the "
+                         "dtype and feature shape; sequences of length 0 are fine)")
+    return _check_group(sequences, "sequences", want, "sequences")
+
+
+@dataclass(frozen=True)
+class _NewTargets:
+    info: TargetsInfo
+    arrays: List[np.ndarray]  # labels: one array of all rows; steps: one array per sequence
+
+
+def _check_labels(labels: np.ndarray, n: int, want: Optional[_Layout]) -> _NewTargets:
+    _check_rows(labels, "targets")
+    if labels.shape[0] != n:
+        raise ValueError(f"targets (labels, an array with one row per sequence) has {labels.shape[0]} rows, "
+                         f"but there are {n} sequences")
+    if want is not None:
+        _check_layout(labels, "targets", want, "labels")
+    return _NewTargets(TargetsInfo("labels", labels.dtype.name, tuple(int(d) for d in labels.shape[1:])), [labels])
+
+
+def _check_step_targets(targets: Sequence[Any], lengths: Sequence[int], want: Optional[_Layout]) -> _NewTargets:
+    if len(targets) != len(lengths):
+        raise ValueError(f"targets (step targets, a list aligned with the sequences) has {len(targets)} arrays, "
+                         f"but there are {len(lengths)} sequences")
+    arrays, layout = _check_group(targets, "targets", want, "step targets")
+    for i, (a, n) in enumerate(zip(arrays, lengths)):
+        if a.shape[0] != n:
+            raise ValueError(f"targets[{i}] has {a.shape[0]} steps, but sequences[{i}] has {n}; "
+                             "step targets must be aligned step for step")
+    return _NewTargets(TargetsInfo("steps", layout.dtype, layout.feat), arrays)
+
+
+def _check_targets(targets: Any, lengths: Sequence[int]) -> Optional[_NewTargets]:
+    if targets is None:
+        return None
+    if isinstance(targets, np.ndarray):
+        return _check_labels(targets, len(lengths), None)
+    if isinstance(targets, (list, tuple)):
+        if not targets:
+            raise ValueError("targets is an empty list; pass None for no targets")
+        return _check_step_targets(targets, lengths, None)
+    raise ValueError(f"targets must be None, an array with one row per sequence (labels) or a list of arrays "
+                     f"aligned step for step with the sequences, not {type(targets).__name__}")
+
+
+def _check_append_targets(targets: Any, lengths: Sequence[int], stored: Optional[TargetsInfo],
+                          where: str) -> Optional[_NewTargets]:
+    if stored is None:
+        if targets is not None:
+            raise ValueError(f"the dataset at {where} has no targets, so an append cannot add any; pass targets=None")
+        return None
+    want = _Layout(stored.dtype, stored.feat, f"the dataset at {where}")
+    if stored.kind == "labels":
+        if not isinstance(targets, np.ndarray):
+            raise ValueError(f"the dataset at {where} stores labels: pass targets as an array with one row per "
+                             f"new sequence, not {'None' if targets is None else type(targets).__name__}")
+        return _check_labels(targets, len(lengths), want)
+    if not isinstance(targets, (list, tuple)):
+        raise ValueError(f"the dataset at {where} stores step targets: pass targets as a list of arrays aligned "
+                         f"step for step with the new sequences, not {'None' if targets is None else type(targets).__name__}")
+    return _check_step_targets(targets, lengths, want)
+
+
+# ----- writing ---------------------------------------------------------------------------------
+
+def _byte_view(arr: np.ndarray) -> np.ndarray:
+    """`arr` as flat little-endian bytes; copies only what is not already little-endian C order."""
+    arr = np.ascontiguousarray(arr, dtype=arr.dtype.newbyteorder("<"))
+    return arr.reshape(-1).view(np.uint8)
+
+
+def _write_rows(path: str, committed: int, arrays: Sequence[np.ndarray]) -> None:
+    """Writes `arrays` after the first `committed` bytes of `path` and fsyncs them.
+
+    Truncating first drops whatever an interrupted append left past the committed end, so the
+    new rows land exactly where the header will say they are."""
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | getattr(os, "O_CLOEXEC", 0), 0o644)
+    with open(fd, "r+b") as f:
+        os.ftruncate(fd, committed)
+        f.seek(committed)
+        for a in arrays:
+            f.write(_byte_view(a))  # type: ignore[arg-type]
+        f.flush()
+        os.fsync(fd)
+
+
+def _fsync_dir(directory: str) -> None:
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _commit_header(directory: str, header: _Header) -> None:
+    """Replaces header.json atomically and durably: the commit point of every write."""
+    tmp = os.path.join(directory, _HEADER_TMP)
+    with open(tmp, "w", encoding="utf-8") as f:
+        f.write(json.dumps(header.to_json()) + "\n")
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, os.path.join(directory, HEADER))
+    _fsync_dir(directory)
+
+
+@contextlib.contextmanager
+def _locked(directory: str) -> Iterator[None]:
+    """Serialises writers of one dataset (readers need no lock: they trust the header)."""
+    try:
+        import fcntl
+    except ImportError:  # not POSIX: no advisory locks; concurrent writers must be avoided
+        yield
+        return
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # closing releases the lock
+
+
+def _append_rows(directory: str, old: _Header, seqs: List[np.ndarray], targets: Optional[_NewTargets]) -> _Header:
+    """Writes new rows past the committed end of every file and returns the header that commits them."""
+    lengths = np.fromiter((a.shape[0] for a in seqs), np.int64, len(seqs))
+    offsets = old.num_steps + np.cumsum(lengths, dtype=np.int64)
+    _write_rows(os.path.join(directory, VALUES), old.num_steps * _row_bytes(old.dtype, old.feat), seqs)
+    _write_rows(os.path.join(directory, OFFSETS), 8 * (old.num_sequences + 1), [offsets])
+    if targets is not None:
+        t = targets.info
+        committed_rows = old.num_sequences if t.kind == "labels" else old.num_steps
+        _write_rows(os.path.join(directory, TARGETS), committed_rows * _row_bytes(t.dtype, t.feat), targets.arrays)
+    return _Header(old.dtype, old.feat, old.num_sequences + len(seqs), old.num_steps + int(lengths.sum()),
+                   old.targets)
+
+
+def _prepare_directory(directory: str, overwrite: bool) -> None:
+    if os.path.exists(directory) and not os.path.isdir(directory):
+        raise FileExistsError(errno.EEXIST, f"{directory} exists and is not a directory", directory)
+    if not os.path.isdir(directory):
+        os.makedirs(directory)
+        _fsync_dir(os.path.dirname(directory))  # the new directory's own entry survives a crash too
+        return
+    present = sorted(os.listdir(directory))
+    if not present:
+        return
+    if not overwrite:
+        raise FileExistsError(errno.EEXIST, f"{directory} exists and is not empty ({len(present)} entries); "
+                              "pass overwrite=True to replace the dataset in it", directory)
+    foreign = [p for p in present if p not in _DATASET_FILES]
+    if foreign:
+        raise FileExistsError(errno.EEXIST, f"{directory} holds files that are not part of a fastfeed dataset "
+                              f"({', '.join(foreign[:3])}{', ...' if len(foreign) > 3 else ''}); "
+                              "overwrite=True only replaces a dataset, so choose an empty or new directory",
+                              directory)
+    # The header goes first: until the new one is committed, the directory is no dataset at all
+    # rather than an old header describing half-written new files.
+    for name in (HEADER, _HEADER_TMP, VALUES, OFFSETS, TARGETS):
+        with contextlib.suppress(FileNotFoundError):
+            os.remove(os.path.join(directory, name))
+    _fsync_dir(directory)
+
+
+def write_dataset(path: PathLike, sequences: Sequence[np.ndarray], targets: Targets = None, *,
+                  overwrite: bool = False) -> DatasetInfo:
+    """Writes `sequences` (arrays of shape ``(T_i, *feat)``, one dtype and feat; T_i may be 0)
+    as a new dataset directory at `path` and describes it.
+
+    `targets` is None, an array with one row per sequence (labels), or a list of arrays aligned
+    step for step with the sequences. An existing non-empty directory is refused
+    (FileExistsError) unless ``overwrite=True``, which replaces a dataset but never touches
+    other files. Invalid input raises ValueError naming the index and the numbers involved.
+    """
+    seqs, layout = _check_sequences(sequences, None)
+    new_targets = _check_targets(targets, [a.shape[0] for a in seqs])
+    directory = os.path.abspath(os.fspath(path))
+    _prepare_directory(directory, overwrite)
+    with _locked(directory):
+        empty = _Header(layout.dtype, layout.feat, 0, 0, None if new_targets is None else new_targets.info)
+        # An empty dataset is offsets [0]; the rows then go in exactly as an append writes them.
+        _write_rows(os.path.join(directory, OFFSETS), 0, [np.zeros(1, np.int64)])
+        header = _append_rows(directory, empty, seqs, new_targets)
+        _commit_header(directory, header)
+    return open_dataset(directory)
+
+
+def append_dataset(path: PathLike, sequences: Sequence[np.ndarray], targets: Targets = None) -> DatasetInfo:
+    """Adds `sequences` (and their targets, of the kind the dataset stores) to the dataset at
+    `path` and describes the result. A crash at any moment leaves the dataset as it was before
+    the call or as it is after it (see the module documentation)."""
+    directory = _check_directory(path)
+    with _locked(directory):
+        # Opening checks the committed part: an append to a damaged dataset would bury the damage.
+        info = open_dataset(directory)
+        old = _Header(info.dtype, info.feat, info.num_sequences, info.num_steps, info.targets)
+        seqs, _ = _check_sequences(sequences, _Layout(old.dtype, old.feat, f"the dataset at {directory}"))
+        if not seqs and targets is None:
+            return open_dataset(directory)
+        new_targets = _check_append_targets(targets, [a.shape[0] for a in seqs], old.targets, directory)
+        header = _append_rows(directory, old, seqs, new_targets)
+        _commit_header(directory, header)
+    return open_dataset(directory)
