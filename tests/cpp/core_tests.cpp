@@ -174,6 +174,8 @@ static void packing_keeps_every_step_once() {
     }
     for (size_t v = 1; v < seen.size(); ++v) CHECK(seen[v] == 1);
   }
+}
+
 // A scratch directory for the file-based tests, removed at the end of main().
 static std::string scratch_dir() {
   static std::string dir = [] {
