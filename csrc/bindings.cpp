@@ -294,6 +294,22 @@ PYBIND11_MODULE(_core, m) {
       .def("next", &PyPipeline::next)
       .def("close", &PyPipeline::close);
 
+  m.def("build_info", [] {
+    py::dict d;
+#ifdef FASTFEED_WITH_CUDA
+    d["cuda"] = true;
+#else
+    d["cuda"] = false;
+#endif
+    d["compiler"] = __VERSION__;
+    d["cxx_standard"] = __cplusplus;
+    d["build_type"] = FASTFEED_BUILD_TYPE;
+    d["cxx_flags"] = FASTFEED_CXX_FLAGS;
+    d["pybind11"] = std::to_string(PYBIND11_VERSION_MAJOR) + "." + std::to_string(PYBIND11_VERSION_MINOR) + "." +
+                    std::to_string(PYBIND11_VERSION_PATCH);
+    return d;
+  }, "How the native core was built: CUDA support, compiler, flags.");
+
   m.def("permutation",
         [](uint64_t n, uint64_t seed, uint64_t epoch, const py::array_t<int64_t>& positions) {
           Permutation perm(n, seed, epoch);

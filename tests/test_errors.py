@@ -194,3 +194,19 @@ def test_check_finite_names_series_and_step_in_inputs():
     f = Feeder([a, b], window=3, batch_size=100, check_finite="raise", output="numpy")
     with pytest.raises(FeedError, match=r"in the inputs of series 1 at step 6"):
         list(f)
+
+
+def test_build_info_and_cuda_available_agree():
+    import fastfeed
+
+    info = fastfeed.build_info()
+    assert isinstance(info["cuda"], bool)
+    assert info["fastfeed"] == fastfeed.__version__ and info["cxx_standard"] >= 201703
+    if not info["cuda"]:
+        assert fastfeed.cuda_available() is False
+        with pytest.raises(ValueError, match="no CUDA support"):
+            Feeder(S, window=2, device="cuda")
+    with pytest.raises(ValueError, match="device must be 'cpu' or 'cuda\\[:n\\]', got 'tpu'"):
+        Feeder(S, window=2, device="tpu")
+    with pytest.raises(ValueError, match="device_cache=True needs a CUDA device"):
+        Feeder(S, window=2, device_cache=True)

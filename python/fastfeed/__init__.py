@@ -8,13 +8,15 @@ from __future__ import annotations
 
 from . import compat, reference
 from .batch import Batch
+from .build import build_info, cuda_available
 from .dataset import DatasetInfo, append_dataset, open_dataset, write_dataset
 from .errors import FeedError, FormatError
 from .feeder import Feeder
 from .stats import FeedStats
+from .stream import Stream
 
 __version__ = "0.1.0"
 __all__ = [
-    "Feeder", "FeedStats", "Batch", "FeedError", "FormatError", "DatasetInfo", "write_dataset", "append_dataset",
-    "open_dataset", "compat", "reference", "__version__",
+    "Feeder", "FeedStats", "Stream", "Batch", "FeedError", "FormatError", "DatasetInfo", "write_dataset", "append_dataset",
+    "open_dataset", "build_info", "cuda_available", "compat", "reference", "__version__",
 ]

@@ -27,13 +27,15 @@ class FeedStats:
     assembly_p50_s: float      # time a worker took to assemble one batch
     mean_queue_depth: float    # assembled batches waiting when one was handed over
     padding_fraction: float    # padded steps / all steps of the padded outputs (0 for windows)
+    dropped_steps: int = 0     # Stream(on_full="drop_oldest"): steps dropped to make room
 
     def __str__(self) -> str:
         return (f"{self.batches} batches, {self.samples} samples, {self.bytes / 1e6:.1f} MB in {self.elapsed_s:.2f} s "
                 f"({self.samples_per_s:,.0f} samples/s, {self.mb_per_s:,.0f} MB/s); waited {self.wait_total_s:.3f} s "
                 f"(p50 {self.wait_p50_s * 1e6:.0f} us, p99 {self.wait_p99_s * 1e6:.0f} us); "
                 f"assembly p50 {self.assembly_p50_s * 1e6:.0f} us; queue {self.mean_queue_depth:.1f}; "
-                f"padding {100 * self.padding_fraction:.1f}%")
+                f"padding {100 * self.padding_fraction:.1f}%"
+                + (f"; dropped {self.dropped_steps} steps" if self.dropped_steps else ""))
 
 
 class StatsRecorder:
@@ -82,7 +84,7 @@ class StatsRecorder:
         self.real_steps += real_steps
         self.padded_steps += padded_steps
 
-    def snapshot(self) -> FeedStats:
+    def snapshot(self, dropped_steps: int = 0) -> FeedStats:
         elapsed = self.elapsed + (time.perf_counter() - self._started if self._started is not None else 0.0)
         waits = self._waits[: min(self._n_waits, _RING)]
         builds = self._builds[: min(self._n_builds, _RING)]
@@ -97,4 +99,5 @@ class StatsRecorder:
             assembly_p50_s=float(np.percentile(builds, 50)) if len(builds) else 0.0,
             mean_queue_depth=self.queue_total / self.blocks if self.blocks else 0.0,
             padding_fraction=self.padded_steps / total_steps if total_steps else 0.0,
+            dropped_steps=dropped_steps,
         )

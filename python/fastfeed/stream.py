@@ -1,0 +1,256 @@
+"""`Stream`: windows over a series that arrives in chunks while the consumer trains (SPEC 7).
+
+Producers `push()` new steps of one series, in chunks of any size, and `close()` at the end;
+iterating yields batches as soon as their windows are complete. Unshuffled, a Stream yields
+exactly the windows (and batches) that a Feeder over the concatenated steps yields. Memory is
+bounded by `capacity` steps: `push` blocks while the buffer is full, or, with
+`on_full="drop_oldest"`, makes room by dropping the oldest steps (the windows that needed them
+are lost; `stats().dropped_steps` counts them).
+"""
+from __future__ import annotations
+
+import collections
+import threading
+import time
+from typing import Any, Deque, Iterator, Optional, Tuple
+
+import numpy as np
+
+from .batch import Batch
+from .dtypes import dtype_name
+from .stats import FeedStats, StatsRecorder
+
+_POLL_S = 0.05  # waits are sliced so Ctrl-C reaches a blocked thread
+
+
+def _positive(name: str, value: Any, minimum: int = 1) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
+        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
+    return int(value)
+
+
+class StreamClosed(RuntimeError):
+    """push() on a Stream that was closed."""
+
+
+class Stream:
+    """Batches of windows over steps pushed by producers; see the module docstring."""
+
+    def __init__(
+        self,
+        *,
+        window: int,
+        horizon: int = 0,
+        batch_size: int = 1,
+        capacity: Optional[int] = None,
+        sampling_rate: int = 1,
+        stride: int = 1,
+        drop_last: bool = False,
+        on_full: str = "block",
+        dtype: Any = None,
+        output: Optional[str] = None,
+    ) -> None:
+        self.window = _positive("window", window)
+        self.horizon = _positive("horizon", horizon, 0)
+        self.batch_size = _positive("batch_size", batch_size)
+        self.sampling_rate = _positive("sampling_rate", sampling_rate)
+        self.stride = _positive("stride", stride)
+        self.drop_last = bool(drop_last)
+        self.span = (self.window - 1 + self.horizon) * self.sampling_rate + 1
+        # The steps a full batch of windows needs at once, plus room for the next chunk.
+        need = self.span + (self.batch_size - 1) * self.stride
+        self.capacity = max(4 * need, 1 << 16) if capacity is None else _positive("capacity", capacity)
+        if self.capacity < need:
+            raise ValueError(f"capacity={self.capacity} steps cannot hold one batch: {self.batch_size} windows "
+                             f"spanning {self.span} steps every {self.stride} need {need} steps")
+        if on_full not in ("block", "drop_oldest"):
+            raise ValueError(f"on_full must be 'block' or 'drop_oldest', got {on_full!r}")
+        self.on_full = on_full
+        self._out_dtype = None if dtype is None else dtype_name(dtype)
+        if output is None:
+            try:
+                import torch  # noqa: F401
+                output = "torch"
+            except ImportError:
+                output = "numpy"
+        if output not in ("torch", "numpy"):
+            raise ValueError(f"output must be 'torch' or 'numpy', got {output!r}")
+        self.output = output
+
+        self._cv = threading.Condition()
+        self._chunks: Deque[np.ndarray] = collections.deque()
+        self._base = 0        # absolute step number of the first buffered step
+        self._buffered = 0    # steps in _chunks
+        self._next_start = 0  # absolute start of the next window to yield
+        self._closed = False
+        self._feat: Optional[Tuple[Tuple[int, ...], np.dtype]] = None
+        self._dropped = 0
+        self._stats = StatsRecorder()
+
+    # ----- producers ---------------------------------------------------------------------
+
+    def push(self, steps: Any, timeout: Optional[float] = None) -> None:
+        """Appends steps (shape (n, *feat)) to the series. Blocks while the buffer is full
+        (at most `timeout` seconds, then TimeoutError) unless on_full="drop_oldest"."""
+        a = np.asarray(steps)
+        self._check_chunk(a)
+        deadline = None if timeout is None else time.monotonic() + timeout
+        for first in range(0, len(a), self.capacity):  # a chunk larger than the buffer goes in pieces
+            self._push_piece(a[first:first + self.capacity], deadline, first, len(a))
+
+    def _check_chunk(self, a: np.ndarray) -> None:
+        if a.dtype == object or a.ndim < 1:
+            raise ValueError(f"push() takes an array of steps, shape (n, *feat), got {a.dtype} of shape {a.shape}")
+        with self._cv:
+            if self._closed:
+                raise StreamClosed("push() on a closed Stream")
+            if self._feat is None:
+                self._feat = (a.shape[1:], a.dtype)
+            elif (a.shape[1:], a.dtype) != self._feat:
+                raise ValueError(f"push(): steps of shape {a.shape[1:]} and dtype {a.dtype} do not match the stream's "
+                                 f"{self._feat[0]} and {self._feat[1]}")
+
+    def _push_piece(self, piece: np.ndarray, deadline: Optional[float], done: int, total: int) -> None:
+        piece = np.array(piece, copy=True)  # the producer may reuse its buffer
+        with self._cv:
+            while len(piece):
+                if self._closed:
+                    raise StreamClosed("push() on a closed Stream")
+                self._release(self._next_start)  # steps a stride skips over are never needed
+                room = self.capacity - self._buffered
+                if room == 0 and self.on_full == "drop_oldest":
+                    self._drop(min(len(piece), self._buffered))
+                    room = self.capacity - self._buffered
+                if room > 0:
+                    # As much as fits: the consumer may need these steps to free the rest.
+                    self._chunks.append(piece[:room])
+                    self._buffered += min(room, len(piece))
+                    done += min(room, len(piece))
+                    piece = piece[room:]
+                    self._cv.notify_all()
+                    continue
+                wait = _POLL_S if deadline is None else min(_POLL_S, deadline - time.monotonic())
+                if wait <= 0:
+                    raise TimeoutError(f"push() waited for room in a full Stream (capacity {self.capacity} steps); "
+                                       f"the first {done} of the {total} steps went in")
+                self._cv.wait(wait)
+
+    def _drop(self, steps: int) -> None:
+        """Drops the oldest `steps` buffered steps; windows that needed them are skipped."""
+        while steps > 0 and self._chunks:
+            head = self._chunks[0]
+            cut = min(steps, len(head))
+            if cut == len(head):
+                self._chunks.popleft()
+            else:
+                self._chunks[0] = head[cut:]
+            self._base += cut
+            self._buffered -= cut
+            self._dropped += cut
+            steps -= cut
+        if self._next_start < self._base:  # the next window lost its first steps: move on by strides
+            self._next_start += -(-(self._base - self._next_start) // self.stride) * self.stride
+
+    def close(self) -> None:
+        """No more steps: the consumer gets the remaining complete windows, then stops."""
+        with self._cv:
+            self._closed = True
+            self._cv.notify_all()
+
+    # ----- consumer ----------------------------------------------------------------------
+
+    def __iter__(self) -> Iterator[Batch]:
+        self._stats.start()
+        try:
+            while True:
+                got = self._take_batch()
+                if got is None:
+                    return
+                self._stats.stop()
+                yield got
+                self._stats.start()
+        finally:
+            self._stats.stop()
+
+    def _ready_windows(self) -> int:
+        end = self._base + self._buffered
+        if end - self.span < self._next_start:
+            return 0
+        return (end - self.span - self._next_start) // self.stride + 1
+
+    def _take_batch(self) -> Optional[Batch]:
+        t0 = time.perf_counter()
+        with self._cv:
+            while self._ready_windows() < self.batch_size and not self._closed:
+                self._cv.wait(_POLL_S)
+            n = min(self._ready_windows(), self.batch_size)
+            if n == 0 or (n < self.batch_size and self.drop_last):
+                return None
+            steps = self._window_steps(n)
+            first = self._next_start
+            self._next_start += n * self.stride
+            self._release(self._next_start)
+            self._cv.notify_all()
+        waited = time.perf_counter() - t0
+        x, y = self._cut(steps, first, n)
+        self._stats.block(waited, 0.0, 1, 0)
+        self._stats.batch(n, x.nbytes + (y.nbytes if y is not None else 0))
+        return tuple.__new__(Batch, (self._as_output(x), self._as_output(y)))
+
+    def _window_steps(self, n: int) -> np.ndarray:
+        """The buffered steps the next n windows read, as one array starting at _next_start."""
+        start = self._next_start - self._base
+        stop = start + (n - 1) * self.stride + self.span
+        parts, pos = [], 0
+        for chunk in self._chunks:
+            lo, hi = max(start - pos, 0), min(stop - pos, len(chunk))
+            if lo < hi:
+                parts.append(chunk[lo:hi])
+            pos += len(chunk)
+            if pos >= stop:
+                break
+        return parts[0] if len(parts) == 1 else np.concatenate(parts)
+
+    def _release(self, keep_from: int) -> None:
+        """Frees the steps before absolute step `keep_from`: no later window reads them."""
+        while self._chunks and self._base < keep_from:
+            head = self._chunks[0]
+            cut = min(len(head), keep_from - self._base)
+            if cut == len(head):
+                self._chunks.popleft()
+            else:
+                self._chunks[0] = head[cut:]
+            self._base += cut
+            self._buffered -= cut
+
+    def _cut(self, steps: np.ndarray, first: int, n: int) -> Tuple[np.ndarray, Optional[np.ndarray]]:
+        r = self.sampling_rate
+        starts = np.arange(n) * self.stride
+        x = steps[starts[:, None] + np.arange(self.window) * r]
+        y = None
+        if self.horizon:
+            y = steps[starts[:, None] + (self.window - 1 + np.arange(1, self.horizon + 1)) * r]
+        if self._out_dtype is not None and self._out_dtype != "bfloat16":
+            x = x.astype(self._out_dtype)
+            y = None if y is None else y.astype(self._out_dtype)
+        return x, y
+
+    def _as_output(self, a: Optional[np.ndarray]) -> Any:
+        if a is None or self.output == "numpy":
+            return a
+        import torch
+
+        t = torch.from_numpy(a)
+        return t.to(torch.bfloat16) if self._out_dtype == "bfloat16" else t
+
+    # ----- observing ---------------------------------------------------------------------
+
+    def stats(self) -> FeedStats:
+        """Batches, samples, waits so far; `dropped_steps` counts what on_full="drop_oldest" dropped."""
+        return self._stats.snapshot(dropped_steps=self._dropped)
+
+    def __enter__(self) -> "Stream":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
