@@ -16,7 +16,7 @@ class Batch(tuple):
     every array or tensor taken from it is gone, so a batch stays valid for as long as you hold it.
     """
 
-    # No __slots__: padded batches set mask, lengths, ... per instance (the dict is only made then).
+    __slots__ = ()  # windowed batches are plain 2-tuples: nothing per instance beyond x and y
 
     x: Any = property(itemgetter(0), doc="Inputs, shape (B, window, *feat).")
     y: Any = property(itemgetter(1), doc="Targets, shape (B, horizon, *tfeat), or None.")
@@ -37,3 +37,9 @@ class Batch(tuple):
 
     def __getnewargs__(self) -> tuple:
         return tuple(self)
+
+
+class PaddedBatch(Batch):
+    """A batch of whole sequences: also carries mask and lengths (and the packing fields)."""
+
+    # Instance attributes shadow Batch's class-level Nones; only padded batches pay for a __dict__.

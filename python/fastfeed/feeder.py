@@ -13,7 +13,7 @@ from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple, Union
 import numpy as np
 
 from . import _core
-from .batch import Batch
+from .batch import Batch, PaddedBatch
 from .dtypes import FLOATING, dtype_name, numpy_storage
 from .errors import FeedError
 from .sources import SeriesSet, Source, load_source
@@ -149,7 +149,8 @@ class Feeder:
         self.prefetch = max(2, 2 * self.num_threads) if prefetch is None else _int_arg("prefetch", prefetch, 1)
         self._next_epoch = 0
         self.epoch = 0
-        self._position: Optional[Tuple[int, int]] = None  # (epoch, batches delivered) of a running iteration
+        self._running = False  # an iteration is under way: _running_epoch, _delivered batches so far
+        self._running_epoch = self._delivered = 0
         self._resume: Optional[Tuple[int, int]] = None    # where a loaded state says to go on
         self._fingerprint_cache: Optional[Dict[str, Any]] = None
         self._stats = StatsRecorder()
@@ -560,7 +561,8 @@ class Feeder:
             self._resume = None
         self.epoch = self._next_epoch
         self._next_epoch += 1
-        self._position = (self.epoch, first_batch)  # started, even before its first batch is asked for
+        # Started, even before its first batch is asked for: state_dict() must say so.
+        self._running, self._running_epoch, self._delivered = True, self.epoch, first_batch
         return self._run(self.epoch, first_batch)
 
     def _check_files(self) -> None:
@@ -611,22 +613,17 @@ class Feeder:
             out.append(a[full * b:rows])
         return out
 
-    def _window_batches(self, arrays: tuple, error: Optional[str]) -> Iterator[Batch]:
+    def _window_parts(self, arrays: tuple, error: Optional[str]) -> Tuple[Sequence[Any], Sequence[Any]]:
+        """Per-batch views of a block's x and y (y: Nones without targets)."""
         x, y = arrays[_X], arrays[_Y]
         rows = len(x) if error is None else (len(x) // self.batch_size) * self.batch_size
         xs = self._split(self._as_output(x, self._x_dtype), rows)
-        new = tuple.__new__
-        if y is None:
-            for xb in xs:
-                yield new(Batch, (xb, None))
-        else:
-            ys = self._split(self._as_output(y, self._y_dtype), rows)
-            for xb, yb in zip(xs, ys):
-                yield new(Batch, (xb, yb))
+        ys = (None,) * len(xs) if y is None else self._split(self._as_output(y, self._y_dtype), rows)
+        return xs, ys
 
     def _sequence_batch(self, arrays: tuple) -> Batch:
         out = self._as_output
-        batch = tuple.__new__(Batch, (out(arrays[_X], self._x_dtype), out(arrays[_Y], self._y_dtype)))
+        batch = tuple.__new__(PaddedBatch, (out(arrays[_X], self._x_dtype), out(arrays[_Y], self._y_dtype)))
         batch.mask = out(arrays[_MASK])
         batch.lengths = arrays[_LENGTHS] if self.output == "numpy" else out(arrays[_LENGTHS])
         if self.pack:
@@ -635,20 +632,19 @@ class Feeder:
             batch.cu_seqlens = out(arrays[_CU_SEQLENS])
         return batch
 
-    def _record_batch(self, batch: Batch, arrays: tuple) -> None:
-        nbytes = sum(a.nbytes for a in arrays if a is not None)
-        if self.sequences:
-            mask = arrays[_MASK]
-            real = int(arrays[_LENGTHS].sum())
-            self._stats.batch(len(mask), nbytes, real, mask.size - real)
-        else:
-            self._stats.batch(len(batch[0]), nbytes)
+    def _record_padding(self, arrays: tuple) -> None:
+        real = int(arrays[_LENGTHS].sum())
+        self._stats.steps(real, arrays[_MASK].size - real)
 
     def _run(self, epoch: int, first_batch: int) -> Iterator[Batch]:
+        # The per-batch path is only `delivered += 1` and the yield: statistics are counted per
+        # block (a block often holds hundreds of small batches), the rest of a block at the end.
         pipe = self._open_pipeline(epoch, first_batch)
         stats = self._stats
         bar = self._progress_bar(epoch, first_batch)
         delivered = first_batch
+        block_start, block_rows, block_bytes, block_batches = first_batch, 0, 0, 0
+        new = tuple.__new__
         stats.start()
         try:
             while True:
@@ -659,33 +655,40 @@ class Feeder:
                     break
                 arrays, first, num_batches, error, build, queued = block
                 stats.block(wait, build, num_batches, queued)
+                block_start, block_batches = delivered, num_batches
+                block_rows = len(arrays[_X])
+                block_bytes = sum(a.nbytes for a in arrays if a is not None)
                 if self.sequences:
                     if error is not None:
                         raise FeedError(f"assembling batch {first} of epoch {epoch} failed: {error}")
-                    batches: Any = (self._sequence_batch(arrays),)
-                    per_block = arrays
-                else:
-                    batches = self._window_batches(arrays, error)
-                    per_block = None
-                for batch in batches:
+                    self._record_padding(arrays)
                     delivered += 1
-                    self._position = (epoch, delivered)
-                    if per_block is not None:
-                        self._record_batch(batch, per_block)
-                    else:
-                        stats.batch(len(batch[0]), batch[0].nbytes + (batch[1].nbytes if batch[1] is not None else 0))
+                    self._delivered = delivered
+                    yield self._sequence_batch(arrays)
                     if bar is not None:
                         bar.update(1)
-                    stats.stop()
-                    yield batch
-                    stats.start()
+                else:
+                    # The hot loop of small batches: a view pair and a tuple per batch, nothing else.
+                    xs, ys = self._window_parts(arrays, error)
+                    for xb, yb in zip(xs, ys):
+                        delivered += 1
+                        self._delivered = delivered
+                        yield new(Batch, (xb, yb))
+                        if bar is not None:
+                            bar.update(1)
+                stats.batches(delivered - block_start, block_rows, block_bytes)
+                block_batches = 0
                 if error is not None:
                     raise FeedError(f"assembling batch {delivered} of epoch {epoch} failed at {error}")
             if self._closed:
                 raise RuntimeError("the Feeder was closed during iteration")
-            self._position = None
+            self._running = False
             self._log_epoch(epoch)
         finally:
+            if block_batches:  # left in the middle of a block: count what was handed out
+                done = delivered - block_start
+                stats.batches(done, min(block_rows, done * self.batch_size),
+                              block_bytes * done // max(1, block_batches))
             stats.stop()
             if bar is not None:
                 bar.close()
@@ -719,8 +722,8 @@ class Feeder:
     def _resume_point(self) -> Tuple[int, int]:
         if self._resume is not None:
             return self._resume
-        if self._position is not None:
-            epoch, delivered = self._position
+        if self._running:
+            epoch, delivered = self._running_epoch, self._delivered
             if delivered < len(self):
                 return epoch, delivered
             return epoch + 1, 0  # the epoch's last batch was delivered: the next one comes from a new epoch

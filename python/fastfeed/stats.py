@@ -45,15 +45,17 @@ class StatsRecorder:
         self.reset()
 
     def reset(self) -> None:
-        self.batches = self.samples = self.bytes = 0
+        self.batches_n = self.samples = self.bytes = 0
         self.real_steps = self.padded_steps = 0
         self.elapsed = 0.0
         self.wait_total = 0.0
         self.queue_total = 0
         self.blocks = 0
+        # Per block (the last _RING blocks): wait, per-batch build time, and batches in it.
         self._waits = np.zeros(_RING)
         self._builds = np.zeros(_RING)
-        self._n_waits = self._n_builds = 0
+        self._block_batches = np.zeros(_RING, dtype=np.int64)
+        self._n_blocks = 0
         self._started: Optional[float] = None
 
     def start(self) -> None:
@@ -65,33 +67,41 @@ class StatsRecorder:
             self._started = None
 
     def block(self, wait: float, build: float, batches: int, queued: int) -> None:
-        """One hand-over: `wait` is attributed to its first batch, `build` spread over its batches."""
+        """One hand-over of `batches` batches: the wait falls on its first batch, the others
+        were not waited for; the build time is spread over them."""
         self.wait_total += wait
         self.queue_total += queued
         self.blocks += 1
-        self._waits[self._n_waits % _RING] = wait
-        self._n_waits += 1
-        for _ in range(min(batches, _RING) - 1):  # the other batches of a block were not waited for
-            self._waits[self._n_waits % _RING] = 0.0
-            self._n_waits += 1
-        self._builds[self._n_builds % _RING] = build / max(1, batches)
-        self._n_builds += 1
+        i = self._n_blocks % _RING
+        self._waits[i] = wait
+        self._builds[i] = build / max(1, batches)
+        self._block_batches[i] = max(1, batches)
+        self._n_blocks += 1
 
-    def batch(self, samples: int, nbytes: int, real_steps: int = 0, padded_steps: int = 0) -> None:
-        self.batches += 1
+    def batches(self, batches: int, samples: int, nbytes: int) -> None:
+        """Batches handed out (counted per block, not per batch: the per-batch path stays bare)."""
+        self.batches_n += batches
         self.samples += samples
         self.bytes += nbytes
-        self.real_steps += real_steps
-        self.padded_steps += padded_steps
+
+    def batch(self, samples: int, nbytes: int) -> None:
+        self.batches(1, samples, nbytes)
+
+    def steps(self, real: int, padded: int) -> None:
+        self.real_steps += real
+        self.padded_steps += padded
 
     def snapshot(self, dropped_steps: int = 0) -> FeedStats:
         elapsed = self.elapsed + (time.perf_counter() - self._started if self._started is not None else 0.0)
-        waits = self._waits[: min(self._n_waits, _RING)]
-        builds = self._builds[: min(self._n_builds, _RING)]
+        n = min(self._n_blocks, _RING)
+        counts = self._block_batches[:n]
+        # Per batch: a block's first batch waited `wait`, its other batches not at all.
+        waits = np.concatenate([self._waits[:n], np.zeros(int(counts.sum()) - n)])
+        builds = np.repeat(self._builds[:n], counts)
         total_steps = self.real_steps + self.padded_steps
         per_s = (lambda v: v / elapsed) if elapsed > 0 else (lambda v: 0.0)
         return FeedStats(
-            batches=self.batches, samples=self.samples, bytes=self.bytes, elapsed_s=elapsed,
+            batches=self.batches_n, samples=self.samples, bytes=self.bytes, elapsed_s=elapsed,
             samples_per_s=per_s(self.samples), mb_per_s=per_s(self.bytes / 1e6),
             wait_total_s=self.wait_total,
             wait_p50_s=float(np.percentile(waits, 50)) if len(waits) else 0.0,
