@@ -604,3 +604,28 @@ def test_a_running_feeder_sees_appended_sequences_from_its_next_epoch(tmp_path):
     batches = list(f)
     assert len(f) == 2 and [b.x.shape for b in batches] == [(2, 5), (1, 4)]
     np.testing.assert_array_equal(batches[1].x, [[100, 101, 102, 103]])
+
+
+FUZZ_REGRESSIONS = os.path.join(os.path.dirname(__file__), "fuzz_regressions")
+
+
+@pytest.mark.parametrize("name", sorted(n for n in os.listdir(FUZZ_REGRESSIONS) if n.startswith("dataset-")))
+def test_fuzzer_findings_raise_format_error(tmp_path, name):
+    """Inputs the atheris fuzzer (fuzz/dataset_header_fuzzer.py) once crashed the reader with:
+    a header, a NUL byte, then offsets.bin."""
+    data = open(os.path.join(FUZZ_REGRESSIONS, name), "rb").read()
+    header, _, offsets = data.partition(b"\0")
+    (tmp_path / "header.json").write_bytes(header)
+    (tmp_path / "offsets.bin").write_bytes(offsets)
+    np.arange(64, dtype="<f4").tofile(tmp_path / "values.bin")
+    np.arange(64, dtype="<i2").tofile(tmp_path / "targets.bin")
+    with pytest.raises(FormatError, match=str(tmp_path)):
+        open_dataset(tmp_path)
+
+
+def test_counts_beyond_int64_are_refused(tmp_path):
+    write_dataset(tmp_path / "ds", [np.arange(3.0)])
+    header = json.loads((tmp_path / "ds" / "header.json").read_text())
+    (tmp_path / "ds" / "header.json").write_text(json.dumps(dict(header, num_steps=2**70)))
+    with pytest.raises(FormatError, match=r"'num_steps' must be an integer in \[0, 2\*\*62\)"):
+        open_dataset(tmp_path / "ds")

@@ -169,16 +169,25 @@ def _parse_dtype(v: Any, where: str) -> str:
     return v
 
 
+# Any count or size in a header must fit an int64 (the core's index type) with room to multiply.
+_MAX_COUNT = 2**62
+
+
 def _parse_feat(v: Any, where: str) -> Feat:
     if not isinstance(v, list) or not all(_is_int(d) and d >= 0 for d in v):
         raise FormatError(f"{where}: 'feat' must be a list of integers >= 0 (the shape of one step), got {v!r}")
+    elems = 1
+    for d in v:
+        elems *= d
+    if elems * 8 >= _MAX_COUNT or any(d >= _MAX_COUNT for d in v):
+        raise FormatError(f"{where}: 'feat' {v!r} is too large (a step of {elems} elements)")
     return tuple(v)
 
 
 def _parse_count(header: Dict[str, Any], key: str, where: str) -> int:
     v = header[key]
-    if not _is_int(v) or v < 0:
-        raise FormatError(f"{where}: {key!r} must be an integer >= 0, got {v!r}")
+    if not _is_int(v) or v < 0 or v >= _MAX_COUNT:
+        raise FormatError(f"{where}: {key!r} must be an integer in [0, 2**62), got {v!r}")
     return v
 
 
