@@ -15,12 +15,11 @@ import tempfile
 
 import atheris
 
-with atheris.instrument_imports():
-    import numpy as np
+import numpy as np
 
-    from fastfeed import Feeder
-    from fastfeed.dataset import load_dataset_series, open_dataset
-    from fastfeed.errors import FormatError
+from fastfeed import Feeder
+from fastfeed.dataset import load_dataset_series, open_dataset
+from fastfeed.errors import FormatError
 
 DIR = tempfile.mkdtemp(prefix="fastfeed-fuzz-")
 np.arange(64, dtype="<f4").tofile(os.path.join(DIR, "values.bin"))
@@ -51,5 +50,8 @@ def one_input(data: bytes) -> None:
 
 
 if __name__ == "__main__":
+    # instrument_all, not instrument_imports: an editable install loads fastfeed through a
+    # custom loader that import-time instrumentation misses.
+    atheris.instrument_all()
     atheris.Setup(sys.argv, one_input)
     atheris.Fuzz()

@@ -23,6 +23,17 @@ def make_values(rng: np.random.Generator, shape, dtype: str) -> np.ndarray:
     return v.astype(dtype) if dtype != "bool" else v > 50
 
 
+def draw_normalize(draw, rng, feat, out_dtype):
+    """(normalize, output dtype): sometimes a random (mean, std), which needs a floating output."""
+    if draw(st.integers(0, 4)) != 0:
+        return None, out_dtype
+    width = int(np.prod(feat, dtype=np.int64))
+    normalize = (rng.normal(size=width).reshape(feat), rng.uniform(0.5, 2, size=width).reshape(feat))
+    if out_dtype is not None and out_dtype not in ("float16", "float32", "float64", "bfloat16"):
+        out_dtype = "float32"
+    return normalize, out_dtype
+
+
 @st.composite
 def shares(draw):
     """Rank shares and virtual epochs, drawn rarely enough to leave most examples plain."""
@@ -59,12 +70,7 @@ def configs(draw):
         start_index = draw(st.integers(0, length - span))
         end_index = draw(st.integers(start_index + span, length))
     out_dtype = draw(st.sampled_from([None] + list(OUTPUT_DTYPES)))
-    normalize = None
-    if draw(st.integers(0, 4)) == 0:
-        width = int(np.prod(feat, dtype=np.int64))
-        normalize = (rng.normal(size=width).reshape(feat), rng.uniform(0.5, 2, size=width).reshape(feat))
-        if out_dtype is not None and out_dtype not in ("float16", "float32", "float64", "bfloat16"):
-            out_dtype = "float32"
+    normalize, out_dtype = draw_normalize(draw, rng, feat, out_dtype)
     check_finite = False
     if draw(st.integers(0, 3)) == 0:  # NaN/Inf sprinkled over floating data, dropped by check_finite="skip"
         check_finite = "skip"

@@ -11,7 +11,7 @@ from fastfeed import FeedError, Feeder, compat, reference
 from fastfeed.dtypes import OUTPUT_DTYPES, SOURCE_DTYPES
 
 from helpers import to_numpy
-from test_reference_property import FEATS, make_values
+from test_reference_property import FEATS, draw_normalize, make_values
 
 FIELDS = ("mask", "lengths", "segment_ids", "position_ids", "cu_seqlens")
 
@@ -62,12 +62,7 @@ def sequence_configs(draw):
                 flat = a.reshape(-1)
                 flat[rng.integers(0, flat.size)] = rng.choice([np.nan, np.inf, -np.inf])
     out = draw(st.sampled_from([None] + list(OUTPUT_DTYPES)))
-    normalize = None
-    if draw(st.integers(0, 4)) == 0:
-        width = int(np.prod(feat, dtype=np.int64))
-        normalize = (rng.normal(size=width).reshape(feat), rng.uniform(0.5, 2, size=width).reshape(feat))
-        if out is not None and out not in ("float16", "float32", "float64", "bfloat16"):
-            out = "float32"
+    normalize, out = draw_normalize(draw, rng, feat, out)
     cfg = dict(batch_size=draw(st.integers(1, 6)), shuffle=draw(st.booleans()), seed=draw(st.integers(0, 2**40)),
                drop_last=draw(st.booleans()), dtype=out, normalize=normalize,
                pad_value=draw(st.sampled_from([0, 1])), check_finite=check_finite)  # valid for every dtype, bool included
@@ -312,3 +307,9 @@ def test_check_finite_names_the_sequence_and_step():
     next(it)
     with pytest.raises(FeedError, match=r"batch 1 of epoch 0 .*sequence 1 at step 2"):
         next(it)
+
+
+def test_labels_as_a_plain_list_of_numbers():
+    seqs = ragged([2, 3])
+    (batch,) = list(Feeder(seqs, window=None, targets=[7, 9], batch_size=2, output="numpy"))
+    np.testing.assert_array_equal(batch.y, [7, 9])

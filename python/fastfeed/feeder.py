@@ -469,6 +469,9 @@ class Feeder:
             labels = self._series.labels
             return (None if labels is None else load_source(labels, "the dataset's labels")), self._series.targets
         n = self._series.count
+        if isinstance(targets, (list, tuple)) and targets and all(
+                isinstance(t, (int, float, bool, np.generic)) for t in targets):
+            targets = np.asarray(targets)  # a plain list of numbers: one label per sequence
         if isinstance(targets, (list, tuple)):
             t = load_source(targets, "targets")
             if t.count != n:

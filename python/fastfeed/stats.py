@@ -29,6 +29,27 @@ class FeedStats:
     padding_fraction: float    # padded steps / all steps of the padded outputs (0 for windows)
     dropped_steps: int = 0     # Stream(on_full="drop_oldest"): steps dropped to make room
 
+    # Shorter names for the same numbers.
+    @property
+    def elapsed(self) -> float:
+        return self.elapsed_s
+
+    @property
+    def wait_total(self) -> float:
+        return self.wait_total_s
+
+    @property
+    def wait_p50(self) -> float:
+        return self.wait_p50_s
+
+    @property
+    def wait_p99(self) -> float:
+        return self.wait_p99_s
+
+    @property
+    def assembly_p50(self) -> float:
+        return self.assembly_p50_s
+
     def __str__(self) -> str:
         return (f"{self.batches} batches, {self.samples} samples, {self.bytes / 1e6:.1f} MB in {self.elapsed_s:.2f} s "
                 f"({self.samples_per_s:,.0f} samples/s, {self.mb_per_s:,.0f} MB/s); waited {self.wait_total_s:.3f} s "

@@ -135,19 +135,24 @@ class Stream:
                                        f"the first {done} of the {total} steps went in")
                 self._cv.wait(wait)
 
-    def _drop(self, steps: int) -> None:
-        """Drops the oldest `steps` buffered steps; windows that needed them are skipped."""
-        while steps > 0 and self._chunks:
+    def _pop_front(self, steps: int) -> int:
+        """Removes up to `steps` of the oldest buffered steps; returns how many went."""
+        gone = 0
+        while gone < steps and self._chunks:
             head = self._chunks[0]
-            cut = min(steps, len(head))
+            cut = min(steps - gone, len(head))
             if cut == len(head):
                 self._chunks.popleft()
             else:
                 self._chunks[0] = head[cut:]
             self._base += cut
             self._buffered -= cut
-            self._dropped += cut
-            steps -= cut
+            gone += cut
+        return gone
+
+    def _drop(self, steps: int) -> None:
+        """Drops the oldest `steps` buffered steps; windows that needed them are skipped."""
+        self._dropped += self._pop_front(steps)
         if self._next_start < self._base:  # the next window lost its first steps: move on by strides
             self._next_start += -(-(self._base - self._next_start) // self.stride) * self.stride
 
@@ -213,15 +218,7 @@ class Stream:
 
     def _release(self, keep_from: int) -> None:
         """Frees the steps before absolute step `keep_from`: no later window reads them."""
-        while self._chunks and self._base < keep_from:
-            head = self._chunks[0]
-            cut = min(len(head), keep_from - self._base)
-            if cut == len(head):
-                self._chunks.popleft()
-            else:
-                self._chunks[0] = head[cut:]
-            self._base += cut
-            self._buffered -= cut
+        self._pop_front(keep_from - self._base)
 
     def _cut(self, steps: np.ndarray, first: int, n: int) -> Tuple[np.ndarray, Optional[np.ndarray]]:
         r = self.sampling_rate
