@@ -282,7 +282,7 @@ DAMAGES = {
     "version 2": (lambda ds: _edit_header(ds, version=2), "header.json", r"version 2, this fastfeed reads version 1"),
     "unknown dtype": (lambda ds: _edit_header(ds, dtype="complex64"), "header.json", r"unknown dtype 'complex64'"),
     "bad feat": (lambda ds: _edit_header(ds, feat=[-1]), "header.json", r"'feat' must be a list of integers"),
-    "negative count": (lambda ds: _edit_header(ds, num_steps=-1), "header.json", r"'num_steps' must be an integer >= 0"),
+    "negative count": (lambda ds: _edit_header(ds, num_steps=-1), "header.json", r"'num_steps' must be an integer in \[0, 2\*\*62\), got -1"),
     "bad targets kind": (lambda ds: _edit_header(ds, targets={"kind": "x", "dtype": "int64", "feat": []}),
                          "header.json", r"targets kind 'x' is unknown"),
     "values short": (lambda ds: _truncate(ds / "values.bin", 10 * 8 - 1), "values.bin",
