@@ -81,6 +81,40 @@ static void npy_header_parsing() {
   CHECK(throws_format_error(junk));
 }
 
+static std::vector<std::byte> bytes_of(const char* s, size_t n) {
+  std::vector<std::byte> out(n);
+  std::memcpy(out.data(), s, n);
+  return out;
+}
+#define BYTES(lit) bytes_of(lit, sizeof(lit) - 1)
+
+// Inputs found by fuzz/npy_header_fuzzer.cpp (`make fuzz`), byte for byte.
+static void npy_fuzz_regressions() {
+  // Values at byte 75, not a multiple of the 4-byte item size: typed reads in place would be
+  // misaligned (undefined behaviour). Was accepted.
+  CHECK(throws_format_error(BYTES(
+      "\x93NUMPY\x01\x00\x41\x00{'descr': '<i4', 'fortran_order': False, 'shape': (4, 0), }"
+      "                                                          \n")));
+  // "(0 36854775807 2504965052179677182, 4)": dimensions without commas were accepted, and a
+  // leading 0 let the product of the others overflow int64 (readers multiply the feature
+  // shape). Was accepted as shape (0, 36854775807, 2504965052179677182, 4).
+  CHECK(throws_format_error(BYTES(
+      "\x93NUMPY\x01\x00\x76\x00{'descr': '|i1', 'fortran_order': False, 'shape': (000000000000000       "
+      "036854775807 000002504965052179677182, 4), \xb3}        036854775807    \n")));
+  // The same overflow with well-formed commas, and the separators on their own.
+  CHECK(throws_format_error(npy_image(
+      "{'descr': '|i1', 'fortran_order': False, 'shape': (0, 36854775807, 2504965052179677182, 4), }", 0)));
+  CHECK(throws_format_error(npy_image("{'descr': '|i1', 'fortran_order': False, 'shape': (2 3), }", 6)));
+  CHECK(throws_format_error(npy_image("{'descr': '|i1', 'fortran_order': False, 'shape': (2,,3), }", 6)));
+  auto trailing = npy_image("{'descr': '|i1', 'fortran_order': False, 'shape': ( 2 , 3 , ), }", 6);
+  NpyHeader h = parse_npy_header(trailing.data(), trailing.size(), "x.npy");
+  CHECK(h.shape.size() == 2 && h.shape[0] == 2 && h.shape[1] == 3);
+  auto scalar = npy_image("{'descr': '<f8', 'fortran_order': False, 'shape': (), }", 8);
+  CHECK(parse_npy_header(scalar.data(), scalar.size(), "x.npy").shape.empty());
+  auto empty = npy_image("{'descr': '<f8', 'fortran_order': False, 'shape': (0, 1099511627776), }", 0);
+  CHECK(parse_npy_header(empty.data(), empty.size(), "x.npy").shape.size() == 2);  // 0 x 2^40: no values, a sane shape
+}
+
 static void half_conversions_round_to_nearest_even() {
   CHECK(float_to_half(1.0f) == 0x3c00);
   CHECK(float_to_half(65504.0f) == 0x7bff);
@@ -177,6 +211,7 @@ int main() {
   permutation_is_a_bijection();
   window_index_skips_short_series();
   npy_header_parsing();
+  npy_fuzz_regressions();
   half_conversions_round_to_nearest_even();
   pipeline_delivers_every_batch_in_order();
   if (failures == 0) std::printf("core_tests: all passed\n");
