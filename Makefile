@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test bench build sanitize fuzz fuzz-corpus clean
+.PHONY: demo test bench build sanitize tsan fuzz fuzz-corpus clean
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -31,6 +31,12 @@ sanitize:
 	cmake -S . -B build/sanitize -G Ninja -DCMAKE_BUILD_TYPE=Debug -DFASTFEED_BUILD_TESTS=ON -DFASTFEED_SANITIZE=ON
 	cmake --build build/sanitize --target core_tests
 	./build/sanitize/core_tests
+
+# The core's C++ tests under ThreadSanitizer (the pipeline's workers, pools and hand-over).
+tsan:
+	cmake -S . -B build/tsan -G Ninja -DCMAKE_BUILD_TYPE=Debug -DFASTFEED_BUILD_TESTS=ON -DFASTFEED_TSAN=ON
+	cmake --build build/tsan --target core_tests
+	TSAN_OPTIONS="halt_on_error=1 second_deadlock_stack=1" ./build/tsan/core_tests
 
 # libFuzzer on the .npy header parser (needs clang: apt-get install clang), ASan+UBSan on.
 # Runs FUZZ_TIME seconds (default 600) from the seed corpus fuzz/corpus/npy; new inputs go to
