@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test bench build sanitize clean
+.PHONY: demo test bench build sanitize tsan fuzz fuzz-corpus clean
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -31,6 +31,29 @@ sanitize:
 	cmake -S . -B build/sanitize -G Ninja -DCMAKE_BUILD_TYPE=Debug -DFASTFEED_BUILD_TESTS=ON -DFASTFEED_SANITIZE=ON
 	cmake --build build/sanitize --target core_tests
 	./build/sanitize/core_tests
+
+# The core's C++ tests under ThreadSanitizer (the pipeline's workers, pools and hand-over).
+tsan:
+	cmake -S . -B build/tsan -G Ninja -DCMAKE_BUILD_TYPE=Debug -DFASTFEED_BUILD_TESTS=ON -DFASTFEED_TSAN=ON
+	cmake --build build/tsan --target core_tests
+	TSAN_OPTIONS="halt_on_error=1 second_deadlock_stack=1" ./build/tsan/core_tests
+
+# libFuzzer on the .npy header parser (needs clang: apt-get install clang), ASan+UBSan on.
+# Runs FUZZ_TIME seconds (default 600) from the seed corpus fuzz/corpus/npy; new inputs go to
+# build/fuzz/corpus, a crash to build/fuzz/crash-*. Exactly:
+#   make fuzz FUZZ_TIME=600
+# Reproduce a crash: ./build/fuzz/npy_header_fuzzer build/fuzz/crash-<hash>
+FUZZ_TIME ?= 600
+fuzz:
+	cmake -S . -B build/fuzz -G Ninja -DCMAKE_CXX_COMPILER=clang++ -DCMAKE_BUILD_TYPE=RelWithDebInfo -DFASTFEED_BUILD_FUZZERS=ON
+	cmake --build build/fuzz --target npy_header_fuzzer
+	mkdir -p build/fuzz/corpus
+	./build/fuzz/npy_header_fuzzer -max_total_time=$(FUZZ_TIME) -timeout=10 -rss_limit_mb=2048 -print_final_stats=1 \
+		-dict=fuzz/npy.dict -artifact_prefix=build/fuzz/ build/fuzz/corpus fuzz/corpus/npy
+
+# Regenerates the seed corpus from np.save output (all dtypes, versions 1-3, orders, shapes).
+fuzz-corpus: $(STAMP)
+	$(BIN)/python fuzz/make_corpus.py
 
 clean:
 	rm -rf build $(VENV)

@@ -78,17 +78,21 @@ bool parse_fortran_order(const std::string& header, const std::string& name) {
   fail(name, "malformed 'fortran_order' in the .npy header");
 }
 
+// A Python tuple of non-negative integers: "()", "(3,)", "(2, 3)", "(2, 3,)". Dimensions
+// must be separated by commas ("(2 3)" is not a tuple and NumPy refuses it too).
 std::vector<int64_t> parse_shape(const std::string& header, const std::string& name) {
   size_t pos = find_key(header, "shape", name);
   if (pos >= header.size() || header[pos] != '(') fail(name, "malformed 'shape' in the .npy header");
   size_t end = header.find(')', pos);
   if (end == std::string::npos) fail(name, "malformed 'shape' in the .npy header");
+  auto skip_space = [&](size_t i) {
+    while (i < end && std::isspace(static_cast<unsigned char>(header[i]))) ++i;
+    return i;
+  };
   std::vector<int64_t> shape;
-  size_t i = pos + 1;
+  size_t i = skip_space(pos + 1);
   while (i < end) {
-    char c = header[i];
-    if (std::isspace(static_cast<unsigned char>(c)) || c == ',') { ++i; continue; }
-    if (!std::isdigit(static_cast<unsigned char>(c))) fail(name, "malformed 'shape' in the .npy header");
+    if (!std::isdigit(static_cast<unsigned char>(header[i]))) fail(name, "malformed 'shape' in the .npy header");
     int64_t v = 0;
     while (i < end && std::isdigit(static_cast<unsigned char>(header[i]))) {
       int digit = header[i] - '0';
@@ -99,6 +103,10 @@ std::vector<int64_t> parse_shape(const std::string& header, const std::string& n
       ++i;
     }
     shape.push_back(v);
+    i = skip_space(i);
+    if (i == end) break;
+    if (header[i] != ',') fail(name, "malformed 'shape' in the .npy header");
+    i = skip_space(i + 1);
   }
   return shape;
 }
@@ -137,14 +145,29 @@ NpyHeader parse_npy_header(const std::byte* data, size_t size, const std::string
   }
   out.shape = parse_shape(header, name);
   out.data_offset = prefix + header_len;
+  // The core reads values in place through typed pointers, so they must be aligned to their
+  // size (the map starts on a page). NumPy pads every header to 64 (formerly 16) bytes.
+  if (out.data_offset % itemsize(out.dtype) != 0) {
+    fail(name, "the values start at byte " + std::to_string(out.data_offset) + ", not a multiple of the " +
+                   std::to_string(itemsize(out.dtype)) + "-byte item size (np.save pads the header to align "
+                   "them); save the array again with np.save");
+  }
 
+  // The product of the non-zero dimensions is bounded too, so that readers may multiply any
+  // of them (a feature shape, say) without overflow even when another dimension is 0.
   uint64_t count = 1;
+  uint64_t nonzero = 1;
   for (int64_t d : out.shape) {
-    if (d != 0 && count > std::numeric_limits<uint64_t>::max() / 16 / static_cast<uint64_t>(d)) {
+    if (d == 0) {
+      count = 0;
+      continue;
+    }
+    if (nonzero > std::numeric_limits<uint64_t>::max() / 16 / static_cast<uint64_t>(d)) {
       fail(name, "the shape in the .npy header is too large");
     }
-    count *= static_cast<uint64_t>(d);
+    nonzero *= static_cast<uint64_t>(d);
   }
+  if (count != 0) count = nonzero;
   uint64_t nbytes = count * itemsize(out.dtype);
   uint64_t available = size - out.data_offset;
   if (nbytes > available) {

@@ -18,7 +18,8 @@ struct NpyHeader {
 
 // Parses the header of a .npy image of `size` bytes. `name` only labels errors.
 // Throws FormatError for anything the core cannot use in place: bad magic, unknown version,
-// big-endian or object or structured dtypes, Fortran order, or fewer data bytes than the shape needs.
+// big-endian or object or structured dtypes, Fortran order, fewer data bytes than the shape needs,
+// values not aligned to their item size, or a shape whose non-zero dimensions multiply past int64.
 NpyHeader parse_npy_header(const std::byte* data, size_t size, const std::string& name);
 
 // A memory-mapped .npy file: the mapping and what its header says.

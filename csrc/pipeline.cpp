@@ -21,6 +21,9 @@ Pipeline::Pipeline(std::shared_ptr<const BlockBuilder> builder, int num_threads,
 Pipeline::~Pipeline() { close(); }
 
 void Pipeline::close() {
+  // One closer joins the workers; a concurrent one (Feeder.close() beside the iterator's own
+  // clean-up, both without the GIL) waits for it. Joining a thread twice hangs or aborts.
+  std::lock_guard<std::mutex> closing(close_mu_);
   {
     std::lock_guard<std::mutex> lk(mu_);
     if (stopping_ && workers_.empty()) return;

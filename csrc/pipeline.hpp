@@ -41,6 +41,7 @@ class Pipeline {
     Block data;
   };
 
+  std::mutex close_mu_;  // serialises close(): held while joining, so workers_ only shrinks under it
   std::mutex mu_;
   std::condition_variable ready_cv_;  // a slot was filled (the consumer waits)
   std::condition_variable space_cv_;  // the consumer moved on, or we stop (workers wait)

@@ -8,6 +8,7 @@
 #include <set>
 #include <stdexcept>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "assembler.hpp"
@@ -83,6 +84,40 @@ static void npy_header_parsing() {
   CHECK(throws_format_error(npy_image("{'descr': '<f4', 'fortran_order': False, 'shape': (99999999999999999999,), }", 0)));
   std::vector<std::byte> junk(3);
   CHECK(throws_format_error(junk));
+}
+
+static std::vector<std::byte> bytes_of(const char* s, size_t n) {
+  std::vector<std::byte> out(n);
+  std::memcpy(out.data(), s, n);
+  return out;
+}
+#define BYTES(lit) bytes_of(lit, sizeof(lit) - 1)
+
+// Inputs found by fuzz/npy_header_fuzzer.cpp (`make fuzz`), byte for byte.
+static void npy_fuzz_regressions() {
+  // Values at byte 75, not a multiple of the 4-byte item size: typed reads in place would be
+  // misaligned (undefined behaviour). Was accepted.
+  CHECK(throws_format_error(BYTES(
+      "\x93NUMPY\x01\x00\x41\x00{'descr': '<i4', 'fortran_order': False, 'shape': (4, 0), }"
+      "                                                          \n")));
+  // "(0 36854775807 2504965052179677182, 4)": dimensions without commas were accepted, and a
+  // leading 0 let the product of the others overflow int64 (readers multiply the feature
+  // shape). Was accepted as shape (0, 36854775807, 2504965052179677182, 4).
+  CHECK(throws_format_error(BYTES(
+      "\x93NUMPY\x01\x00\x76\x00{'descr': '|i1', 'fortran_order': False, 'shape': (000000000000000       "
+      "036854775807 000002504965052179677182, 4), \xb3}        036854775807    \n")));
+  // The same overflow with well-formed commas, and the separators on their own.
+  CHECK(throws_format_error(npy_image(
+      "{'descr': '|i1', 'fortran_order': False, 'shape': (0, 36854775807, 2504965052179677182, 4), }", 0)));
+  CHECK(throws_format_error(npy_image("{'descr': '|i1', 'fortran_order': False, 'shape': (2 3), }", 6)));
+  CHECK(throws_format_error(npy_image("{'descr': '|i1', 'fortran_order': False, 'shape': (2,,3), }", 6)));
+  auto trailing = npy_image("{'descr': '|i1', 'fortran_order': False, 'shape': ( 2 , 3 , ), }", 6);
+  NpyHeader h = parse_npy_header(trailing.data(), trailing.size(), "x.npy");
+  CHECK(h.shape.size() == 2 && h.shape[0] == 2 && h.shape[1] == 3);
+  auto scalar = npy_image("{'descr': '<f8', 'fortran_order': False, 'shape': (), }", 8);
+  CHECK(parse_npy_header(scalar.data(), scalar.size(), "x.npy").shape.empty());
+  auto empty = npy_image("{'descr': '<f8', 'fortran_order': False, 'shape': (0, 1099511627776), }", 0);
+  CHECK(parse_npy_header(empty.data(), empty.size(), "x.npy").shape.size() == 2);  // 0 x 2^40: no values, a sane shape
 }
 
 static void half_conversions_round_to_nearest_even() {
@@ -279,16 +314,131 @@ static void ragged_file_refuses_damage() {
   CHECK(contains(e, "do not fit in a file"));
 }
 
+// Under `make tsan` these are the interesting ones: several threads on one pipeline at once.
+static std::shared_ptr<Assembler> float_assembler(const std::vector<float>& data, int64_t window) {
+  Series s;
+  s.data = reinterpret_cast<const std::byte*>(data.data());
+  s.length = static_cast<int64_t>(data.size());
+  s.dtype = DType::Float32;
+  OutputSpec out;
+  out.x_dtype = DType::Float64;  // a conversion, so that building a block takes a moment
+  WindowSpec spec{window, 1, 1, 1, 0, -1};
+  return std::make_shared<Assembler>(std::vector<Series>{s}, std::vector<Series>{s}, spec, out);
+}
+
+// close() from other threads while the consumer waits in next(), and from two threads at once
+// (Python's Feeder.close() and the iterator's own clean-up both release the GIL around it).
+static void pipeline_close_races_next_and_close() {
+  std::vector<float> data(20000);
+  for (size_t i = 0; i < data.size(); ++i) data[i] = static_cast<float>(i);
+  auto assembler = float_assembler(data, 256);
+  const int64_t n = assembler->num_samples();
+  for (int round = 0; round < 30; ++round) {
+    ShareSpec share{n, true, 3, 0, 1, true};
+    RunSpec run{16, round, 0, (n + 15) / 16, 0, 1};
+    Pipeline pipe(std::make_shared<WindowBlocks>(assembler, share, run, std::vector<int64_t>{},
+                                                 std::vector<int64_t>{}, 4),
+                  4, 2);
+    int64_t delivered = 0;
+    std::thread consumer([&] {
+      Block b;
+      for (;;) {
+        const auto st = pipe.next(&b, std::chrono::milliseconds(5));
+        if (st == Pipeline::Status::Finished) break;
+        if (st == Pipeline::Status::Ready) ++delivered;
+      }
+    });
+    std::this_thread::sleep_for(std::chrono::microseconds(200 * (round % 5)));
+    std::thread closer_a([&] { pipe.close(); });
+    std::thread closer_b([&] { pipe.close(); });
+    closer_a.join();
+    closer_b.join();
+    consumer.join();
+    pipe.close();
+    CHECK(delivered <= run.end_batch);
+    Block b;
+    CHECK(pipe.next(&b, std::chrono::milliseconds(1)) == Pipeline::Status::Finished);
+  }
+}
+
+// Blocks (and their pooled buffers) outlive the pipeline and its builder, and are released by
+// other threads than the one that received them, while the next pipeline recycles its own.
+static void buffers_outlive_their_pipeline() {
+  std::vector<float> data(5000, 1.0f);
+  auto assembler = float_assembler(data, 32);
+  const int64_t n = assembler->num_samples();
+  std::vector<Block> kept;
+  for (int epoch = 0; epoch < 4; ++epoch) {
+    ShareSpec share{n, true, 9, 0, 1, true};
+    RunSpec run{8, epoch, 0, (n + 7) / 8, 0, 3};
+    auto pipe = std::make_unique<Pipeline>(std::make_shared<WindowBlocks>(assembler, share, run, std::vector<int64_t>{},
+                                                                          std::vector<int64_t>{}, 3),
+                                           3, 3);
+    Block b;
+    int64_t got = 0;
+    while (pipe->next(&b, std::chrono::milliseconds(1000)) == Pipeline::Status::Ready) {
+      if (++got % 7 == 0) kept.push_back(std::move(b));
+    }
+    pipe.reset();
+    std::vector<Block> batch_of_kept;
+    batch_of_kept.swap(kept);
+    std::thread releaser([blocks = std::move(batch_of_kept)]() mutable {
+      for (const Block& k : blocks) {
+        const auto* x = reinterpret_cast<const double*>(k[Output::X].data.get());
+        if (x[0] != 1.0) std::abort();
+      }
+      blocks.clear();
+    });
+    releaser.join();
+  }
+}
+
+// Whole sequences with several workers over virtual epochs that span passes: the workers share
+// the builder's cache of pass plans.
+static void sequence_workers_share_pass_plans() {
+  std::vector<int32_t> values(4000);
+  for (size_t i = 0; i < values.size(); ++i) values[i] = static_cast<int32_t>(i % 1000) + 1;
+  auto data = std::make_shared<SequenceData>();
+  int64_t offset = 0;
+  for (int i = 0; offset < 3900; ++i) {
+    Series s;
+    s.data = reinterpret_cast<const std::byte*>(values.data() + offset);
+    s.length = 1 + (i * 7) % 23;
+    s.dtype = DType::Int32;
+    data->inputs.push_back(s);
+    offset += s.length;
+  }
+  PlanSpec plan{4, true, 11, false, true, 2, false, 0};
+  PadSpec pad{0, 8, false, false, 0.0};
+  SequenceOutput out;
+  out.x_dtype = DType::Float32;
+  for (int epoch = 0; epoch < 3; ++epoch) {
+    RunSpec run{4, epoch, 0, 500, 500, 1};  // 500-batch virtual epochs: several passes each
+    Pipeline pipe(std::make_shared<SequenceBlocks>(data, plan, pad, out, 0, 1, run, 4), 4, 3);
+    Block b;
+    int64_t got = 0;
+    while (pipe.next(&b, std::chrono::milliseconds(1000)) == Pipeline::Status::Ready) {
+      CHECK(b.failed_at < 0);
+      ++got;
+    }
+    CHECK(got == 500);
+  }
+}
+
 int main() {
   packing_keeps_every_step_once();
   permutation_is_a_bijection();
   window_index_skips_short_series();
   npy_header_parsing();
+  npy_fuzz_regressions();
   half_conversions_round_to_nearest_even();
   pipeline_delivers_every_batch_in_order();
   ragged_file_cuts_sequences();
   ragged_file_handles_empty_files();
   ragged_file_refuses_damage();
+  pipeline_close_races_next_and_close();
+  buffers_outlive_their_pipeline();
+  sequence_workers_share_pass_plans();
   std::filesystem::remove_all(scratch_dir());
   if (failures == 0) std::printf("core_tests: all passed\n");
   return failures == 0 ? 0 : 1;
