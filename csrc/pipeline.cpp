@@ -15,7 +15,12 @@ Pipeline::Pipeline(std::shared_ptr<const BlockBuilder> builder, int num_threads,
   // more than the work (a whole small epoch often fits one block).
   const int64_t threads = num_blocks_ <= 1 ? 0 : std::min<int64_t>(num_threads, num_blocks_);
   workers_.reserve(static_cast<size_t>(threads));
-  for (int64_t i = 0; i < threads; ++i) workers_.emplace_back([this] { run_worker(); });
+  try {
+    for (int64_t i = 0; i < threads; ++i) workers_.emplace_back([this] { run_worker(); });
+  } catch (...) {
+    close();  // the threads already started must be joined before the exception leaves
+    throw;
+  }
 }
 
 Pipeline::~Pipeline() { close(); }
