@@ -131,3 +131,14 @@ def test_ctrl_c_while_waiting_interrupts_promptly():
     assert time.monotonic() - start < 5.0
     gc.collect()
     assert wait_for_threads(base) <= base
+
+
+def test_numpy_output_never_imports_torch():
+    import subprocess
+    import sys
+
+    code = ("import sys, numpy as np; from fastfeed import Feeder; "
+            "f = Feeder(np.arange(50.0), window=4, batch_size=8, output='numpy', shuffle=True); list(f); "
+            "print('torch' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "False"  # importing torch would cost seconds and hundreds of MB

@@ -6,6 +6,7 @@ import json
 import logging
 import math
 import os
+import sys
 import time
 import weakref
 from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple, Union
@@ -65,6 +66,8 @@ def _ceil_div(a: int, b: int) -> int:
 
 def _distributed_defaults() -> Tuple[int, int]:
     """(rank, world_size) of an initialised torch.distributed group, else (0, 1)."""
+    if "torch" not in sys.modules:  # a process that never imported torch has no process group,
+        return 0, 1                 # and importing it here would cost a second and 200 MB
     try:
         import torch.distributed as dist
     except ImportError:
