@@ -206,3 +206,13 @@ def test_check_finite_skip_drops_sequences_and_their_labels():
     np.testing.assert_array_equal(batch.x, [[1.0, 2.0], [3.0, 0.0]])
     np.testing.assert_array_equal(batch.y, [0.0, 2.0])
     assert f.skipped_samples == 2
+
+
+@pytest.mark.parametrize("dtype", ["int8", "float32"])
+def test_large_windows_copy_exactly_at_any_alignment(dtype):
+    # Windows of 16 KiB and more take the streaming-store copy; odd row sizes put the
+    # destination at every alignment and leave a ragged tail.
+    rng = np.random.default_rng(3)
+    s = rng.integers(-100, 100, size=(40, 4099)).astype(dtype)
+    f = Feeder(s, window=5, horizon=1, batch_size=3, shuffle=True, output="numpy")
+    assert_same_batches(collect(f), reference.batches(s, window=5, horizon=1, batch_size=3, shuffle=True))
