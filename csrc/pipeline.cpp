@@ -6,6 +6,11 @@
 
 namespace fastfeed {
 
+namespace {
+// How often a worker waiting for a free slot looks again without being woken.
+constexpr std::chrono::microseconds kSpacePoll{200};
+}  // namespace
+
 Pipeline::Pipeline(std::shared_ptr<const BlockBuilder> builder, int num_threads, int prefetch)
     : builder_(std::move(builder)), prefetch_(prefetch) {
   if (!builder_ || num_threads < 1 || prefetch < 1) throw ArgumentError("invalid pipeline configuration");
@@ -49,9 +54,11 @@ void Pipeline::run_worker() {
     int64_t k;
     {
       std::unique_lock<std::mutex> lk(mu_);
-      space_cv_.wait(lk, [this] {
+      // Polls as well as waits: next() skips the wake-up while blocks are still ready (see there).
+      const auto can_go = [this] {
         return stopping_ || next_to_claim_ >= num_blocks_ || next_to_claim_ < next_to_deliver_ + prefetch_;
-      });
+      };
+      while (!can_go()) space_cv_.wait_for(lk, kSpacePoll);
       if (stopping_ || next_to_claim_ >= num_blocks_) return;
       k = next_to_claim_++;
     }
@@ -91,7 +98,10 @@ Pipeline::Status Pipeline::next(Block* out, std::chrono::milliseconds timeout) {
     if (slots_[static_cast<size_t>(k % prefetch_)].block == k) ++out->queued;
   }
   lk.unlock();
-  space_cv_.notify_all();
+  // Waking a sleeping worker is a system call that can cost the consumer ~100 us on a VM, every
+  // batch. While other blocks are ready the workers have time: they find the free slot at their
+  // next poll. Only when the ring ran dry does the consumer pay for the wake-up.
+  if (out->queued == 0) space_cv_.notify_all();
   return Status::Ready;
 }
 

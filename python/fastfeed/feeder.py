@@ -607,10 +607,12 @@ class Feeder:
         t = torch.from_numpy(a)  # shares the buffer, no copy
         return t.view(torch.bfloat16) if dtype == "bfloat16" else t
 
-    def _split(self, a: Any, rows: int) -> Sequence[Any]:
-        # One reshape and one C-level split per block: per batch only a view is created.
+    def _split(self, a: Any, rows: int, total: int) -> Sequence[Any]:
+        """The batches among the first `rows` of a block's `total` rows, as views. One reshape
+        and one C-level split per block: per batch only a view is created. (`total` comes from
+        NumPy: len() of a torch tensor is a Python-level call costing microseconds.)"""
         b = self.batch_size
-        if rows == len(a) and rows <= b:
+        if rows == total and rows <= b:
             return [a]  # a block of one batch (large batches): hand it over as it is
         full = rows // b
         parts = a[:full * b].reshape((full, b) + tuple(a.shape[1:]))
@@ -622,9 +624,10 @@ class Feeder:
     def _window_parts(self, arrays: tuple, error: Optional[str]) -> Tuple[Sequence[Any], Sequence[Any]]:
         """Per-batch views of a block's x and y (y: Nones without targets)."""
         x, y = arrays[_X], arrays[_Y]
-        rows = len(x) if error is None else (len(x) // self.batch_size) * self.batch_size
-        xs = self._split(self._as_output(x, self._x_dtype), rows)
-        ys = (None,) * len(xs) if y is None else self._split(self._as_output(y, self._y_dtype), rows)
+        total = len(x)
+        rows = total if error is None else (total // self.batch_size) * self.batch_size
+        xs = self._split(self._as_output(x, self._x_dtype), rows, total)
+        ys = (None,) * len(xs) if y is None else self._split(self._as_output(y, self._y_dtype), rows, total)
         return xs, ys
 
     def _sequence_batch(self, arrays: tuple) -> Batch:
@@ -663,7 +666,7 @@ class Feeder:
                 stats.block(wait, build, num_batches, queued)
                 block_start, block_batches = delivered, num_batches
                 block_rows = len(arrays[_X])
-                block_bytes = sum(a.nbytes for a in arrays if a is not None)
+                block_bytes = sum([a.nbytes for a in arrays if a is not None])
                 if self.sequences:
                     if error is not None:
                         raise FeedError(f"assembling batch {first} of epoch {epoch} failed: {error}")
