@@ -258,3 +258,13 @@ def test_progress_bar_shows_the_epoch(capsys):
     pytest.importorskip("tqdm")
     list(window_feeder(progress=True))
     assert "epoch 0" in capsys.readouterr().err
+
+
+def test_reset_stats_in_the_middle_of_an_epoch_keeps_counting():
+    f = window_feeder(shuffle=False)
+    it = iter(f)
+    next(it)
+    f.reset_stats()
+    rest = list(it)
+    s = f.stats()
+    assert s.batches == len(rest) and s.elapsed_s > 0 and s.samples_per_s > 0

@@ -77,7 +77,9 @@ class StatsRecorder:
         self._builds = np.zeros(_RING)
         self._block_batches = np.zeros(_RING, dtype=np.int64)
         self._n_blocks = 0
-        self._started: Optional[float] = None
+        # A reset in the middle of an iteration keeps timing it, from now on.
+        running = getattr(self, "_started", None) is not None
+        self._started: Optional[float] = time.perf_counter() if running else None
 
     def start(self) -> None:
         self._started = time.perf_counter()
