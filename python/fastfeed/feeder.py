@@ -154,6 +154,7 @@ class Feeder:
         self.epoch = 0
         self._running = False  # an iteration is under way: _running_epoch, _delivered batches so far
         self._running_epoch = self._delivered = 0
+        self._count_from = 0  # batches of the running epoch before this are not counted (reset_stats)
         self._resume: Optional[Tuple[int, int]] = None    # where a loaded state says to go on
         self._fingerprint_cache: Optional[Dict[str, Any]] = None
         self._stats = StatsRecorder()
@@ -569,6 +570,7 @@ class Feeder:
         self._next_epoch += 1
         # Started, even before its first batch is asked for: state_dict() must say so.
         self._running, self._running_epoch, self._delivered = True, self.epoch, first_batch
+        self._count_from = 0
         return self._run(self.epoch, first_batch)
 
     def _check_files(self) -> None:
@@ -685,7 +687,7 @@ class Feeder:
                         yield new(Batch, (xb, yb))
                         if bar is not None:
                             bar.update(1)
-                stats.batches(delivered - block_start, block_rows, block_bytes)
+                self._count_block(delivered, block_start, block_batches, block_rows, block_bytes)
                 block_batches = 0
                 if error is not None:
                     raise FeedError(f"assembling batch {delivered} of epoch {epoch} failed at {error}")
@@ -695,9 +697,7 @@ class Feeder:
             self._log_epoch(epoch)
         finally:
             if block_batches:  # left in the middle of a block: count what was handed out
-                done = delivered - block_start
-                stats.batches(done, min(block_rows, done * self.batch_size),
-                              block_bytes * done // max(1, block_batches))
+                self._count_block(delivered, block_start, block_batches, block_rows, block_bytes)
             stats.stop()
             if bar is not None:
                 bar.close()
@@ -724,7 +724,20 @@ class Feeder:
         return self._stats.snapshot()
 
     def reset_stats(self) -> None:
+        """Starts the counters again (an iteration under way goes on being counted from here)."""
         self._stats.reset()
+        self._count_from = self._delivered if self._running else 0
+
+    def _count_block(self, delivered: int, block_start: int, block_batches: int, rows: int, nbytes: int) -> None:
+        """Adds the batches of a block handed out (since the last reset_stats), rows and bytes pro rata."""
+        first = max(block_start, self._count_from)
+        done = delivered - first
+        if done <= 0:
+            return
+        if done == block_batches:
+            self._stats.batches(done, rows, nbytes)
+        else:
+            self._stats.batches(done, min(rows, done * self.batch_size), nbytes * done // max(1, block_batches))
 
     # ----- resuming ----------------------------------------------------------------------
 
