@@ -1,8 +1,6 @@
 """`Feeder`: batches of windows or whole sequences, assembled ahead by the native core."""
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
 import math
 import os
@@ -18,6 +16,7 @@ from .batch import Batch, PaddedBatch
 from .dtypes import FLOATING, dtype_name, numpy_storage
 from .errors import FeedError
 from .sources import SeriesSet, Source, load_source
+from .state import data_digest, make_state, read_state
 from .stats import FeedStats, StatsRecorder
 
 logger = logging.getLogger("fastfeed")
@@ -27,7 +26,6 @@ logger = logging.getLogger("fastfeed")
 _BLOCK_BYTES = 256 * 1024
 # Position of each output in the tuples the core hands over (csrc/block.hpp, enum Output).
 _X, _Y, _MASK, _LENGTHS, _SEGMENT_IDS, _POSITION_IDS, _CU_SEQLENS = range(7)
-_STATE_VERSION = 1
 _DEFAULT_BUCKET_POOL = 256  # batches per sorted pool: <2% padding on lognormal(sigma=1) lengths
 
 
@@ -756,31 +754,16 @@ class Feeder:
 
         After ``load_state_dict`` on a Feeder with the same configuration and data, in this
         process or another, the next batch is exactly the one that would have come next."""
-        epoch, batch = self._resume_point()
-        return {"fastfeed_state": _STATE_VERSION, "epoch": epoch, "batch": batch,
-                "fingerprint": self._fingerprint()}
+        return make_state(*self._resume_point(), self._fingerprint())
 
     def load_state_dict(self, state: Dict[str, Any]) -> None:
         """Resumes from ``state_dict()``; refuses a state from another configuration or other data."""
-        if not isinstance(state, dict) or state.get("fastfeed_state") != _STATE_VERSION:
-            raise ValueError("not a fastfeed Feeder state (expected the dict that Feeder.state_dict() returns, "
-                             f"version {_STATE_VERSION})")
-        try:
-            epoch, batch, theirs = int(state["epoch"]), int(state["batch"]), state["fingerprint"]
-        except (KeyError, TypeError, ValueError) as e:
-            raise ValueError(f"malformed fastfeed state: {e}") from None
-        mine = self._fingerprint()
-        differences = [f"{k}: saved {theirs.get(k)!r}, this feeder {mine.get(k)!r}"
-                       for k in sorted(set(mine) | set(theirs)) if mine.get(k) != theirs.get(k)]
-        if differences:
-            raise ValueError("this state comes from a Feeder with a different configuration or data: "
-                             + "; ".join(differences))
-        if epoch < 0 or not 0 <= batch <= len(self):
-            raise ValueError(f"state position epoch={epoch}, batch={batch} is out of range (an epoch has {len(self)} batches)")
-        self._resume = (epoch, batch) if batch < len(self) else (epoch + 1, 0)
+        self._resume = read_state(state, self._fingerprint(), len(self))
         self._next_epoch = self._resume[0]
 
     def _fingerprint(self) -> Dict[str, Any]:
+        """The configuration that decides which batches come, and a digest of the data (not
+        num_threads or prefetch: resuming works across them)."""
         if self._fingerprint_cache is None:
             config: Dict[str, Any] = {
                 "mode": "sequences" if self.sequences else "windows",
@@ -796,22 +779,10 @@ class Feeder:
             else:
                 config.update(window=self.window, horizon=self.horizon, sampling_rate=self.sampling_rate,
                               stride=self.stride, start_index=self.start_index, end_index=self.end_index)
-            config["data"] = self._data_digest()
+            targets = self._targets if self._targets is not None else getattr(self, "_labels", None)
+            config["data"] = data_digest(self._series, targets)
             self._fingerprint_cache = config
-        return dict(self._fingerprint_cache)
-
-    def _data_digest(self) -> str:
-        """A hash of the data's shape and of a few rows of it: cheap, and it catches a different
-        file, a changed length or different values at the ends."""
-        h = hashlib.sha256()
-        s = self._series
-        h.update(json.dumps([s.dtype, list(s.feat), s.count]).encode())
-        h.update(np.asarray(s.lengths, dtype=np.int64).tobytes())
-        for arrays in (s, self._targets):
-            if arrays is None:
-                continue
-            h.update(str(_core.fingerprint(list(arrays.items), 8)).encode())
-        return h.hexdigest()[:32]
+        return self._fingerprint_cache
 
     # ----- lifetime ----------------------------------------------------------------------
 

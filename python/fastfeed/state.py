@@ -1,0 +1,53 @@
+"""The resumable state of a Feeder: its format, and the fingerprint that ties it to a
+configuration and to the data."""
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import Any, Dict, Optional, Tuple
+
+import numpy as np
+
+from . import _core
+from .sources import SeriesSet
+
+STATE_VERSION = 1
+
+
+def data_digest(series: SeriesSet, targets: Optional[SeriesSet]) -> str:
+    """A hash of the data's shape and of a few rows of it: cheap (a few pages read), and it
+    catches a different file, a changed length or different values at the ends."""
+    h = hashlib.sha256()
+    h.update(json.dumps([series.dtype, list(series.feat), series.count]).encode())
+    h.update(np.asarray(series.lengths, dtype=np.int64).tobytes())
+    for s in (series, targets):
+        if s is not None:
+            h.update(str(_core.fingerprint(list(s.items), 8)).encode())
+    return h.hexdigest()[:32]
+
+
+def make_state(epoch: int, batch: int, fingerprint: Dict[str, Any]) -> Dict[str, Any]:
+    """A small dict of plain values: fits torch.save and JSON."""
+    return {"fastfeed_state": STATE_VERSION, "epoch": epoch, "batch": batch, "fingerprint": dict(fingerprint)}
+
+
+def read_state(state: Any, fingerprint: Dict[str, Any], batches_per_epoch: int) -> Tuple[int, int]:
+    """The (epoch, batch) a state says comes next, after checking it belongs to a Feeder with
+    this fingerprint. Raises ValueError naming every difference."""
+    if not isinstance(state, dict) or state.get("fastfeed_state") != STATE_VERSION:
+        raise ValueError("not a fastfeed Feeder state (expected the dict that Feeder.state_dict() returns, "
+                         f"version {STATE_VERSION})")
+    try:
+        epoch, batch, theirs = int(state["epoch"]), int(state["batch"]), dict(state["fingerprint"])
+    except (KeyError, TypeError, ValueError) as e:
+        raise ValueError(f"malformed fastfeed state: {e}") from None
+    differences = [f"{k}: saved {theirs.get(k)!r}, this feeder {fingerprint.get(k)!r}"
+                   for k in sorted(set(fingerprint) | set(theirs)) if fingerprint.get(k) != theirs.get(k)]
+    if differences:
+        raise ValueError("this state comes from a Feeder with a different configuration or data: "
+                         + "; ".join(differences))
+    if epoch < 0 or not 0 <= batch <= batches_per_epoch:
+        raise ValueError(f"state position epoch={epoch}, batch={batch} is out of range "
+                         f"(an epoch has {batches_per_epoch} batches)")
+    # Every batch of the epoch delivered: what comes next is the next epoch's first.
+    return (epoch, batch) if batch < batches_per_epoch else (epoch + 1, 0)
