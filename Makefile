@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test bench build sanitize tsan fuzz fuzz-corpus clean
+.PHONY: demo test bench build sanitize sanitize-python tsan fuzz fuzz-corpus clean
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -55,5 +55,21 @@ fuzz:
 fuzz-corpus: $(STAMP)
 	$(BIN)/python fuzz/make_corpus.py
 
+# The Python test suite against a Debug build of the extension under ASan and UBSan, in a
+# venv of its own (.venv's editable install would shadow it). Leak checks are off: CPython's
+# own allocations would drown them; the C++ tests (make sanitize) check leaks.
+ASAN_VENV := .venv-asan
+sanitize-python:
+	test -x $(ASAN_VENV)/bin/python || $(PY) -m venv $(ASAN_VENV)
+	$(ASAN_VENV)/bin/pip install -q -r requirements-dev.txt
+	cmake -S . -B build/asan-py -G Ninja -DCMAKE_BUILD_TYPE=Debug -DFASTFEED_SANITIZE=ON \
+	  -DPython_EXECUTABLE=$(ASAN_VENV)/bin/python -Dpybind11_DIR=$$($(ASAN_VENV)/bin/python -m pybind11 --cmakedir)
+	cmake --build build/asan-py --target _core
+	rm -rf build/asan-pkg && mkdir -p build/asan-pkg && cp -r python/fastfeed build/asan-pkg/ && cp build/asan-py/_core*.so build/asan-pkg/fastfeed/
+	LD_PRELOAD="$$(gcc -print-file-name=libasan.so) $$(gcc -print-file-name=libubsan.so)" \
+	  ASAN_OPTIONS=detect_leaks=0,handle_sigbus=0,allow_user_segv_handler=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+	  PYTHONPATH=build/asan-pkg $(ASAN_VENV)/bin/python -m pytest -q -p no:cacheprovider tests \
+	  --ignore=tests/test_cli.py --ignore=tests/test_convert.py -k "not torchrun"
+
 clean:
-	rm -rf build $(VENV)
+	rm -rf build $(VENV) $(ASAN_VENV)
