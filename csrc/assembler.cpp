@@ -49,8 +49,9 @@ Assembler::Assembler(std::vector<Series> inputs, std::vector<Series> targets,
       out_(std::move(out)),
       index_(lengths_of(inputs_), spec) {
   if (inputs_.empty()) throw ArgumentError("no series to read from");
-  files_ = files_of(inputs_);
-  for (const auto& f : files_of(targets_)) files_.push_back(f);
+  std::vector<std::shared_ptr<const MappedFile>> files = files_of(inputs_);
+  for (const auto& f : files_of(targets_)) files.push_back(f);
+  watch_ = FileWatch(std::move(files));
   if (spec.horizon > 0 && targets_.size() != inputs_.size()) {
     throw ArgumentError("targets must hold one series per input series (" +
                         std::to_string(inputs_.size()) + "), got " + std::to_string(targets_.size()));

@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "convert.hpp"
+#include "file_watch.hpp"
 #include "dtype.hpp"
 #include "series.hpp"
 #include "window.hpp"
@@ -54,8 +55,8 @@ class Assembler {
   // Writes sample number `sample` (of the samples left) to `x` (and its targets to `y` when there are targets).
   void fill_sample(int64_t sample, std::byte* x, std::byte* y) const;
 
-  // The path of a memory-mapped source that shrank while being read, or "" (see bus_guard.hpp).
-  std::string damaged_file() const { return fastfeed::damaged_file(files_); }
+  // What happened to a memory-mapped source file during the epoch, or "" (see file_watch.hpp).
+  std::string file_problem() const { return watch_.problem(); }
 
   // A human-readable location of a sample, for error messages.
   std::string describe(int64_t sample) const;
@@ -65,7 +66,7 @@ class Assembler {
 
   std::vector<Series> inputs_;
   std::vector<Series> targets_;
-  std::vector<std::shared_ptr<const MappedFile>> files_;
+  FileWatch watch_{{}};
   WindowSpec spec_;
   OutputSpec out_;
   SampleIndex index_;

@@ -234,10 +234,12 @@ PYBIND11_MODULE(_core, m) {
                if (k < 0 || k >= static_cast<int64_t>(d->inputs.size())) throw ArgumentError("keep: no sequence " + std::to_string(k));
              }
              d->keep = std::move(keep);
+             std::vector<std::shared_ptr<const MappedFile>> files;
              for (const auto* list : {&d->inputs, &d->step_targets}) {
-               for (const auto& f : files_of(*list)) d->files.push_back(f);
+               for (const auto& f : files_of(*list)) files.push_back(f);
              }
-             if (d->labels.file) d->files.push_back(d->labels.file);
+             if (d->labels.file) files.push_back(d->labels.file);
+             d->watch = FileWatch(std::move(files));
              return d;
            }),
            py::arg("inputs"), py::arg("step_targets"), py::arg("labels"), py::arg("keep") = std::vector<int64_t>{});

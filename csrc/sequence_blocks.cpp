@@ -104,10 +104,10 @@ Block SequenceBlocks::build(int64_t k) const {
     b.error = e.what();
     if (b.failed_at < 0) b.failed_at = 0;
   }
-  const std::string shrunk = damaged_file(data_->files);
-  if (!shrunk.empty()) {  // zeros were read where the file's pages used to be: none of it is data
+  const std::string changed = data_->watch.problem();
+  if (!changed.empty()) {  // a shrunk file reads as zeros: none of the batch can be trusted
     b.failed_at = 0;
-    b.error = "the memory-mapped file " + shrunk + " shrank while it was being read";
+    b.error = "the source file changed while the epoch ran: " + changed;
   }
   return b;
 }

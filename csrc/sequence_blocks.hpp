@@ -10,6 +10,7 @@
 #include "block.hpp"
 #include "buffer_pool.hpp"
 #include "convert.hpp"
+#include "file_watch.hpp"
 #include "order.hpp"
 #include "sequence_plan.hpp"
 #include "series.hpp"
@@ -21,7 +22,7 @@ struct SequenceData {
   std::vector<Series> step_targets;  // empty, or one per sequence, aligned step for step
   Series labels;                     // one row per sequence; labels.data == nullptr: none
   std::vector<int64_t> keep;         // the sequences fed (check_finite="skip"); empty: all
-  std::vector<std::shared_ptr<const MappedFile>> files;  // the maps behind all of them
+  FileWatch watch{{}};               // the maps behind all of them
   bool has_labels() const { return labels.data != nullptr; }
   int64_t count() const { return keep.empty() ? static_cast<int64_t>(inputs.size()) : static_cast<int64_t>(keep.size()); }
   // The sequence number in `inputs` of the v-th sequence fed.

@@ -36,12 +36,4 @@ inline std::vector<std::shared_ptr<const MappedFile>> files_of(const std::vector
   return out;
 }
 
-// The first damaged map among `files` (a file shrank while being read), or "".
-inline std::string damaged_file(const std::vector<std::shared_ptr<const MappedFile>>& files) {
-  for (const auto& f : files) {
-    if (f->damaged()) return f->path();
-  }
-  return "";
-}
-
 }  // namespace fastfeed

@@ -83,10 +83,10 @@ Block WindowBlocks::build(int64_t k) const {
       break;
     }
   }
-  const std::string shrunk = assembler_->damaged_file();
-  if (!shrunk.empty()) {  // zeros were read where the file's pages used to be: none of it is data
+  const std::string changed = assembler_->file_problem();
+  if (!changed.empty()) {  // a shrunk file reads as zeros: none of the block can be trusted
     b.failed_at = 0;
-    b.error = "the memory-mapped file " + shrunk + " shrank while it was being read";
+    b.error = "the source file changed while the epoch ran: " + changed;
   }
   return b;
 }
