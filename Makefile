@@ -28,13 +28,13 @@ bench: $(STAMP)
 
 # The core's C++ tests under AddressSanitizer and UndefinedBehaviorSanitizer.
 sanitize:
-	cmake -S . -B build/sanitize -G Ninja -DCMAKE_BUILD_TYPE=Debug -DFASTFEED_BUILD_TESTS=ON -DFASTFEED_SANITIZE=ON
+	cmake -S . -B build/sanitize -G Ninja -DCMAKE_BUILD_TYPE=Debug -DFASTFEED_BUILD_TESTS=ON -DFASTFEED_SANITIZE=ON -DFASTFEED_CUDA=OFF
 	cmake --build build/sanitize --target core_tests
 	./build/sanitize/core_tests
 
 # The core's C++ tests under ThreadSanitizer (the pipeline's workers, pools and hand-over).
 tsan:
-	cmake -S . -B build/tsan -G Ninja -DCMAKE_BUILD_TYPE=Debug -DFASTFEED_BUILD_TESTS=ON -DFASTFEED_TSAN=ON
+	cmake -S . -B build/tsan -G Ninja -DCMAKE_BUILD_TYPE=Debug -DFASTFEED_BUILD_TESTS=ON -DFASTFEED_TSAN=ON -DFASTFEED_CUDA=OFF
 	cmake --build build/tsan --target core_tests
 	TSAN_OPTIONS="halt_on_error=1 second_deadlock_stack=1" ./build/tsan/core_tests
 
@@ -45,7 +45,7 @@ tsan:
 # Reproduce a crash: ./build/fuzz/npy_header_fuzzer build/fuzz/crash-<hash>
 FUZZ_TIME ?= 600
 fuzz:
-	cmake -S . -B build/fuzz -G Ninja -DCMAKE_CXX_COMPILER=clang++ -DCMAKE_BUILD_TYPE=RelWithDebInfo -DFASTFEED_BUILD_FUZZERS=ON
+	cmake -S . -B build/fuzz -G Ninja -DCMAKE_CXX_COMPILER=clang++ -DCMAKE_BUILD_TYPE=RelWithDebInfo -DFASTFEED_BUILD_FUZZERS=ON -DFASTFEED_CUDA=OFF
 	cmake --build build/fuzz --target npy_header_fuzzer
 	mkdir -p build/fuzz/corpus
 	./build/fuzz/npy_header_fuzzer -max_total_time=$(FUZZ_TIME) -timeout=10 -rss_limit_mb=2048 -print_final_stats=1 \
@@ -62,7 +62,7 @@ ASAN_VENV := .venv-asan
 sanitize-python:
 	test -x $(ASAN_VENV)/bin/python || $(PY) -m venv $(ASAN_VENV)
 	$(ASAN_VENV)/bin/pip install -q -r requirements-dev.txt
-	cmake -S . -B build/asan-py -G Ninja -DCMAKE_BUILD_TYPE=Debug -DFASTFEED_SANITIZE=ON \
+	cmake -S . -B build/asan-py -G Ninja -DCMAKE_BUILD_TYPE=Debug -DFASTFEED_SANITIZE=ON -DFASTFEED_CUDA=OFF \
 	  -DPython_EXECUTABLE=$(ASAN_VENV)/bin/python -Dpybind11_DIR=$$($(ASAN_VENV)/bin/python -m pybind11 --cmakedir)
 	cmake --build build/asan-py --target _core
 	rm -rf build/asan-pkg && mkdir -p build/asan-pkg && cp -r python/fastfeed build/asan-pkg/ && cp build/asan-py/_core*.so build/asan-pkg/fastfeed/

@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "assembler.hpp"
+#include "cuda/cuda_runtime.hpp"
 #include "errors.hpp"
 #include "fingerprint.hpp"
 #include "finite.hpp"
@@ -298,11 +299,8 @@ PYBIND11_MODULE(_core, m) {
 
   m.def("build_info", [] {
     py::dict d;
-#ifdef FASTFEED_WITH_CUDA
-    d["cuda"] = true;
-#else
-    d["cuda"] = false;
-#endif
+    d["cuda"] = cuda::compiled();
+    d["cuda_runtime"] = cuda::runtime_version();
     d["compiler"] = __VERSION__;
     d["cxx_standard"] = __cplusplus;
     d["build_type"] = FASTFEED_BUILD_TYPE;
@@ -311,6 +309,9 @@ PYBIND11_MODULE(_core, m) {
                     std::to_string(PYBIND11_VERSION_PATCH);
     return d;
   }, "How the native core was built: CUDA support, compiler, flags.");
+
+  m.def("cuda_device_count", &cuda::device_count,
+        "Usable CUDA devices (0 without CUDA support, a driver or a GPU).");
 
   m.def("permutation",
         [](uint64_t n, uint64_t seed, uint64_t epoch, const py::array_t<int64_t>& positions) {

@@ -202,10 +202,14 @@ def test_build_info_and_cuda_available_agree():
     info = fastfeed.build_info()
     assert isinstance(info["cuda"], bool)
     assert info["fastfeed"] == fastfeed.__version__ and info["cxx_standard"] >= 201703
+    assert isinstance(info["cuda_runtime"], int) and (info["cuda_runtime"] > 0) == info["cuda"]
     if not info["cuda"]:
         assert fastfeed.cuda_available() is False
         with pytest.raises(ValueError, match="no CUDA support"):
             Feeder(S, window=2, device="cuda")
+    elif not fastfeed.cuda_available():  # compiled with nvcc, but no driver or GPU here
+        with pytest.raises(ValueError, match="no CUDA device is usable here"):
+            Feeder(S, window=2, device="cuda:0")
     with pytest.raises(ValueError, match="device must be 'cpu' or 'cuda\\[:n\\]', got 'tpu'"):
         Feeder(S, window=2, device="tpu")
     with pytest.raises(ValueError, match="device_cache=True needs a CUDA device"):

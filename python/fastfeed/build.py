@@ -12,9 +12,10 @@ from . import _core
 def build_info() -> Dict[str, Any]:
     """How the native core was built and what it runs with.
 
-    ``build_info()["cuda"]`` says whether CUDA support was compiled in; the other keys give the
-    compiler, C++ standard, build type and flags, and the versions of pybind11, NumPy, Python
-    and (when importable) torch."""
+    ``build_info()["cuda"]`` says whether CUDA support was compiled in (``"cuda_runtime"``: the
+    CUDA version it was built against, 0 without); the other keys give the compiler, C++
+    standard, build type and flags, and the versions of pybind11, NumPy, Python and (when
+    importable) torch."""
     info = dict(_core.build_info())
     from . import __version__
 
@@ -29,12 +30,6 @@ def build_info() -> Dict[str, Any]:
 
 
 def cuda_available() -> bool:
-    """Whether device="cuda" can be used: CUDA support compiled in and a CUDA device present.
-    This build's answer is False whenever build_info()["cuda"] is False."""
-    if not _core.build_info()["cuda"]:
-        return False
-    try:
-        import torch
-    except ImportError:
-        return False
-    return bool(torch.cuda.is_available())
+    """Whether a CUDA device can be used: CUDA support compiled in, a driver and a GPU present.
+    (The device path itself is not in this version: device="cuda" is still refused.)"""
+    return bool(_core.build_info()["cuda"]) and _core.cuda_device_count() > 0

@@ -218,10 +218,19 @@ class Feeder:
     def _resolve_device(device: Any, device_cache: bool) -> str:
         name = str(device)
         if name != "cpu":
-            if name == "cuda" or name.startswith("cuda:"):
+            if not (name == "cuda" or name.startswith("cuda:")):
+                raise ValueError(f"device must be 'cpu' or 'cuda[:n]', got {device!r}")
+            from .build import build_info, cuda_available
+
+            if not build_info()["cuda"]:
                 raise ValueError(f"device={name!r}: this build of fastfeed has no CUDA support; use device='cpu' "
                                  "(fastfeed.build_info()['cuda'] says what was compiled in)")
-            raise ValueError(f"device must be 'cpu' or 'cuda[:n]', got {device!r}")
+            if not cuda_available():
+                raise ValueError(f"device={name!r}: no CUDA device is usable here (fastfeed.cuda_available() is "
+                                 "False); use device='cpu'")
+            raise NotImplementedError(
+                f"device={name!r} is not available in this version: the GPU path is not built yet. Feed on the "
+                "CPU and move batches with .to('cuda', non_blocking=True)")
         if device_cache:
             raise ValueError("device_cache=True needs a CUDA device (device='cuda'); the data stays in host memory "
                              "with device='cpu'")

@@ -1,0 +1,36 @@
+// Built only when CMake finds nvcc (FASTFEED_CUDA=AUTO or ON). cudart is linked statically and
+// loads the driver lazily, so importing fastfeed works on machines without a driver or GPU.
+#include <cuda_runtime.h>
+
+#include "cuda_runtime.hpp"
+
+namespace fastfeed::cuda {
+
+bool compiled() { return true; }
+
+int device_count() {
+  int n = 0;
+  if (cudaGetDeviceCount(&n) != cudaSuccess) {
+    cudaGetLastError();  // clear the sticky "no driver" error for later calls
+    return 0;
+  }
+  return n;
+}
+
+int runtime_version() { return CUDART_VERSION; }
+
+std::string pin(void* data, size_t bytes) {
+  if (device_count() == 0) return "no CUDA device";
+  const cudaError_t err = cudaHostRegister(data, bytes, cudaHostRegisterDefault);
+  if (err != cudaSuccess) {
+    cudaGetLastError();
+    return cudaGetErrorString(err);
+  }
+  return "";
+}
+
+void unpin(void* data) {
+  if (cudaHostUnregister(data) != cudaSuccess) cudaGetLastError();
+}
+
+}  // namespace fastfeed::cuda

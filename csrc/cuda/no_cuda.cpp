@@ -1,0 +1,12 @@
+// The CUDA runtime interface of a build without CUDA support: nothing is usable.
+#include "cuda_runtime.hpp"
+
+namespace fastfeed::cuda {
+
+bool compiled() { return false; }
+int device_count() { return 0; }
+int runtime_version() { return 0; }
+std::string pin(void*, size_t) { return "this build of fastfeed has no CUDA support"; }
+void unpin(void*) {}
+
+}  // namespace fastfeed::cuda
