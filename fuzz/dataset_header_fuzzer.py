@@ -37,7 +37,7 @@ def one_input(data: bytes) -> None:
     write("offsets.bin", offsets)
     try:
         info = open_dataset(DIR)
-        series = load_dataset_series(DIR)
+        assert load_dataset_series(DIR).info == info  # the two ways in read the same header
         if info.num_steps > 0 and info.num_sequences > 0:
             for batch in Feeder(DIR, window=None, batch_size=4, output="numpy"):
                 assert batch.x.shape[0] <= 4
