@@ -629,3 +629,12 @@ def test_counts_beyond_int64_are_refused(tmp_path):
     (tmp_path / "ds" / "header.json").write_text(json.dumps(dict(header, num_steps=2**70)))
     with pytest.raises(FormatError, match=r"'num_steps' must be an integer in \[0, 2\*\*62\)"):
         open_dataset(tmp_path / "ds")
+
+
+def test_dataset_info_compares_by_value(tmp_path):
+    write_dataset(tmp_path / "a", [np.arange(3.0), np.arange(2.0)])
+    assert open_dataset(tmp_path / "a") == open_dataset(tmp_path / "a")
+    append_dataset(tmp_path / "a", [np.arange(1.0)])
+    before = open_dataset(tmp_path / "a")
+    append_dataset(tmp_path / "a", [np.arange(4.0)])
+    assert open_dataset(tmp_path / "a") != before

@@ -100,6 +100,14 @@ class DatasetInfo:
     targets: Optional[TargetsInfo]
     nbytes: int  # committed bytes of values.bin, offsets.bin and targets.bin
 
+    def __eq__(self, other: object) -> bool:
+        # By value: the lengths are an array, which the generated __eq__ cannot compare.
+        if not isinstance(other, DatasetInfo):
+            return NotImplemented
+        return all(getattr(self, f) == getattr(other, f) for f in
+                   ("path", "version", "dtype", "feat", "num_sequences", "num_steps", "targets", "nbytes")
+                   ) and np.array_equal(self.lengths, other.lengths)
+
     def __repr__(self) -> str:
         if self.num_sequences:
             lens = (f"lengths {int(self.lengths.min())}..{int(self.lengths.max())} "
