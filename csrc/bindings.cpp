@@ -251,17 +251,17 @@ PYBIND11_MODULE(_core, m) {
           [](std::shared_ptr<Assembler> assembler, bool shuffle, uint64_t seed, int64_t rank, int64_t world,
              bool pad, int64_t batch_size, int64_t epoch, int64_t first_batch, int64_t end_batch,
              int64_t steps_per_epoch, int64_t batches_per_block, std::vector<int64_t> x_feat,
-             std::vector<int64_t> y_feat, int num_threads, int prefetch) {
+             std::vector<int64_t> y_feat, int num_threads, int prefetch, bool pinned) {
             ShareSpec share{assembler->num_samples(), shuffle, seed, rank, world, pad};
             RunSpec run{batch_size, epoch, first_batch, end_batch, steps_per_epoch, batches_per_block};
             auto builder = std::make_shared<WindowBlocks>(assembler, share, run, std::move(x_feat),
-                                                          std::move(y_feat), static_cast<size_t>(prefetch) + 2);
+                                                          std::move(y_feat), static_cast<size_t>(prefetch) + 2, pinned);
             return start_pipeline(std::move(builder), num_threads, prefetch);
           },
           py::arg("assembler"), py::arg("shuffle"), py::arg("seed"), py::arg("rank"), py::arg("world"),
           py::arg("pad"), py::arg("batch_size"), py::arg("epoch"), py::arg("first_batch"), py::arg("end_batch"),
           py::arg("steps_per_epoch"), py::arg("batches_per_block"), py::arg("x_feat"), py::arg("y_feat"),
-          py::arg("num_threads"), py::arg("prefetch"))
+          py::arg("num_threads"), py::arg("prefetch"), py::arg("pinned") = false)
       .def_static(
           "sequences",
           [](std::shared_ptr<SequenceData> data, int64_t batch_size, bool shuffle, uint64_t seed, bool drop_last,
@@ -269,7 +269,8 @@ PYBIND11_MODULE(_core, m) {
              bool truncate_left, double pad_value, const std::string& x_dtype, const std::string& y_dtype,
              const std::vector<double>& x_mean, const std::vector<double>& x_std, bool check_finite,
              std::vector<int64_t> x_feat, std::vector<int64_t> y_feat, int64_t rank, int64_t world, int64_t epoch,
-             int64_t first_batch, int64_t end_batch, int64_t steps_per_epoch, int num_threads, int prefetch) {
+             int64_t first_batch, int64_t end_batch, int64_t steps_per_epoch, int num_threads, int prefetch,
+             bool pinned) {
             PlanSpec plan{batch_size, shuffle, seed, drop_last, bucket, bucket_pool, pack, max_len};
             PadSpec pad{max_len, pad_multiple, pad_left, truncate_left, pad_value};
             SequenceOutput out;
@@ -284,7 +285,7 @@ PYBIND11_MODULE(_core, m) {
             {
               py::gil_scoped_release nogil;  // the first pass's plan sorts every sequence
               builder = std::make_shared<SequenceBlocks>(data, plan, pad, std::move(out), rank, world, run,
-                                                         static_cast<size_t>(prefetch) + 2);
+                                                         static_cast<size_t>(prefetch) + 2, pinned);
             }
             return start_pipeline(std::move(builder), num_threads, prefetch);
           },
@@ -293,7 +294,8 @@ PYBIND11_MODULE(_core, m) {
           py::arg("pad_left"), py::arg("truncate_left"), py::arg("pad_value"), py::arg("x_dtype"),
           py::arg("y_dtype"), py::arg("x_mean"), py::arg("x_std"), py::arg("check_finite"), py::arg("x_feat"),
           py::arg("y_feat"), py::arg("rank"), py::arg("world"), py::arg("epoch"), py::arg("first_batch"),
-          py::arg("end_batch"), py::arg("steps_per_epoch"), py::arg("num_threads"), py::arg("prefetch"))
+          py::arg("end_batch"), py::arg("steps_per_epoch"), py::arg("num_threads"), py::arg("prefetch"),
+          py::arg("pinned") = false)
       .def("next", &PyPipeline::next)
       .def("close", &PyPipeline::close);
 

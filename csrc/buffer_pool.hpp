@@ -11,8 +11,9 @@ namespace fastfeed {
 
 class BufferPool : public std::enable_shared_from_this<BufferPool> {
  public:
-  // At most `max_idle` idle buffers are kept for reuse; the rest are freed.
-  static std::shared_ptr<BufferPool> create(size_t max_idle);
+  // At most `max_idle` idle buffers are kept for reuse; the rest are freed. `pinned` buffers
+  // are page-locked for asynchronous uploads to a GPU (ordinary memory when that fails).
+  static std::shared_ptr<BufferPool> create(size_t max_idle, bool pinned = false);
   ~BufferPool();
 
   // A buffer of at least `bytes` bytes: an idle one that is large enough, or a new one.
@@ -23,12 +24,16 @@ class BufferPool : public std::enable_shared_from_this<BufferPool> {
   struct Idle {
     std::byte* data;
     size_t capacity;
+    bool pinned;
   };
-  explicit BufferPool(size_t max_idle) : max_idle_(max_idle) {}
-  static std::byte* allocate(size_t bytes);
-  void give_back(std::byte* p, size_t capacity);
+  BufferPool(size_t max_idle, bool pinned) : max_idle_(max_idle), pinned_(pinned) {}
+  // A new buffer; `*pinned` says whether it came page-locked.
+  std::byte* allocate(size_t bytes, bool* pinned) const;
+  static void release(std::byte* p, bool pinned);
+  void give_back(std::byte* p, size_t capacity, bool pinned);
 
   size_t max_idle_;
+  bool pinned_;
   mutable std::mutex mu_;
   std::vector<Idle> free_;
 };

@@ -33,7 +33,8 @@ std::vector<int64_t> concat(std::vector<int64_t> head, const std::vector<int64_t
 }  // namespace
 
 SequenceBlocks::SequenceBlocks(std::shared_ptr<const SequenceData> data, PlanSpec plan, PadSpec pad,
-                               SequenceOutput out, int64_t rank, int64_t world, RunSpec run, size_t max_idle)
+                               SequenceOutput out, int64_t rank, int64_t world, RunSpec run, size_t max_idle,
+                               bool pinned)
     : data_(std::move(data)), plan_spec_(plan), pad_(pad), out_(std::move(out)), rank_(rank), world_(world), run_(run) {
   if (data_->count() == 0) throw ArgumentError("no sequences to read from");
   if (plan_spec_.batch_size < 1 || (plan_spec_.pack && plan_spec_.max_len < 1) || world_ < 1 || rank_ < 0 ||
@@ -48,7 +49,7 @@ SequenceBlocks::SequenceBlocks(std::shared_ptr<const SequenceData> data, PlanSpe
   if (!data_->step_targets.empty()) {
     y_pad_row_ = constant_row(pad_.pad_value, data_->step_targets[0].row_elems, out_.y_dtype);
   }
-  pool_ = BufferPool::create(max_idle * 6);  // a batch takes up to six buffers
+  pool_ = BufferPool::create(max_idle * 6, pinned);  // a batch takes up to six buffers
 }
 
 std::shared_ptr<const PassPlan> SequenceBlocks::plan_for(uint64_t pass) const {

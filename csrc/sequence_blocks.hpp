@@ -48,7 +48,8 @@ struct SequenceOutput {
 class SequenceBlocks : public BlockBuilder {
  public:
   SequenceBlocks(std::shared_ptr<const SequenceData> data, PlanSpec plan, PadSpec pad,
-                 SequenceOutput out, int64_t rank, int64_t world, RunSpec run, size_t max_idle);
+                 SequenceOutput out, int64_t rank, int64_t world, RunSpec run, size_t max_idle,
+                 bool pinned = false);
 
   int64_t num_blocks() const override { return run_.end_batch - run_.first_batch; }
   Block build(int64_t k) const override;

@@ -12,7 +12,7 @@ int64_t WindowBlocks::batches_per_pass(int64_t per_rank, int64_t batch_size, boo
 }
 
 WindowBlocks::WindowBlocks(std::shared_ptr<const Assembler> assembler, ShareSpec share, RunSpec run,
-                           std::vector<int64_t> x_feat, std::vector<int64_t> y_feat, size_t max_idle)
+                           std::vector<int64_t> x_feat, std::vector<int64_t> y_feat, size_t max_idle, bool pinned)
     : assembler_(std::move(assembler)), share_(share), run_(run) {
   if (run_.batch_size < 1 || run_.batches_per_block < 1 || run_.first_batch < 0 ||
       run_.end_batch < run_.first_batch || share_.n != assembler_->num_samples()) {
@@ -24,8 +24,8 @@ WindowBlocks::WindowBlocks(std::shared_ptr<const Assembler> assembler, ShareSpec
   y_shape_tail_ = {spec.horizon};
   y_shape_tail_.insert(y_shape_tail_.end(), y_feat.begin(), y_feat.end());
   num_blocks_ = (run_.end_batch - run_.first_batch + run_.batches_per_block - 1) / run_.batches_per_block;
-  x_pool_ = BufferPool::create(max_idle);
-  if (assembler_->has_targets()) y_pool_ = BufferPool::create(max_idle);
+  x_pool_ = BufferPool::create(max_idle, pinned);
+  if (assembler_->has_targets()) y_pool_ = BufferPool::create(max_idle, pinned);
 }
 
 namespace {

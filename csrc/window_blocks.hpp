@@ -13,9 +13,10 @@ namespace fastfeed {
 
 class WindowBlocks : public BlockBuilder {
  public:
-  // `x_feat`/`y_feat`: feature shapes, so blocks carry their final shapes.
+  // `x_feat`/`y_feat`: feature shapes, so blocks carry their final shapes. `pinned`: output
+  // buffers page-locked for uploads to a GPU.
   WindowBlocks(std::shared_ptr<const Assembler> assembler, ShareSpec share, RunSpec run,
-               std::vector<int64_t> x_feat, std::vector<int64_t> y_feat, size_t max_idle);
+               std::vector<int64_t> x_feat, std::vector<int64_t> y_feat, size_t max_idle, bool pinned = false);
 
   int64_t num_blocks() const override { return num_blocks_; }
   Block build(int64_t k) const override;

@@ -19,6 +19,19 @@ int device_count() {
 
 int runtime_version() { return CUDART_VERSION; }
 
+void* host_alloc(size_t bytes) {
+  void* p = nullptr;
+  if (device_count() == 0 || cudaHostAlloc(&p, bytes == 0 ? 1 : bytes, cudaHostAllocDefault) != cudaSuccess) {
+    cudaGetLastError();
+    return nullptr;
+  }
+  return p;
+}
+
+void host_free(void* data) {
+  if (cudaFreeHost(data) != cudaSuccess) cudaGetLastError();
+}
+
 std::string pin(void* data, size_t bytes) {
   if (device_count() == 0) return "no CUDA device";
   const cudaError_t err = cudaHostRegister(data, bytes, cudaHostRegisterDefault);

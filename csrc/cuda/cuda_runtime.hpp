@@ -13,6 +13,11 @@ int device_count();
 // The CUDA runtime version this build was compiled against (e.g. 13000), or 0.
 int runtime_version();
 
+// Page-locked host memory that the GPU can read asynchronously, or nullptr when there is no
+// device or the driver refuses (callers fall back to ordinary memory).
+void* host_alloc(size_t bytes);
+void host_free(void* data);
+
 // Page-locks host memory so uploads from it run asynchronously at full bus speed. Returns ""
 // on success, else why not (no device, or the driver refused).
 std::string pin(void* data, size_t bytes);

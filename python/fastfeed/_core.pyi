@@ -71,7 +71,7 @@ class Pipeline:
     def windows(
         assembler: Assembler, shuffle: bool, seed: int, rank: int, world: int, pad: bool, batch_size: int,
         epoch: int, first_batch: int, end_batch: int, steps_per_epoch: int, batches_per_block: int,
-        x_feat: List[int], y_feat: List[int], num_threads: int, prefetch: int,
+        x_feat: List[int], y_feat: List[int], num_threads: int, prefetch: int, pinned: bool = False,
     ) -> Pipeline: ...
     @staticmethod
     def sequences(
@@ -80,6 +80,7 @@ class Pipeline:
         pad_value: float, x_dtype: str, y_dtype: str, x_mean: Sequence[float], x_std: Sequence[float],
         check_finite: bool, x_feat: List[int], y_feat: List[int], rank: int, world: int, epoch: int,
         first_batch: int, end_batch: int, steps_per_epoch: int, num_threads: int, prefetch: int,
+        pinned: bool = False,
     ) -> Pipeline: ...
     def next(self) -> Optional[Tuple[_Arrays, int, int, Optional[str], float, int]]:
         """(arrays, first_batch, num_batches, error, build_seconds, queued) of the next block, or None."""

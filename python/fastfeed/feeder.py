@@ -14,6 +14,7 @@ import numpy as np
 from . import _core
 from .batch import Batch, PaddedBatch
 from .dtypes import FLOATING, dtype_name, numpy_storage
+from .device import DeviceUploader, cuda_device_ready
 from .errors import FeedError
 from .sources import SeriesSet, Source, load_source
 from .state import data_digest, make_state, read_state
@@ -214,26 +215,23 @@ class Feeder:
             raise ValueError("output='torch' needs PyTorch: pip install torch")
         return output
 
-    @staticmethod
-    def _resolve_device(device: Any, device_cache: bool) -> str:
+    def _resolve_device(self, device: Any, device_cache: bool) -> str:
         name = str(device)
-        if name != "cpu":
-            if not (name == "cuda" or name.startswith("cuda:")):
-                raise ValueError(f"device must be 'cpu' or 'cuda[:n]', got {device!r}")
-            from .build import build_info, cuda_available
-
-            if not build_info()["cuda"]:
-                raise ValueError(f"device={name!r}: this build of fastfeed has no CUDA support; use device='cpu' "
-                                 "(fastfeed.build_info()['cuda'] says what was compiled in)")
-            if not cuda_available():
-                raise ValueError(f"device={name!r}: no CUDA device is usable here (fastfeed.cuda_available() is "
-                                 "False); use device='cpu'")
-            raise NotImplementedError(
-                f"device={name!r} is not available in this version: the GPU path is not built yet. Feed on the "
-                "CPU and move batches with .to('cuda', non_blocking=True)")
+        if name == "cpu":
+            if device_cache:
+                raise ValueError("device_cache=True needs a CUDA device (device='cuda'); the data stays in host "
+                                 "memory with device='cpu'")
+            return name
+        if not (name == "cuda" or name.startswith("cuda:")):
+            raise ValueError(f"device must be 'cpu' or 'cuda[:n]', got {device!r}")
+        why = cuda_device_ready(name)
+        if why is not None:
+            raise ValueError(f"device={name!r}: {why}; use device='cpu'")
+        if self.output != "torch":
+            raise ValueError(f"device={name!r} yields torch tensors: it needs output='torch', not {self.output!r}")
         if device_cache:
-            raise ValueError("device_cache=True needs a CUDA device (device='cuda'); the data stays in host memory "
-                             "with device='cpu'")
+            raise NotImplementedError("device_cache=True is not available in this version: the source stays in "
+                                      "host memory and batches are uploaded (device='cuda' without device_cache)")
         return name
 
     @staticmethod
@@ -599,18 +597,19 @@ class Feeder:
                 self.bucket_pool, self.pack, self.max_len or 0, self.pad_multiple, self.padding_side == "left",
                 self.truncation_side == "left", self.pad_value, self._x_dtype, self._y_dtype, *self._x_norm,
                 self.check_finite == "raise", list(x_feat), list(y_feat), self.rank, self.world_size, epoch,
-                first_batch, len(self), spe, self.num_threads, self.prefetch)
+                first_batch, len(self), spe, self.num_threads, self.prefetch, pinned=self.device != "cpu")
         else:
             pipe = _core.Pipeline.windows(
                 self._assembler, self.shuffle, seed, self.rank, self.world_size, not self.drop_last,
                 self.batch_size, epoch, first_batch, len(self), spe, self._batches_per_block,
-                list(self._series.feat), list(self._target_series().feat), self.num_threads, self.prefetch)
+                list(self._series.feat), list(self._target_series().feat), self.num_threads, self.prefetch,
+                pinned=self.device != "cpu")
         self._pipelines.add(pipe)
         return pipe
 
-    def _as_output(self, a: Optional[np.ndarray], dtype: str = "") -> Any:
-        if a is None or self.output == "numpy":
-            return a
+    def _as_output(self, a: Any, dtype: str = "") -> Any:
+        if a is None or self.output == "numpy" or not isinstance(a, np.ndarray):
+            return a  # (already a tensor when it was uploaded to a GPU)
         import torch
 
         t = torch.from_numpy(a)  # shares the buffer, no copy
@@ -633,7 +632,7 @@ class Feeder:
     def _window_parts(self, arrays: tuple, error: Optional[str]) -> Tuple[Sequence[Any], Sequence[Any]]:
         """Per-batch views of a block's x and y (y: Nones without targets)."""
         x, y = arrays[_X], arrays[_Y]
-        total = len(x)
+        total = x.shape[0]
         rows = total if error is None else (total // self.batch_size) * self.batch_size
         xs = self._split(self._as_output(x, self._x_dtype), rows, total)
         ys = (None,) * len(xs) if y is None else self._split(self._as_output(y, self._y_dtype), rows, total)
@@ -650,6 +649,15 @@ class Feeder:
             batch.cu_seqlens = out(arrays[_CU_SEQLENS])
         return batch
 
+    def _upload(self, uploader: DeviceUploader, arrays: tuple) -> tuple:
+        """The block's arrays as tensors on the device (lengths stay on the CPU, where
+        pack_padded_sequence wants them)."""
+        bf16 = [False] * len(arrays)
+        bf16[_X] = self._x_dtype == "bfloat16"
+        bf16[_Y] = self._y_dtype == "bfloat16"
+        host = [i == _LENGTHS for i in range(len(arrays))]
+        return uploader.upload(arrays, bf16, host)
+
     def _record_padding(self, arrays: tuple) -> None:
         real = int(arrays[_LENGTHS].sum())
         self._stats.steps(real, arrays[_MASK].size - real)
@@ -663,6 +671,7 @@ class Feeder:
         delivered = first_batch
         block_start, block_rows, block_bytes, block_batches = first_batch, 0, 0, 0
         new = tuple.__new__
+        uploader = DeviceUploader(self.device) if self.device != "cpu" else None
         stats.start()
         try:
             while True:
@@ -676,10 +685,13 @@ class Feeder:
                 block_start, block_batches = delivered, num_batches
                 block_rows = len(arrays[_X])
                 block_bytes = sum([a.nbytes for a in arrays if a is not None])
+                if self.sequences and error is None:
+                    self._record_padding(arrays)
+                if uploader is not None:
+                    arrays = self._upload(uploader, arrays)
                 if self.sequences:
                     if error is not None:
                         raise FeedError(f"assembling batch {first} of epoch {epoch} failed: {error}")
-                    self._record_padding(arrays)
                     delivered += 1
                     self._delivered = delivered
                     yield self._sequence_batch(arrays)
@@ -708,6 +720,8 @@ class Feeder:
             stats.stop()
             if bar is not None:
                 bar.close()
+            if uploader is not None:
+                uploader.close()
             pipe.close()
 
     def _progress_bar(self, epoch: int, first_batch: int) -> Any:
