@@ -49,6 +49,12 @@ Assembler::Assembler(std::vector<Series> inputs, std::vector<Series> targets,
       out_(std::move(out)),
       index_(lengths_of(inputs_), spec) {
   if (inputs_.empty()) throw ArgumentError("no series to read from");
+  series_offset_.reserve(inputs_.size());
+  int64_t steps = 0;
+  for (const Series& series : inputs_) {
+    series_offset_.push_back(steps);
+    steps += series.length;
+  }
   std::vector<std::shared_ptr<const MappedFile>> files = files_of(inputs_);
   for (const auto& f : files_of(targets_)) files.push_back(f);
   watch_ = FileWatch(std::move(files));
@@ -107,6 +113,11 @@ int64_t Assembler::raw_sample(int64_t sample) const {
     else hi = mid;
   }
   return sample + lo;
+}
+
+int64_t Assembler::flat_start(int64_t sample) const {
+  const SampleRef ref = index_.locate(raw_sample(sample));
+  return series_offset_[static_cast<size_t>(ref.series)] + ref.start;
 }
 
 void Assembler::fill_sample(int64_t sample, std::byte* x, std::byte* y) const {

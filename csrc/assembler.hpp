@@ -52,6 +52,10 @@ class Assembler {
   DType x_dtype() const { return out_.x_dtype; }
   DType y_dtype() const { return out_.y_dtype; }
 
+  // Where sample `sample` starts if all series lay back to back: the step number of its first
+  // input in the concatenation (for sources kept whole on a GPU, see window_blocks.hpp).
+  int64_t flat_start(int64_t sample) const;
+
   // Writes sample number `sample` (of the samples left) to `x` (and its targets to `y` when there are targets).
   void fill_sample(int64_t sample, std::byte* x, std::byte* y) const;
 
@@ -70,6 +74,7 @@ class Assembler {
   WindowSpec spec_;
   OutputSpec out_;
   SampleIndex index_;
+  std::vector<int64_t> series_offset_;  // steps before each series in the concatenation
   // Sorted numbers (in the index) of excluded samples; sample k is the k-th one not in it.
   std::vector<int64_t> excluded_;
   int64_t raw_sample(int64_t sample) const;

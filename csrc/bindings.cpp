@@ -251,17 +251,18 @@ PYBIND11_MODULE(_core, m) {
           [](std::shared_ptr<Assembler> assembler, bool shuffle, uint64_t seed, int64_t rank, int64_t world,
              bool pad, int64_t batch_size, int64_t epoch, int64_t first_batch, int64_t end_batch,
              int64_t steps_per_epoch, int64_t batches_per_block, std::vector<int64_t> x_feat,
-             std::vector<int64_t> y_feat, int num_threads, int prefetch, bool pinned) {
+             std::vector<int64_t> y_feat, int num_threads, int prefetch, bool pinned, bool starts_only) {
             ShareSpec share{assembler->num_samples(), shuffle, seed, rank, world, pad};
             RunSpec run{batch_size, epoch, first_batch, end_batch, steps_per_epoch, batches_per_block};
             auto builder = std::make_shared<WindowBlocks>(assembler, share, run, std::move(x_feat),
-                                                          std::move(y_feat), static_cast<size_t>(prefetch) + 2, pinned);
+                                                          std::move(y_feat), static_cast<size_t>(prefetch) + 2, pinned,
+                                                          starts_only);
             return start_pipeline(std::move(builder), num_threads, prefetch);
           },
           py::arg("assembler"), py::arg("shuffle"), py::arg("seed"), py::arg("rank"), py::arg("world"),
           py::arg("pad"), py::arg("batch_size"), py::arg("epoch"), py::arg("first_batch"), py::arg("end_batch"),
           py::arg("steps_per_epoch"), py::arg("batches_per_block"), py::arg("x_feat"), py::arg("y_feat"),
-          py::arg("num_threads"), py::arg("prefetch"), py::arg("pinned") = false)
+          py::arg("num_threads"), py::arg("prefetch"), py::arg("pinned") = false, py::arg("starts_only") = false)
       .def_static(
           "sequences",
           [](std::shared_ptr<SequenceData> data, int64_t batch_size, bool shuffle, uint64_t seed, bool drop_last,

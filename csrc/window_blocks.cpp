@@ -12,8 +12,9 @@ int64_t WindowBlocks::batches_per_pass(int64_t per_rank, int64_t batch_size, boo
 }
 
 WindowBlocks::WindowBlocks(std::shared_ptr<const Assembler> assembler, ShareSpec share, RunSpec run,
-                           std::vector<int64_t> x_feat, std::vector<int64_t> y_feat, size_t max_idle, bool pinned)
-    : assembler_(std::move(assembler)), share_(share), run_(run) {
+                           std::vector<int64_t> x_feat, std::vector<int64_t> y_feat, size_t max_idle, bool pinned,
+                           bool starts_only)
+    : assembler_(std::move(assembler)), share_(share), run_(run), starts_only_(starts_only) {
   if (run_.batch_size < 1 || run_.batches_per_block < 1 || run_.first_batch < 0 ||
       run_.end_batch < run_.first_batch || share_.n != assembler_->num_samples()) {
     throw ArgumentError("invalid window run");
@@ -25,7 +26,8 @@ WindowBlocks::WindowBlocks(std::shared_ptr<const Assembler> assembler, ShareSpec
   y_shape_tail_.insert(y_shape_tail_.end(), y_feat.begin(), y_feat.end());
   num_blocks_ = (run_.end_batch - run_.first_batch + run_.batches_per_block - 1) / run_.batches_per_block;
   x_pool_ = BufferPool::create(max_idle, pinned);
-  if (assembler_->has_targets()) y_pool_ = BufferPool::create(max_idle, pinned);
+  if (assembler_->has_targets() && !starts_only_) y_pool_ = BufferPool::create(max_idle, pinned);
+  if (starts_only_) x_shape_tail_.clear();
 }
 
 namespace {
@@ -50,12 +52,12 @@ Block WindowBlocks::build(int64_t k) const {
   const int64_t end = run_.steps_per_epoch > 0 ? end_batch * B : std::min(end_batch * B, per_rank);
   b.num_samples = end - first;
 
-  const size_t xs = assembler_->x_sample_bytes();
+  const size_t xs = starts_only_ ? sizeof(int64_t) : assembler_->x_sample_bytes();
   const size_t ys = assembler_->y_sample_bytes();
   const size_t capacity = static_cast<size_t>(run_.batches_per_block * B);
   Array& x = b[Output::X];
   x.data = x_pool_->acquire(capacity * xs);
-  x.dtype = assembler_->x_dtype();
+  x.dtype = starts_only_ ? DType::Int64 : assembler_->x_dtype();
   x.shape = with_rows(b.num_samples, x_shape_tail_);
   if (y_pool_) {
     Array& y = b[Output::Y];
@@ -75,6 +77,10 @@ Block WindowBlocks::build(int64_t k) const {
       order_pass = at.pass;
     }
     const int64_t sample = order->sample_at(at.index);
+    if (starts_only_) {
+      reinterpret_cast<int64_t*>(xp)[i] = assembler_->flat_start(sample);
+      continue;
+    }
     try {
       assembler_->fill_sample(sample, xp + i * xs, yp ? yp + i * ys : nullptr);
     } catch (const std::exception& e) {

@@ -63,3 +63,16 @@ def test_batches_are_ready_on_the_current_stream_and_survive_reuse():
     want = reference.batches(series, window=64, batch_size=256)
     for x, (wx, _) in zip(kept, want):
         np.testing.assert_array_equal(host(x), wx)
+
+
+def test_device_cache_gathers_on_the_gpu_like_the_reference():
+    rng = np.random.default_rng(2)
+    series = rng.standard_normal((20_000, 4)).astype(np.float32)
+    kw = dict(window=16, horizon=1, batch_size=128, shuffle=True, normalize="standard")
+    got = list(Feeder(series, device="cuda", device_cache=True, **kw))
+    want = reference.batches(series, **kw)
+    assert len(got) == len(want)
+    for (x, y), (wx, wy) in zip(got, want):
+        assert x.is_cuda
+        np.testing.assert_allclose(host(x), wx, rtol=1e-6, atol=1e-6)
+        np.testing.assert_allclose(host(y), wy, rtol=1e-6, atol=1e-6)

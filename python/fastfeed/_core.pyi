@@ -72,6 +72,7 @@ class Pipeline:
         assembler: Assembler, shuffle: bool, seed: int, rank: int, world: int, pad: bool, batch_size: int,
         epoch: int, first_batch: int, end_batch: int, steps_per_epoch: int, batches_per_block: int,
         x_feat: List[int], y_feat: List[int], num_threads: int, prefetch: int, pinned: bool = False,
+        starts_only: bool = False,
     ) -> Pipeline: ...
     @staticmethod
     def sequences(

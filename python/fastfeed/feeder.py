@@ -15,6 +15,7 @@ from . import _core
 from .batch import Batch, PaddedBatch
 from .dtypes import FLOATING, dtype_name, numpy_storage
 from .device import DeviceUploader, cuda_device_ready
+from .source_cache import CACHEABLE, SourceCache
 from .errors import FeedError
 from .sources import SeriesSet, Source, load_source
 from .state import data_digest, make_state, read_state
@@ -136,9 +137,10 @@ class Feeder:
         self.steps_per_epoch = None if steps_per_epoch is None else _int_arg("steps_per_epoch", steps_per_epoch, 1)
         self.rank, self.world_size = self._resolve_ranks(rank, world_size)
         self.output = self._resolve_output(output)
-        self.device = self._resolve_device(device, device_cache)
-        self.device_cache = False
         self.check_finite = self._resolve_check_finite(check_finite)
+        self.device = self._resolve_device(device, device_cache)
+        self.device_cache = bool(device_cache)
+        self._cache: Optional[SourceCache] = None
         self.progress = bool(progress)
         self.num_threads = _cpu_count() if num_threads is None else _int_arg("num_threads", num_threads, 1)
         self.skipped_samples = 0  # samples dropped by check_finite="skip"
@@ -229,9 +231,12 @@ class Feeder:
             raise ValueError(f"device={name!r}: {why}; use device='cpu'")
         if self.output != "torch":
             raise ValueError(f"device={name!r} yields torch tensors: it needs output='torch', not {self.output!r}")
-        if device_cache:
-            raise NotImplementedError("device_cache=True is not available in this version: the source stays in "
-                                      "host memory and batches are uploaded (device='cuda' without device_cache)")
+        if device_cache and self.sequences:
+            raise NotImplementedError("device_cache=True works with windows in this version; whole sequences are "
+                                      "uploaded batch by batch (device='cuda' without device_cache)")
+        if device_cache and self.check_finite == "raise":
+            raise ValueError("device_cache=True gathers on the GPU, where no sample is checked: use "
+                             "check_finite='skip' (one scan of the source when the Feeder is made) or False")
         return name
 
     @staticmethod
@@ -328,6 +333,7 @@ class Feeder:
             self.start_index, end, self._x_dtype, self._y_dtype, *x_norm, *y_norm,
             check_finite=self.check_finite == "raise",
         )
+        self._window_norms = (x_norm, y_norm)
         self._advise_access(self._targets)
         if self.check_finite == "skip":
             bad = _core.non_finite_steps(list(self._series.items), self.num_threads)
@@ -341,6 +347,20 @@ class Feeder:
                 raise ValueError(f"check_finite='skip' dropped every sample: all {self.skipped_samples} touch a NaN or Inf")
             raise ValueError(f"the configuration yields no sample: {self._span_text()}")
         self._batches_per_block = max(1, min(len(self), _BLOCK_BYTES // max(1, self._batch_bytes())))
+        if self.device_cache:
+            self._attach_cache(self.device)
+
+    def _attach_cache(self, device: Any) -> None:
+        """Keeps the whole source on `device` (device_cache=True); tests use a CPU device."""
+        for what, s in (("source", self._series), ("targets", self._targets)):
+            if s is not None and s.dtype not in CACHEABLE:
+                raise ValueError(f"device_cache=True: the {what} dtype {s.dtype} cannot be gathered on a GPU "
+                                 f"(supported: {', '.join(CACHEABLE)})")
+        t = self._targets if self.horizon > 0 and self._targets is not None else None
+        self._cache = SourceCache(
+            list(self._series.items), None if t is None else list(t.items), self._series.feat,
+            self._target_series().feat, device, self.window, self.sampling_rate, self.horizon,
+            self._x_dtype, self._y_dtype, *self._window_norms)
 
     @staticmethod
     def _resolve_horizon(horizon: Optional[int], targets: Any) -> int:
@@ -603,7 +623,7 @@ class Feeder:
                 self._assembler, self.shuffle, seed, self.rank, self.world_size, not self.drop_last,
                 self.batch_size, epoch, first_batch, len(self), spe, self._batches_per_block,
                 list(self._series.feat), list(self._target_series().feat), self.num_threads, self.prefetch,
-                pinned=self.device != "cpu")
+                pinned=self.device != "cpu" and self._cache is None, starts_only=self._cache is not None)
         self._pipelines.add(pipe)
         return pipe
 
@@ -671,7 +691,7 @@ class Feeder:
         delivered = first_batch
         block_start, block_rows, block_bytes, block_batches = first_batch, 0, 0, 0
         new = tuple.__new__
-        uploader = DeviceUploader(self.device) if self.device != "cpu" else None
+        uploader = DeviceUploader(self.device) if self.device != "cpu" and self._cache is None else None
         stats.start()
         try:
             while True:
@@ -684,11 +704,13 @@ class Feeder:
                 stats.block(wait, build, num_batches, queued)
                 block_start, block_batches = delivered, num_batches
                 block_rows = len(arrays[_X])
-                block_bytes = sum([a.nbytes for a in arrays if a is not None])
                 if self.sequences and error is None:
                     self._record_padding(arrays)
                 if uploader is not None:
                     arrays = self._upload(uploader, arrays)
+                elif self._cache is not None:  # the block holds sample starts: gather on the device
+                    arrays = self._cache.gather(arrays[_X]) + (None,) * (len(arrays) - 2)
+                block_bytes = sum([a.nbytes for a in arrays if a is not None])
                 if self.sequences:
                     if error is not None:
                         raise FeedError(f"assembling batch {first} of epoch {epoch} failed: {error}")

@@ -1,0 +1,69 @@
+"""device_cache=True gathers windows from a source kept whole on the device. The gathering code
+is device-agnostic: here it runs on a CPU device against the reference (tests/test_gpu.py
+repeats it on a GPU where there is one)."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from fastfeed import Feeder, reference, write_dataset
+
+from helpers import assert_same_batches, collect
+
+torch = pytest.importorskip("torch")
+CACHE_DTYPES = ["int16", "int64", "uint8", "float16", "float32", "float64"]
+
+
+def cached(source, **kw):
+    f = Feeder(source, output="torch", **kw)
+    f._attach_cache("cpu")
+    return f
+
+
+@given(seed=st.integers(0, 2**32 - 1), dtype=st.sampled_from(CACHE_DTYPES),
+       out=st.sampled_from([None, "float32", "float64", "bfloat16", "int32"]),
+       many=st.booleans(), window=st.integers(1, 6), rate=st.integers(1, 3), horizon=st.integers(0, 2),
+       shuffle=st.booleans(), batch=st.integers(1, 9), world=st.sampled_from([1, 2]),
+       steps=st.sampled_from([None, 3]), normalize=st.booleans(), separate=st.booleans())
+def test_cached_windows_match_the_reference(seed, dtype, out, many, window, rate, horizon, shuffle, batch, world,
+                                            steps, normalize, separate):
+    rng = np.random.default_rng(seed)
+    span = (window - 1 + horizon) * rate + 1
+    lengths = [int(n) for n in rng.integers(span, span + 30, 3 if many else 1)]
+    series = [rng.integers(0, 100, (n, 2)).astype(dtype) for n in lengths]
+    targets = None
+    if horizon and separate:
+        targets = [rng.integers(0, 50, (n, 3)).astype("float32") for n in lengths]
+    if normalize:
+        out = out if out in ("float32", "float64", "bfloat16") else "float32"
+    kw = dict(window=window, sampling_rate=rate, horizon=horizon, batch_size=batch, shuffle=shuffle, seed=seed,
+              dtype=out, normalize="standard" if normalize else None, rank=world - 1, world_size=world,
+              steps_per_epoch=steps)
+    src = series if many else series[0]
+    tgt = None if targets is None else (targets if many else targets[0])
+    f = cached(src, targets=tgt, **kw)
+    want = reference.batches(src, targets=tgt, **kw)
+    assert_same_batches(collect(f), want, exact=not normalize, rtol=1e-6, atol=1e-6)
+
+
+def test_cached_from_files_and_datasets_with_skipped_nans(tmp_path):
+    s = np.arange(600, dtype=np.float32).reshape(300, 2)
+    s[17, 1] = np.nan
+    np.save(tmp_path / "s.npy", s)
+    kw = dict(window=5, horizon=1, batch_size=16, shuffle=True, check_finite="skip")
+    assert_same_batches(collect(cached(str(tmp_path / "s.npy"), **kw)), reference.batches(s, **kw))
+    seqs = [np.arange(n, dtype=np.float64) for n in (40, 3, 25)]
+    write_dataset(tmp_path / "ds", seqs)
+    kw = dict(window=4, horizon=2, batch_size=5, shuffle=True)
+    assert_same_batches(collect(cached(str(tmp_path / "ds"), **kw)), reference.batches(seqs, **kw))
+
+
+def test_device_cache_errors():
+    s = np.arange(100.0)
+    with pytest.raises(ValueError, match="device_cache=True needs a CUDA device"):
+        Feeder(s, window=4, device_cache=True)
+    f = Feeder(s.astype(np.uint32), window=4, output="torch")
+    with pytest.raises(ValueError, match="the source dtype uint32 cannot be gathered on a GPU"):
+        f._attach_cache("cpu")
