@@ -26,6 +26,8 @@ logger = logging.getLogger("fastfeed")
 # Small batches travel from the workers in blocks of about this many bytes, so the hand-over
 # costs nothing per batch; batches larger than this travel one per block.
 _BLOCK_BYTES = 256 * 1024
+# Default prefetch depth in bytes (see Feeder._default_prefetch).
+_PREFETCH_BYTES = 32 << 20
 # Position of each output in the tuples the core hands over (csrc/block.hpp, enum Output).
 _X, _Y, _MASK, _LENGTHS, _SEGMENT_IDS, _POSITION_IDS, _CU_SEQLENS = range(7)
 _DEFAULT_BUCKET_POOL = 256  # batches per sorted pool: <2% padding on lognormal(sigma=1) lengths
@@ -150,7 +152,7 @@ class Feeder:
             max_len=max_len, pad_multiple=pad_multiple, padding_side=padding_side, truncation_side=truncation_side,
             pad_value=pad_value, bucket=bucket, bucket_pool=bucket_pool, pack=pack)
         self._setup_source()
-        self.prefetch = max(2, 2 * self.num_threads) if prefetch is None else _int_arg("prefetch", prefetch, 1)
+        self.prefetch = self._default_prefetch() if prefetch is None else _int_arg("prefetch", prefetch, 1)
         self._next_epoch = 0
         self.epoch = 0
         self._running = False  # an iteration is under way: _running_epoch, _delivered batches so far
@@ -159,6 +161,19 @@ class Feeder:
         self._resume: Optional[Tuple[int, int]] = None    # where a loaded state says to go on
         self._fingerprint_cache: Optional[Dict[str, Any]] = None
         self._stats = StatsRecorder()
+
+    def _default_prefetch(self) -> int:
+        """Two blocks per thread, and at least ~32 MB of batches (up to 8 blocks): enough slack
+        that a worker delayed for a few milliseconds (a busy or shared machine) does not make
+        the training loop wait, without holding more than a few large batches."""
+        block = self._batches_per_block * self._batch_bytes() if not self.sequences else self._batch_bytes_estimate()
+        return max(2 * self.num_threads, min(8, -(-_PREFETCH_BYTES // max(1, block))))
+
+    def _batch_bytes_estimate(self) -> int:
+        """A typical padded batch: batch_size sequences of the mean (or max_len) length."""
+        steps = self.max_len or max(1, int(self._lengths.mean()) if len(self._lengths) else 1)
+        row = math.prod(self._series.feat) * numpy_storage(self._x_dtype).itemsize
+        return self.batch_size * steps * max(1, row)
 
     def _setup_source(self) -> None:
         """Everything that depends on the data: run at construction, and again when a dataset
