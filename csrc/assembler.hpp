@@ -61,6 +61,7 @@ class Assembler {
 
   // What happened to a memory-mapped source file during the epoch, or "" (see file_watch.hpp).
   std::string file_problem() const { return watch_.problem(); }
+  const FileWatch& files() const { return watch_; }
 
   // A human-readable location of a sample, for error messages.
   std::string describe(int64_t sample) const;

@@ -169,9 +169,7 @@ PYBIND11_MODULE(_core, m) {
       .def_property_readonly("path", [](const NpyFile& f) { return f.file->path(); })
       .def_property_readonly("data_offset", [](const NpyFile& f) { return f.header.data_offset; })
       .def("advise_random_access", [](const NpyFile& f, bool random) { f.file->advise_random_access(random); },
-           py::arg("random"))
-      .def("check_unchanged", [](const NpyFile& f) { return f.file->check_unchanged(); },
-           "Why the file no longer matches its mapping (gone, replaced, shrunk), or an empty string.");
+           py::arg("random"));
 
   // Held by shared_ptr<RaggedFile>: pybind11 holders cannot be pointers to const. Every method
   // of RaggedFile is const, so nothing can change it through the holder.
@@ -194,9 +192,7 @@ PYBIND11_MODULE(_core, m) {
         std::vector<int64_t> v = r.lengths();
         return py::array_t<int64_t>(static_cast<py::ssize_t>(v.size()), v.data());
       })
-      .def("advise_random_access", &RaggedFile::advise_random_access, py::arg("random"))
-      .def("check_unchanged", &RaggedFile::check_unchanged,
-           "Why the files no longer match their maps (gone, replaced, shrunk), or an empty string.");
+      .def("advise_random_access", &RaggedFile::advise_random_access, py::arg("random"));
 
   py::class_<Assembler, std::shared_ptr<Assembler>>(m, "Assembler")
       .def(py::init([](const py::list& inputs, const py::list& targets, int64_t window,
@@ -221,6 +217,9 @@ PYBIND11_MODULE(_core, m) {
            py::arg("y_mean"), py::arg("y_std"), py::arg("check_finite") = false)
       .def_property_readonly("num_samples", &Assembler::num_samples)
       .def_property_readonly("num_excluded", &Assembler::num_excluded)
+      .def("files_changed", [](const Assembler& a) { return a.files().check_now(); },
+           py::call_guard<py::gil_scoped_release>(),
+           "What happened to a mapped source file since it was mapped (gone, replaced, shrunk), or ''.")
       .def("exclude_touching", &Assembler::exclude_touching, py::arg("bad_inputs"), py::arg("bad_targets"),
            "Drops the samples touching the given steps (per series); call before any Pipeline uses it.");
 
@@ -243,7 +242,10 @@ PYBIND11_MODULE(_core, m) {
              d->watch = FileWatch(std::move(files));
              return d;
            }),
-           py::arg("inputs"), py::arg("step_targets"), py::arg("labels"), py::arg("keep") = std::vector<int64_t>{});
+           py::arg("inputs"), py::arg("step_targets"), py::arg("labels"), py::arg("keep") = std::vector<int64_t>{})
+      .def("files_changed", [](const SequenceData& d) { return d.watch.check_now(); },
+           py::call_guard<py::gil_scoped_release>(),
+           "What happened to a mapped source file since it was mapped (gone, replaced, shrunk), or ''.");
 
   py::class_<PyPipeline>(m, "Pipeline")
       .def_static(

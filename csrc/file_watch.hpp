@@ -24,13 +24,22 @@ class FileWatch {
   // a missing page (see bus_guard.hpp) is seen at once; the files on disk are looked at (one
   // stat each) at most every kStatInterval, by whichever thread comes first.
   std::string problem() const {
-    for (const auto& f : files_) {
-      if (f->damaged()) return f->path() + " shrank while it was being read (a page of the mapping was gone)";
-    }
     const int64_t now = std::chrono::duration_cast<std::chrono::microseconds>(
                             std::chrono::steady_clock::now().time_since_epoch()).count();
     int64_t last = last_stat_us_.load(std::memory_order_relaxed);
-    if (now - last < kStatInterval.count() || !last_stat_us_.compare_exchange_strong(last, now)) return "";
+    const bool look = now - last >= kStatInterval.count() && last_stat_us_.compare_exchange_strong(last, now);
+    return check(look);
+  }
+
+  // The same, looking at every file on disk now (when an epoch starts).
+  std::string check_now() const { return check(true); }
+
+ private:
+  std::string check(bool stat_files) const {
+    for (const auto& f : files_) {
+      if (f->damaged()) return f->path() + " shrank while it was being read (a page of the mapping was gone)";
+    }
+    if (!stat_files) return "";
     for (const auto& f : files_) {
       std::string why = f->check_unchanged();
       if (!why.empty()) return why;
@@ -38,7 +47,6 @@ class FileWatch {
     return "";
   }
 
- private:
   static constexpr std::chrono::microseconds kStatInterval{200000};
   std::vector<std::shared_ptr<const MappedFile>> files_;
   mutable std::atomic<int64_t> last_stat_us_{0};

@@ -39,12 +39,6 @@ class RaggedFile {
   // Sequence `i` (0 <= i < count()) in place; the Series keeps the values map alive.
   Series sequence(int64_t i) const;
 
-  // Why the files no longer match their maps, or "" (see MappedFile::check_unchanged).
-  std::string check_unchanged() const {
-    std::string why = values_->check_unchanged();
-    return why.empty() ? offsets_->check_unchanged() : why;
-  }
-
   // See MappedFile::advise_random_access.
   void advise_random_access(bool random) const { values_->advise_random_access(random); }
 

@@ -312,6 +312,12 @@ def open_dataset(path: PathLike) -> DatasetInfo:
     return _open_all(path, map_labels=False).info
 
 
+def committed_sequences(path: PathLike) -> int:
+    """How many sequences the dataset's header commits, reading nothing else (a cheap way to
+    notice an append)."""
+    return _read_header(_check_directory(path)).num_sequences
+
+
 def load_dataset_series(path: PathLike) -> DatasetSeries:
     """Opens a dataset for the core: its values (and step targets) as memory-mapped
     :class:`_core.RaggedFile` objects, its labels as a read-only memory-mapped array."""

@@ -204,9 +204,9 @@ class Feeder:
         info = self._series.dataset
         if info is None:
             return
-        from .dataset import open_dataset
+        from .dataset import committed_sequences
 
-        if open_dataset(info.path).num_sequences == info.num_sequences:
+        if committed_sequences(info.path) == info.num_sequences:  # the header alone: no offsets read
             return
         self._series = load_source(self._source_args["source"], "source")
         self._setup_source()
@@ -615,12 +615,10 @@ class Feeder:
 
     def _check_files(self) -> None:
         """Refuses to start an epoch on files that vanished, were replaced or shrank since they
-        were mapped (within an epoch, a read of a shrunk file fails the batch instead)."""
-        for s in (self._series, self._targets, getattr(self, "_labels", None)):
-            for item in (s.items if s is not None else ()):
-                problem = item.check_unchanged() if hasattr(item, "check_unchanged") else ""
-                if problem:
-                    raise FeedError(f"the source changed under the Feeder: {problem}; make a new Feeder")
+        were mapped (the core's file watch, which also fails blocks while an epoch runs)."""
+        problem = (self._sequence_data if self.sequences else self._assembler).files_changed()
+        if problem:
+            raise FeedError(f"the source changed under the Feeder: {problem}; make a new Feeder")
 
     def _open_pipeline(self, epoch: int, first_batch: int) -> Any:
         spe = self.steps_per_epoch or 0
