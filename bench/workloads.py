@@ -29,6 +29,7 @@ import numpy as np
 
 import fastfeed
 from fastfeed import Feeder
+from fastfeed.reference import KerasTimeseriesGenerator
 
 # ----- timing --------------------------------------------------------------------------------
 
@@ -177,48 +178,6 @@ def nbytes(a: Any) -> int:
 
 
 # ----- shared baselines ----------------------------------------------------------------------
-
-
-class KerasTimeseriesGenerator:
-    """A faithful re-implementation of Keras' ``TimeseriesGenerator`` (keras 2.x / tf_keras
-    ``keras/preprocessing/sequence.py``), minus the ``Sequence`` base class, so that the
-    compat layer can be compared with Keras' algorithm where TensorFlow is not installed."""
-
-    def __init__(self, data: Any, targets: Any, length: int, sampling_rate: int = 1, stride: int = 1,
-                 start_index: int = 0, end_index: Optional[int] = None, shuffle: bool = False,
-                 reverse: bool = False, batch_size: int = 128) -> None:
-        if len(data) != len(targets):
-            raise ValueError("Data and targets have to be of same length.")
-        self.data = data
-        self.targets = targets
-        self.length = length
-        self.sampling_rate = sampling_rate
-        self.stride = stride
-        self.start_index = start_index + length
-        if end_index is None:
-            end_index = len(data) - 1
-        self.end_index = end_index
-        self.shuffle = shuffle
-        self.reverse = reverse
-        self.batch_size = batch_size
-        if self.start_index > self.end_index:
-            raise ValueError("start_index+length > end_index")
-
-    def __len__(self) -> int:
-        return (self.end_index - self.start_index + self.batch_size * self.stride) // (
-            self.batch_size * self.stride)
-
-    def __getitem__(self, index: int) -> Tuple[np.ndarray, np.ndarray]:
-        if self.shuffle:
-            rows = np.random.randint(self.start_index, self.end_index + 1, size=self.batch_size)
-        else:
-            i = self.start_index + self.batch_size * self.stride * index
-            rows = np.arange(i, min(i + self.batch_size * self.stride, self.end_index + 1), self.stride)
-        samples = np.array([self.data[row - self.length:row:self.sampling_rate] for row in rows])
-        targets = np.array([self.targets[row] for row in rows])
-        if self.reverse:
-            return samples[:, ::-1, ...], targets
-        return samples, targets
 
 
 class WindowDataset:

@@ -1,5 +1,6 @@
 """fastfeed.compat against Keras: its documented examples, a line-for-line copy of its
-algorithms (below, independent of fastfeed), and tf_keras itself where it is installed."""
+algorithms (fastfeed.reference, independent of compat and of the core), and tf_keras itself
+where it is installed."""
 from __future__ import annotations
 
 import pickle
@@ -11,107 +12,7 @@ from hypothesis import event, given, settings
 from hypothesis import strategies as st
 
 from fastfeed.compat import TimeseriesGenerator, pad_sequences
-
-
-# ----- Keras' algorithms, as in tf_keras 2.x (sequence.py, data_utils.py) ----------------
-
-class KerasTimeseriesGenerator:
-    def __init__(self, data, targets, length, sampling_rate=1, stride=1, start_index=0,
-                 end_index=None, shuffle=False, reverse=False, batch_size=128):
-        if len(data) != len(targets):
-            raise ValueError(
-                "Data and targets have to be"
-                + f" of same length. Data length is {len(data)}"
-                + f" while target length is {len(targets)}"
-            )
-        self.data = data
-        self.targets = targets
-        self.length = length
-        self.sampling_rate = sampling_rate
-        self.stride = stride
-        self.start_index = start_index + length
-        if end_index is None:
-            end_index = len(data) - 1
-        self.end_index = end_index
-        self.shuffle = shuffle
-        self.reverse = reverse
-        self.batch_size = batch_size
-        if self.start_index > self.end_index:
-            raise ValueError(
-                "`start_index+length=%i > end_index=%i` "
-                "is disallowed, as no part of the sequence "
-                "would be left to be used as current step."
-                % (self.start_index, self.end_index)
-            )
-
-    def __len__(self):
-        return (self.end_index - self.start_index + self.batch_size * self.stride) // (
-            self.batch_size * self.stride)
-
-    def __getitem__(self, index):
-        if self.shuffle:
-            rows = np.random.randint(self.start_index, self.end_index + 1, size=self.batch_size)
-        else:
-            i = self.start_index + self.batch_size * self.stride * index
-            rows = np.arange(i, min(i + self.batch_size * self.stride, self.end_index + 1),
-                             self.stride)
-        samples = np.array([self.data[row - self.length:row:self.sampling_rate] for row in rows])
-        targets = np.array([self.targets[row] for row in rows])
-        if self.reverse:
-            return samples[:, ::-1, ...], targets
-        return samples, targets
-
-
-def keras_pad_sequences(sequences, maxlen=None, dtype="int32", padding="pre",
-                        truncating="pre", value=0.0):
-    if not hasattr(sequences, "__len__"):
-        raise ValueError("`sequences` must be iterable.")
-    num_samples = len(sequences)
-    lengths = []
-    sample_shape = ()
-    flag = True
-    for x in sequences:
-        try:
-            lengths.append(len(x))
-            if flag and len(x):
-                sample_shape = np.asarray(x).shape[1:]
-                flag = False
-        except TypeError as e:
-            raise ValueError("`sequences` must be a list of iterables. "
-                             f"Found non-iterable: {str(x)}") from e
-    if maxlen is None:
-        maxlen = np.max(lengths)
-    is_dtype_str = np.issubdtype(dtype, np.str_) or np.issubdtype(dtype, np.str_)
-    if isinstance(value, str) and dtype != object and not is_dtype_str:
-        raise ValueError(
-            f"`dtype` {dtype} is not compatible with `value`'s type: "
-            f"{type(value)}\nYou should set `dtype=object` for variable length "
-            "strings."
-        )
-    x = np.full((num_samples, maxlen) + sample_shape, value, dtype=dtype)
-    for idx, s in enumerate(sequences):
-        if not len(s):
-            continue
-        if truncating == "pre":
-            trunc = s[-maxlen:]
-        elif truncating == "post":
-            trunc = s[:maxlen]
-        else:
-            raise ValueError(f'Truncating type "{truncating}" not understood')
-        trunc = np.asarray(trunc, dtype=dtype)
-        if trunc.shape[1:] != sample_shape:
-            raise ValueError(
-                f"Shape of sample {trunc.shape[1:]} of sequence at "
-                f"position {idx} is different from expected shape "
-                f"{sample_shape}"
-            )
-        if padding == "post":
-            x[idx, : len(trunc)] = trunc
-        elif padding == "pre":
-            x[idx, -len(trunc):] = trunc
-        else:
-            raise ValueError(f'Padding type "{padding}" not understood')
-    return x
+from fastfeed.reference import KerasTimeseriesGenerator, keras_pad_sequences
 
 
 # ----- helpers ---------------------------------------------------------------------------
