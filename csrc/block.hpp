@@ -18,6 +18,12 @@ struct Array {
   explicit operator bool() const { return data != nullptr; }
 };
 
+// A shape: `head` (rows, and steps for padded outputs) followed by a feature shape.
+inline std::vector<int64_t> shape_of(std::vector<int64_t> head, const std::vector<int64_t>& tail) {
+  head.insert(head.end(), tail.begin(), tail.end());
+  return head;
+}
+
 // The outputs a block may carry; windows fill X and Y, whole sequences may fill all.
 enum class Output : int { X, Y, Mask, Lengths, SegmentIds, PositionIds, CuSeqlens, Count };
 

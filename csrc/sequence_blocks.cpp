@@ -25,11 +25,6 @@ std::vector<std::byte> constant_row(double value, int64_t row_elems, DType dtype
   return row;
 }
 
-std::vector<int64_t> concat(std::vector<int64_t> head, const std::vector<int64_t>& tail) {
-  head.insert(head.end(), tail.begin(), tail.end());
-  return head;
-}
-
 }  // namespace
 
 SequenceBlocks::SequenceBlocks(std::shared_ptr<const SequenceData> data, PlanSpec plan, PadSpec pad,
@@ -128,12 +123,12 @@ void SequenceBlocks::fill_padded(const PassPlan& plan, int64_t g, Block& b) cons
                                      : (longest + pad_.pad_multiple - 1) / pad_.pad_multiple * pad_.pad_multiple;
   b.num_samples = rows;
   BufferPool& pool = *pool_;
-  Array& x = b[Output::X] = make_array(pool, out_.x_dtype, concat({rows, L}, out_.x_feat));
+  Array& x = b[Output::X] = make_array(pool, out_.x_dtype, shape_of({rows, L}, out_.x_feat));
   Array& mask = b[Output::Mask] = make_array(pool, DType::Bool, {rows, L});
   Array& lengths = b[Output::Lengths] = make_array(pool, DType::Int64, {rows});
   const bool steps = !data_->step_targets.empty();
-  if (steps) b[Output::Y] = make_array(pool, out_.y_dtype, concat({rows, L}, out_.y_feat));
-  if (data_->has_labels()) b[Output::Y] = make_array(pool, out_.y_dtype, concat({rows}, out_.y_feat));
+  if (steps) b[Output::Y] = make_array(pool, out_.y_dtype, shape_of({rows, L}, out_.y_feat));
+  if (data_->has_labels()) b[Output::Y] = make_array(pool, out_.y_dtype, shape_of({rows}, out_.y_feat));
 
   const size_t x_step = x_pad_row_.size();
   const size_t y_step = y_pad_row_.size();
@@ -174,13 +169,13 @@ void SequenceBlocks::fill_packed(const PassPlan& plan, int64_t g, Block& b) cons
   const int64_t rows = std::min(first_row + B, plan.num_rows()) - first_row;
   b.num_samples = rows;
   BufferPool& pool = *pool_;
-  Array& x = b[Output::X] = make_array(pool, out_.x_dtype, concat({rows, L}, out_.x_feat));
+  Array& x = b[Output::X] = make_array(pool, out_.x_dtype, shape_of({rows, L}, out_.x_feat));
   Array& mask = b[Output::Mask] = make_array(pool, DType::Bool, {rows, L});
   Array& lengths = b[Output::Lengths] = make_array(pool, DType::Int64, {rows});
   Array& segments = b[Output::SegmentIds] = make_array(pool, DType::Int32, {rows, L});
   Array& positions = b[Output::PositionIds] = make_array(pool, DType::Int64, {rows, L});
   const bool steps = !data_->step_targets.empty();
-  if (steps) b[Output::Y] = make_array(pool, out_.y_dtype, concat({rows, L}, out_.y_feat));
+  if (steps) b[Output::Y] = make_array(pool, out_.y_dtype, shape_of({rows, L}, out_.y_feat));
 
   const size_t x_step = x_pad_row_.size();
   const size_t y_step = y_pad_row_.size();

@@ -30,15 +30,6 @@ WindowBlocks::WindowBlocks(std::shared_ptr<const Assembler> assembler, ShareSpec
   if (starts_only_) x_shape_tail_.clear();
 }
 
-namespace {
-
-std::vector<int64_t> with_rows(int64_t rows, const std::vector<int64_t>& tail) {
-  std::vector<int64_t> shape{rows};
-  shape.insert(shape.end(), tail.begin(), tail.end());
-  return shape;
-}
-
-}  // namespace
 
 Block WindowBlocks::build(int64_t k) const {
   Block b;
@@ -58,12 +49,12 @@ Block WindowBlocks::build(int64_t k) const {
   Array& x = b[Output::X];
   x.data = x_pool_->acquire(capacity * xs);
   x.dtype = starts_only_ ? DType::Int64 : assembler_->x_dtype();
-  x.shape = with_rows(b.num_samples, x_shape_tail_);
+  x.shape = shape_of({b.num_samples}, x_shape_tail_);
   if (y_pool_) {
     Array& y = b[Output::Y];
     y.data = y_pool_->acquire(capacity * ys);
     y.dtype = assembler_->y_dtype();
-    y.shape = with_rows(b.num_samples, y_shape_tail_);
+    y.shape = shape_of({b.num_samples}, y_shape_tail_);
   }
 
   std::optional<PassOrder> order;

@@ -348,7 +348,7 @@ class Feeder:
             self.start_index, end, self._x_dtype, self._y_dtype, *x_norm, *y_norm,
             check_finite=self.check_finite == "raise",
         )
-        self._window_norms = (x_norm, y_norm)
+        self._norms = (x_norm, y_norm)
         self._advise_access(self._targets)
         if self.check_finite == "skip":
             bad = _core.non_finite_steps(list(self._series.items), self.num_threads)
@@ -375,7 +375,7 @@ class Feeder:
         self._cache = SourceCache(
             list(self._series.items), None if t is None else list(t.items), self._series.feat,
             self._target_series().feat, device, self.window, self.sampling_rate, self.horizon,
-            self._x_dtype, self._y_dtype, *self._window_norms)
+            self._x_dtype, self._y_dtype, *self._norms)
 
     @staticmethod
     def _resolve_horizon(horizon: Optional[int], targets: Any) -> int:
@@ -487,7 +487,7 @@ class Feeder:
         tset = self._step_targets if self._step_targets is not None else self._labels
         self._x_dtype, self._y_dtype = self._resolve_dtypes(dtype, normalize, tset)
         self.pad_value = self._resolve_pad_value(pad_value)
-        self._x_norm = self._resolve_normalization(normalize)
+        self._norms = (self._resolve_normalization(normalize), ([], []))  # step targets are never normalised
         self._advise_access(self._step_targets)
         keep = self._finite_sequences() if self.check_finite == "skip" else None
         self._sequence_data = _core.Sequences(
@@ -628,7 +628,7 @@ class Feeder:
             pipe = _core.Pipeline.sequences(
                 self._sequence_data, self.batch_size, self.shuffle, seed, self.drop_last, self.bucket,
                 self.bucket_pool, self.pack, self.max_len or 0, self.pad_multiple, self.padding_side == "left",
-                self.truncation_side == "left", self.pad_value, self._x_dtype, self._y_dtype, *self._x_norm,
+                self.truncation_side == "left", self.pad_value, self._x_dtype, self._y_dtype, *self._norms[0],
                 self.check_finite == "raise", list(x_feat), list(y_feat), self.rank, self.world_size, epoch,
                 first_batch, len(self), spe, self.num_threads, self.prefetch, pinned=self.device != "cpu")
         else:
