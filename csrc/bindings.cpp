@@ -6,10 +6,13 @@
 #include <chrono>
 #include <memory>
 #include <string>
+#include <tuple>
 #include <vector>
 
 #include "assembler.hpp"
 #include "cuda/cuda_runtime.hpp"
+#include "cuda/uploader.hpp"
+#include "cuda/window_gather.hpp"
 #include "errors.hpp"
 #include "fingerprint.hpp"
 #include "finite.hpp"
@@ -142,6 +145,11 @@ Normalization to_normalization(const std::vector<double>& mean, const std::vecto
   return n;
 }
 
+// Buffers a pool keeps for reuse: one per prefetch slot, plus those the consumer holds. Pinned
+// ones also cover the blocks whose uploads are still running (device.py keeps up to 4 in
+// flight): pinning and unpinning memory costs milliseconds and stalls the GPU's copies.
+size_t idle_buffers(int prefetch, bool pinned) { return static_cast<size_t>(prefetch) + (pinned ? 8 : 2); }
+
 }  // namespace
 
 PYBIND11_MODULE(_core, m) {
@@ -257,7 +265,7 @@ PYBIND11_MODULE(_core, m) {
             ShareSpec share{assembler->num_samples(), shuffle, seed, rank, world, pad};
             RunSpec run{batch_size, epoch, first_batch, end_batch, steps_per_epoch, batches_per_block};
             auto builder = std::make_shared<WindowBlocks>(assembler, share, run, std::move(x_feat),
-                                                          std::move(y_feat), static_cast<size_t>(prefetch) + 2, pinned,
+                                                          std::move(y_feat), idle_buffers(prefetch, pinned), pinned,
                                                           starts_only);
             return start_pipeline(std::move(builder), num_threads, prefetch);
           },
@@ -288,7 +296,7 @@ PYBIND11_MODULE(_core, m) {
             {
               py::gil_scoped_release nogil;  // the first pass's plan sorts every sequence
               builder = std::make_shared<SequenceBlocks>(data, plan, pad, std::move(out), rank, world, run,
-                                                         static_cast<size_t>(prefetch) + 2, pinned);
+                                                         idle_buffers(prefetch, pinned), pinned);
             }
             return start_pipeline(std::move(builder), num_threads, prefetch);
           },
@@ -317,6 +325,47 @@ PYBIND11_MODULE(_core, m) {
 
   m.def("cuda_device_count", &cuda::device_count,
         "Usable CUDA devices (0 without CUDA support, a driver or a GPU).");
+
+  // Pointers and streams travel as integers (tensor.data_ptr(), stream.cuda_stream): the core
+  // does not link PyTorch.
+  py::class_<cuda::Uploader>(m, "CudaUploader")
+      .def(py::init<int, uintptr_t>(), py::arg("device"), py::arg("stream"))
+      .def(
+          "upload",
+          [](cuda::Uploader& u, const std::vector<std::tuple<uintptr_t, uintptr_t, size_t>>& copies,
+             uintptr_t consumer) {
+            std::vector<cuda::Copy> c;
+            c.reserve(copies.size());
+            for (const auto& [src, dst, bytes] : copies) {
+              c.push_back({reinterpret_cast<const void*>(src), reinterpret_cast<void*>(dst), bytes});
+            }
+            py::gil_scoped_release nogil;
+            return u.upload(c, consumer);
+          },
+          py::arg("copies"), py::arg("consumer"))
+      .def("finished", &cuda::Uploader::finished)
+      .def("wait", &cuda::Uploader::wait, py::arg("ticket"), py::call_guard<py::gil_scoped_release>())
+      .def("synchronize", &cuda::Uploader::synchronize, py::call_guard<py::gil_scoped_release>());
+
+  py::class_<cuda::WindowGather>(m, "CudaWindowGather")
+      .def(py::init<int>(), py::arg("device"))
+      .def(
+          "gather",
+          [](cuda::WindowGather& g, const py::array_t<int64_t, py::array::c_style | py::array::forcecast>& starts,
+             const std::vector<std::tuple<uintptr_t, uintptr_t, size_t, int64_t, int64_t, int64_t>>& parts,
+             uintptr_t stream) {
+            std::vector<cuda::RowGather> p;
+            p.reserve(parts.size());
+            for (const auto& [src, out, row_bytes, first, steps, stride] : parts) {
+              p.push_back({reinterpret_cast<const void*>(src), reinterpret_cast<void*>(out), row_bytes, first, steps,
+                           stride});
+            }
+            const int64_t* data = starts.data();
+            const auto n = static_cast<size_t>(starts.size());
+            py::gil_scoped_release nogil;
+            g.gather(data, n, p, stream);
+          },
+          py::arg("starts"), py::arg("parts"), py::arg("stream"));
 
   m.def("permutation",
         [](uint64_t n, uint64_t seed, uint64_t epoch, const py::array_t<int64_t>& positions) {

@@ -13,8 +13,8 @@ def to_numpy(a: Any) -> Optional[np.ndarray]:
     import torch
 
     if a.dtype == torch.bfloat16:
-        return a.view(torch.int16).numpy().view(np.uint16)
-    return a.numpy()
+        return a.view(torch.int16).cpu().numpy().view(np.uint16)
+    return a.cpu().numpy()
 
 
 def collect(feeder: Any) -> List[Tuple[np.ndarray, Optional[np.ndarray]]]:

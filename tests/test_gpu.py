@@ -1,7 +1,7 @@
 """device="cuda": batches on the GPU equal the reference, in order, ready on the current stream.
 
-These need a CUDA device; elsewhere they are skipped with the reason. (Written without a GPU
-at hand: see python/fastfeed/device.py.)"""
+These need a CUDA device; elsewhere they are skipped with the reason. tests/test_source_cache.py
+checks device_cache=True's kernel against the reference over random configurations."""
 from __future__ import annotations
 
 import numpy as np
@@ -9,6 +9,8 @@ import pytest
 
 import fastfeed
 from fastfeed import Feeder, reference
+
+from helpers import assert_same_batches, collect, to_numpy
 
 torch = pytest.importorskip("torch")
 pytestmark = pytest.mark.skipif(
@@ -18,14 +20,14 @@ pytestmark = pytest.mark.skipif(
 
 
 def host(t):
-    return None if t is None else t.cpu().numpy()
+    return to_numpy(t)
 
 
 @pytest.mark.parametrize("shuffle", [False, True])
-@pytest.mark.parametrize("dtype", ["float32", "float16"])
+@pytest.mark.parametrize("dtype", ["float32", "float16", "bfloat16", "int64"])
 def test_windows_on_the_gpu_equal_the_reference(shuffle, dtype):
     rng = np.random.default_rng(0)
-    series = rng.standard_normal((5000, 8)).astype(np.float32)
+    series = rng.integers(-1000, 1000, (5000, 8)).astype(np.float32)
     f = Feeder(series, window=32, horizon=2, batch_size=64, shuffle=shuffle, dtype=dtype, device="cuda")
     want = reference.batches(series, window=32, horizon=2, batch_size=64, shuffle=shuffle, dtype=dtype)
     got = list(f)
@@ -76,3 +78,21 @@ def test_device_cache_gathers_on_the_gpu_like_the_reference():
         assert x.is_cuda
         np.testing.assert_allclose(host(x), wx, rtol=1e-6, atol=1e-6)
         np.testing.assert_allclose(host(y), wy, rtol=1e-6, atol=1e-6)
+
+
+def test_device_cache_through_the_public_api_with_targets_rate_and_conversion():
+    rng = np.random.default_rng(3)
+    series = [rng.integers(-500, 500, (n, 3)).astype(np.int16) for n in (700, 45, 1200)]
+    targets = [rng.standard_normal((len(s), 2)).astype(np.float32) for s in series]
+    kw = dict(targets=targets, window=7, sampling_rate=3, horizon=2, batch_size=33, shuffle=True, seed=5,
+              dtype="bfloat16")
+    f = Feeder(series, device="cuda", device_cache=True, **kw)
+    got = collect(f)
+    assert_same_batches(got, reference.batches(series, **kw))
+
+
+def test_device_cache_refuses_a_source_larger_than_free_memory(monkeypatch):
+    series = np.zeros((1000, 4), dtype=np.float32)
+    monkeypatch.setattr(torch.cuda, "mem_get_info", lambda device=None: (1000, 80_000_000_000))
+    with pytest.raises(ValueError, match=r"needs 16,000 bytes of GPU memory, but only 1,000 are free"):
+        Feeder(series, window=4, device="cuda", device_cache=True)

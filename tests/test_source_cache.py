@@ -1,6 +1,6 @@
-"""device_cache=True gathers windows from a source kept whole on the device. The gathering code
-is device-agnostic: here it runs on a CPU device against the reference (tests/test_gpu.py
-repeats it on a GPU where there is one)."""
+"""device_cache=True gathers windows from a source kept whole on the device: with PyTorch's
+indexing on a CPU device (everywhere), and with the core's CUDA kernel on a GPU (where there is
+one; skipped with the reason elsewhere). Both are checked against the reference."""
 from __future__ import annotations
 
 import numpy as np
@@ -8,31 +8,36 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+import fastfeed
 from fastfeed import Feeder, reference, write_dataset
 
 from helpers import assert_same_batches, collect
 
 torch = pytest.importorskip("torch")
 CACHE_DTYPES = ["int16", "int64", "uint8", "float16", "float32", "float64"]
+GPU = fastfeed.cuda_available() and torch.cuda.is_available()
+DEVICES = ["cpu", pytest.param("cuda", marks=pytest.mark.skipif(not GPU, reason="no usable CUDA device"))]
 
 
-def cached(source, **kw):
+def cached(source, device="cpu", **kw):
     f = Feeder(source, output="torch", **kw)
-    f._attach_cache("cpu")
+    f._attach_cache(device)
     return f
 
 
+@pytest.mark.parametrize("device", DEVICES)
 @given(seed=st.integers(0, 2**32 - 1), dtype=st.sampled_from(CACHE_DTYPES),
        out=st.sampled_from([None, "float32", "float64", "bfloat16", "int32"]),
        many=st.booleans(), window=st.integers(1, 6), rate=st.integers(1, 3), horizon=st.integers(0, 2),
        shuffle=st.booleans(), batch=st.integers(1, 9), world=st.sampled_from([1, 2]),
        steps=st.sampled_from([None, 3]), normalize=st.booleans(), separate=st.booleans())
-def test_cached_windows_match_the_reference(seed, dtype, out, many, window, rate, horizon, shuffle, batch, world,
-                                            steps, normalize, separate):
+def test_cached_windows_match_the_reference(device, seed, dtype, out, many, window, rate, horizon, shuffle, batch,
+                                            world, steps, normalize, separate):
     rng = np.random.default_rng(seed)
     span = (window - 1 + horizon) * rate + 1
     lengths = [int(n) for n in rng.integers(span, span + 30, 3 if many else 1)]
-    series = [rng.integers(0, 100, (n, 2)).astype(dtype) for n in lengths]
+    feat = tuple(int(d) for d in rng.integers(1, 4, rng.integers(0, 3)))  # odd row sizes: narrow vectors
+    series = [rng.integers(0, 100, (n,) + feat).astype(dtype) for n in lengths]
     targets = None
     if horizon and separate:
         targets = [rng.integers(0, 50, (n, 3)).astype("float32") for n in lengths]
@@ -43,21 +48,22 @@ def test_cached_windows_match_the_reference(seed, dtype, out, many, window, rate
               steps_per_epoch=steps)
     src = series if many else series[0]
     tgt = None if targets is None else (targets if many else targets[0])
-    f = cached(src, targets=tgt, **kw)
+    f = cached(src, device, targets=tgt, **kw)
     want = reference.batches(src, targets=tgt, **kw)
     assert_same_batches(collect(f), want, exact=not normalize, rtol=1e-6, atol=1e-6)
 
 
-def test_cached_from_files_and_datasets_with_skipped_nans(tmp_path):
+@pytest.mark.parametrize("device", DEVICES)
+def test_cached_from_files_and_datasets_with_skipped_nans(tmp_path, device):
     s = np.arange(600, dtype=np.float32).reshape(300, 2)
     s[17, 1] = np.nan
     np.save(tmp_path / "s.npy", s)
     kw = dict(window=5, horizon=1, batch_size=16, shuffle=True, check_finite="skip")
-    assert_same_batches(collect(cached(str(tmp_path / "s.npy"), **kw)), reference.batches(s, **kw))
+    assert_same_batches(collect(cached(str(tmp_path / "s.npy"), device, **kw)), reference.batches(s, **kw))
     seqs = [np.arange(n, dtype=np.float64) for n in (40, 3, 25)]
     write_dataset(tmp_path / "ds", seqs)
     kw = dict(window=4, horizon=2, batch_size=5, shuffle=True)
-    assert_same_batches(collect(cached(str(tmp_path / "ds"), **kw)), reference.batches(seqs, **kw))
+    assert_same_batches(collect(cached(str(tmp_path / "ds"), device, **kw)), reference.batches(seqs, **kw))
 
 
 def test_device_cache_errors():

@@ -1,5 +1,10 @@
-// The CUDA runtime interface of a build without CUDA support: nothing is usable.
+// The CUDA interface of a build without CUDA support: nothing is usable, and the classes
+// refuse to be made (the Python layer checks build_info() first and says why).
+#include <stdexcept>
+
 #include "cuda_runtime.hpp"
+#include "uploader.hpp"
+#include "window_gather.hpp"
 
 namespace fastfeed::cuda {
 
@@ -10,5 +15,22 @@ void* host_alloc(size_t) { return nullptr; }
 void host_free(void*) {}
 std::string pin(void*, size_t) { return "this build of fastfeed has no CUDA support"; }
 void unpin(void*) {}
+
+namespace {
+[[noreturn]] void no_cuda() { throw std::runtime_error("this build of fastfeed has no CUDA support"); }
+}  // namespace
+
+struct Uploader::Impl {};
+Uploader::Uploader(int, uintptr_t) { no_cuda(); }
+Uploader::~Uploader() = default;
+uint64_t Uploader::upload(const std::vector<Copy>&, uintptr_t) { no_cuda(); }
+uint64_t Uploader::finished() { no_cuda(); }
+void Uploader::wait(uint64_t) { no_cuda(); }
+void Uploader::synchronize() { no_cuda(); }
+
+struct WindowGather::Impl {};
+WindowGather::WindowGather(int) { no_cuda(); }
+WindowGather::~WindowGather() = default;
+void WindowGather::gather(const int64_t*, size_t, const std::vector<RowGather>&, uintptr_t) { no_cuda(); }
 
 }  // namespace fastfeed::cuda

@@ -1,21 +1,24 @@
 """Moving assembled batches to a CUDA device: the Feeder's `device="cuda"` path.
 
-The core assembles batches straight into page-locked (pinned) pool buffers; each block is
-copied to the device on a side stream, so the copy of the next batch overlaps the caller's
-work on the current one. The caller's current stream waits for the copy (on the GPU, not the
-CPU), and every tensor is recorded on that stream, so PyTorch's caching allocator never hands
-its memory to anyone else while the caller may still use it. The host buffer stays referenced
-until its copy has finished.
-
-NOT YET RUN ON A GPU: written in a session without one; tests/test_gpu.py checks it against
-the reference where a GPU is present.
+The core's workers assemble batches straight into page-locked (pinned) pool buffers. Each
+block goes to the device in one allocation, its arrays copied on a side stream by the core
+(`_core.CudaUploader`, one call per block, the GIL released), so the copy of the next block
+overlaps the caller's work on the current one. The caller's current stream waits for the
+copy on the GPU, never the CPU, and the block's memory is recorded on that stream, so
+PyTorch's caching allocator never hands it to anyone else while the caller may still use it.
+A host buffer goes back to the pool only once its copy has finished.
 """
 from __future__ import annotations
 
 import collections
-from typing import Any, Deque, Optional, Sequence, Tuple
+from typing import Any, Deque, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
+
+from . import _core
+
+_ALIGN = 256  # each array of a block starts 256-byte aligned in the block's device memory
+_MAX_IN_FLIGHT = 4  # blocks whose copies may still run; beyond that the caller waits
 
 
 class DeviceUploader:
@@ -25,44 +28,60 @@ class DeviceUploader:
         import torch
 
         self._torch = torch
-        self.device = torch.device(device)
+        d = torch.device(device)
+        self.device = torch.device("cuda", d.index if d.index is not None else torch.cuda.current_device())
         self._stream = torch.cuda.Stream(device=self.device)
-        # (event, host arrays) of copies that may still be running: the buffers must live.
-        self._in_flight: Deque[Tuple[Any, tuple]] = collections.deque()
+        self._copier = _core.CudaUploader(self.device.index, self._stream.cuda_stream)
+        # (ticket, host arrays) of copies that may still be running: those buffers must live.
+        self._in_flight: Deque[Tuple[int, tuple]] = collections.deque()
+        self._dtypes: Dict[Tuple[str, bool], Any] = {}
 
     def upload(self, arrays: Sequence[Optional[np.ndarray]], bfloat16: Sequence[bool],
                keep_on_host: Sequence[bool]) -> tuple:
         """Device tensors of `arrays` (None stays None; `keep_on_host` ones become CPU tensors),
         ready for the caller's current stream. `bfloat16[i]`: the array holds bfloat16 bits."""
         torch = self._torch
-        self._forget_finished()
+        layout: List[Tuple[int, int]] = []  # (index, offset in the block's device memory)
+        total = 0
+        for i, a in enumerate(arrays):
+            if a is not None and not keep_on_host[i]:
+                layout.append((i, total))
+                total += -(-a.nbytes // _ALIGN) * _ALIGN
         current = torch.cuda.current_stream(self.device)
-        out = []
-        with torch.cuda.stream(self._stream):  # allocations and copies belong to the side stream
-            for a, bf16, host in zip(arrays, bfloat16, keep_on_host):
-                if a is None:
-                    out.append(None)
-                    continue
-                t = torch.from_numpy(a)
-                if bf16:
-                    t = t.view(torch.bfloat16)
-                out.append(t if host else t.to(self.device, non_blocking=True))
-            done = torch.cuda.Event()
-            done.record(self._stream)
-        current.wait_event(done)
-        for t in out:
-            if t is not None and t.is_cuda:
-                t.record_stream(current)  # not reused before the caller's stream is done with it
-        self._in_flight.append((done, tuple(arrays)))
+        with torch.cuda.stream(self._stream):  # the memory belongs to the copy stream first
+            block = torch.empty(total, dtype=torch.uint8, device=self.device)
+        base = block.data_ptr()
+        copies = [(arrays[i].__array_interface__["data"][0], base + at, arrays[i].nbytes) for i, at in layout]
+        ticket = self._copier.upload(copies, current.cuda_stream)
+        block.record_stream(current)  # not reused before the caller's stream is done with it
+        self._hold(ticket, tuple(arrays))
+        out: List[Any] = [None if a is None else torch.from_numpy(a) for a in arrays]
+        for i, at in layout:
+            a = arrays[i]
+            out[i] = block[at:at + a.nbytes].view(self._torch_dtype(a.dtype, bfloat16[i])).view(a.shape)
         return tuple(out)
 
-    def _forget_finished(self) -> None:
-        while self._in_flight and self._in_flight[0][0].query():
+    def _torch_dtype(self, dtype: np.dtype, bfloat16: bool) -> Any:
+        key = (dtype.str, bfloat16)
+        t = self._dtypes.get(key)
+        if t is None:
+            t = self._torch.bfloat16 if bfloat16 else self._torch.from_numpy(np.empty(0, dtype)).dtype
+            self._dtypes[key] = t
+        return t
+
+    def _hold(self, ticket: int, arrays: tuple) -> None:
+        """Keeps `arrays` until their copy is done; lets go of those whose copies finished. A
+        caller far ahead of the bus waits here, so the host buffers held stay few."""
+        self._in_flight.append((ticket, arrays))
+        if len(self._in_flight) > _MAX_IN_FLIGHT:
+            self._copier.wait(self._in_flight[0][0])
+        done = self._copier.finished()
+        while self._in_flight and self._in_flight[0][0] <= done:
             self._in_flight.popleft()
 
     def close(self) -> None:
         """Waits for the copies still running, then lets their host buffers go."""
-        self._stream.synchronize()
+        self._copier.synchronize()
         self._in_flight.clear()
 
 

@@ -26,6 +26,11 @@ logger = logging.getLogger("fastfeed")
 # Small batches travel from the workers in blocks of about this many bytes, so the hand-over
 # costs nothing per batch; batches larger than this travel one per block.
 _BLOCK_BYTES = 256 * 1024
+# On a GPU each block costs one host-to-device copy (device="cuda") or one gather launch
+# (device_cache=True), tens of microseconds of fixed cost each: bigger blocks amortise them.
+# On an H100, W2 gathers ran at 0.45x a device copy's speed in 64 MB blocks, 0.77x in 256 MB.
+_UPLOAD_BLOCK_BYTES = 4 << 20
+_CACHE_BLOCK_BYTES = 256 << 20
 # Default prefetch depth in bytes (see Feeder._default_prefetch).
 _PREFETCH_BYTES = 32 << 20
 # Position of each output in the tuples the core hands over (csrc/block.hpp, enum Output).
@@ -144,7 +149,7 @@ class Feeder:
         self.device_cache = bool(device_cache)
         self._cache: Optional[SourceCache] = None
         self.progress = bool(progress)
-        self.num_threads = _cpu_count() if num_threads is None else _int_arg("num_threads", num_threads, 1)
+        self.num_threads = self._default_threads() if num_threads is None else _int_arg("num_threads", num_threads, 1)
         self.skipped_samples = 0  # samples dropped by check_finite="skip"
         self._source_args = dict(
             source=source, window=window, horizon=horizon, targets=targets, sampling_rate=sampling_rate,
@@ -161,6 +166,15 @@ class Feeder:
         self._resume: Optional[Tuple[int, int]] = None    # where a loaded state says to go on
         self._fingerprint_cache: Optional[Dict[str, Any]] = None
         self._stats = StatsRecorder()
+
+    def _default_threads(self) -> int:
+        """Every core for assembling on the CPU. Feeding a GPU leaves two cores to the training
+        loop and the copy engine's driver work. With device_cache the workers only draw sample
+        starts (about 85 ns each, shuffled): half the cores, up to 8, outrun the GPU's gathers."""
+        cores = _cpu_count()
+        if self.device_cache:
+            return min(8, max(2, cores // 2), cores)
+        return max(1, cores - 2) if self.device != "cpu" else cores
 
     def _default_prefetch(self) -> int:
         """Two blocks per thread, and at least ~32 MB of batches (up to 8 blocks): enough slack
@@ -361,7 +375,8 @@ class Feeder:
             if self.skipped_samples:
                 raise ValueError(f"check_finite='skip' dropped every sample: all {self.skipped_samples} touch a NaN or Inf")
             raise ValueError(f"the configuration yields no sample: {self._span_text()}")
-        self._batches_per_block = max(1, min(len(self), _BLOCK_BYTES // max(1, self._batch_bytes())))
+        block = _CACHE_BLOCK_BYTES if self.device_cache else _UPLOAD_BLOCK_BYTES if self.device != "cpu" else _BLOCK_BYTES
+        self._batches_per_block = max(1, min(len(self), block // max(1, self._batch_bytes())))
         if self.device_cache:
             self._attach_cache(self.device)
 

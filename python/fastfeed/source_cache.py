@@ -2,11 +2,11 @@
 
 The source is uploaded once (series back to back, in chunks: never a second host copy). Per
 batch only the samples' start steps (int64, from the core, which keeps the order, shuffle and
-rank shares) cross the bus; windows are gathered, converted and normalised by PyTorch's CUDA
-kernels, as the reference does it: standardised in float64, then cast (bfloat16 through float32).
-
-NOT YET RUN ON A GPU. The same code runs on a CPU device in tests/test_source_cache.py, which
-checks it against the reference.
+rank shares) cross the bus. On a GPU the core's kernel gathers the windows of a whole block of
+batches in one launch (`_core.CudaWindowGather`) on the caller's current stream; elsewhere (the
+tests' CPU device) PyTorch's indexing does. Conversion and normalisation, when asked for, are
+PyTorch's kernels, done as the reference does them: standardised in float64, then cast
+(bfloat16 through float32). tests/test_source_cache.py checks both against the reference.
 """
 from __future__ import annotations
 
@@ -55,6 +55,11 @@ class SourceCache:
         self._y_norm = self._norm(y_norm, tfeat)
         self._x_steps = torch.arange(window, device=self.device) * sampling_rate
         self._y_steps = (window - 1 + torch.arange(1, horizon + 1, device=self.device)) * sampling_rate
+        self._kernel = None
+        if self.device.type == "cuda":
+            index = self.device.index if self.device.index is not None else torch.cuda.current_device()
+            self.device = torch.device("cuda", index)
+            self._kernel = _core.CudaWindowGather(index)
 
     def _check_room(self, views: List[np.ndarray], tviews: Optional[List[np.ndarray]]) -> None:
         need = sum(v.nbytes for v in views) + (sum(v.nbytes for v in tviews) if tviews else 0)
@@ -89,6 +94,8 @@ class SourceCache:
 
     def _convert(self, x: Any, dtype: str, norm: Optional[Tuple[Any, Any]]) -> Any:
         torch = self._torch
+        if norm is None and x.dtype == getattr(torch, dtype, None):
+            return x
         if norm is not None:
             x = (x.to(torch.float64) - norm[0]) / norm[1]
         if dtype == "bfloat16":
@@ -97,10 +104,35 @@ class SourceCache:
 
     def gather(self, starts: np.ndarray) -> Tuple[Any, Optional[Any]]:
         """(x, y) of the samples whose first input steps are `starts` (in the concatenation)."""
+        if self._kernel is not None:
+            x, y = self._gather_on_gpu(np.ascontiguousarray(starts, dtype=np.int64))
+        else:
+            x, y = self._gather_with_torch(starts)
+        x = self._convert(x, self.x_dtype, self._x_norm)
+        if y is not None:
+            y = self._convert(y, self.y_dtype, self._y_norm)
+        return x, y
+
+    def _gather_with_torch(self, starts: np.ndarray) -> Tuple[Any, Optional[Any]]:
+        s = self._torch.from_numpy(np.ascontiguousarray(starts, dtype=np.int64)).to(self.device)
+        x = self.source[s[:, None] + self._x_steps]
+        y = self.targets[s[:, None] + self._y_steps] if self.horizon else None
+        return x, y
+
+    def _gather_on_gpu(self, starts: np.ndarray) -> Tuple[Any, Optional[Any]]:
         torch = self._torch
-        s = torch.from_numpy(np.ascontiguousarray(starts, dtype=np.int64)).to(self.device, non_blocking=True)
-        x = self._convert(self.source[s[:, None] + self._x_steps], self.x_dtype, self._x_norm)
+        n = len(starts)
+        x = torch.empty((n, self.window) + tuple(self.source.shape[1:]), dtype=self.source.dtype, device=self.device)
+        parts = [self._rows(self.source, x, 0, self.window)]
         y = None
         if self.horizon:
-            y = self._convert(self.targets[s[:, None] + self._y_steps], self.y_dtype, self._y_norm)
+            y = torch.empty((n, self.horizon) + tuple(self.targets.shape[1:]), dtype=self.targets.dtype,
+                            device=self.device)
+            parts.append(self._rows(self.targets, y, self.window * self.rate, self.horizon))
+        # On the current stream: x and y were allocated for it, and the caller's work follows.
+        self._kernel.gather(starts, parts, torch.cuda.current_stream(self.device).cuda_stream)
         return x, y
+
+    def _rows(self, src: Any, out: Any, first: int, steps: int) -> tuple:
+        row_bytes = src[:1].numel() * src.element_size()
+        return (src.data_ptr(), out.data_ptr(), row_bytes, first, steps, self.rate)

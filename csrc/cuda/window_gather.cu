@@ -1,0 +1,140 @@
+#include <algorithm>
+#include <array>
+#include <mutex>
+
+#include "check.cuh"
+#include "window_gather.hpp"
+
+namespace fastfeed::cuda {
+namespace {
+
+// One thread block per sample; its threads copy the sample's rows in vectors of V bytes, each
+// thread loading kUnroll vectors before storing any, so that enough loads are in flight to
+// cover the memory latency. With stride 1 a sample's rows are contiguous in the source too.
+constexpr int kUnroll = 4;
+
+template <typename V>
+__global__ void gather_rows(const V* __restrict__ src, V* __restrict__ out, const int64_t* __restrict__ starts,
+                            int64_t row_vecs, int64_t first, int64_t steps, int64_t stride) {
+  const int64_t sample = blockIdx.x;
+  const int64_t per_sample = steps * row_vecs;
+  V* o = out + sample * per_sample;
+  const V* s = src + (starts[sample] + first) * row_vecs;
+  const int64_t step_vecs = stride * row_vecs;
+  for (int64_t base = threadIdx.x; base < per_sample; base += static_cast<int64_t>(blockDim.x) * kUnroll) {
+    V r[kUnroll];
+#pragma unroll
+    for (int u = 0; u < kUnroll; ++u) {
+      const int64_t k = base + static_cast<int64_t>(u) * blockDim.x;
+      if (k < per_sample) {
+        const int64_t step = stride == 1 ? 0 : k / row_vecs;
+        r[u] = s[stride == 1 ? k : step * step_vecs + (k - step * row_vecs)];
+      }
+    }
+#pragma unroll
+    for (int u = 0; u < kUnroll; ++u) {
+      const int64_t k = base + static_cast<int64_t>(u) * blockDim.x;
+      if (k < per_sample) o[k] = r[u];
+    }
+  }
+}
+
+struct alignas(16) Vec16 { uint4 v; };
+
+// The widest vector (16, 8, 4, 2 or 1 bytes) that every row of `g` is aligned to.
+size_t vector_bytes(const RowGather& g) {
+  const auto bits = reinterpret_cast<uintptr_t>(g.src) | reinterpret_cast<uintptr_t>(g.out) | g.row_bytes;
+  for (size_t v : {16, 8, 4, 2}) {
+    if (bits % v == 0) return v;
+  }
+  return 1;
+}
+
+template <typename V>
+void launch(const RowGather& g, const int64_t* starts, size_t n, cudaStream_t stream) {
+  const int64_t row_vecs = static_cast<int64_t>(g.row_bytes / sizeof(V));
+  const int64_t per_sample = row_vecs * g.steps;
+  // A warp at least; 256 threads for samples big enough to keep them busy.
+  const int64_t per_thread_group = (per_sample + kUnroll - 1) / kUnroll;
+  const int threads = static_cast<int>(std::clamp<int64_t>((per_thread_group + 31) / 32 * 32, 32, 256));
+  gather_rows<V><<<static_cast<unsigned>(n), threads, 0, stream>>>(
+      static_cast<const V*>(g.src), static_cast<V*>(g.out), starts, row_vecs, g.first, g.steps, g.stride);
+  check(cudaGetLastError(), "launching the window gather kernel");
+}
+
+}  // namespace
+
+// A few staging slots: the starts of gather k go through slot k % size, which is reused only
+// after the event recorded behind that gather's kernels (they read the device copy) has passed.
+struct WindowGather::Impl {
+  struct Slot {
+    int64_t* host = nullptr;  // pinned
+    int64_t* dev = nullptr;
+    size_t capacity = 0;      // in starts
+    cudaEvent_t done = nullptr;
+  };
+  int device = 0;
+  std::mutex mu;
+  std::array<Slot, 4> slots;
+  size_t next = 0;
+
+  Slot& slot_for(size_t n) {
+    Slot& s = slots[next];
+    next = (next + 1) % slots.size();
+    if (s.done == nullptr) check(cudaEventCreateWithFlags(&s.done, cudaEventDisableTiming), "cudaEventCreate");
+    check(cudaEventSynchronize(s.done), "cudaEventSynchronize");
+    if (s.capacity < n) {
+      release(s);
+      const size_t cap = std::max<size_t>(n, 4096);
+      check(cudaHostAlloc(reinterpret_cast<void**>(&s.host), cap * sizeof(int64_t), cudaHostAllocDefault),
+            "cudaHostAlloc");
+      check(cudaMalloc(reinterpret_cast<void**>(&s.dev), cap * sizeof(int64_t)), "cudaMalloc");
+      s.capacity = cap;
+    }
+    return s;
+  }
+
+  static void release(Slot& s) {
+    if (s.host != nullptr) cudaFreeHost(s.host);
+    if (s.dev != nullptr) cudaFree(s.dev);
+    s.host = nullptr;
+    s.dev = nullptr;
+    s.capacity = 0;
+  }
+};
+
+WindowGather::WindowGather(int device) : impl_(std::make_unique<Impl>()) { impl_->device = device; }
+
+WindowGather::~WindowGather() {
+  cudaSetDevice(impl_->device);
+  for (auto& s : impl_->slots) {
+    if (s.done != nullptr) {
+      cudaEventSynchronize(s.done);
+      cudaEventDestroy(s.done);
+    }
+    Impl::release(s);
+  }
+}
+
+void WindowGather::gather(const int64_t* starts, size_t n, const std::vector<RowGather>& parts, uintptr_t stream) {
+  if (n == 0) return;
+  std::lock_guard<std::mutex> lk(impl_->mu);
+  use_device(impl_->device);
+  auto s = reinterpret_cast<cudaStream_t>(stream);
+  Impl::Slot& slot = impl_->slot_for(n);
+  std::copy(starts, starts + n, slot.host);
+  check(cudaMemcpyAsync(slot.dev, slot.host, n * sizeof(int64_t), cudaMemcpyHostToDevice, s), "cudaMemcpyAsync");
+  for (const RowGather& g : parts) {
+    if (g.steps == 0 || g.row_bytes == 0) continue;
+    switch (vector_bytes(g)) {
+      case 16: launch<Vec16>(g, slot.dev, n, s); break;
+      case 8: launch<uint64_t>(g, slot.dev, n, s); break;
+      case 4: launch<uint32_t>(g, slot.dev, n, s); break;
+      case 2: launch<uint16_t>(g, slot.dev, n, s); break;
+      default: launch<uint8_t>(g, slot.dev, n, s); break;
+    }
+  }
+  check(cudaEventRecord(slot.done, s), "cudaEventRecord");
+}
+
+}  // namespace fastfeed::cuda
