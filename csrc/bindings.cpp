@@ -12,7 +12,7 @@
 #include "assembler.hpp"
 #include "cuda/cuda_runtime.hpp"
 #include "cuda/uploader.hpp"
-#include "cuda/window_gather.hpp"
+#include "cuda/device_gather.hpp"
 #include "errors.hpp"
 #include "fingerprint.hpp"
 #include "finite.hpp"
@@ -281,7 +281,7 @@ PYBIND11_MODULE(_core, m) {
              const std::vector<double>& x_mean, const std::vector<double>& x_std, bool check_finite,
              std::vector<int64_t> x_feat, std::vector<int64_t> y_feat, int64_t rank, int64_t world, int64_t epoch,
              int64_t first_batch, int64_t end_batch, int64_t steps_per_epoch, int num_threads, int prefetch,
-             bool pinned) {
+             bool pinned, bool pieces_only) {
             PlanSpec plan{batch_size, shuffle, seed, drop_last, bucket, bucket_pool, pack, max_len};
             PadSpec pad{max_len, pad_multiple, pad_left, truncate_left, pad_value};
             SequenceOutput out;
@@ -291,6 +291,7 @@ PYBIND11_MODULE(_core, m) {
             out.check_finite = check_finite;
             out.x_feat = std::move(x_feat);
             out.y_feat = std::move(y_feat);
+            out.pieces_only = pieces_only;
             RunSpec run{batch_size, epoch, first_batch, end_batch, steps_per_epoch, 1};
             std::shared_ptr<SequenceBlocks> builder;
             {
@@ -306,7 +307,7 @@ PYBIND11_MODULE(_core, m) {
           py::arg("y_dtype"), py::arg("x_mean"), py::arg("x_std"), py::arg("check_finite"), py::arg("x_feat"),
           py::arg("y_feat"), py::arg("rank"), py::arg("world"), py::arg("epoch"), py::arg("first_batch"),
           py::arg("end_batch"), py::arg("steps_per_epoch"), py::arg("num_threads"), py::arg("prefetch"),
-          py::arg("pinned") = false)
+          py::arg("pinned") = false, py::arg("pieces_only") = false)
       .def("next", &PyPipeline::next)
       .def("close", &PyPipeline::close);
 
@@ -347,11 +348,11 @@ PYBIND11_MODULE(_core, m) {
       .def("wait", &cuda::Uploader::wait, py::arg("ticket"), py::call_guard<py::gil_scoped_release>())
       .def("synchronize", &cuda::Uploader::synchronize, py::call_guard<py::gil_scoped_release>());
 
-  py::class_<cuda::WindowGather>(m, "CudaWindowGather")
+  py::class_<cuda::DeviceGather>(m, "CudaGather")
       .def(py::init<int>(), py::arg("device"))
       .def(
-          "gather",
-          [](cuda::WindowGather& g, const py::array_t<int64_t, py::array::c_style | py::array::forcecast>& starts,
+          "gather_windows",
+          [](cuda::DeviceGather& g, const py::array_t<int64_t, py::array::c_style | py::array::forcecast>& starts,
              const std::vector<std::tuple<uintptr_t, uintptr_t, size_t, int64_t, int64_t, int64_t>>& parts,
              uintptr_t stream) {
             std::vector<cuda::RowGather> p;
@@ -363,9 +364,29 @@ PYBIND11_MODULE(_core, m) {
             const int64_t* data = starts.data();
             const auto n = static_cast<size_t>(starts.size());
             py::gil_scoped_release nogil;
-            g.gather(data, n, p, stream);
+            g.gather_windows(data, n, p, stream);
           },
-          py::arg("starts"), py::arg("parts"), py::arg("stream"));
+          py::arg("starts"), py::arg("parts"), py::arg("stream"))
+      .def(
+          "gather_pieces",
+          [](cuda::DeviceGather& g, const py::array_t<int64_t, py::array::c_style | py::array::forcecast>& pieces,
+             uintptr_t seq_offsets,
+             const std::vector<std::tuple<uintptr_t, uintptr_t, size_t, int64_t, uintptr_t, uintptr_t, uintptr_t>>& parts,
+             uintptr_t stream) {
+            if (pieces.ndim() != 2 || pieces.shape(1) != 6) throw ArgumentError("pieces must be an (n, 6) int64 array");
+            std::vector<cuda::PieceGather> p;
+            p.reserve(parts.size());
+            for (const auto& [src, out, row_bytes, length, mask, segments, positions] : parts) {
+              p.push_back({reinterpret_cast<const void*>(src), reinterpret_cast<void*>(out), row_bytes, length,
+                           reinterpret_cast<bool*>(mask), reinterpret_cast<int32_t*>(segments),
+                           reinterpret_cast<int64_t*>(positions)});
+            }
+            const int64_t* data = pieces.data();
+            const auto n = static_cast<size_t>(pieces.shape(0));
+            py::gil_scoped_release nogil;
+            g.gather_pieces(data, n, reinterpret_cast<const int64_t*>(seq_offsets), p, stream);
+          },
+          py::arg("pieces"), py::arg("seq_offsets"), py::arg("parts"), py::arg("stream"));
 
   m.def("permutation",
         [](uint64_t n, uint64_t seed, uint64_t epoch, const py::array_t<int64_t>& positions) {

@@ -91,10 +91,12 @@ Block SequenceBlocks::build(int64_t k) const {
   if (g >= per_pass_) g %= per_pass_;  // padding: this rank repeats the pass's first batches
   const std::shared_ptr<const PassPlan> plan = plan_for(at.pass);
   try {
-    if (plan_spec_.pack) {
-      fill_packed(*plan, g, b);
+    const BatchLayout layout = plan_spec_.pack ? packed_layout(*plan, g) : padded_layout(*plan, g);
+    b.num_samples = layout.rows;
+    if (out_.pieces_only) {
+      fill_pieces(layout, b);
     } else {
-      fill_padded(*plan, g, b);
+      fill(layout, b);
     }
   } catch (const std::exception& e) {
     b.error = e.what();
@@ -108,121 +110,125 @@ Block SequenceBlocks::build(int64_t k) const {
   return b;
 }
 
-void SequenceBlocks::fill_padded(const PassPlan& plan, int64_t g, Block& b) const {
+BatchLayout SequenceBlocks::padded_layout(const PassPlan& plan, int64_t g) const {
+  BatchLayout out;
   const int64_t first = plan.batch_start(g);
-  const int64_t rows = plan.batch_start(g + 1) - first;
+  out.rows = plan.batch_start(g + 1) - first;
   const int64_t* seqs = plan.seqs().data() + first;
-  std::vector<int64_t> kept(static_cast<size_t>(rows));
   int64_t longest = 0;
-  for (int64_t i = 0; i < rows; ++i) {
+  for (int64_t i = 0; i < out.rows; ++i) {
     const int64_t len = lengths_[seqs[i]];
-    kept[i] = pad_.max_len > 0 ? std::min(len, pad_.max_len) : len;
-    longest = std::max(longest, kept[i]);
+    out.row_lengths.push_back(pad_.max_len > 0 ? std::min(len, pad_.max_len) : len);
+    longest = std::max(longest, out.row_lengths.back());
   }
-  const int64_t L = pad_.max_len > 0 ? pad_.max_len
-                                     : (longest + pad_.pad_multiple - 1) / pad_.pad_multiple * pad_.pad_multiple;
-  b.num_samples = rows;
-  BufferPool& pool = *pool_;
-  Array& x = b[Output::X] = make_array(pool, out_.x_dtype, shape_of({rows, L}, out_.x_feat));
-  Array& mask = b[Output::Mask] = make_array(pool, DType::Bool, {rows, L});
-  Array& lengths = b[Output::Lengths] = make_array(pool, DType::Int64, {rows});
-  const bool steps = !data_->step_targets.empty();
-  if (steps) b[Output::Y] = make_array(pool, out_.y_dtype, shape_of({rows, L}, out_.y_feat));
-  if (data_->has_labels()) b[Output::Y] = make_array(pool, out_.y_dtype, shape_of({rows}, out_.y_feat));
-
-  const size_t x_step = x_pad_row_.size();
-  const size_t y_step = y_pad_row_.size();
-  auto* mask_p = reinterpret_cast<bool*>(mask.data.get());
-  auto* len_p = reinterpret_cast<int64_t*>(lengths.data.get());
-  for (int64_t i = 0; i < rows; ++i) {
-    b.failed_at = i;  // until the row is complete
-    const int64_t seq = data_->real(seqs[i]);
-    const int64_t n = kept[i];
+  out.length = pad_.max_len > 0 ? pad_.max_len
+                                : (longest + pad_.pad_multiple - 1) / pad_.pad_multiple * pad_.pad_multiple;
+  for (int64_t i = 0; i < out.rows; ++i) {
+    const int64_t n = out.row_lengths[i];
     const int64_t src = pad_.truncate_left ? lengths_[seqs[i]] - n : 0;
-    const int64_t col = pad_.pad_left ? L - n : 0;
-    std::byte* xrow = x.data.get() + static_cast<size_t>(i * L) * x_step;
-    fill_padding(xrow, L, x_pad_row_);
-    copy_steps(data_->inputs[seq], seq, src, n, xrow + col * x_step, out_.x_dtype, out_.x_norm, "the inputs");
-    if (steps) {
-      std::byte* yrow = b[Output::Y].data.get() + static_cast<size_t>(i * L) * y_step;
-      fill_padding(yrow, L, y_pad_row_);
-      copy_steps(data_->step_targets[seq], seq, src, n, yrow + col * y_step, out_.y_dtype, Normalization{},
-                 "the targets");
-    } else if (data_->has_labels()) {
-      const Series& labels = data_->labels;
-      const size_t bytes = static_cast<size_t>(labels.row_elems) * itemsize(out_.y_dtype);
-      if (out_.check_finite) require_finite(labels, "sequence", seq, seq, 1, 1, "the label");
-      convert_rows(labels.row(seq), labels.dtype, labels.row_bytes(), 1, labels.row_elems,
-                   b[Output::Y].data.get() + static_cast<size_t>(i) * bytes, out_.y_dtype, Normalization{});
-    }
-    std::fill(mask_p + i * L, mask_p + (i + 1) * L, false);
-    std::fill(mask_p + i * L + col, mask_p + i * L + col + n, true);
-    len_p[i] = n;
+    const int64_t col = pad_.pad_left ? out.length - n : 0;
+    out.pieces.push_back({i, col, data_->real(seqs[i]), src, n, 1});
   }
-  b.failed_at = -1;
+  return out;
 }
 
-void SequenceBlocks::fill_packed(const PassPlan& plan, int64_t g, Block& b) const {
+BatchLayout SequenceBlocks::packed_layout(const PassPlan& plan, int64_t g) const {
+  BatchLayout out;
   const int64_t B = plan_spec_.batch_size;
-  const int64_t L = plan_spec_.max_len;
+  out.length = plan_spec_.max_len;
   const int64_t first_row = g * B;
-  const int64_t rows = std::min(first_row + B, plan.num_rows()) - first_row;
-  b.num_samples = rows;
-  BufferPool& pool = *pool_;
-  Array& x = b[Output::X] = make_array(pool, out_.x_dtype, shape_of({rows, L}, out_.x_feat));
-  Array& mask = b[Output::Mask] = make_array(pool, DType::Bool, {rows, L});
-  Array& lengths = b[Output::Lengths] = make_array(pool, DType::Int64, {rows});
-  Array& segments = b[Output::SegmentIds] = make_array(pool, DType::Int32, {rows, L});
-  Array& positions = b[Output::PositionIds] = make_array(pool, DType::Int64, {rows, L});
-  const bool steps = !data_->step_targets.empty();
-  if (steps) b[Output::Y] = make_array(pool, out_.y_dtype, shape_of({rows, L}, out_.y_feat));
-
-  const size_t x_step = x_pad_row_.size();
-  const size_t y_step = y_pad_row_.size();
-  auto* mask_p = reinterpret_cast<bool*>(mask.data.get());
-  auto* len_p = reinterpret_cast<int64_t*>(lengths.data.get());
-  auto* seg_p = reinterpret_cast<int32_t*>(segments.data.get());
-  auto* pos_p = reinterpret_cast<int64_t*>(positions.data.get());
-  std::vector<int32_t> cu{0};
+  out.rows = std::min(first_row + B, plan.num_rows()) - first_row;
+  out.cu_seqlens.push_back(0);
   const int64_t total = plan.total_steps();
-  for (int64_t r = 0; r < rows; ++r) {
-    b.failed_at = r;
-    int64_t pos = (first_row + r) * L;
-    const int64_t end = std::min(pos + L, total);
+  for (int64_t r = 0; r < out.rows; ++r) {
+    int64_t pos = (first_row + r) * out.length;
+    const int64_t end = std::min(pos + out.length, total);
     int64_t col = 0;
-    int32_t segment = 0;
-    std::byte* xrow = x.data.get() + static_cast<size_t>(r * L) * x_step;
-    std::byte* yrow = steps ? b[Output::Y].data.get() + static_cast<size_t>(r * L) * y_step : nullptr;
+    int64_t segment = 0;
     for (int64_t i = plan.piece_at(pos); pos < end; ++i) {
-      const int64_t seq = data_->real(plan.seqs()[i]);
-      const int64_t offset = pos - plan.steps_before(i);
       const int64_t take = std::min(plan.steps_before(i + 1), end) - pos;
       if (take <= 0) continue;  // an empty sequence
-      copy_steps(data_->inputs[seq], seq, offset, take, xrow + col * x_step, out_.x_dtype, out_.x_norm, "the inputs");
-      if (steps) {
-        copy_steps(data_->step_targets[seq], seq, offset, take, yrow + col * y_step, out_.y_dtype, Normalization{},
-                   "the targets");
-      }
-      ++segment;
-      for (int64_t t = 0; t < take; ++t) {
-        seg_p[r * L + col + t] = segment;
-        pos_p[r * L + col + t] = t;
-        mask_p[r * L + col + t] = true;
-      }
-      cu.push_back(cu.back() + static_cast<int32_t>(take));
+      out.pieces.push_back({r, col, data_->real(plan.seqs()[i]), pos - plan.steps_before(i), take, ++segment});
+      out.cu_seqlens.push_back(out.cu_seqlens.back() + static_cast<int32_t>(take));
       pos += take;
       col += take;
     }
-    fill_padding(xrow + col * x_step, L - col, x_pad_row_);
-    if (steps) fill_padding(yrow + col * y_step, L - col, y_pad_row_);
-    std::fill(seg_p + r * L + col, seg_p + (r + 1) * L, 0);
-    std::fill(pos_p + r * L + col, pos_p + (r + 1) * L, 0);
-    std::fill(mask_p + r * L + col, mask_p + (r + 1) * L, false);
-    len_p[r] = col;
+    out.row_lengths.push_back(col);
   }
+  return out;
+}
+
+void SequenceBlocks::fill(const BatchLayout& layout, Block& b) const {
+  const int64_t rows = layout.rows, L = layout.length;
+  BufferPool& pool = *pool_;
+  Array& x = b[Output::X] = make_array(pool, out_.x_dtype, shape_of({rows, L}, out_.x_feat));
+  Array& mask = b[Output::Mask] = make_array(pool, DType::Bool, {rows, L});
+  const bool steps = !data_->step_targets.empty();
+  if (steps) b[Output::Y] = make_array(pool, out_.y_dtype, shape_of({rows, L}, out_.y_feat));
+  const size_t x_step = x_pad_row_.size();
+  const size_t y_step = y_pad_row_.size();
+  fill_padding(x.data.get(), rows * L, x_pad_row_);
+  if (steps) fill_padding(b[Output::Y].data.get(), rows * L, y_pad_row_);
+  auto* mask_p = reinterpret_cast<bool*>(mask.data.get());
+  std::fill(mask_p, mask_p + rows * L, false);
+  int32_t* seg_p = nullptr;
+  int64_t* pos_p = nullptr;
+  if (plan_spec_.pack) {
+    Array& segments = b[Output::SegmentIds] = make_array(pool, DType::Int32, {rows, L});
+    Array& positions = b[Output::PositionIds] = make_array(pool, DType::Int64, {rows, L});
+    seg_p = reinterpret_cast<int32_t*>(segments.data.get());
+    pos_p = reinterpret_cast<int64_t*>(positions.data.get());
+    std::fill(seg_p, seg_p + rows * L, 0);
+    std::fill(pos_p, pos_p + rows * L, 0);
+  }
+  for (const Piece& p : layout.pieces) {
+    b.failed_at = p.row;  // until the row is complete
+    const int64_t at = p.row * L + p.col;
+    copy_steps(data_->inputs[p.seq], p.seq, p.first, p.count, x.data.get() + static_cast<size_t>(at) * x_step,
+               out_.x_dtype, out_.x_norm, "the inputs");
+    if (steps) {
+      copy_steps(data_->step_targets[p.seq], p.seq, p.first, p.count,
+                 b[Output::Y].data.get() + static_cast<size_t>(at) * y_step, out_.y_dtype, Normalization{},
+                 "the targets");
+    }
+    std::fill(mask_p + at, mask_p + at + p.count, true);
+    if (seg_p != nullptr) {
+      std::fill(seg_p + at, seg_p + at + p.count, static_cast<int32_t>(p.segment));
+      for (int64_t t = 0; t < p.count; ++t) pos_p[at + t] = t;
+    }
+  }
+  fill_labels(layout, b);
   b.failed_at = -1;
-  Array& cu_out = b[Output::CuSeqlens] = make_array(pool, DType::Int32, {static_cast<int64_t>(cu.size())});
-  std::memcpy(cu_out.data.get(), cu.data(), cu.size() * sizeof(int32_t));
+}
+
+void SequenceBlocks::fill_pieces(const BatchLayout& layout, Block& b) const {
+  const auto n = static_cast<int64_t>(layout.pieces.size());
+  Array& x = b[Output::X] = make_array(*pool_, DType::Int64, {n, 6});
+  static_assert(sizeof(Piece) == 6 * sizeof(int64_t), "a piece is six int64");
+  if (n > 0) std::memcpy(x.data.get(), layout.pieces.data(), static_cast<size_t>(n) * sizeof(Piece));
+  fill_labels(layout, b);
+  b.failed_at = -1;
+}
+
+// Lengths, labels and cu_seqlens: the parts of a batch that are the same on host and GPU.
+void SequenceBlocks::fill_labels(const BatchLayout& layout, Block& b) const {
+  BufferPool& pool = *pool_;
+  Array& lengths = b[Output::Lengths] = make_array(pool, DType::Int64, {layout.rows});
+  std::copy(layout.row_lengths.begin(), layout.row_lengths.end(), reinterpret_cast<int64_t*>(lengths.data.get()));
+  if (plan_spec_.pack) {
+    Array& cu = b[Output::CuSeqlens] = make_array(pool, DType::Int32, {static_cast<int64_t>(layout.cu_seqlens.size())});
+    std::copy(layout.cu_seqlens.begin(), layout.cu_seqlens.end(), reinterpret_cast<int32_t*>(cu.data.get()));
+  }
+  if (!data_->has_labels()) return;
+  const Series& labels = data_->labels;
+  Array& y = b[Output::Y] = make_array(pool, out_.y_dtype, shape_of({layout.rows}, out_.y_feat));
+  const size_t bytes = static_cast<size_t>(labels.row_elems) * itemsize(out_.y_dtype);
+  for (const Piece& p : layout.pieces) {  // padded batches: one piece per row
+    b.failed_at = p.row;
+    if (out_.check_finite) require_finite(labels, "sequence", p.seq, p.seq, 1, 1, "the label");
+    convert_rows(labels.row(p.seq), labels.dtype, labels.row_bytes(), 1, labels.row_elems,
+                 y.data.get() + static_cast<size_t>(p.row) * bytes, out_.y_dtype, Normalization{});
+  }
 }
 
 }  // namespace fastfeed

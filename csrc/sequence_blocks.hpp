@@ -43,6 +43,21 @@ struct SequenceOutput {
   Normalization x_norm;
   bool check_finite = false;
   std::vector<int64_t> x_feat, y_feat;
+  // device_cache: a batch says where each piece of its rows comes from (Output::X holds an
+  // int64 row (row, col, sequence, first step, steps, segment) per piece) and a GPU copies
+  // the steps; lengths, labels and cu_seqlens come as usual.
+  bool pieces_only = false;
+};
+
+// Where the steps of a batch's rows come from: pieces of sequences placed at (row, col).
+struct Piece {
+  int64_t row, col, seq, first, count, segment;  // seq: index into SequenceData::inputs
+};
+struct BatchLayout {
+  int64_t rows = 0, length = 0;  // the batch is rows x length steps
+  std::vector<Piece> pieces;     // in row order; padded batches have one per row
+  std::vector<int64_t> row_lengths;
+  std::vector<int32_t> cu_seqlens;  // packed batches: 0, then the end of each piece
 };
 
 class SequenceBlocks : public BlockBuilder {
@@ -59,8 +74,13 @@ class SequenceBlocks : public BlockBuilder {
 
  private:
   std::shared_ptr<const PassPlan> plan_for(uint64_t pass) const;
-  void fill_padded(const PassPlan& plan, int64_t g, Block& b) const;
-  void fill_packed(const PassPlan& plan, int64_t g, Block& b) const;
+  BatchLayout padded_layout(const PassPlan& plan, int64_t g) const;
+  BatchLayout packed_layout(const PassPlan& plan, int64_t g) const;
+  // The batch's arrays on the host: steps copied and converted, padding, masks, ids.
+  void fill(const BatchLayout& layout, Block& b) const;
+  // The batch as pieces, for a GPU that holds the source (SequenceOutput::pieces_only).
+  void fill_pieces(const BatchLayout& layout, Block& b) const;
+  void fill_labels(const BatchLayout& layout, Block& b) const;
   // Writes `count` steps of `s` from `start` at `dst`, converted; checks them when asked.
   void copy_steps(const Series& s, int64_t seq, int64_t start, int64_t count, std::byte* dst,
                   DType dtype, const Normalization& norm, const char* what) const;

@@ -4,7 +4,7 @@
 
 #include "cuda_runtime.hpp"
 #include "uploader.hpp"
-#include "window_gather.hpp"
+#include "device_gather.hpp"
 
 namespace fastfeed::cuda {
 
@@ -28,9 +28,12 @@ uint64_t Uploader::finished() { no_cuda(); }
 void Uploader::wait(uint64_t) { no_cuda(); }
 void Uploader::synchronize() { no_cuda(); }
 
-struct WindowGather::Impl {};
-WindowGather::WindowGather(int) { no_cuda(); }
-WindowGather::~WindowGather() = default;
-void WindowGather::gather(const int64_t*, size_t, const std::vector<RowGather>&, uintptr_t) { no_cuda(); }
+struct DeviceGather::Impl {};
+DeviceGather::DeviceGather(int) { no_cuda(); }
+DeviceGather::~DeviceGather() = default;
+void DeviceGather::gather_windows(const int64_t*, size_t, const std::vector<RowGather>&, uintptr_t) { no_cuda(); }
+void DeviceGather::gather_pieces(const int64_t*, size_t, const int64_t*, const std::vector<PieceGather>&, uintptr_t) {
+  no_cuda();
+}
 
 }  // namespace fastfeed::cuda

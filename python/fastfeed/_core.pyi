@@ -81,7 +81,7 @@ class Pipeline:
         pad_value: float, x_dtype: str, y_dtype: str, x_mean: Sequence[float], x_std: Sequence[float],
         check_finite: bool, x_feat: List[int], y_feat: List[int], rank: int, world: int, epoch: int,
         first_batch: int, end_batch: int, steps_per_epoch: int, num_threads: int, prefetch: int,
-        pinned: bool = False,
+        pinned: bool = False, pieces_only: bool = False,
     ) -> Pipeline: ...
     def next(self) -> Optional[Tuple[_Arrays, int, int, Optional[str], float, int]]:
         """(arrays, first_batch, num_batches, error, build_seconds, queued) of the next block, or None."""
@@ -108,9 +108,13 @@ class CudaUploader:
     def wait(self, ticket: int) -> None: ...
     def synchronize(self) -> None: ...
 
-class CudaWindowGather:
-    """Gathers window rows from a device-resident source, given sample starts on the host."""
+class CudaGather:
+    """Gathers batches from a device-resident source, given indices on the host."""
     def __init__(self, device: int) -> None: ...
-    def gather(self, starts: npt.NDArray[np.int64], parts: List[Tuple[int, int, int, int, int, int]],
-               stream: int) -> None:
+    def gather_windows(self, starts: npt.NDArray[np.int64], parts: List[Tuple[int, int, int, int, int, int]],
+                       stream: int) -> None:
         """parts: (src, out, row_bytes, first, steps, stride) per output."""
+    def gather_pieces(self, pieces: npt.NDArray[np.int64], seq_offsets: int,
+                      parts: List[Tuple[int, int, int, int, int, int, int]], stream: int) -> None:
+        """pieces: (row, col, seq, first, count, segment) rows; parts: (src, out, row_bytes, length,
+        mask, segment_ids, position_ids) per output, 0 for an id array not wanted."""

@@ -15,7 +15,7 @@ from . import _core
 from .batch import Batch, PaddedBatch
 from .dtypes import FLOATING, dtype_name, numpy_storage
 from .device import DeviceUploader, cuda_device_ready
-from .source_cache import CACHEABLE, SourceCache
+from .source_cache import CACHEABLE, SequenceCache, SourceCache
 from .errors import FeedError
 from .sources import SeriesSet, Source, load_source
 from .state import data_digest, make_state, read_state
@@ -260,9 +260,6 @@ class Feeder:
             raise ValueError(f"device={name!r}: {why}; use device='cpu'")
         if self.output != "torch":
             raise ValueError(f"device={name!r} yields torch tensors: it needs output='torch', not {self.output!r}")
-        if device_cache and self.sequences:
-            raise NotImplementedError("device_cache=True works with windows in this version; whole sequences are "
-                                      "uploaded batch by batch (device='cuda' without device_cache)")
         if device_cache and self.check_finite == "raise":
             raise ValueError("device_cache=True gathers on the GPU, where no sample is checked: use "
                              "check_finite='skip' (one scan of the source when the Feeder is made) or False")
@@ -382,11 +379,22 @@ class Feeder:
 
     def _attach_cache(self, device: Any) -> None:
         """Keeps the whole source on `device` (device_cache=True); tests use a CPU device."""
-        for what, s in (("source", self._series), ("targets", self._targets)):
-            if s is not None and s.dtype not in CACHEABLE:
-                raise ValueError(f"device_cache=True: the {what} dtype {s.dtype} cannot be gathered on a GPU "
-                                 f"(supported: {', '.join(CACHEABLE)})")
-        t = self._targets if self.horizon > 0 and self._targets is not None else None
+        extra = self._step_targets if self.sequences else self._targets
+        labels = self._labels if self.sequences else None
+        for what, dt in (("source", self._series.dtype), ("targets", extra and extra.dtype),
+                         ("labels", labels and labels.dtype), ("output", self._x_dtype),
+                         ("target output", self._y_dtype)):
+            if dt and dt not in CACHEABLE and not (what.endswith("output") and dt == "bfloat16"):
+                raise ValueError(f"device_cache=True: the {what} dtype {dt} cannot be gathered on a GPU "
+                                 f"(supported: {', '.join(CACHEABLE)}, and bfloat16 for outputs)")
+        if self.sequences:
+            x_feat, y_feat = self._seq_tails()
+            self._cache = SequenceCache(
+                list(self._series.items), None if extra is None else list(extra.items), self._series.lengths,
+                x_feat, y_feat, device, self._x_dtype, self._y_dtype, self._norms[0], self.pad_value, self.pack,
+                self.max_len or 0, self.pad_multiple)
+            return
+        t = extra if self.horizon > 0 and extra is not None else None
         self._cache = SourceCache(
             list(self._series.items), None if t is None else list(t.items), self._series.feat,
             self._target_series().feat, device, self.window, self.sampling_rate, self.horizon,
@@ -521,6 +529,8 @@ class Feeder:
         if self.pack and int(self._lengths.sum()) == 0:
             raise ValueError("the configuration yields no sample: every sequence is empty, so pack=True has no row")
         self._batches_per_block = 1
+        if self.device_cache:
+            self._attach_cache(self.device)
 
     def _load_sequence_targets(self, targets: Any) -> Tuple[Optional[SeriesSet], Optional[SeriesSet]]:
         """(labels, step targets): an array with one row per sequence, or a list aligned step for step."""
@@ -645,7 +655,8 @@ class Feeder:
                 self.bucket_pool, self.pack, self.max_len or 0, self.pad_multiple, self.padding_side == "left",
                 self.truncation_side == "left", self.pad_value, self._x_dtype, self._y_dtype, *self._norms[0],
                 self.check_finite == "raise", list(x_feat), list(y_feat), self.rank, self.world_size, epoch,
-                first_batch, len(self), spe, self.num_threads, self.prefetch, pinned=self.device != "cpu")
+                first_batch, len(self), spe, self.num_threads, self.prefetch,
+                pinned=self.device != "cpu" and self._cache is None, pieces_only=self._cache is not None)
         else:
             pipe = _core.Pipeline.windows(
                 self._assembler, self.shuffle, seed, self.rank, self.world_size, not self.drop_last,
@@ -708,7 +719,8 @@ class Feeder:
 
     def _record_padding(self, arrays: tuple) -> None:
         real = int(arrays[_LENGTHS].sum())
-        self._stats.steps(real, arrays[_MASK].size - real)
+        rows, length = arrays[_MASK].shape  # (a tensor when built on the device)
+        self._stats.steps(real, rows * length - real)
 
     def _run(self, epoch: int, first_batch: int) -> Iterator[Batch]:
         # The per-batch path is only `delivered += 1` and the yield: statistics are counted per
@@ -732,12 +744,15 @@ class Feeder:
                 stats.block(wait, build, num_batches, queued)
                 block_start, block_batches = delivered, num_batches
                 block_rows = len(arrays[_X])
+                if self._cache is not None:  # the block holds indices: gather on the device
+                    if not self.sequences:
+                        arrays = self._cache.gather(arrays[_X]) + (None,) * (len(arrays) - 2)
+                    elif error is None:
+                        arrays = self._cache.batch(arrays)
                 if self.sequences and error is None:
                     self._record_padding(arrays)
                 if uploader is not None:
                     arrays = self._upload(uploader, arrays)
-                elif self._cache is not None:  # the block holds sample starts: gather on the device
-                    arrays = self._cache.gather(arrays[_X]) + (None,) * (len(arrays) - 2)
                 block_bytes = sum([a.nbytes for a in arrays if a is not None])
                 if self.sequences:
                     if error is not None:
