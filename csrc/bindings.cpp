@@ -315,6 +315,10 @@ PYBIND11_MODULE(_core, m) {
     py::dict d;
     d["cuda"] = cuda::compiled();
     d["cuda_runtime"] = cuda::runtime_version();
+#ifdef FASTFEED_WITH_CUDA
+    d["nvcc"] = FASTFEED_NVCC_VERSION;
+    d["cuda_architectures"] = FASTFEED_CUDA_ARCHS;
+#endif
     d["compiler"] = __VERSION__;
     d["cxx_standard"] = __cplusplus;
     d["build_type"] = FASTFEED_BUILD_TYPE;

@@ -203,6 +203,7 @@ def test_build_info_and_cuda_available_agree():
     assert isinstance(info["cuda"], bool)
     assert info["fastfeed"] == fastfeed.__version__ and info["cxx_standard"] >= 201703
     assert isinstance(info["cuda_runtime"], int) and (info["cuda_runtime"] > 0) == info["cuda"]
+    assert ("nvcc" in info and "cuda_architectures" in info) == info["cuda"]
     if not info["cuda"]:
         assert fastfeed.cuda_available() is False
         with pytest.raises(ValueError, match="no CUDA support"):

@@ -13,7 +13,8 @@ def build_info() -> Dict[str, Any]:
     """How the native core was built and what it runs with.
 
     ``build_info()["cuda"]`` says whether CUDA support was compiled in (``"cuda_runtime"``: the
-    CUDA version it was built against, 0 without); the other keys give the compiler, C++
+    CUDA version it was built against, 0 without; with CUDA, ``"nvcc"`` and
+    ``"cuda_architectures"`` too); the other keys give the compiler, C++
     standard, build type and flags, and the versions of pybind11, NumPy, Python and (when
     importable) torch."""
     info = dict(_core.build_info())
