@@ -197,7 +197,7 @@ void SequenceBlocks::fill(const BatchLayout& layout, Block& b) const {
       for (int64_t t = 0; t < p.count; ++t) pos_p[at + t] = t;
     }
   }
-  fill_labels(layout, b);
+  fill_row_info(layout, b);
   b.failed_at = -1;
 }
 
@@ -206,12 +206,12 @@ void SequenceBlocks::fill_pieces(const BatchLayout& layout, Block& b) const {
   Array& x = b[Output::X] = make_array(*pool_, DType::Int64, {n, 6});
   static_assert(sizeof(Piece) == 6 * sizeof(int64_t), "a piece is six int64");
   if (n > 0) std::memcpy(x.data.get(), layout.pieces.data(), static_cast<size_t>(n) * sizeof(Piece));
-  fill_labels(layout, b);
+  fill_row_info(layout, b);
   b.failed_at = -1;
 }
 
 // Lengths, labels and cu_seqlens: the parts of a batch that are the same on host and GPU.
-void SequenceBlocks::fill_labels(const BatchLayout& layout, Block& b) const {
+void SequenceBlocks::fill_row_info(const BatchLayout& layout, Block& b) const {
   BufferPool& pool = *pool_;
   Array& lengths = b[Output::Lengths] = make_array(pool, DType::Int64, {layout.rows});
   std::copy(layout.row_lengths.begin(), layout.row_lengths.end(), reinterpret_cast<int64_t*>(lengths.data.get()));

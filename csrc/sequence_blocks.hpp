@@ -80,7 +80,7 @@ class SequenceBlocks : public BlockBuilder {
   void fill(const BatchLayout& layout, Block& b) const;
   // The batch as pieces, for a GPU that holds the source (SequenceOutput::pieces_only).
   void fill_pieces(const BatchLayout& layout, Block& b) const;
-  void fill_labels(const BatchLayout& layout, Block& b) const;
+  void fill_row_info(const BatchLayout& layout, Block& b) const;
   // Writes `count` steps of `s` from `start` at `dst`, converted; checks them when asked.
   void copy_steps(const Series& s, int64_t seq, int64_t start, int64_t count, std::byte* dst,
                   DType dtype, const Normalization& norm, const char* what) const;

@@ -8,11 +8,29 @@
 namespace fastfeed::cuda {
 namespace {
 
-// One thread block per sample; its threads copy the sample's rows in vectors of V bytes, each
-// thread loading kUnroll vectors before storing any, so that enough loads are in flight to
-// cover the memory latency. With stride 1 a sample's rows are contiguous in the source too.
+// Copies n vectors, o[k] = s[at(k)], with the threads of a block: each loads kUnroll vectors
+// before storing any, so that enough loads are in flight to cover the memory latency.
 constexpr int kUnroll = 4;
 
+template <typename V, typename At>
+__device__ void copy_vectors(V* __restrict__ o, const V* __restrict__ s, int64_t n, At at) {
+  for (int64_t base = threadIdx.x; base < n; base += static_cast<int64_t>(blockDim.x) * kUnroll) {
+    V r[kUnroll];
+#pragma unroll
+    for (int u = 0; u < kUnroll; ++u) {
+      const int64_t k = base + static_cast<int64_t>(u) * blockDim.x;
+      if (k < n) r[u] = s[at(k)];
+    }
+#pragma unroll
+    for (int u = 0; u < kUnroll; ++u) {
+      const int64_t k = base + static_cast<int64_t>(u) * blockDim.x;
+      if (k < n) o[k] = r[u];
+    }
+  }
+}
+
+// One thread block per sample, its rows in vectors of V bytes. With stride 1 a sample's rows
+// are contiguous in the source too.
 template <typename V>
 __global__ void gather_rows(const V* __restrict__ src, V* __restrict__ out, const int64_t* __restrict__ starts,
                             int64_t row_vecs, int64_t first, int64_t steps, int64_t stride) {
@@ -20,22 +38,14 @@ __global__ void gather_rows(const V* __restrict__ src, V* __restrict__ out, cons
   const int64_t per_sample = steps * row_vecs;
   V* o = out + sample * per_sample;
   const V* s = src + (starts[sample] + first) * row_vecs;
-  const int64_t step_vecs = stride * row_vecs;
-  for (int64_t base = threadIdx.x; base < per_sample; base += static_cast<int64_t>(blockDim.x) * kUnroll) {
-    V r[kUnroll];
-#pragma unroll
-    for (int u = 0; u < kUnroll; ++u) {
-      const int64_t k = base + static_cast<int64_t>(u) * blockDim.x;
-      if (k < per_sample) {
-        const int64_t step = stride == 1 ? 0 : k / row_vecs;
-        r[u] = s[stride == 1 ? k : step * step_vecs + (k - step * row_vecs)];
-      }
-    }
-#pragma unroll
-    for (int u = 0; u < kUnroll; ++u) {
-      const int64_t k = base + static_cast<int64_t>(u) * blockDim.x;
-      if (k < per_sample) o[k] = r[u];
-    }
+  if (stride == 1) {
+    copy_vectors(o, s, per_sample, [](int64_t k) { return k; });
+  } else {
+    const int64_t step_vecs = stride * row_vecs;
+    copy_vectors(o, s, per_sample, [=](int64_t k) {
+      const int64_t step = k / row_vecs;
+      return step * step_vecs + (k - step * row_vecs);
+    });
   }
 }
 
@@ -48,22 +58,8 @@ __global__ void gather_piece_rows(const V* __restrict__ src, V* __restrict__ out
   const int64_t* p = pieces + 6 * static_cast<int64_t>(blockIdx.x);
   const int64_t row = p[0], col = p[1], seq = p[2], first = p[3], count = p[4], segment = p[5];
   const int64_t at = row * length + col;
-  const V* s = src + (seq_offsets[seq] + first) * row_vecs;
-  V* o = out + at * row_vecs;
-  const int64_t total = count * row_vecs;
-  for (int64_t base = threadIdx.x; base < total; base += static_cast<int64_t>(blockDim.x) * kUnroll) {
-    V r[kUnroll];
-#pragma unroll
-    for (int u = 0; u < kUnroll; ++u) {
-      const int64_t k = base + static_cast<int64_t>(u) * blockDim.x;
-      if (k < total) r[u] = s[k];
-    }
-#pragma unroll
-    for (int u = 0; u < kUnroll; ++u) {
-      const int64_t k = base + static_cast<int64_t>(u) * blockDim.x;
-      if (k < total) o[k] = r[u];
-    }
-  }
+  copy_vectors(out + at * row_vecs, src + (seq_offsets[seq] + first) * row_vecs, count * row_vecs,
+               [](int64_t k) { return k; });
   for (int64_t t = threadIdx.x; t < count; t += blockDim.x) {
     if (mask != nullptr) mask[at + t] = true;
     if (segment_ids != nullptr) segment_ids[at + t] = static_cast<int32_t>(segment);

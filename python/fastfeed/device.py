@@ -55,7 +55,8 @@ class DeviceUploader:
         ticket = self._copier.upload(copies, current.cuda_stream)
         block.record_stream(current)  # not reused before the caller's stream is done with it
         self._hold(ticket, tuple(arrays))
-        out: List[Any] = [None if a is None else torch.from_numpy(a) for a in arrays]
+        out: List[Any] = [torch.from_numpy(a) if a is not None and keep_on_host[i] else None
+                          for i, a in enumerate(arrays)]
         for i, at in layout:
             a = arrays[i]
             out[i] = block[at:at + a.nbytes].view(self._torch_dtype(a.dtype, bfloat16[i])).view(a.shape)

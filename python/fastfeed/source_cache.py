@@ -86,7 +86,7 @@ class _Resident:
 
     def _convert(self, x: Any, dtype: str, norm: Optional[Tuple[Any, Any]]) -> Any:
         torch = self._torch
-        if norm is None and x.dtype == getattr(torch, dtype, None):
+        if not self._needs_conversion(x, dtype, norm):
             return x
         if norm is not None:
             x = (x.to(torch.float64) - norm[0]) / norm[1]
@@ -97,7 +97,7 @@ class _Resident:
     def _needs_conversion(self, src: Any, dtype: str, norm: Optional[Tuple[Any, Any]]) -> bool:
         return norm is not None or src.dtype != getattr(self._torch, dtype)
 
-    def _rows(self, src: Any) -> int:
+    def _row_bytes(self, src: Any) -> int:
         """Bytes in one step of `src`."""
         return src[:1].numel() * src.element_size()
 
@@ -117,6 +117,7 @@ class SourceCache(_Resident):
         self._check_room(views, tviews)
         self.source = self._upload(views)
         self.targets = self.source if tviews is None else self._upload(tviews)
+        self._source_row, self._target_row = self._row_bytes(self.source), self._row_bytes(self.targets)
         self._x_norm = self._norm(x_norm, feat)
         self._y_norm = self._norm(y_norm, tfeat)
         self._x_steps = torch.arange(window, device=self.device) * sampling_rate
@@ -143,18 +144,18 @@ class SourceCache(_Resident):
         torch = self._torch
         n = len(starts)
         x = torch.empty((n, self.window) + tuple(self.source.shape[1:]), dtype=self.source.dtype, device=self.device)
-        parts = [self._part(self.source, x, 0, self.window)]
+        parts = [self._part(self.source, self._source_row, x, 0, self.window)]
         y = None
         if self.horizon:
             y = torch.empty((n, self.horizon) + tuple(self.targets.shape[1:]), dtype=self.targets.dtype,
                             device=self.device)
-            parts.append(self._part(self.targets, y, self.window * self.rate, self.horizon))
+            parts.append(self._part(self.targets, self._target_row, y, self.window * self.rate, self.horizon))
         # On the current stream: x and y were allocated for it, and the caller's work follows.
         self._kernel.gather_windows(starts, parts, self._stream())
         return x, y
 
-    def _part(self, src: Any, out: Any, first: int, steps: int) -> tuple:
-        return (src.data_ptr(), out.data_ptr(), self._rows(src), first, steps, self.rate)
+    def _part(self, src: Any, row_bytes: int, out: Any, first: int, steps: int) -> tuple:
+        return (src.data_ptr(), out.data_ptr(), row_bytes, first, steps, self.rate)
 
 
 # Where the core puts each output of a sequence batch (csrc/block.hpp, enum Output).
@@ -175,6 +176,8 @@ class SequenceCache(_Resident):
         self._check_room(views, tviews)
         self.source = self._upload(views)
         self.targets = None if tviews is None else self._upload(tviews)
+        self._source_row = self._row_bytes(self.source)
+        self._target_row = 0 if self.targets is None else self._row_bytes(self.targets)
         starts = np.zeros(len(lengths), dtype=np.int64)
         np.cumsum(np.asarray(lengths, dtype=np.int64)[:-1], out=starts[1:])
         self._seq_offsets = torch.from_numpy(starts).to(self.device)  # where each sequence starts
@@ -249,9 +252,9 @@ class SequenceCache(_Resident):
     def _gather_on_gpu(self, pieces: np.ndarray, L: int, x: Any, y: Optional[Any], mask: Any,
                        ids: Optional[Tuple[Any, Any]]) -> None:
         seg, pos = (ids[0].data_ptr(), ids[1].data_ptr()) if ids is not None else (0, 0)
-        parts = [(self.source.data_ptr(), x.data_ptr(), self._rows(self.source), L, mask.data_ptr(), seg, pos)]
+        parts = [(self.source.data_ptr(), x.data_ptr(), self._source_row, L, mask.data_ptr(), seg, pos)]
         if y is not None:
-            parts.append((self.targets.data_ptr(), y.data_ptr(), self._rows(self.targets), L, 0, 0, 0))
+            parts.append((self.targets.data_ptr(), y.data_ptr(), self._target_row, L, 0, 0, 0))
         self._kernel.gather_pieces(pieces, self._seq_offsets.data_ptr(), parts, self._stream())
 
     def _gather_with_torch(self, pieces: np.ndarray, x: Any, y: Optional[Any], mask: Any,
