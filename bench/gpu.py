@@ -231,7 +231,7 @@ def loop_rows(path: str, steps: int) -> List[Tuple[str, str, str]]:
     for name, make in sources.items():
         it = make()
         train_steps(it, 50 if "Feeder" in name else 20, model, opt)  # fill queues, fault pages in
-        fed = median_of(lambda: train_steps(it, steps, model, opt))
+        fed = median_of(lambda it=it: train_steps(it, steps, model, opt))
         idle = max(0.0, 1 - compute / fed)
         rows.append((name, f"{fed / steps * 1e3:.2f} ms/step", f"{idle:.1%} idle"))
         del it

@@ -7,7 +7,7 @@ import os
 import sys
 import time
 import weakref
-from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple, Union
+from typing import Any, Dict, Generator, Iterator, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
@@ -20,6 +20,8 @@ from .errors import FeedError
 from .sources import SeriesSet, Source, load_source
 from .state import data_digest, make_state, read_state
 from .stats import FeedStats, StatsRecorder
+from .handout import Cursor, EpochIterator
+from .views import split_batches
 
 logger = logging.getLogger("fastfeed")
 
@@ -36,6 +38,13 @@ _PREFETCH_BYTES = 32 << 20
 # Position of each output in the tuples the core hands over (csrc/block.hpp, enum Output).
 _X, _Y, _MASK, _LENGTHS, _SEGMENT_IDS, _POSITION_IDS, _CU_SEQLENS = range(7)
 _DEFAULT_BUCKET_POOL = 256  # batches per sorted pool: <2% padding on lognormal(sigma=1) lengths
+
+
+def _counted(batches: Iterator[Batch], bar: Any) -> Iterator[Batch]:
+    """`batches`, moving a progress bar on by one after each is handed out."""
+    for batch in batches:
+        yield batch
+        bar.update(1)
 
 
 def _torch_available() -> bool:
@@ -161,7 +170,8 @@ class Feeder:
         self._next_epoch = 0
         self.epoch = 0
         self._running = False  # an iteration is under way: _running_epoch, _delivered batches so far
-        self._running_epoch = self._delivered = 0
+        self._running_epoch = 0
+        self._cursor = Cursor(0)
         self._count_from = 0  # batches of the running epoch before this are not counted (reset_stats)
         self._resume: Optional[Tuple[int, int]] = None    # where a loaded state says to go on
         self._fingerprint_cache: Optional[Dict[str, Any]] = None
@@ -634,9 +644,10 @@ class Feeder:
         self.epoch = self._next_epoch
         self._next_epoch += 1
         # Started, even before its first batch is asked for: state_dict() must say so.
-        self._running, self._running_epoch, self._delivered = True, self.epoch, first_batch
+        self._running, self._running_epoch = True, self.epoch
+        self._cursor = Cursor(first_batch)
         self._count_from = 0
-        return self._run(self.epoch, first_batch)
+        return EpochIterator.over(self._blocks(self.epoch, first_batch, self._cursor))
 
     def _check_files(self) -> None:
         """Refuses to start an epoch on files that vanished, were replaced or shrank since they
@@ -674,27 +685,14 @@ class Feeder:
         t = torch.from_numpy(a)  # shares the buffer, no copy
         return t.view(torch.bfloat16) if dtype == "bfloat16" else t
 
-    def _split(self, a: Any, rows: int, total: int) -> Sequence[Any]:
-        """The batches among the first `rows` of a block's `total` rows, as views. One reshape
-        and one C-level split per block: per batch only a view is created. (`total` comes from
-        NumPy: len() of a torch tensor is a Python-level call costing microseconds.)"""
-        b = self.batch_size
-        if rows == total and rows <= b:
-            return [a]  # a block of one batch (large batches): hand it over as it is
-        full = rows // b
-        parts = a[:full * b].reshape((full, b) + tuple(a.shape[1:]))
-        out = list(parts.unbind(0) if self.output == "torch" else parts)
-        if rows > full * b:
-            out.append(a[full * b:rows])
-        return out
-
     def _window_parts(self, arrays: tuple, error: Optional[str]) -> Tuple[Sequence[Any], Sequence[Any]]:
         """Per-batch views of a block's x and y (y: Nones without targets)."""
         x, y = arrays[_X], arrays[_Y]
         total = x.shape[0]
         rows = total if error is None else (total // self.batch_size) * self.batch_size
-        xs = self._split(self._as_output(x, self._x_dtype), rows, total)
-        ys = (None,) * len(xs) if y is None else self._split(self._as_output(y, self._y_dtype), rows, total)
+        b = self.batch_size
+        xs = split_batches(self._as_output(x, self._x_dtype), rows, total, b)
+        ys = (None,) * len(xs) if y is None else split_batches(self._as_output(y, self._y_dtype), rows, total, b)
         return xs, ys
 
     def _sequence_batch(self, arrays: tuple) -> Batch:
@@ -722,15 +720,13 @@ class Feeder:
         rows, length = arrays[_MASK].shape  # (a tensor when built on the device)
         self._stats.steps(real, rows * length - real)
 
-    def _run(self, epoch: int, first_batch: int) -> Iterator[Batch]:
-        # The per-batch path is only `delivered += 1` and the yield: statistics are counted per
-        # block (a block often holds hundreds of small batches), the rest of a block at the end.
+    def _blocks(self, epoch: int, first_batch: int, cursor: Cursor) -> Generator[Iterator[Batch], None, None]:
+        """An iterator over each block's batches, in order (see handout.py). A block's small
+        batches are all made at once, in C, so that handing one out runs no Python code."""
         pipe = self._open_pipeline(epoch, first_batch)
         stats = self._stats
         bar = self._progress_bar(epoch, first_batch)
-        delivered = first_batch
         block_start, block_rows, block_bytes, block_batches = first_batch, 0, 0, 0
-        new = tuple.__new__
         uploader = DeviceUploader(self.device) if self.device != "cpu" and self._cache is None else None
         stats.start()
         try:
@@ -742,7 +738,7 @@ class Feeder:
                     break
                 arrays, first, num_batches, error, build, queued = block
                 stats.block(wait, build, num_batches, queued)
-                block_start, block_batches = delivered, num_batches
+                block_start, block_batches = cursor.delivered(), num_batches
                 block_rows = len(arrays[_X])
                 if self._cache is not None:  # the block holds indices: gather on the device
                     if not self.sequences:
@@ -757,31 +753,26 @@ class Feeder:
                 if self.sequences:
                     if error is not None:
                         raise FeedError(f"assembling batch {first} of epoch {epoch} failed: {error}")
-                    delivered += 1
-                    self._delivered = delivered
-                    yield self._sequence_batch(arrays)
-                    if bar is not None:
-                        bar.update(1)
+                    batches = [self._sequence_batch(arrays)]
                 else:
-                    # The hot loop of small batches: a view pair and a tuple per batch, nothing else.
                     xs, ys = self._window_parts(arrays, error)
-                    for xb, yb in zip(xs, ys):
-                        delivered += 1
-                        self._delivered = delivered
-                        yield new(Batch, (xb, yb))
-                        if bar is not None:
-                            bar.update(1)
-                self._count_block(delivered, block_start, block_batches, block_rows, block_bytes)
+                    batches = _core.make_pairs(Batch, xs, ys)
+                handed = iter(batches)
+                cursor.begin_block(len(batches), handed)
+                yield handed if bar is None else _counted(handed, bar)
+                cursor.end_block()
+                self._count_block(cursor.delivered(), block_start, block_batches, block_rows, block_bytes)
                 block_batches = 0
                 if error is not None:
-                    raise FeedError(f"assembling batch {delivered} of epoch {epoch} failed at {error}")
+                    raise FeedError(f"assembling batch {cursor.delivered()} of epoch {epoch} failed at {error}")
             if self._closed:
                 raise RuntimeError("the Feeder was closed during iteration")
             self._running = False
             self._log_epoch(epoch)
         finally:
+            cursor.stop()
             if block_batches:  # left in the middle of a block: count what was handed out
-                self._count_block(delivered, block_start, block_batches, block_rows, block_bytes)
+                self._count_block(cursor.delivered(), block_start, block_batches, block_rows, block_bytes)
             stats.stop()
             if bar is not None:
                 bar.close()
@@ -808,6 +799,11 @@ class Feeder:
     def stats(self) -> FeedStats:
         """Counters since this Feeder was made: throughput, waiting, queue depth, padding (SPEC 6)."""
         return self._stats.snapshot()
+
+    @property
+    def _delivered(self) -> int:
+        """Batches of the running epoch handed out so far (those before a resume point included)."""
+        return self._cursor.delivered()
 
     def reset_stats(self) -> None:
         """Starts the counters again (an iteration under way goes on being counted from here)."""
