@@ -46,14 +46,15 @@ PassPlan PassPlan::build(const std::vector<int64_t>& lengths, const PlanSpec& sp
   int64_t nb = spec.drop_last ? n / B : (n + B - 1) / B;
   // Batches as cut: batch c holds positions [c * B, min((c + 1) * B, n)).
   const auto cut_start = [&](int64_t c) { return std::min(c * B, n); };
-  if (!(spec.bucket && spec.shuffle)) {
+  if (!spec.bucket) {
     plan.starts_.resize(static_cast<size_t>(nb) + 1);
     for (int64_t c = 0; c <= nb; ++c) plan.starts_[c] = cut_start(c);
     if (spec.drop_last) plan.seqs_.resize(static_cast<size_t>(nb * B));
     plan.num_batches_ = nb;
     return plan;
   }
-  // Bucketed and shuffled: the batches, each sorted inside, go out in a shuffled order.
+  // Bucketed: the batches, each sorted inside, go out in a shuffled order, with or without
+  // shuffle=True (SPEC 4); otherwise every pool would run from its shortest batch to its longest.
   const Permutation batch_perm(static_cast<uint64_t>(nb), spec.seed ^ kBatchOrderSalt, pass);
   std::vector<int64_t> seqs;
   seqs.reserve(plan.seqs_.size());

@@ -524,7 +524,7 @@ def test_feeder_with_explicit_targets_from_a_dataset(tmp_path):
     # A list as targets is aligned with the dataset's sequences too.
     got = collect(Feeder(str(tmp_path / "x"), targets=tgts, window=3, horizon=2, batch_size=4, output="numpy"))
     assert_same_batches(got, reference.batches(seqs, targets=tgts, window=3, horizon=2, batch_size=4))
-    with pytest.raises(ValueError, match="the source has 2 series, targets have 1"):
+    with pytest.raises(ValueError, match="the source is a list of 2 series, targets are a list of 1 series"):
         Feeder(str(tmp_path / "x"), targets=[tgts[0]], window=3)
 
 

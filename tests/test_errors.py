@@ -66,6 +66,22 @@ def test_non_contiguous_array():
         Feeder([S, np.ones((10, 4))[:, 1]], window=2)
 
 
+def test_misaligned_array_is_refused_for_what_it_is():
+    raw = np.zeros(8 * 20 + 1, np.uint8)
+    odd = np.frombuffer(raw.data, np.float64, offset=1, count=20)  # C-contiguous, not aligned
+    with pytest.raises(ValueError, match=r"source is not aligned: .* 8-byte float64 elements .*arr\.copy\(\)"):
+        Feeder(odd, window=2)
+    assert len(Feeder(odd.copy(), window=2)) == 19
+
+
+def test_targets_of_another_kind_than_the_source():
+    s = np.arange(10.0)
+    with pytest.raises(ValueError, match=r"the source is one series \(an array or \.npy file\), targets are a list of 1"):
+        Feeder(s, window=3, targets=[s])
+    with pytest.raises(ValueError, match=r"the source is a list of 2 series, targets are a list of 1 series"):
+        Feeder([s, s], window=3, targets=[s])
+
+
 def test_object_and_unsupported_arrays():
     with pytest.raises(ValueError, match="object array"):
         Feeder(np.array([1, "a", None], dtype=object), window=1)

@@ -269,6 +269,22 @@ def test_bucketing_cuts_padding_and_keeps_every_sequence_once():
     assert [b.lengths.tolist() for b in again] != a  # epoch 1
 
 
+def test_bucketed_batches_go_out_shuffled_even_without_shuffle():
+    # SPEC 4: batches are cut from length-sorted pools "and the batches are then shuffled".
+    # With shuffle=False the pools are cut from the sequences in order, and still the batches
+    # of a pool must not run from the shortest to the longest.
+    lengths = [int(n) for n in lognormal_lengths(64 * 20, seed=3)]
+    seqs = [np.full(n, i, dtype=np.int32) for i, n in enumerate(lengths)]
+    f = Feeder(seqs, window=None, batch_size=64, bucket=True, output="numpy")
+    epoch0 = [b.lengths.max() for b in f]
+    assert epoch0 != sorted(epoch0)
+    sorted_cut = sorted(range(len(seqs)), key=lambda i: lengths[i])  # one pool: all 20 batches
+    want = {tuple(sorted_cut[s:s + 64]) for s in range(0, len(seqs), 64)}
+    f.set_epoch(0)
+    assert {tuple(b.x[:, 0].tolist()) for b in f} == want  # the same batches, in a shuffled order
+    assert [b.lengths.max() for b in f] != epoch0  # epoch 1: another order
+
+
 # ----- bad input --------------------------------------------------------------------------
 
 def test_sequence_argument_errors():

@@ -424,10 +424,10 @@ class Feeder:
             return None
         t = load_source(targets, "targets")
         if t.single != self._series.single or t.count != self._series.count:
-            raise ValueError(
-                f"targets must be aligned with the source: the source has {self._series.count} series, "
-                f"targets have {t.count}"
-            )
+            def kind(x: SeriesSet) -> str:
+                return "one series (an array or .npy file)" if x.single else f"a list of {x.count} series"
+            raise ValueError(f"targets must be aligned with the source: the source is {kind(self._series)}, "
+                             f"targets are {kind(t)}")
         for i, (a, b) in enumerate(zip(self._series.lengths, t.lengths)):
             if a != b:
                 where = "" if t.single else f" of series {i}"

@@ -238,7 +238,7 @@ def padded_plan(lengths: List[int], batch_size: int, shuffle: bool = False, seed
 
     Plain: the pass's order cut into batches. Bucketed: the order is cut into pools of
     `bucket_pool` batches, each pool sorted by length (stable), cut into batches, and the
-    batches shuffled (when `shuffle`) with a permutation keyed by seed ^ BATCH_ORDER_SALT."""
+    batches shuffled (whatever `shuffle` says) with a permutation keyed by seed ^ BATCH_ORDER_SALT."""
     n = len(lengths)
     order = [int(i) for i in sequence_order(n, shuffle, seed, pass_)]
     if bucket:
@@ -247,7 +247,7 @@ def padded_plan(lengths: List[int], batch_size: int, shuffle: bool = False, seed
     cut = [order[s:s + batch_size] for s in range(0, n, batch_size)]
     if drop_last and cut and len(cut[-1]) < batch_size:
         cut.pop()
-    if bucket and shuffle:
+    if bucket:
         perm = permutation(len(cut), seed ^ BATCH_ORDER_SALT, pass_)
         cut = [cut[int(c)] for c in perm]
     return cut

@@ -80,10 +80,16 @@ def _check_array(arr: np.ndarray, what: str) -> np.ndarray:
         raise ValueError(f"{what} has unsupported dtype {arr.dtype} (supported: {', '.join(SOURCE_DTYPES)}, native byte order)")
     if arr.ndim < 1:
         raise ValueError(f"{what} is a 0-d array; a series needs a time axis (shape (T, *feat))")
-    if not arr.flags.c_contiguous or not arr.flags.aligned:
+    if not arr.flags.c_contiguous:
         raise ValueError(
             f"{what} is not C-contiguous (shape {arr.shape}, strides {arr.strides}); fastfeed reads "
             "arrays in place and never copies a whole dataset: pass np.ascontiguousarray(...)"
+        )
+    if not arr.flags.aligned:
+        raise ValueError(
+            f"{what} is not aligned: its data starts at address {arr.ctypes.data:#x}, not a multiple of its "
+            f"{arr.dtype.itemsize}-byte {arr.dtype} elements (a view at an odd byte offset?); fastfeed reads "
+            "arrays in place: pass a copy (arr.copy())"
         )
     return arr
 
