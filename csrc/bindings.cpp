@@ -431,13 +431,14 @@ PYBIND11_MODULE(_core, m) {
         "Shuffled sample numbers at `positions` of an epoch over n samples.");
 
   m.def("fingerprint",
-        [](const py::list& series, int64_t rows) {
+        [](const py::list& series, int64_t rows, uint64_t full_bytes) {
           std::vector<Series> s = to_series_list(series);
           py::gil_scoped_release nogil;
-          return fingerprint_rows(s, rows);
+          return fingerprint(s, rows, full_bytes);
         },
-        py::arg("series"), py::arg("rows"),
-        "A 64-bit hash of the lengths and the first and last `rows` steps of the outer series.");
+        py::arg("series"), py::arg("rows"), py::arg("full_bytes"),
+        "A 64-bit hash of the series' lengths and values: all of them up to full_bytes bytes, "
+        "else the first and last `rows` steps of the outer series.");
 
   m.def("non_finite_steps",
         [](const py::list& series, int threads) {

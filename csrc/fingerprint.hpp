@@ -1,4 +1,4 @@
-// A cheap hash of some data: enough to tell a resumed Feeder that its data changed.
+// A hash of a source: enough to tell a resumed Feeder that its data changed.
 #pragma once
 #include <cstdint>
 #include <vector>
@@ -7,8 +7,9 @@
 
 namespace fastfeed {
 
-// FNV-1a over the first and last `rows` steps of the first and last 16 series (and their
-// lengths): reading a few pages, never the whole data.
-uint64_t fingerprint_rows(const std::vector<Series>& series, int64_t rows);
+// A 64-bit hash of the series' lengths and values. Sources of up to `full_bytes` bytes are hashed
+// whole (any changed value shows); larger ones only by the first and last `rows` steps of the
+// first and last 16 series, so that a state_dict() on a file of many GiB reads a few pages.
+uint64_t fingerprint(const std::vector<Series>& series, int64_t rows, uint64_t full_bytes);
 
 }  // namespace fastfeed

@@ -90,8 +90,10 @@ Block SequenceBlocks::build(int64_t k) const {
   int64_t g = at.index * world_ + rank_;
   if (g >= per_pass_) g %= per_pass_;  // padding: this rank repeats the pass's first batches
   const std::shared_ptr<const PassPlan> plan = plan_for(at.pass);
+  int64_t first_sequence = -1;  // named if a file change spoils the batch
   try {
     const BatchLayout layout = plan_spec_.pack ? packed_layout(*plan, g) : padded_layout(*plan, g);
+    if (!layout.pieces.empty()) first_sequence = layout.pieces.front().seq;
     b.num_samples = layout.rows;
     if (out_.pieces_only) {
       fill_pieces(layout, b);
@@ -105,7 +107,9 @@ Block SequenceBlocks::build(int64_t k) const {
   const std::string changed = data_->watch.problem();
   if (!changed.empty()) {  // a shrunk file reads as zeros: none of the batch can be trusted
     b.failed_at = 0;
-    b.error = "the source file changed while the epoch ran: " + changed;
+    std::string which;
+    if (first_sequence >= 0) which = "sequence " + std::to_string(first_sequence) + " and the rest of its batch: ";
+    b.error = which + "the source file changed while the epoch ran: " + changed;
   }
   return b;
 }

@@ -59,6 +59,7 @@ Block WindowBlocks::build(int64_t k) const {
 
   std::optional<PassOrder> order;
   uint64_t order_pass = 0;
+  int64_t first_sample = 0;  // named if a file change spoils the block
   std::byte* xp = x.data.get();
   std::byte* yp = y_pool_ ? b[Output::Y].data.get() : nullptr;
   for (int64_t i = 0; i < b.num_samples; ++i) {
@@ -68,6 +69,7 @@ Block WindowBlocks::build(int64_t k) const {
       order_pass = at.pass;
     }
     const int64_t sample = order->sample_at(at.index);
+    if (i == 0) first_sample = sample;
     if (starts_only_) {
       reinterpret_cast<int64_t*>(xp)[i] = assembler_->flat_start(sample);
       continue;
@@ -83,7 +85,8 @@ Block WindowBlocks::build(int64_t k) const {
   const std::string changed = assembler_->file_problem();
   if (!changed.empty()) {  // a shrunk file reads as zeros: none of the block can be trusted
     b.failed_at = 0;
-    b.error = "the source file changed while the epoch ran: " + changed;
+    b.error = assembler_->describe(first_sample) + " onwards: the source file changed while the epoch ran: " +
+              changed;
   }
   return b;
 }

@@ -4,6 +4,7 @@ from __future__ import annotations
 import contextlib
 import io
 import math
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -89,6 +90,14 @@ def test_cli_demo(tmp_path, capsys):
     plot.unlink()
     assert cli.main(["demo", "--epochs", "1", "--batch-size", "128", "--plot", str(plot), "--no-plot"]) == 0
     assert not plot.exists()
+
+
+def test_cli_demo_shows_a_progress_bar_in_logs_too(capsys):
+    pytest.importorskip("tqdm")
+    assert cli.main(["demo", "--epochs", "1", "--batch-size", "128", "--no-plot"]) == 0
+    captured = capsys.readouterr()
+    assert re.search(r"epoch 1/1: +0%\|.*\| 0/8 ", captured.err), captured.err  # 990 windows / 128: 8 batches
+    assert "epoch 1/1" in captured.out
 
 
 # ----- inspect --------------------------------------------------------------------------------

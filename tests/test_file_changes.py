@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 import textwrap
@@ -28,20 +29,25 @@ def test_a_file_shrinking_mid_epoch_raises_feed_error(tmp_path, threads):
         f = Feeder({str(path)!r}, window=16, batch_size=64, shuffle=True, num_threads={threads}, prefetch=2,
                    output="numpy")
         it = iter(f)
-        for _ in range(3):
-            next(it)
+        sizes = [len(next(it).x) for _ in range(3)]
         os.truncate({str(path)!r}, 4096)
         try:
             for batch in it:
-                pass
+                sizes.append(len(batch.x))
         except FeedError as e:
             print("FEEDERROR", e)
         else:
             print("NO ERROR")
+        print("HANDED", len(sizes), "EMPTY", sizes.count(0))
     """)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "FEEDERROR" in proc.stdout and "the source file changed while the epoch ran" in proc.stdout
     assert "big.npy shrank" in proc.stdout
+    # Raised at the first batch that could not be trusted (the one after those handed out),
+    # naming its first sample; no empty batch handed out before it.
+    handed = int(re.search(r"HANDED (\d+) EMPTY 0", proc.stdout).group(1))
+    assert re.search(rf"assembling batch {handed} of epoch 0 failed: sample \d+ \(series 0, steps from \d+\) "
+                     r"onwards: the source file changed", proc.stdout), proc.stdout
 
 
 def test_a_vanished_or_replaced_file_is_refused_at_the_next_epoch(tmp_path):
@@ -72,6 +78,9 @@ def test_a_file_vanishing_mid_epoch_raises_feed_error(tmp_path, sequences):
     next(it)
     os.remove(path)
     time.sleep(0.3)  # the files are looked at every 0.2 s
-    with pytest.raises(FeedError, match=r"the source file changed while the epoch ran: .*v.npy is gone"):
-        for _ in it:
-            pass
+    which = r"sequence \d+ and the rest of its batch" if sequences else r"sample \d+ \(series 0, steps from \d+\) onwards"
+    sizes = []
+    with pytest.raises(FeedError, match=which + r": the source file changed while the epoch ran: .*v.npy is gone"):
+        for batch in it:
+            sizes.append(len(batch.x))
+    assert 0 not in sizes  # nothing spoiled is handed out, not even as an empty batch

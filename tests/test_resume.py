@@ -132,10 +132,16 @@ def test_state_from_another_configuration_or_data_is_refused():
         window_feeder(batch_size=8).load_state_dict(state)
     with pytest.raises(ValueError, match="seed: saved 11, this feeder 12"):
         window_feeder(seed=12).load_state_dict(state)
-    other = SERIES.copy()
-    other[-1, 0] += 1
+    for row in (-1, 0, 125):  # the last, the first, and one in the middle
+        other = SERIES.copy()
+        other[row, 1] += 1
+        with pytest.raises(ValueError, match="data: saved"):
+            Feeder(other, window=6, horizon=2, batch_size=7, shuffle=True, seed=11).load_state_dict(state)
+    targets = SERIES[:, :1].copy()
+    with_targets = window_feeder(targets=targets).state_dict()
+    targets[100] += 1
     with pytest.raises(ValueError, match="data: saved"):
-        Feeder(other, window=6, horizon=2, batch_size=7, shuffle=True, seed=11).load_state_dict(state)
+        window_feeder(targets=targets).load_state_dict(with_targets)
     with pytest.raises(ValueError, match="not a fastfeed Feeder state"):
         window_feeder().load_state_dict({"epoch": 0})
     bad = dict(state, batch=10_000)

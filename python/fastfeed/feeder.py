@@ -764,7 +764,7 @@ class Feeder:
                 self._count_block(cursor.delivered(), block_start, block_batches, block_rows, block_bytes)
                 block_batches = 0
                 if error is not None:
-                    raise FeedError(f"assembling batch {cursor.delivered()} of epoch {epoch} failed at {error}")
+                    raise FeedError(f"assembling batch {cursor.delivered()} of epoch {epoch} failed: {error}")
             if self._closed:
                 raise RuntimeError("the Feeder was closed during iteration")
             self._running = False

@@ -12,17 +12,21 @@ from . import _core
 from .sources import SeriesSet
 
 STATE_VERSION = 1
+# Sources up to this size are hashed whole for the state's data digest (see data_digest).
+_WHOLE_DIGEST_BYTES = 256 << 20
 
 
 def data_digest(series: SeriesSet, targets: Optional[SeriesSet]) -> str:
-    """A hash of the data's shape and of a few rows of it: cheap (a few pages read), and it
-    catches a different file, a changed length or different values at the ends."""
+    """A hash of the data's shape and values. Sources up to _WHOLE_DIGEST_BYTES are hashed
+    whole, so any changed value is caught (tens of milliseconds at the limit, once per Feeder);
+    larger ones by a few rows at the ends, so that a state of a many-GiB file costs a few pages
+    read: that catches a different file, a changed length or different values at the ends."""
     h = hashlib.sha256()
     h.update(json.dumps([series.dtype, list(series.feat), series.count]).encode())
     h.update(np.asarray(series.lengths, dtype=np.int64).tobytes())
     for s in (series, targets):
         if s is not None:
-            h.update(str(_core.fingerprint(list(s.items), 8)).encode())
+            h.update(str(_core.fingerprint(list(s.items), 8, _WHOLE_DIGEST_BYTES)).encode())
     return h.hexdigest()[:32]
 
 

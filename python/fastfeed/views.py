@@ -29,7 +29,7 @@ def split_batches(block: Any, rows: int, total: int, batch_size: int) -> List[An
     """The batches among the first `rows` of a block's `total` rows, as views: one reshape and
     one C-level split per block, so that per batch only a view is made. `block` is a NumPy
     array or a torch tensor; `total` is given because len() of a tensor is a Python-level call."""
-    if rows == total and rows <= batch_size:
+    if rows == total and 0 < rows <= batch_size:
         return [block]  # a block of one batch (large batches): hand it over as it is
     full = rows // batch_size
     parts = block[:full * batch_size].reshape((full, batch_size) + tuple(block.shape[1:]))

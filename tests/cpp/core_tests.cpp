@@ -13,6 +13,7 @@
 
 #include "assembler.hpp"
 #include "errors.hpp"
+#include "fingerprint.hpp"
 #include "half.hpp"
 #include "npy.hpp"
 #include "permutation.hpp"
@@ -40,6 +41,34 @@ static void permutation_is_a_bijection() {
     CHECK(seen.size() == n);
     if (n > 0) CHECK(*seen.rbegin() == n - 1);
   }
+}
+
+static void fingerprint_sees_every_value_of_small_sources() {
+  std::vector<float> values(1000 * 3);
+  for (size_t i = 0; i < values.size(); ++i) values[i] = static_cast<float>(i);
+  Series s;
+  s.data = reinterpret_cast<const std::byte*>(values.data());
+  s.dtype = DType::Float32;
+  s.length = 1000;
+  s.row_elems = 3;
+  const uint64_t budget = values.size() * sizeof(float);
+  const uint64_t whole = fingerprint({s}, 8, budget);
+  const uint64_t ends = fingerprint({s}, 8, budget - 1);  // one byte over: the ends alone
+  CHECK(whole == fingerprint({s}, 8, budget));
+  CHECK(whole != ends);
+  for (size_t at : {size_t{0}, size_t{1501}, values.size() - 1}) {  // the first, a middle and the last value
+    const float kept = values[at];
+    values[at] += 0.5f;
+    CHECK(fingerprint({s}, 8, budget) != whole);
+    values[at] = kept;
+  }
+  values[1501] += 0.5f;  // in the middle: only the whole hash sees it
+  CHECK(fingerprint({s}, 8, budget - 1) == ends);
+  values[1501] -= 0.5f;
+  Series shorter = s;
+  shorter.length = 999;
+  CHECK(fingerprint({shorter}, 8, budget) != whole);
+  CHECK(fingerprint({s, s}, 8, 2 * budget) != whole);
 }
 
 static void window_index_skips_short_series() {
@@ -429,6 +458,7 @@ int main() {
   packing_keeps_every_step_once();
   permutation_is_a_bijection();
   window_index_skips_short_series();
+  fingerprint_sees_every_value_of_small_sources();
   npy_header_parsing();
   npy_fuzz_regressions();
   half_conversions_round_to_nearest_even();
