@@ -72,13 +72,15 @@ def timed(fn: Callable[[], Any]) -> Callable[[], float]:
     return probe
 
 
-def interleave(probes: Dict[str, Probe], rounds: int, warmup: int = 1) -> Dict[str, List[Any]]:
+def interleave(probes: Dict[str, Probe], rounds: int, warmup: int = 1,
+               collector: bool = False) -> Dict[str, List[Any]]:
     """Runs every probe once per round, round after round, and returns each probe's results.
 
     Interleaving is for shared, noisy machines: when load comes and goes, every case sees
     the same share of it, so ratios between cases stay fair even when absolute numbers move.
-    Like timeit, the garbage collector is off during the rounds: a collection would land on
-    a random repetition (it still runs between rounds)."""
+    Like timeit, the garbage collector is off during the rounds unless `collector`: a
+    collection would land on a random repetition (it still runs between rounds). Probes long
+    enough to see many collections measure what the collector costs with `collector=True`."""
     for probe in probes.values():
         for _ in range(warmup):
             probe()
@@ -87,7 +89,8 @@ def interleave(probes: Dict[str, Probe], rounds: int, warmup: int = 1) -> Dict[s
     try:
         for _ in range(rounds):
             gc.collect()
-            gc.disable()
+            if not collector:
+                gc.disable()
             for name, probe in probes.items():
                 results[name].append(probe())
             gc.enable()
@@ -305,12 +308,23 @@ def measure_w1(rounds: int) -> Dict[str, Timing]:
     return {name: Timing(tuple(raw[name]), W1_BATCHES) for name in cases}
 
 
-def measure_w1_back_to_back(names: Tuple[str, ...], repeat: int) -> Dict[str, Timing]:
-    """Seconds per epoch of some W1 cases run epoch after epoch (caches hot), for comparison
-    with `measure_w1`, where every epoch follows other cases' (caches cold, as after a
-    training step)."""
+def measure_w1_sustained(names: Tuple[str, ...], epochs: int, rounds: int) -> Dict[str, Timing]:
+    """Mean seconds per epoch of some W1 cases over `epochs` epochs in a row, for comparison
+    with `measure_w1`, where every epoch follows other cases' and a gc.collect() (caches cold,
+    as after a training step). The garbage collector stays on, as in a training loop: every
+    object a case leaves alive when a collection runs brings the next full collection nearer,
+    and one costs tens of milliseconds once torch is imported; a single epoch's median never
+    shows that, the mean over many does."""
     cases = w1_cases()
-    return {name: measure(cases[name], repeat=repeat, warmup=3, work=W1_BATCHES) for name in names}
+
+    def many(fn: Callable[[], int]) -> Callable[[], None]:
+        def run() -> None:
+            for _ in range(epochs):
+                fn()
+        return run
+
+    raw = interleave({name: timed(many(cases[name])) for name in names}, rounds, warmup=1, collector=True)
+    return {name: Timing(tuple(t / epochs for t in raw[name]), W1_BATCHES) for name in names}
 
 
 def compat_generator(s: np.ndarray, length: int) -> Optional[Any]:

@@ -12,7 +12,7 @@ import types
 import numpy as np
 import pytest
 
-from fastfeed import Batch, Feeder, _core, reference
+from fastfeed import Batch, FeedError, Feeder, _core, reference
 
 S = np.arange(300, dtype=np.float32).reshape(150, 2)
 
@@ -159,3 +159,36 @@ def test_views_made_the_plain_way_where_torch_has_no_guard(monkeypatch):
     for (x, y), (wx, wy) in zip(got, want):
         np.testing.assert_array_equal(x, wx)
         np.testing.assert_array_equal(y, wy)
+
+
+def test_autograd_records_in_the_loop_body_for_every_batch():
+    # Views are made with autograd's dispatch keys excluded; that must never reach the loop's
+    # own code, in any chunk of a block.
+    w = torch.ones(2, requires_grad=True)
+    f = small_batches(output="torch", batch_size=1)
+    recorded = [((x * w).sum()).requires_grad for x, _ in f]
+    assert len(recorded) == 145 and all(recorded)
+    assert torch.is_grad_enabled() and (w * 2).grad_fn is not None
+
+
+@pytest.mark.parametrize("output", ["numpy", "torch"])
+def test_blocks_of_many_chunks_with_a_short_last_batch_match_the_reference(output):
+    f = small_batches(output=output, batch_size=2)  # 145 windows: 72 batches of 2, one of 1
+    got = [(np.asarray(x).copy(), np.asarray(y).copy()) for x, y in f]
+    want = reference.batches(S, window=5, horizon=1, batch_size=2, shuffle=True, seed=3)
+    assert len(got) == len(want) == 73 and len(got[-1][0]) == 1
+    for (x, y), (wx, wy) in zip(got, want):
+        np.testing.assert_array_equal(x, wx)
+        np.testing.assert_array_equal(y, wy)
+
+
+def test_a_failed_sample_late_in_a_block_stops_at_its_batch():
+    bad = S.copy()
+    bad[120, 1] = np.nan  # the window starting at 120 is the 121st sample: batch 120 unshuffled
+    f = Feeder(bad, window=1, batch_size=1, check_finite="raise", output="numpy")
+    got = []
+    with pytest.raises(FeedError, match=r"assembling batch 120 of epoch 0 failed: sample 120"):
+        for x, _ in f:
+            got.append(x.copy())
+    assert len(got) == 120  # every batch before it, in chunks of views, and nothing spoiled
+    np.testing.assert_array_equal(np.concatenate(got)[:, 0], S[:120])

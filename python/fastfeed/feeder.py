@@ -7,7 +7,7 @@ import os
 import sys
 import time
 import weakref
-from typing import Any, Dict, Generator, Iterator, List, Optional, Sequence, Tuple, Union
+from typing import Any, Dict, Generator, Iterator, List, Optional, Tuple, Union
 
 import numpy as np
 
@@ -21,7 +21,7 @@ from .sources import SeriesSet, Source, load_source
 from .state import data_digest, make_state, read_state
 from .stats import FeedStats, StatsRecorder
 from .handout import Cursor, EpochIterator
-from .views import split_batches
+from .views import chunked_batches
 
 logger = logging.getLogger("fastfeed")
 
@@ -685,15 +685,20 @@ class Feeder:
         t = torch.from_numpy(a)  # shares the buffer, no copy
         return t.view(torch.bfloat16) if dtype == "bfloat16" else t
 
-    def _window_parts(self, arrays: tuple, error: Optional[str]) -> Tuple[Sequence[Any], Sequence[Any]]:
-        """Per-batch views of a block's x and y (y: Nones without targets)."""
+    def _window_batches(self, arrays: tuple, error: Optional[str]) -> Iterator[List[Batch]]:
+        """A block's batches of windows, a chunk at a time (views.CHUNK_BATCHES): only those
+        before a failed sample."""
         x, y = arrays[_X], arrays[_Y]
-        total = x.shape[0]
-        rows = total if error is None else (total // self.batch_size) * self.batch_size
-        b = self.batch_size
-        xs = split_batches(self._as_output(x, self._x_dtype), rows, total, b)
-        ys = (None,) * len(xs) if y is None else split_batches(self._as_output(y, self._y_dtype), rows, total, b)
-        return xs, ys
+        total, b = x.shape[0], self.batch_size
+        rows = total if error is None else (total // b) * b
+        xs = chunked_batches(self._as_output(x, self._x_dtype), rows, total, b)
+        if y is None:
+            for x_chunk in xs:
+                yield _core.make_pairs(Batch, x_chunk, (None,) * len(x_chunk))
+        else:
+            ys = chunked_batches(self._as_output(y, self._y_dtype), rows, total, b)
+            for x_chunk, y_chunk in zip(xs, ys):
+                yield _core.make_pairs(Batch, x_chunk, y_chunk)
 
     def _sequence_batch(self, arrays: tuple) -> Batch:
         out = self._as_output
@@ -753,14 +758,14 @@ class Feeder:
                 if self.sequences:
                     if error is not None:
                         raise FeedError(f"assembling batch {first} of epoch {epoch} failed: {error}")
-                    batches = [self._sequence_batch(arrays)]
+                    chunks: Iterator[List[Batch]] = iter(([self._sequence_batch(arrays)],))
                 else:
-                    xs, ys = self._window_parts(arrays, error)
-                    batches = _core.make_pairs(Batch, xs, ys)
-                handed = iter(batches)
-                cursor.begin_block(len(batches), handed)
-                yield handed if bar is None else _counted(handed, bar)
-                cursor.end_block()
+                    chunks = self._window_batches(arrays, error)
+                for batches in chunks:
+                    handed = iter(batches)
+                    cursor.begin_block(len(batches), handed)
+                    yield handed if bar is None else _counted(handed, bar)
+                    cursor.end_block()
                 self._count_block(cursor.delivered(), block_start, block_batches, block_rows, block_bytes)
                 block_batches = 0
                 if error is not None:
