@@ -726,8 +726,9 @@ class Feeder:
         self._stats.steps(real, rows * length - real)
 
     def _blocks(self, epoch: int, first_batch: int, cursor: Cursor) -> Generator[Iterator[Batch], None, None]:
-        """An iterator over each block's batches, in order (see handout.py). A block's small
-        batches are all made at once, in C, so that handing one out runs no Python code."""
+        """Iterators over the epoch's batches, a chunk of a block each, in order (see handout.py):
+        a chunk's batches are made at once (views in one split, pairs in C), so that handing one
+        out runs no Python code."""
         pipe = self._open_pipeline(epoch, first_batch)
         stats = self._stats
         bar = self._progress_bar(epoch, first_batch)
@@ -763,9 +764,9 @@ class Feeder:
                     chunks = self._window_batches(arrays, error)
                 for batches in chunks:
                     handed = iter(batches)
-                    cursor.begin_block(len(batches), handed)
+                    cursor.begin_chunk(len(batches), handed)
                     yield handed if bar is None else _counted(handed, bar)
-                    cursor.end_block()
+                    cursor.end_chunk()
                 self._count_block(cursor.delivered(), block_start, block_batches, block_rows, block_bytes)
                 block_batches = 0
                 if error is not None:

@@ -1,9 +1,10 @@
 """Handing an epoch's batches to the consumer with no Python code run per batch.
 
-The Feeder's generator deals in blocks (often hundreds of small batches each): per block it
-yields an iterator over the block's ready-made batches, and `EpochIterator`, a chain over those
-iterators, hands the batches on at C speed. `Cursor` reads how far the consumer got off the
-block's iterator, for state_dict() and the statistics."""
+The Feeder's generator deals in blocks (often hundreds of small batches each), made ready a
+chunk at a time (views.CHUNK_BATCHES): per chunk it yields an iterator over the ready-made
+batches, and `EpochIterator`, a chain over those iterators, hands the batches on at C speed.
+`Cursor` reads how far the consumer got off the current iterator, for state_dict() and the
+statistics."""
 from __future__ import annotations
 
 import itertools
@@ -30,25 +31,25 @@ class EpochIterator(itertools.chain):  # type: ignore[type-arg]
 
 
 class Cursor:
-    """How many batches of an epoch were handed out: those of finished blocks, plus what the
-    current block's iterator has given so far."""
+    """How many batches of an epoch were handed out: those of finished chunks, plus what the
+    current chunk's iterator has given so far."""
 
     __slots__ = ("_before", "_size", "_pending")
 
     def __init__(self, delivered: int) -> None:
         self._before, self._size, self._pending = delivered, 0, iter(())
 
-    def begin_block(self, size: int, pending: Iterator[Any]) -> None:
+    def begin_chunk(self, size: int, pending: Iterator[Any]) -> None:
         self._size, self._pending = size, pending
 
-    def end_block(self) -> None:
+    def end_chunk(self) -> None:
         self._before, self._size, self._pending = self.delivered(), 0, iter(())
 
     def stop(self) -> None:
         """The epoch ended early: the count stays where the consumer got to, and the rest of the
-        block is dropped (a closed EpochIterator hands nothing more out; its buffers go back)."""
+        chunk is dropped (a closed EpochIterator hands nothing more out; its buffers go back)."""
         pending = self._pending
-        self.end_block()
+        self.end_chunk()
         for _ in pending:
             pass
 
