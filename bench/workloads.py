@@ -762,6 +762,7 @@ def _vm_kib(field: str) -> int:
 SPARSE_MODES = {
     "feeder": "Feeder(path, window=256, horizon=1, batch_size=256, shuffle=True, output='numpy')",
     "feeder-lean": "the same Feeder with num_threads=1, prefetch=1",
+    "feeder-small": "Feeder(path, window=4, horizon=1, batch_size=64, shuffle=True) (a page per 4-byte window)",
     "numpy": "np.memmap baseline: 256 random windows, default read-ahead",
     "numpy-random": "np.memmap baseline: 256 random windows after madvise(MADV_RANDOM)",
 }
@@ -790,9 +791,10 @@ def sparse_probe(path: str, mode: str, seed: int) -> Dict[str, float]:
     memory counted is this start's alone. Times in seconds, memory in MiB."""
     rss0, hwm0 = _vm_kib("VmRSS"), _vm_kib("VmHWM")
     t0 = time.perf_counter()
+    window, batch = (4, 64) if mode == "feeder-small" else (256, 256)
     if mode.startswith("feeder"):
         lean = {"num_threads": 1, "prefetch": 1} if mode == "feeder-lean" else {}
-        f = Feeder(path, window=256, horizon=1, batch_size=256, shuffle=True, seed=seed,
+        f = Feeder(path, window=window, horizon=1, batch_size=batch, shuffle=True, seed=seed,
                    output="numpy", **lean)  # type: ignore[arg-type]
         t1 = time.perf_counter()
         it = iter(f)
@@ -806,7 +808,7 @@ def sparse_probe(path: str, mode: str, seed: int) -> Dict[str, float]:
         it.close()  # joins the workers, which may be in the middle of a block
         f.close()
     t3 = time.perf_counter()
-    assert x.shape == (256, 256) and y.shape == (256, 1), (x.shape, y.shape)
+    assert x.shape == (batch, window) and y.shape[:2] == (batch, 1), (x.shape, y.shape)
     return {
         "construct_s": t1 - t0,
         "first_batch_s": t2 - t1,
