@@ -111,6 +111,23 @@ def test_make_pairs_refuses_what_it_cannot_pair():
         _core.make_pairs(Batch, [1, 2], [3])
     pairs = _core.make_pairs(Batch, ["a", "b"], (None, "c"))
     assert pairs == [("a", None), ("b", "c")] and all(type(p) is Batch for p in pairs)
+    assert [hash(p) for p in pairs] == [hash(("a", None)), hash(("b", "c"))]  # ordinary tuples to Python
+
+
+def test_make_pairs_leaks_nothing_when_a_target_cannot_be_read():
+    class Unreadable:
+        def __len__(self) -> int:
+            return 1
+
+        def __getitem__(self, i: int) -> None:
+            raise KeyError(i)
+
+    x = object()
+    before = sys.getrefcount(x)
+    for _ in range(100):
+        with pytest.raises(KeyError):
+            _core.make_pairs(Batch, [x], Unreadable())
+    assert sys.getrefcount(x) == before
 
 
 torch = pytest.importorskip("torch")

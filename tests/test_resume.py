@@ -144,6 +144,9 @@ def test_state_from_another_configuration_or_data_is_refused():
         window_feeder(targets=targets).load_state_dict(with_targets)
     with pytest.raises(ValueError, match="not a fastfeed Feeder state"):
         window_feeder().load_state_dict({"epoch": 0})
+    older = dict(state, fastfeed_state=1)
+    with pytest.raises(ValueError, match="has version 1, from another fastfeed release; this one reads version 2"):
+        window_feeder().load_state_dict(older)
     bad = dict(state, batch=10_000)
     with pytest.raises(ValueError, match="out of range"):
         window_feeder().load_state_dict(bad)

@@ -11,7 +11,7 @@ import numpy as np
 from . import _core
 from .sources import SeriesSet
 
-STATE_VERSION = 1
+STATE_VERSION = 2  # 2: whole-source digests, bucketed batches shuffled without shuffle=True
 # Sources up to this size are hashed whole for the state's data digest (see data_digest).
 _WHOLE_DIGEST_BYTES = 256 << 20
 
@@ -38,9 +38,12 @@ def make_state(epoch: int, batch: int, fingerprint: Dict[str, Any]) -> Dict[str,
 def read_state(state: Any, fingerprint: Dict[str, Any], batches_per_epoch: int) -> Tuple[int, int]:
     """The (epoch, batch) a state says comes next, after checking it belongs to a Feeder with
     this fingerprint. Raises ValueError naming every difference."""
-    if not isinstance(state, dict) or state.get("fastfeed_state") != STATE_VERSION:
+    if not isinstance(state, dict) or "fastfeed_state" not in state:
         raise ValueError("not a fastfeed Feeder state (expected the dict that Feeder.state_dict() returns, "
                          f"version {STATE_VERSION})")
+    if state["fastfeed_state"] != STATE_VERSION:
+        raise ValueError(f"this Feeder state has version {state['fastfeed_state']!r}, from another fastfeed "
+                         f"release; this one reads version {STATE_VERSION} only (the order of batches may differ)")
     try:
         epoch, batch, theirs = int(state["epoch"]), int(state["batch"]), dict(state["fingerprint"])
     except (KeyError, TypeError, ValueError) as e:

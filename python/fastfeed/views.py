@@ -45,7 +45,7 @@ def chunked_batches(block: Any, rows: int, total: int, batch_size: int) -> Itera
         for lo in range(0, full, CHUNK_BATCHES):
             yield list(parts[lo:lo + CHUNK_BATCHES])
     else:
-        for chunk in parts.split(CHUNK_BATCHES):  # (an empty block splits into nothing)
+        for chunk in parts.split(CHUNK_BATCHES) if full else ():
             with _plain_view_guard():  # never around a yield: the loop's own code runs there
                 views = list(chunk.unbind(0))
             yield views
