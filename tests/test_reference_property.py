@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from fastfeed import Feeder, reference
+from fastfeed import Feeder, reference, views
 from fastfeed.dtypes import OUTPUT_DTYPES, SOURCE_DTYPES
 
 from helpers import assert_same_batches, collect
@@ -86,7 +86,8 @@ def configs(draw):
         start_index=start_index, end_index=end_index, batch_size=draw(st.integers(1, 7)),
         drop_last=draw(st.booleans()), shuffle=draw(st.booleans()), seed=draw(st.integers(-5, 2**40)),
         dtype=out_dtype, normalize=normalize, check_finite=check_finite, **draw(shares()),
-    ), dict(num_threads=draw(st.integers(1, 3)), prefetch=draw(st.integers(1, 4)), epoch=draw(st.integers(0, 5)))
+    ), dict(num_threads=draw(st.integers(1, 3)), prefetch=draw(st.integers(1, 4)), epoch=draw(st.integers(0, 5)),
+            chunk=draw(st.sampled_from([1, 2, 3, 7, views.CHUNK_BATCHES])))
 
 
 def run_both(cfg, run, output):
@@ -101,7 +102,11 @@ def run_both(cfg, run, output):
         return
     f = Feeder(**cfg, output=output, num_threads=run["num_threads"], prefetch=run["prefetch"])
     f.set_epoch(run["epoch"])
-    got = collect(f)
+    default_chunk, views.CHUNK_BATCHES = views.CHUNK_BATCHES, run["chunk"]  # views are made in chunks
+    try:
+        got = collect(f)
+    finally:
+        views.CHUNK_BATCHES = default_chunk
     assert len(got) == len(f)
     assert_same_batches(got, want)
 
