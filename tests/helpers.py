@@ -1,6 +1,9 @@
-"""Shared helpers for the tests: turning Feeder output into NumPy and comparing with the reference."""
+"""Shared helpers for the tests: turning Feeder output into NumPy, comparing with the reference,
+counting this process's threads."""
 from __future__ import annotations
 
+import os
+import time
 from typing import Any, List, Optional, Tuple
 
 import numpy as np
@@ -40,3 +43,16 @@ def assert_same_batches(got, want, exact: bool = True, rtol: float = 0.0, atol: 
             else:
                 np.testing.assert_allclose(g.astype(np.float64), w.astype(np.float64), rtol=rtol, atol=atol,
                                            err_msg=f"batch {i}: {name}")
+
+
+def native_threads() -> int:
+    """Threads of this process, native ones included (Linux: /proc/self/task)."""
+    return len(os.listdir("/proc/self/task"))
+
+
+def wait_for_threads(n: int, timeout: float = 5.0) -> int:
+    """The thread count once it is down to `n`, or after `timeout` seconds (threads end asynchronously)."""
+    deadline = time.monotonic() + timeout
+    while native_threads() > n and time.monotonic() < deadline:
+        time.sleep(0.01)
+    return native_threads()

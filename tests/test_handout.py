@@ -4,15 +4,15 @@ from __future__ import annotations
 
 import contextlib
 import gc
-import os
 import sys
-import time
 import types
 
 import numpy as np
 import pytest
 
 from fastfeed import Batch, FeedError, Feeder, _core, reference
+
+from helpers import native_threads, wait_for_threads
 
 S = np.arange(300, dtype=np.float32).reshape(150, 2)
 
@@ -21,10 +21,6 @@ def small_batches(**kw) -> Feeder:
     base = dict(window=5, horizon=1, batch_size=1, shuffle=True, seed=3, output="numpy")
     base.update(kw)
     return Feeder(S, **base)
-
-
-def native_threads() -> int:
-    return len(os.listdir("/proc/self/task"))
 
 
 def test_state_dict_counts_every_batch_handed_out_within_a_block():
@@ -61,10 +57,7 @@ def test_closing_the_epoch_iterator_stops_its_threads_like_a_generator():
     next(it)
     assert native_threads() > base
     it.close()
-    deadline = time.monotonic() + 5
-    while native_threads() > base and time.monotonic() < deadline:
-        time.sleep(0.01)
-    assert native_threads() == base
+    assert wait_for_threads(base) == base
     assert next(it, None) is None  # a closed iterator is exhausted, as a closed generator is
     assert len(list(f)) == len(f)  # the feeder itself goes on: the next epoch runs in full
 

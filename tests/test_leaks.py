@@ -20,11 +20,9 @@ import pytest
 
 from fastfeed import FeedError, Feeder
 
+from helpers import native_threads
+
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="counts come from /proc/self")
-
-
-def os_threads() -> int:
-    return len(os.listdir("/proc/self/task"))
 
 
 def open_fds() -> int:
@@ -37,7 +35,7 @@ def maps_of(*paths: str) -> int:
 
 
 def counts(*paths: str) -> dict:
-    return {"threads": os_threads(), "fds": open_fds(), "maps": maps_of(*paths)}
+    return {"threads": native_threads(), "fds": open_fds(), "maps": maps_of(*paths)}
 
 
 def settle(baseline: dict, *paths: str, timeout: float = 5.0) -> dict:
@@ -135,7 +133,7 @@ def test_thousands_of_feeders_leak_no_threads_fds_or_maps(files):
     for i in range(n):
         one_life(i, good, bad, seqs)
         if i % 97 == 0:
-            peak_threads = max(peak_threads, os_threads())
+            peak_threads = max(peak_threads, native_threads())
     after = settle(baseline, good, bad)
     assert after == baseline, f"after {n} Feeders: {after}, baseline {baseline} (peak threads {peak_threads})"
 

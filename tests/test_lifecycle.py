@@ -12,21 +12,12 @@ import pytest
 
 from fastfeed import Feeder
 
-
-def native_threads() -> int:
-    return len(os.listdir("/proc/self/task"))
+from helpers import native_threads, wait_for_threads
 
 
 def mappings_of(path: str) -> int:
     with open("/proc/self/maps") as fh:
         return sum(1 for line in fh if line.rstrip().endswith(path))
-
-
-def wait_for_threads(n: int, timeout: float = 5.0) -> int:
-    deadline = time.monotonic() + timeout
-    while native_threads() > n and time.monotonic() < deadline:
-        time.sleep(0.01)
-    return native_threads()
 
 
 S = np.random.default_rng(0).normal(size=(20000, 8)).astype(np.float32)
