@@ -144,6 +144,15 @@ def test_state_from_another_configuration_or_data_is_refused():
         window_feeder(targets=targets).load_state_dict(with_targets)
     with pytest.raises(ValueError, match="not a fastfeed Feeder state"):
         window_feeder().load_state_dict({"epoch": 0})
+    with pytest.raises(ValueError, match="normalize: saved None, this feeder '[0-9a-f]+'"):
+        window_feeder(normalize="standard").load_state_dict(state)
+    scaled = window_feeder(normalize=([1.0, 2.0], [3.0, 4.0])).state_dict()
+    with pytest.raises(ValueError, match="normalize: saved"):
+        window_feeder(normalize=([1.0, 2.0], [3.0, 5.0])).load_state_dict(scaled)
+    window_feeder(normalize=([1.0, 2.0], [3.0, 4.0])).load_state_dict(scaled)  # the same values: accepted
+    padded = sequence_feeder(normalize="standard").state_dict()
+    with pytest.raises(ValueError, match="normalize: saved '[0-9a-f]+', this feeder None"):
+        sequence_feeder().load_state_dict(padded)
     older = dict(state, fastfeed_state=1)
     with pytest.raises(ValueError, match="has version 1, from another fastfeed release; this one reads version 2"):
         window_feeder().load_state_dict(older)

@@ -18,7 +18,7 @@ from .device import DeviceUploader, cuda_device_ready
 from .source_cache import CACHEABLE, SequenceCache, SourceCache
 from .errors import FeedError
 from .sources import SeriesSet, Source, load_source
-from .state import data_digest, make_state, read_state
+from .state import data_digest, make_state, normalization_digest, read_state
 from .stats import FeedStats, StatsRecorder
 from .handout import Cursor, EpochIterator
 from .views import chunked_batches
@@ -869,6 +869,7 @@ class Feeder:
                 "drop_last": self.drop_last, "steps_per_epoch": self.steps_per_epoch,
                 "rank": self.rank, "world_size": self.world_size,
                 "dtype": self._x_dtype, "target_dtype": self._y_dtype, "check_finite": self.check_finite,
+                "normalize": normalization_digest(self._norms),
             }
             if self.sequences:
                 config.update(max_len=self.max_len, pad_multiple=self.pad_multiple, padding_side=self.padding_side,

@@ -30,6 +30,17 @@ def data_digest(series: SeriesSet, targets: Optional[SeriesSet]) -> str:
     return h.hexdigest()[:32]
 
 
+def normalization_digest(norms: Tuple[Tuple[list, list], ...]) -> Optional[str]:
+    """A short hash of the (mean, std) values applied to inputs and targets, or None when
+    nothing is normalised: the values themselves may be thousands of floats."""
+    if not any(mean for mean, _ in norms):
+        return None
+    h = hashlib.sha256()
+    for mean, std in norms:
+        h.update(np.asarray(mean, np.float64).tobytes() + b"|" + np.asarray(std, np.float64).tobytes() + b";")
+    return h.hexdigest()[:16]
+
+
 def make_state(epoch: int, batch: int, fingerprint: Dict[str, Any]) -> Dict[str, Any]:
     """A small dict of plain values: fits torch.save and JSON."""
     return {"fastfeed_state": STATE_VERSION, "epoch": epoch, "batch": batch, "fingerprint": dict(fingerprint)}
