@@ -92,6 +92,16 @@ def test_cli_demo(tmp_path, capsys):
     assert not plot.exists()
 
 
+def test_cli_demo_refuses_a_plot_it_cannot_write_before_training(tmp_path, capsys):
+    missing = tmp_path / "no such dir" / "loss.png"
+    assert cli.main(["demo", "--epochs", "1", "--batch-size", "128", "--plot", str(missing)]) == 2
+    captured = capsys.readouterr()
+    assert f"fastfeed demo: error: cannot write the loss plot to {missing}: the directory" in captured.err
+    assert "does not exist" in captured.err and "epoch 1/1" not in captured.out  # no training first
+    assert cli.main(["demo", "--epochs", "1", "--plot", str(tmp_path)]) == 2
+    assert "it is a directory" in capsys.readouterr().err
+
+
 def test_cli_demo_shows_a_progress_bar_in_logs_too(capsys):
     pytest.importorskip("tqdm")
     assert cli.main(["demo", "--epochs", "1", "--batch-size", "128", "--no-plot"]) == 0

@@ -56,14 +56,31 @@ def _cmd_demo(args: argparse.Namespace) -> int:
         return _fail("demo", "the demo trains a PyTorch model: pip install torch", 1)
     from .demo import run_demo
 
+    plot = None if args.no_plot else args.plot
+    problem = _unwritable(plot) if plot is not None else None
+    if problem:  # said before a minute of training, not after it
+        return _fail("demo", f"cannot write the loss plot to {plot}: {problem} (or pass --no-plot)", 2)
     try:
         run_demo(epochs=args.epochs, batch_size=args.batch_size, window=args.window, lr=args.lr,
-                 seed=args.seed, plot=None if args.no_plot else args.plot, threads=args.threads,
-                 progress=not args.no_progress)
+                 seed=args.seed, plot=plot, threads=args.threads, progress=not args.no_progress)
     except KeyboardInterrupt:
         print("\ninterrupted", file=sys.stderr)
         return 130
+    except OSError as e:  # the plot could not be written after all (disk full, removed meanwhile)
+        return _fail("demo", f"cannot write the loss plot to {plot}: {e.strerror or e}", 1)
     return 0
+
+
+def _unwritable(path: str) -> Optional[str]:
+    """Why a file cannot be written at `path`, or None when it looks writable."""
+    folder = os.path.dirname(os.path.abspath(path))
+    if os.path.isdir(path):
+        return "it is a directory"
+    if not os.path.isdir(folder):
+        return f"the directory {folder} does not exist"
+    if not os.access(folder, os.W_OK):
+        return f"the directory {folder} is not writable"
+    return None
 
 
 # ----- inspect --------------------------------------------------------------------------------
