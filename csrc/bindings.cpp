@@ -305,10 +305,10 @@ PYBIND11_MODULE(_core, m) {
       .def_static(
           "windows",
           [](std::shared_ptr<Assembler> assembler, bool shuffle, uint64_t seed, int64_t rank, int64_t world,
-             bool pad, int64_t batch_size, int64_t epoch, int64_t first_batch, int64_t end_batch,
+             bool drop_last, int64_t batch_size, int64_t epoch, int64_t first_batch, int64_t end_batch,
              int64_t steps_per_epoch, int64_t batches_per_block, std::vector<int64_t> x_feat,
              std::vector<int64_t> y_feat, int num_threads, int prefetch, bool pinned, bool starts_only) {
-            ShareSpec share{assembler->num_samples(), shuffle, seed, rank, world, pad};
+            ShareSpec share{assembler->num_samples(), shuffle, seed, rank, world, drop_last, batch_size};
             RunSpec run{batch_size, epoch, first_batch, end_batch, steps_per_epoch, batches_per_block};
             auto builder = std::make_shared<WindowBlocks>(assembler, share, run, std::move(x_feat),
                                                           std::move(y_feat), idle_buffers(prefetch, pinned), pinned,
@@ -316,7 +316,7 @@ PYBIND11_MODULE(_core, m) {
             return start_pipeline(std::move(builder), num_threads, prefetch);
           },
           py::arg("assembler"), py::arg("shuffle"), py::arg("seed"), py::arg("rank"), py::arg("world"),
-          py::arg("pad"), py::arg("batch_size"), py::arg("epoch"), py::arg("first_batch"), py::arg("end_batch"),
+          py::arg("drop_last"), py::arg("batch_size"), py::arg("epoch"), py::arg("first_batch"), py::arg("end_batch"),
           py::arg("steps_per_epoch"), py::arg("batches_per_block"), py::arg("x_feat"), py::arg("y_feat"),
           py::arg("num_threads"), py::arg("prefetch"), py::arg("pinned") = false, py::arg("starts_only") = false)
       .def_static(
@@ -356,6 +356,11 @@ PYBIND11_MODULE(_core, m) {
           py::arg("pinned") = false, py::arg("pieces_only") = false)
       .def("next", &PyPipeline::next)
       .def("close", &PyPipeline::close);
+
+  m.def("rank_share_size", &rank_share_size, py::arg("n"), py::arg("rank"), py::arg("world"), py::arg("unit"),
+        py::arg("drop_last"),
+        "How many of a pass's n items (samples, or batches when unit is 1) a rank reads: disjoint shares, "
+        "the same number of batches on every rank.");
 
   m.def("make_pairs", &make_pairs, py::arg("cls"), py::arg("xs"), py::arg("ys"),
         "A list of cls (a tuple subclass) instances, each holding (xs[i], ys[i]).");

@@ -6,19 +6,31 @@
 
 namespace fastfeed {
 
+// How many of a pass's `n` items rank `rank` of `world` reads. Shares are disjoint and give
+// every rank the same number of batches: the n % world items left over when the pass is dealt
+// out evenly go one each to the first ranks where that only lengthens their last batch (their
+// share is not a whole number of `unit`-item batches), and are left out of the pass otherwise
+// (and always with drop_last). `unit` is the batch size when the items are samples, 1 when
+// they are whole batches.
+inline int64_t rank_share_size(int64_t n, int64_t rank, int64_t world, int64_t unit, bool drop_last) {
+  const int64_t even = n / world;
+  const bool rest_fits = !drop_last && even % unit != 0;
+  return even + (rest_fits && rank < n % world ? 1 : 0);
+}
+
 // One pass is a permutation of all `n` samples (keyed by the pass number when shuffled).
-// With `world` ranks, rank r reads the pass's positions r, r + world, r + 2 * world, ...
-// Every rank reads the same count: `pad` wraps around to the pass's first samples (a few are
-// read twice), otherwise the tail that does not divide evenly is left out.
+// With `world` ranks, rank r reads the pass's positions r, r + world, r + 2 * world, ...,
+// rank_share_size() of them.
 struct ShareSpec {
   int64_t n = 0;
   bool shuffle = false;
   uint64_t seed = 0;
   int64_t rank = 0;
   int64_t world = 1;
-  bool pad = true;
+  bool drop_last = false;
+  int64_t batch_size = 1;
 
-  int64_t per_rank() const { return pad ? (n + world - 1) / world : n / world; }
+  int64_t per_rank() const { return rank_share_size(n, rank, world, batch_size, drop_last); }
 };
 
 class PassOrder {
@@ -29,8 +41,7 @@ class PassOrder {
   int64_t size() const { return share_.per_rank(); }
   // The sample at position `q` (0 <= q < size()) of this rank's share of the pass.
   int64_t sample_at(int64_t q) const {
-    int64_t global = q * share_.world + share_.rank;
-    if (global >= share_.n) global %= share_.n;  // padding repeats the pass's first samples
+    const int64_t global = q * share_.world + share_.rank;
     return share_.shuffle ? static_cast<int64_t>(perm_(static_cast<uint64_t>(global))) : global;
   }
 

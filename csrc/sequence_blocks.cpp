@@ -39,7 +39,7 @@ SequenceBlocks::SequenceBlocks(std::shared_ptr<const SequenceData> data, PlanSpe
   lengths_.reserve(static_cast<size_t>(data_->count()));
   for (int64_t v = 0; v < data_->count(); ++v) lengths_.push_back(data_->inputs[data_->real(v)].length);
   per_pass_ = plan_for(0)->num_batches();  // the same for every pass
-  per_rank_ = plan_spec_.drop_last ? per_pass_ / world_ : (per_pass_ + world_ - 1) / world_;
+  per_rank_ = rank_share_size(per_pass_, rank_, world_, 1, plan_spec_.drop_last);
   x_pad_row_ = constant_row(pad_.pad_value, data_->inputs[0].row_elems, out_.x_dtype);
   if (!data_->step_targets.empty()) {
     y_pad_row_ = constant_row(pad_.pad_value, data_->step_targets[0].row_elems, out_.y_dtype);
@@ -87,8 +87,7 @@ Block SequenceBlocks::build(int64_t k) const {
   b.first_batch = run_.first_batch + k;
   b.num_batches = 1;
   const StreamPosition at = locate_in_stream(run_, b.first_batch, run_.steps_per_epoch, per_rank_);
-  int64_t g = at.index * world_ + rank_;
-  if (g >= per_pass_) g %= per_pass_;  // padding: this rank repeats the pass's first batches
+  const int64_t g = at.index * world_ + rank_;
   const std::shared_ptr<const PassPlan> plan = plan_for(at.pass);
   int64_t first_sequence = -1;  // named if a file change spoils the batch
   try {

@@ -183,24 +183,53 @@ def test_virtual_epochs_continue_the_stream_and_reshuffle_each_pass():
 
 # ----- ranks ------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("world", [2, 3, 4])
-@pytest.mark.parametrize("drop_last", [False, True])
-def test_rank_shares_are_disjoint_and_equal(world, drop_last):
-    series = np.arange(23, dtype=np.int64)
-    shares = []
+@given(n=st.integers(1, 60), world=st.integers(1, 5), batch_size=st.integers(1, 7), drop_last=st.booleans(),
+       shuffle=st.booleans())
+def test_rank_shares_are_disjoint_with_equal_batch_counts(n, world, batch_size, drop_last, shuffle):
+    series = np.arange(n, dtype=np.int64)
+    kw = dict(window=1, batch_size=batch_size, shuffle=shuffle, seed=9, drop_last=drop_last, output="numpy")
+    if n < world or (drop_last and n // world < batch_size):  # some rank would get no batch
+        with pytest.raises(ValueError, match="leaves (rank 0 nothing|no batch)"):
+            Feeder(series, rank=0, world_size=world, **kw)
+        return
+    shares, lengths = [], set()
     for rank in range(world):
-        f = Feeder(series, window=1, batch_size=2, shuffle=True, seed=9, rank=rank, world_size=world,
-                   drop_last=drop_last, output="numpy")
-        shares.append([int(v) for b in f for v in b[0].reshape(-1)])
-    counts = {len(s) for s in shares}
-    assert len(counts) == 1
-    every = [v for s in shares for v in s]
+        f = Feeder(series, rank=rank, world_size=world, **kw)
+        batches = list(f)
+        lengths |= {len(f), len(batches)}
+        assert all(len(b[0]) == batch_size for b in batches[:-1])
+        shares.append([int(v) for b in batches for v in b[0].reshape(-1)])
+    assert len(lengths) == 1  # every rank the same number of batches, and len() says how many
+    every = [v for share in shares for v in share]
+    assert len(every) == len(set(every))  # disjoint
+    left_out = n - len(every)
     if drop_last:
-        assert len(set(every)) == len(every)  # disjoint
-        assert len(every) >= 23 - world * 2 - world
+        assert left_out < world * batch_size
+    elif n % world == 0 or (n // world) % batch_size != 0:
+        assert left_out == 0  # the rest fits into the first ranks' last batches
     else:
-        assert set(every) == set(range(23))  # everything covered; the few repeats pad the last share
-        assert len(every) - len(set(every)) < world * 2
+        assert left_out == n % world  # it would have been one more batch on some ranks
+
+
+@pytest.mark.parametrize("pack", [False, True])
+def test_rank_shares_of_whole_sequences_are_disjoint_batches(pack):
+    seqs = [np.full(2 + i % 5, i, np.int32) for i in range(23)]
+    kw = dict(window=None, batch_size=3, shuffle=True, seed=4, output="numpy")
+    if pack:
+        kw.update(pack=True, max_len=8)
+    world = 3
+    per_rank = []
+    for rank in range(world):
+        f = Feeder(seqs, rank=rank, world_size=world, **kw)
+        batches = list(f)
+        assert len(batches) == len(f)
+        per_rank.append(batches)
+    assert len({len(b) for b in per_rank}) == 1
+    whole = list(Feeder(seqs, **kw))  # the pass the ranks deal out, a batch each in turn
+    dealt = [per_rank[r][j] for j in range(len(per_rank[0])) for r in range(world)]
+    assert len(whole) - len(dealt) < world  # only the batches that would break the tie are left out
+    for got, want in zip(dealt, whole):
+        np.testing.assert_array_equal(got[0], want[0])
 
 
 def test_rank_errors():
@@ -235,11 +264,11 @@ def test_torchrun_two_ranks_cover_disjoint_equal_shares(tmp_path):
     assert proc.returncode == 0, proc.stderr[-3000:]
     results = [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in range(2)]
     assert [r["rank"] for r in results] == [0, 1] and all(r["world"] == 2 for r in results)
-    assert results[0]["batches"] == results[1]["batches"] == 32  # ceil(501 / 16)
+    assert results[0]["batches"] == results[1]["batches"] == 32  # ceil(501 / 16) and ceil(500 / 16)
     a, b = set(results[0]["seen"]), set(results[1]["seen"])
-    assert len(results[0]["seen"]) == len(results[1]["seen"]) == 501
+    assert len(results[0]["seen"]) == 501 and len(results[1]["seen"]) == 500  # rank 0 also has the odd one
     assert a | b == set(range(1001))
-    assert len(a & b) == 1  # 1001 samples on 2 ranks: one sample pads the second share
+    assert not a & b  # disjoint
 
 
 # ----- stats ------------------------------------------------------------------------------

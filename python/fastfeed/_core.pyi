@@ -69,7 +69,7 @@ _Arrays = Tuple[Optional[np.ndarray], ...]
 class Pipeline:
     @staticmethod
     def windows(
-        assembler: Assembler, shuffle: bool, seed: int, rank: int, world: int, pad: bool, batch_size: int,
+        assembler: Assembler, shuffle: bool, seed: int, rank: int, world: int, drop_last: bool, batch_size: int,
         epoch: int, first_batch: int, end_batch: int, steps_per_epoch: int, batches_per_block: int,
         x_feat: List[int], y_feat: List[int], num_threads: int, prefetch: int, pinned: bool = False,
         starts_only: bool = False,
@@ -93,6 +93,7 @@ def moments(series: List[_SeriesItem], start: int, end: int, finite_rows_only: b
 def gather_windows(
     source: Union[np.ndarray, NpyFile], starts: npt.ArrayLike, window: int, rate: int, out_dtype: np.dtype, tail: List[int]
 ) -> np.ndarray: ...
+def rank_share_size(n: int, rank: int, world: int, unit: int, drop_last: bool) -> int: ...
 def make_pairs(cls: type, xs: list, ys: Sequence[Any]) -> list: ...
 def build_info() -> dict: ...
 def non_finite_steps(series: List[_SeriesItem], threads: int) -> List[npt.NDArray[np.int64]]: ...

@@ -220,8 +220,9 @@ class Feeder:
                                a["start_index"], a["end_index"], a["dtype"], a["normalize"])
         if self._per_rank() == 0:
             raise ValueError(
-                f"world_size={self.world_size} with drop_last=True leaves rank {self.rank} nothing: there are only "
-                f"{self._pass_units()} {'batches' if self.sequences else 'samples'} per pass")
+                f"world_size={self.world_size} leaves rank {self.rank} nothing: a pass has only {self._pass_units()} "
+                f"{'batches' if self.sequences else 'samples'}, and ranks read disjoint shares with the same number "
+                f"of batches{' (drop_last=True)' if self.drop_last else ''}")
         if len(self) == 0:
             raise ValueError(
                 f"drop_last=True with batch_size={self.batch_size} leaves no batch: there are only "
@@ -620,10 +621,11 @@ class Feeder:
         return n // self.batch_size if self.drop_last else _ceil_div(n, self.batch_size)
 
     def _per_rank(self) -> int:
-        """Per pass and rank: samples (windows) or batches (sequences). Short ranks repeat a few
-        of the pass's first items (drop_last=False) or the remainder is left out (drop_last=True)."""
-        n, w = self._pass_units(), self.world_size
-        return n // w if self.drop_last else _ceil_div(n, w)
+        """Per pass and rank: samples (windows) or batches (sequences). Ranks read disjoint shares
+        with the same number of batches, so up to world_size - 1 items of a pass may be left out
+        (see rank_share_size in csrc/order.hpp)."""
+        unit = 1 if self.sequences else self.batch_size
+        return _core.rank_share_size(self._pass_units(), self.rank, self.world_size, unit, self.drop_last)
 
     def __len__(self) -> int:
         if self.steps_per_epoch is not None:
@@ -678,7 +680,7 @@ class Feeder:
                 pinned=self.device != "cpu" and self._cache is None, pieces_only=self._cache is not None)
         else:
             pipe = _core.Pipeline.windows(
-                self._assembler, self.shuffle, seed, self.rank, self.world_size, not self.drop_last,
+                self._assembler, self.shuffle, seed, self.rank, self.world_size, self.drop_last,
                 self.batch_size, epoch, first_batch, len(self), spe, self._batches_per_block,
                 list(self._series.feat), list(self._target_series().feat), self.num_threads, self.prefetch,
                 pinned=self.device != "cpu" and self._cache is None, starts_only=self._cache is not None)

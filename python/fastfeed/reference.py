@@ -119,12 +119,15 @@ def standard_stats(series: List[np.ndarray], start_index: int = 0, end_index: Op
 
 # ----- ranks and virtual epochs ------------------------------------------------------------
 
-def rank_share(n: int, rank: int = 0, world_size: int = 1, drop_last: bool = False) -> List[int]:
+def rank_share(n: int, rank: int = 0, world_size: int = 1, drop_last: bool = False, unit: int = 1) -> List[int]:
     """Which positions of a pass (of n items) a rank reads, in order: rank, rank + world, ...
-    A short share wraps around to the pass's first items (drop_last=False) or the remainder of
-    the pass is left out (drop_last=True), so every rank reads the same count."""
-    per_rank = n // world_size if drop_last else -(-n // world_size)
-    return [(q * world_size + rank) % n for q in range(per_rank)]
+    Shares are disjoint and give every rank the same number of batches of `unit` items (unit 1:
+    the items are batches). The n % world_size items left over go one each to the first ranks
+    when that only lengthens their last batch, and are left out otherwise (always with drop_last)."""
+    even = n // world_size
+    rest_fits = not drop_last and even % unit != 0
+    count = even + (1 if rest_fits and rank < n % world_size else 0)
+    return [q * world_size + rank for q in range(count)]
 
 
 def epoch_stream(epoch: int, per_rank: int, count: int, steps: Optional[int]) -> List[Tuple[int, int]]:
@@ -170,7 +173,7 @@ def batches(
             return not (all_finite(series[s][t:last + 1:sampling_rate]) and all_finite(
                 target_series[s][last + sampling_rate:last + horizon * sampling_rate + 1:sampling_rate]))
         starts = [(s, t) for s, t in starts if not touches_bad(s, t)]
-    share = rank_share(len(starts), rank, world_size, drop_last)
+    share = rank_share(len(starts), rank, world_size, drop_last, unit=batch_size)
     per_rank = len(share)
     if steps_per_epoch is None:
         count = per_rank // batch_size * batch_size if drop_last else per_rank

@@ -16,6 +16,7 @@
 #include "fingerprint.hpp"
 #include "half.hpp"
 #include "npy.hpp"
+#include "order.hpp"
 #include "permutation.hpp"
 #include "pipeline.hpp"
 #include "sequence_blocks.hpp"
@@ -171,7 +172,7 @@ static void pipeline_delivers_every_batch_in_order() {
   auto assembler = std::make_shared<Assembler>(std::vector<Series>{s}, std::vector<Series>{s}, spec, out);
   const int64_t n = assembler->num_samples();  // 996
   for (int threads : {1, 3}) {
-    ShareSpec share{n, true, 5, 0, 1, true};
+    ShareSpec share{n, true, 5, 0, 1, false};
     RunSpec run{10, 1, 0, (n + 9) / 10, 0, 2};
     Pipeline pipe(std::make_shared<WindowBlocks>(assembler, share, run, std::vector<int64_t>{},
                                                  std::vector<int64_t>{}, 5),
@@ -188,7 +189,7 @@ static void pipeline_delivers_every_batch_in_order() {
     CHECK(position == n);
   }
   // Closing mid-epoch joins the workers without delivering more.
-  ShareSpec share{n, false, 0, 0, 1, true};
+  ShareSpec share{n, false, 0, 0, 1, false};
   RunSpec run{1, 0, 0, n, 0, 1};
   Pipeline pipe(std::make_shared<WindowBlocks>(assembler, share, run, std::vector<int64_t>{}, std::vector<int64_t>{}, 4),
                 4, 2);
@@ -363,7 +364,7 @@ static void pipeline_close_races_next_and_close() {
   auto assembler = float_assembler(data, 256);
   const int64_t n = assembler->num_samples();
   for (int round = 0; round < 30; ++round) {
-    ShareSpec share{n, true, 3, 0, 1, true};
+    ShareSpec share{n, true, 3, 0, 1, false};
     RunSpec run{16, round, 0, (n + 15) / 16, 0, 1};
     Pipeline pipe(std::make_shared<WindowBlocks>(assembler, share, run, std::vector<int64_t>{},
                                                  std::vector<int64_t>{}, 4),
@@ -398,7 +399,7 @@ static void buffers_outlive_their_pipeline() {
   const int64_t n = assembler->num_samples();
   std::vector<Block> kept;
   for (int epoch = 0; epoch < 4; ++epoch) {
-    ShareSpec share{n, true, 9, 0, 1, true};
+    ShareSpec share{n, true, 9, 0, 1, false};
     RunSpec run{8, epoch, 0, (n + 7) / 8, 0, 3};
     auto pipe = std::make_unique<Pipeline>(std::make_shared<WindowBlocks>(assembler, share, run, std::vector<int64_t>{},
                                                                           std::vector<int64_t>{}, 3),
@@ -454,9 +455,35 @@ static void sequence_workers_share_pass_plans() {
   }
 }
 
+// Every rank reads distinct positions (r, r + world, ...: all below n, so shares are disjoint)
+// and ends up with the same number of batches; at most world - 1 items are left out.
+static void rank_shares_are_disjoint_with_equal_batch_counts() {
+  for (int64_t n = 1; n <= 40; ++n) {
+    for (int64_t world = 1; world <= 5; ++world) {
+      for (int64_t unit = 1; unit <= 6; ++unit) {
+        for (bool drop_last : {false, true}) {
+          std::set<int64_t> batch_counts;
+          int64_t total = 0;
+          for (int64_t rank = 0; rank < world; ++rank) {
+            const int64_t size = rank_share_size(n, rank, world, unit, drop_last);
+            CHECK(size == 0 || (size - 1) * world + rank < n);  // its last position is in the pass
+            batch_counts.insert(drop_last ? size / unit : (size + unit - 1) / unit);
+            total += size;
+          }
+          CHECK(batch_counts.size() == 1);
+          CHECK(total <= n && n - total < world);
+        }
+      }
+    }
+  }
+  CHECK(rank_share_size(11, 0, 2, 2, false) == 6 && rank_share_size(11, 1, 2, 2, false) == 5);  // 3 batches each
+  CHECK(rank_share_size(9, 0, 2, 2, false) == 4 && rank_share_size(9, 1, 2, 2, false) == 4);  // 5 would make 3
+}
+
 int main() {
   packing_keeps_every_step_once();
   permutation_is_a_bijection();
+  rank_shares_are_disjoint_with_equal_batch_counts();
   window_index_skips_short_series();
   fingerprint_sees_every_value_of_small_sources();
   npy_header_parsing();
