@@ -14,6 +14,9 @@ Moments compute_moments(const std::vector<Series>& series, int64_t start, int64_
   Moments m;
   m.mean.assign(static_cast<size_t>(width), 0.0);
   std::vector<double> m2(static_cast<size_t>(width), 0.0);
+  // Welford's updates run on the values minus the first row: a mean far larger than the spread
+  // (1e9 + noise) would otherwise lose the noise's digits in every update, not only at the end.
+  std::vector<double> shift;
   // Rows are converted to double in chunks so that every dtype takes the same path.
   constexpr int64_t kChunkRows = 1024;
   std::vector<double> chunk(static_cast<size_t>(kChunkRows * width));
@@ -28,18 +31,21 @@ Moments compute_moments(const std::vector<Series>& series, int64_t start, int64_
       for (int64_t r = 0; r < rows; ++r) {
         const double* x = chunk.data() + r * width;
         if (finite_rows_only && !std::all_of(x, x + width, [](double v) { return std::isfinite(v); })) continue;
+        if (m.count == 0) shift.assign(x, x + width);
         ++m.count;
         const double inv = 1.0 / static_cast<double>(m.count);
         for (int64_t i = 0; i < width; ++i) {
-          const double delta = x[i] - m.mean[i];
+          const double v = x[i] - shift[i];
+          const double delta = v - m.mean[i];
           m.mean[i] += delta * inv;
-          m2[i] += delta * (x[i] - m.mean[i]);
+          m2[i] += delta * (v - m.mean[i]);
         }
       }
     }
   }
   m.std.resize(static_cast<size_t>(width));
   for (int64_t i = 0; i < width; ++i) {
+    if (m.count > 0) m.mean[i] += shift[i];
     m.std[i] = m.count > 0 ? std::sqrt(m2[i] / static_cast<double>(m.count)) : 0.0;
   }
   return m;

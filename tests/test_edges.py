@@ -186,6 +186,14 @@ def test_standard_normalization_with_constant_feature():
     np.testing.assert_array_equal(x[0, :, 1], np.zeros(10))  # centred, not divided by 0
 
 
+def test_standard_normalization_of_a_large_offset_keeps_the_small_spread():
+    # Values near 1e9 with unit spread: each running-mean update in plain doubles rounds at
+    # ~1e-7 and the errors add up over the steps (3e-6 here before the core shifted the data).
+    s = 1e9 + np.random.default_rng(0).standard_normal(10_000)
+    [(x, _)] = collect(Feeder(s, window=1, batch_size=10_000, normalize="standard", output="numpy"))
+    np.testing.assert_allclose(x[:, 0], (s - s.mean()) / s.std(), rtol=0, atol=1e-8)
+
+
 def test_check_finite_skip_drops_exactly_the_windows_touching_a_nan():
     s = np.arange(20, dtype=np.float64)
     s[7] = np.nan
