@@ -48,6 +48,15 @@ void require_finite(const Series& series, const char* noun, int64_t index, int64
   }
 }
 
+void require_finite_label(const Series& labels, int64_t sequence) {
+  if (!is_floating(labels.dtype)) return;
+  const int64_t e = first_non_finite(labels.row(sequence), labels.dtype, labels.row_elems);
+  if (e >= 0) {
+    throw std::runtime_error("non-finite value (NaN or Inf) in the label of sequence " + std::to_string(sequence) +
+                             ", element " + std::to_string(e));
+  }
+}
+
 std::vector<std::vector<int64_t>> non_finite_steps(const std::vector<Series>& series, int threads) {
   // Work comes in chunks of rows so one long series still spreads over every thread.
   struct Chunk {

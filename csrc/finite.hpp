@@ -12,6 +12,9 @@ namespace fastfeed {
 void require_finite(const Series& series, const char* noun, int64_t index, int64_t start,
                     int64_t count, int64_t rate, const char* what);
 
+// The same for the label of one sequence (row `sequence` of `labels`; a label has no steps).
+void require_finite_label(const Series& labels, int64_t sequence);
+
 // For each series, the steps holding a NaN or Inf in any element, in increasing order. The
 // rows are scanned once by `threads` threads; integer and bool series have none.
 std::vector<std::vector<int64_t>> non_finite_steps(const std::vector<Series>& series, int threads);

@@ -228,7 +228,7 @@ void SequenceBlocks::fill_row_info(const BatchLayout& layout, Block& b) const {
   const size_t bytes = static_cast<size_t>(labels.row_elems) * itemsize(out_.y_dtype);
   for (const Piece& p : layout.pieces) {  // padded batches: one piece per row
     b.failed_at = p.row;
-    if (out_.check_finite) require_finite(labels, "sequence", p.seq, p.seq, 1, 1, "the label");
+    if (out_.check_finite) require_finite_label(labels, p.seq);
     convert_rows(labels.row(p.seq), labels.dtype, labels.row_bytes(), 1, labels.row_elems,
                  y.data.get() + static_cast<size_t>(p.row) * bytes, out_.y_dtype, Normalization{});
   }

@@ -212,6 +212,17 @@ def test_check_finite_names_series_and_step_in_inputs():
         list(f)
 
 
+def test_check_finite_names_the_sequence_of_a_bad_label_or_step():
+    seqs = [np.zeros(3), np.zeros(4), np.array([0.0, 0.0, np.inf])]
+    labels = np.array([[1.0, 2.0], [3.0, np.nan], [5.0, 6.0]])
+    f = Feeder(seqs[:2], window=None, targets=labels[:2], batch_size=1, check_finite="raise", output="numpy")
+    with pytest.raises(FeedError, match=r"in the label of sequence 1, element 1$"):  # a label has no steps
+        list(f)
+    f = Feeder(seqs, window=None, batch_size=1, check_finite="raise", output="numpy")
+    with pytest.raises(FeedError, match=r"in the inputs of sequence 2 at step 2, element 0"):
+        list(f)
+
+
 def test_build_info_and_cuda_available_agree():
     import fastfeed
 
