@@ -86,3 +86,50 @@ def test_consumer_waits_for_a_slow_producer_and_errors_are_clear():
         Stream(window=10, batch_size=4, capacity=5)
     with pytest.raises(ValueError, match="on_full must be 'block' or 'drop_oldest'"):
         Stream(window=2, on_full="wait")
+
+
+@given(length=st.integers(1, 80), window=st.integers(1, 5), horizon=st.integers(0, 2), rate=st.integers(1, 3),
+       stride=st.integers(1, 5), batch=st.integers(1, 3), spare=st.integers(0, 6),
+       cuts=st.lists(st.integers(0, 80), max_size=10))
+def test_dropped_steps_are_the_steps_only_lost_windows_read_however_the_pushes_are_cut(
+        length, window, horizon, rate, stride, batch, spare, cuts):
+    data = np.arange(length, dtype=np.float64)  # each step's value is its number
+    reach = (window - 1 + horizon) * rate
+    cuts = sorted(c for c in set(cuts) if 0 < c < length)
+
+    def run(pieces):  # everything pushed before the consumer starts, so drops do happen
+        s = Stream(window=window, horizon=horizon, sampling_rate=rate, stride=stride, batch_size=batch,
+                   capacity=reach + 1 + (batch - 1) * stride + spare, on_full="drop_oldest", output="numpy")
+        for p in pieces:
+            s.push(p)
+        s.close()
+        starts = [int(v) for x, _ in s for v in x[:, 0]]
+        return starts, s.stats().dropped_steps
+
+    starts, dropped = run([data[a:b] for a, b in zip([0] + cuts, cuts + [length])])
+    assert (starts, dropped) == run([data[t:t + 1] for t in range(length)]) == run([data])
+    assert dropped == steps_only_lost_windows_read(length, starts, window, horizon, rate, stride)
+
+
+def steps_only_lost_windows_read(length, starts, window, horizon, rate, stride):
+    """The steps that windows of the series not handed out (`starts` were) read, and no window
+    handed out did."""
+    def reads(s):
+        return {s + j * rate for j in range(window + horizon)}
+
+    whole = range(0, length - (window - 1 + horizon) * rate, stride)  # every window the series holds
+    lost = [s for s in whole if s not in set(starts)]
+    return len(set().union(set(), *(reads(s) for s in lost)) - set().union(set(), *(reads(s) for s in starts)))
+
+
+def test_dropped_steps_while_the_consumer_runs_behind():
+    s = Stream(window=5, horizon=1, stride=2, batch_size=4, capacity=40, on_full="drop_oldest", output="numpy")
+    data = np.arange(5000, dtype=np.float64)
+    producer = pushed_in_chunks(s, data, list(range(37, 5000, 37)))
+    starts = []
+    for x, _ in s:
+        starts += [int(v) for v in x[:, 0]]
+        time.sleep(0.0005)  # slower than the producer: the buffer overflows again and again
+    producer.join()
+    assert 0 < len(starts) < 2497 and starts == sorted(starts)
+    assert s.stats().dropped_steps == steps_only_lost_windows_read(5000, starts, 5, 1, 1, 2) > 0

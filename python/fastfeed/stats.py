@@ -27,7 +27,7 @@ class FeedStats:
     assembly_p50_s: float      # time a worker took to assemble one batch
     mean_queue_depth: float    # assembled batches waiting when one was handed over
     padding_fraction: float    # padded steps / all steps of the padded outputs (0 for windows)
-    dropped_steps: int = 0     # Stream(on_full="drop_oldest"): steps dropped to make room
+    dropped_steps: int = 0     # Stream(on_full="drop_oldest"): steps the consumer missed (lost windows)
 
     # Shorter names for the same numbers.
     @property

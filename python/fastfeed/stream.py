@@ -5,7 +5,9 @@ iterating yields batches as soon as their windows are complete. Unshuffled, a St
 exactly the windows (and batches) that a Feeder over the concatenated steps yields. Memory is
 bounded by `capacity` steps: `push` blocks while the buffer is full, or, with
 `on_full="drop_oldest"`, makes room by dropping the oldest steps (the windows that needed them
-are lost; `stats().dropped_steps` counts them).
+are lost). `stats().dropped_steps` counts the steps that lost windows would have read and no
+window handed out did: the data the consumer missed, the same however the pushes were cut
+(steps between windows, which a stride skips anyway, do not count).
 """
 from __future__ import annotations
 
@@ -85,6 +87,8 @@ class Stream:
         self._closed = False
         self._feat: Optional[Tuple[Tuple[int, ...], np.dtype]] = None
         self._dropped = 0
+        self._dropping = False  # set by the first drop: only then can a step go unread
+        self._delivered: Deque[Tuple[int, int]] = collections.deque()  # (first start, windows) per batch
         self._stats = StatsRecorder()
 
     # ----- producers ---------------------------------------------------------------------
@@ -137,6 +141,9 @@ class Stream:
 
     def _pop_front(self, steps: int) -> int:
         """Removes up to `steps` of the oldest buffered steps; returns how many went."""
+        if self._dropping and steps > 0:
+            end = self._base + min(steps, self._buffered)
+            self._dropped += self._missed(self._base, end, end)
         gone = 0
         while gone < steps and self._chunks:
             head = self._chunks[0]
@@ -152,9 +159,29 @@ class Stream:
 
     def _drop(self, steps: int) -> None:
         """Drops the oldest `steps` buffered steps; windows that needed them are skipped."""
-        self._dropped += self._pop_front(steps)
+        self._dropping = True
+        self._pop_front(steps)
         if self._next_start < self._base:  # the next window lost its first steps: move on by strides
             self._next_start += -(-(self._base - self._next_start) // self.stride) * self.stride
+
+    def _missed(self, lo: int, hi: int, before: int) -> int:
+        """How many of the steps lo..hi-1 a window starting before step `before` reads but no
+        window handed out did. Steps are counted as they leave the buffer, when every window
+        that reads them was handed out or lost (those start before `before`), so each is
+        counted once whatever the chunks were."""
+        offsets = np.arange(self.window + self.horizon) * self.sampling_rate  # steps a window reads
+        missed = 0
+        rows = max(1, (1 << 20) // len(offsets))  # steps at a time: bounds the (steps x offsets) arrays
+        for first_step in range(lo, hi, rows):
+            t = np.arange(first_step, min(first_step + rows, hi))
+            starts = t[:, None] - offsets[None, :]  # the window starts that would read each step
+            needed = ((starts >= 0) & (starts < before) & (starts % self.stride == 0)).any(axis=1)
+            read = np.zeros(len(t), bool)
+            for first, count in self._delivered:
+                k = starts - first
+                read |= ((k >= 0) & (k % self.stride == 0) & (k // self.stride < count)).any(axis=1)
+            missed += int((needed & ~read).sum())
+        return missed
 
     def close(self) -> None:
         """No more steps: the consumer gets the remaining complete windows, then stops."""
@@ -190,9 +217,11 @@ class Stream:
                 self._cv.wait(_POLL_S)
             n = min(self._ready_windows(), self.batch_size)
             if n == 0 or (n < self.batch_size and self.drop_last):
+                self._settle_missed()
                 return None
             steps = self._window_steps(n)
             first = self._next_start
+            self._remember_delivered(first, n)
             self._next_start += n * self.stride
             self._release(self._next_start)
             self._cv.notify_all()
@@ -201,6 +230,22 @@ class Stream:
         self._stats.block(waited, 0.0, 1, 0)
         self._stats.batch(n, x.nbytes + (y.nbytes if y is not None else 0))
         return tuple.__new__(Batch, (self._as_output(x), self._as_output(y)))
+
+    def _remember_delivered(self, first: int, n: int) -> None:
+        """Notes a batch's windows, for _missed: a step they read may leave the buffer only
+        later, dropped. Batches whose windows all end before the buffer's first step are forgotten."""
+        self._delivered.append((first, n))
+        reach = (self.window + self.horizon - 1) * self.sampling_rate
+        while self._delivered[0][0] + (self._delivered[0][1] - 1) * self.stride + reach < self._base:
+            self._delivered.popleft()
+
+    def _settle_missed(self) -> None:
+        """At the end, counts the steps still buffered that only lost windows read (a lost
+        window's last steps can lie past the next window's start), and empties the buffer."""
+        if self._dropping:
+            self._dropped += self._missed(self._base, self._base + self._buffered, self._next_start)
+        self._dropping = False  # the count is final: what leaves now was never needed
+        self._pop_front(self._buffered)
 
     def _window_steps(self, n: int) -> np.ndarray:
         """The buffered steps the next n windows read, as one array starting at _next_start."""
