@@ -38,8 +38,9 @@ SequenceBlocks::SequenceBlocks(std::shared_ptr<const SequenceData> data, PlanSpe
   }
   lengths_.reserve(static_cast<size_t>(data_->count()));
   for (int64_t v = 0; v < data_->count(); ++v) lengths_.push_back(data_->inputs[data_->real(v)].length);
-  per_pass_ = plan_for(0)->num_batches();  // the same for every pass
-  per_rank_ = rank_share_size(per_pass_, rank_, world_, 1, plan_spec_.drop_last);
+  plan_spec_.rank = rank_;
+  plan_spec_.world = world_;
+  per_rank_ = plan_for(0)->num_batches();  // the same for every pass
   x_pad_row_ = constant_row(pad_.pad_value, data_->inputs[0].row_elems, out_.x_dtype);
   if (!data_->step_targets.empty()) {
     y_pad_row_ = constant_row(pad_.pad_value, data_->step_targets[0].row_elems, out_.y_dtype);
@@ -87,7 +88,7 @@ Block SequenceBlocks::build(int64_t k) const {
   b.first_batch = run_.first_batch + k;
   b.num_batches = 1;
   const StreamPosition at = locate_in_stream(run_, b.first_batch, run_.steps_per_epoch, per_rank_);
-  const int64_t g = at.index * world_ + rank_;
+  const int64_t g = at.index;
   const std::shared_ptr<const PassPlan> plan = plan_for(at.pass);
   int64_t first_sequence = -1;  // named if a file change spoils the batch
   try {
@@ -144,7 +145,7 @@ BatchLayout SequenceBlocks::packed_layout(const PassPlan& plan, int64_t g) const
   out.cu_seqlens.push_back(0);
   const int64_t total = plan.total_steps();
   for (int64_t r = 0; r < out.rows; ++r) {
-    int64_t pos = (first_row + r) * out.length;
+    int64_t pos = plan.pass_row(first_row + r) * out.length;
     const int64_t end = std::min(pos + out.length, total);
     int64_t col = 0;
     int64_t segment = 0;

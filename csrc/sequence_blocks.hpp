@@ -94,8 +94,7 @@ class SequenceBlocks : public BlockBuilder {
   SequenceOutput out_;
   int64_t rank_, world_;
   RunSpec run_;
-  int64_t per_pass_ = 0;  // batches in one pass, all ranks together
-  int64_t per_rank_ = 0;
+  int64_t per_rank_ = 0;  // batches in this rank's share of a pass
   std::vector<std::byte> x_pad_row_, y_pad_row_;
   std::shared_ptr<BufferPool> pool_;
 

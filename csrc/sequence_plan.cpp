@@ -2,6 +2,7 @@
 
 #include <algorithm>
 
+#include "order.hpp"
 #include "permutation.hpp"
 
 namespace fastfeed {
@@ -30,17 +31,25 @@ void sort_pools(std::vector<int64_t>& seqs, const std::vector<int64_t>& lengths,
 
 PassPlan PassPlan::build(const std::vector<int64_t>& lengths, const PlanSpec& spec, uint64_t pass) {
   PassPlan plan;
-  const int64_t n = static_cast<int64_t>(lengths.size());
   const int64_t B = spec.batch_size;
-  plan.seqs_ = pass_order(n, spec, pass);
+  plan.seqs_ = pass_order(static_cast<int64_t>(lengths.size()), spec, pass);
+  plan.rank_ = spec.rank;
+  plan.world_ = spec.world;
 
   if (spec.pack) {
-    plan.cum_.resize(static_cast<size_t>(n) + 1, 0);
-    for (int64_t i = 0; i < n; ++i) plan.cum_[i + 1] = plan.cum_[i] + lengths[plan.seqs_[i]];
-    plan.rows_ = (plan.total_steps() + spec.max_len - 1) / spec.max_len;
+    const int64_t all = static_cast<int64_t>(plan.seqs_.size());
+    plan.cum_.resize(static_cast<size_t>(all) + 1, 0);
+    for (int64_t i = 0; i < all; ++i) plan.cum_[i + 1] = plan.cum_[i] + lengths[plan.seqs_[i]];
+    const int64_t pass_rows = (plan.total_steps() + spec.max_len - 1) / spec.max_len;
+    plan.rows_ = rank_share_size(pass_rows, spec.rank, spec.world, B, spec.drop_last);
     plan.num_batches_ = spec.drop_last ? plan.rows_ / B : (plan.rows_ + B - 1) / B;
     return plan;
   }
+
+  // This rank's sequences: positions rank, rank + world, ... of the pass's order.
+  const int64_t n = rank_share_size(static_cast<int64_t>(plan.seqs_.size()), spec.rank, spec.world, B, spec.drop_last);
+  for (int64_t q = 0; q < n; ++q) plan.seqs_[q] = plan.seqs_[q * spec.world + spec.rank];
+  plan.seqs_.resize(static_cast<size_t>(n));
 
   if (spec.bucket) sort_pools(plan.seqs_, lengths, spec.bucket_pool * B);
   int64_t nb = spec.drop_last ? n / B : (n + B - 1) / B;

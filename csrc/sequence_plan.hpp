@@ -15,6 +15,8 @@ struct PlanSpec {
   int64_t bucket_pool = 1;  // batches per length-sorted pool
   bool pack = false;
   int64_t max_len = 0;      // the row length when packing
+  int64_t rank = 0;         // whose share of the pass the plan holds (see rank_share_size)
+  int64_t world = 1;
 };
 
 // Salt for the key of the batch-order shuffle, so it differs from the sequence shuffle.
@@ -23,7 +25,9 @@ inline constexpr uint64_t kBatchOrderSalt = 0x9E3779B97F4A7C15ull;
 
 class PassPlan {
  public:
-  // The plan for pass `pass` over sequences of the given lengths (every sequence once).
+  // Rank spec.rank's plan for pass `pass` over sequences of the given lengths. Plain and
+  // bucketed: its share of the pass's sequences (positions rank, rank + world, ... of the
+  // pass's order), cut into batches. Packed: its share of the rows the whole pass packs into.
   static PassPlan build(const std::vector<int64_t>& lengths, const PlanSpec& spec, uint64_t pass);
 
   int64_t num_batches() const { return num_batches_; }
@@ -32,10 +36,12 @@ class PassPlan {
   const std::vector<int64_t>& seqs() const { return seqs_; }
   int64_t batch_start(int64_t g) const { return starts_[static_cast<size_t>(g)]; }
 
-  // Packed plans: the pass's sequences back to back (seqs() in order); row r holds stream
-  // steps [r * max_len, (r + 1) * max_len); batch g holds rows [g * B, (g + 1) * B).
+  // Packed plans: the pass's sequences back to back (seqs() in order); row r of the pass holds
+  // stream steps [r * max_len, (r + 1) * max_len). This rank reads rows pass_row(0), pass_row(1),
+  // ... (num_rows() of them); its batch g holds its rows [g * B, (g + 1) * B).
   int64_t total_steps() const { return cum_.empty() ? 0 : cum_.back(); }
   int64_t num_rows() const { return rows_; }
+  int64_t pass_row(int64_t i) const { return i * world_ + rank_; }
   // Index into seqs() of the sequence holding stream step `pos`, skipping empty ones.
   int64_t piece_at(int64_t pos) const;
   int64_t steps_before(int64_t i) const { return cum_[static_cast<size_t>(i)]; }
@@ -44,7 +50,8 @@ class PassPlan {
   std::vector<int64_t> seqs_;
   std::vector<int64_t> starts_;  // plain/bucket: num_batches + 1 entries
   std::vector<int64_t> cum_;     // pack: steps before each sequence, plus the total
-  int64_t rows_ = 0;
+  int64_t rows_ = 0;  // this rank's
+  int64_t rank_ = 0, world_ = 1;
   int64_t num_batches_ = 0;
 };
 

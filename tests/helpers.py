@@ -29,7 +29,14 @@ def collect(feeder: Any) -> List[Tuple[np.ndarray, Optional[np.ndarray]]]:
     return out
 
 
-def assert_same_batches(got, want, exact: bool = True, rtol: float = 0.0, atol: float = 0.0) -> None:
+def bfloat16_values(bits: np.ndarray) -> np.ndarray:
+    """bfloat16 bit patterns (uint16, as to_numpy gives them) as float32 values."""
+    return (bits.astype(np.uint32) << 16).view(np.float32)
+
+
+def assert_same_batches(got, want, exact: bool = True, rtol: float = 0.0, atol: float = 0.0,
+                        bf16: bool = False) -> None:
+    """`bf16`: uint16 fields are bfloat16 bit patterns, compared (when not exact) as values."""
     assert len(got) == len(want), f"{len(got)} batches, reference has {len(want)}"
     for i, ((gx, gy), (wx, wy)) in enumerate(zip(got, want)):
         for name, g, w in (("x", gx, wx), ("y", gy, wy)):
@@ -41,6 +48,8 @@ def assert_same_batches(got, want, exact: bool = True, rtol: float = 0.0, atol: 
             if exact:
                 np.testing.assert_array_equal(g, w, err_msg=f"batch {i}: {name}")
             else:
+                if bf16 and g.dtype == np.uint16:
+                    g, w = bfloat16_values(g), bfloat16_values(w)
                 np.testing.assert_allclose(g.astype(np.float64), w.astype(np.float64), rtol=rtol, atol=atol,
                                            err_msg=f"batch {i}: {name}")
 

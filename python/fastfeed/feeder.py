@@ -221,13 +221,12 @@ class Feeder:
         if self._per_rank() == 0:
             raise ValueError(
                 f"world_size={self.world_size} leaves rank {self.rank} nothing: a pass has only {self._pass_units()} "
-                f"{'batches' if self.sequences else 'samples'}, and ranks read disjoint shares with the same number "
-                f"of batches{' (drop_last=True)' if self.drop_last else ''}")
-        if len(self) == 0:
+                f"{self._unit_name()}, and ranks read disjoint shares with the same number of batches")
+        # Virtual epochs run windows on across passes, but whole sequences a batch of a pass at a time.
+        if (len(self) if not self.sequences else self._batches_per_pass()) == 0:
             raise ValueError(
                 f"drop_last=True with batch_size={self.batch_size} leaves no batch: there are only "
-                f"{self._per_rank()} {'rows' if getattr(self, 'pack', False) else 'samples'}"
-                f"{' for this rank' if self.world_size > 1 else ''}")
+                f"{self._per_rank()} {self._unit_name()}{' for this rank' if self.world_size > 1 else ''}")
 
     def _reload_if_grown(self) -> None:
         """A dataset directory someone appended to: feed the new sequences from this epoch on."""
@@ -611,29 +610,29 @@ class Feeder:
     # ----- sizes -------------------------------------------------------------------------
 
     def _pass_units(self) -> int:
-        """Samples (windows) or batches (sequences) in one pass, before ranks share them."""
+        """What ranks share out of one pass: samples (windows), sequences, or the rows the pass
+        packs into (pack=True)."""
+        if self.sequences and self.pack:
+            return _ceil_div(int(self._lengths.sum()), self.max_len)
+        return self.num_samples
+
+    def _unit_name(self) -> str:
         if not self.sequences:
-            return self.num_samples
-        if self.pack:
-            rows = _ceil_div(int(self._lengths.sum()), self.max_len)
-            return rows // self.batch_size if self.drop_last else _ceil_div(rows, self.batch_size)
-        n = self.num_samples
-        return n // self.batch_size if self.drop_last else _ceil_div(n, self.batch_size)
+            return "samples"
+        return "packed rows" if self.pack else "sequences"
 
     def _per_rank(self) -> int:
-        """Per pass and rank: samples (windows) or batches (sequences). Ranks read disjoint shares
-        with the same number of batches, so up to world_size - 1 items of a pass may be left out
-        (see rank_share_size in csrc/order.hpp)."""
-        unit = 1 if self.sequences else self.batch_size
-        return _core.rank_share_size(self._pass_units(), self.rank, self.world_size, unit, self.drop_last)
+        """This rank's share of _pass_units(). Ranks read disjoint shares with the same number of
+        batches, so up to world_size - 1 units of a pass may sit it out (rank_share_size in
+        csrc/order.hpp)."""
+        return _core.rank_share_size(self._pass_units(), self.rank, self.world_size, self.batch_size, self.drop_last)
 
-    def __len__(self) -> int:
-        if self.steps_per_epoch is not None:
-            return self.steps_per_epoch
-        if self.sequences:
-            return self._per_rank()
+    def _batches_per_pass(self) -> int:
         per = self._per_rank()
         return per // self.batch_size if self.drop_last else _ceil_div(per, self.batch_size)
+
+    def __len__(self) -> int:
+        return self._batches_per_pass() if self.steps_per_epoch is None else self.steps_per_epoch
 
     # ----- iteration ---------------------------------------------------------------------
 

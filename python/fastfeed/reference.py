@@ -236,14 +236,16 @@ def sequence_order(n: int, shuffle: bool, seed: int, pass_: int) -> np.ndarray:
 
 
 def padded_plan(lengths: List[int], batch_size: int, shuffle: bool = False, seed: int = 0, pass_: int = 0,
-                drop_last: bool = False, bucket: bool = False, bucket_pool: int = 64) -> List[List[int]]:
-    """The batches (lists of sequence numbers) of one pass of padded whole sequences.
+                drop_last: bool = False, bucket: bool = False, bucket_pool: int = 64,
+                rank: int = 0, world_size: int = 1) -> List[List[int]]:
+    """A rank's batches (lists of sequence numbers) of one pass of padded whole sequences.
 
-    Plain: the pass's order cut into batches. Bucketed: the order is cut into pools of
-    `bucket_pool` batches, each pool sorted by length (stable), cut into batches, and the
-    batches shuffled (whatever `shuffle` says) with a permutation keyed by seed ^ BATCH_ORDER_SALT."""
-    n = len(lengths)
-    order = [int(i) for i in sequence_order(n, shuffle, seed, pass_)]
+    The rank's share of the pass's order (rank_share) is cut into batches (plain), or cut into
+    pools of `bucket_pool` batches, each pool sorted by length (stable), cut into batches, and
+    the batches shuffled (whatever `shuffle` says) with a permutation keyed by seed ^ BATCH_ORDER_SALT."""
+    everyone = [int(i) for i in sequence_order(len(lengths), shuffle, seed, pass_)]
+    order = [everyone[q] for q in rank_share(len(everyone), rank, world_size, drop_last, unit=batch_size)]
+    n = len(order)
     if bucket:
         pool = bucket_pool * batch_size
         order = [i for s in range(0, n, pool) for i in sorted(order[s:s + pool], key=lambda i: lengths[i])]
@@ -257,11 +259,13 @@ def padded_plan(lengths: List[int], batch_size: int, shuffle: bool = False, seed
 
 
 def packed_plan(lengths: List[int], max_len: int, batch_size: int, shuffle: bool = False, seed: int = 0,
-                pass_: int = 0, drop_last: bool = False) -> List[List[List[Tuple[int, int, int]]]]:
-    """The batches of one pass of packed sequences: rows of pieces (sequence, first step, steps).
+                pass_: int = 0, drop_last: bool = False, rank: int = 0,
+                world_size: int = 1) -> List[List[List[Tuple[int, int, int]]]]:
+    """A rank's batches of one pass of packed sequences: rows of pieces (sequence, first step, steps).
 
-    The pass's sequences are laid back to back and the stream is cut into rows of max_len steps;
-    a sequence reaching the end of a row continues at the start of the next one."""
+    The pass's sequences are laid back to back and the stream is cut into rows of max_len steps
+    (a sequence reaching the end of a row continues at the start of the next one); the rank's
+    share of those rows (rank_share) is cut into batches."""
     pieces = [(int(i), 0, lengths[i]) for i in sequence_order(len(lengths), shuffle, seed, pass_) if lengths[i] > 0]
     rows: List[List[Tuple[int, int, int]]] = [[]]
     room = max_len
@@ -275,6 +279,7 @@ def packed_plan(lengths: List[int], max_len: int, batch_size: int, shuffle: bool
             first, count, room = first + take, count - take, room - take
     if not rows[-1]:
         rows.pop()
+    rows = [rows[q] for q in rank_share(len(rows), rank, world_size, drop_last, unit=batch_size)]
     out = [rows[s:s + batch_size] for s in range(0, len(rows), batch_size)]
     if drop_last and out and len(out[-1]) < batch_size:
         out.pop()
@@ -313,18 +318,18 @@ def sequence_batches(
 
     def plan(pass_: int) -> list:
         if pack:
-            return packed_plan(lengths, max_len, batch_size, shuffle, seed, pass_, drop_last)
-        return padded_plan(lengths, batch_size, shuffle, seed, pass_, drop_last, bucket, bucket_pool)
+            return packed_plan(lengths, max_len, batch_size, shuffle, seed, pass_, drop_last, rank, world_size)
+        return padded_plan(lengths, batch_size, shuffle, seed, pass_, drop_last, bucket, bucket_pool,
+                           rank, world_size)
 
-    nb = len(plan(0))
-    share = rank_share(nb, rank, world_size, drop_last)
-    count = steps_per_epoch if steps_per_epoch is not None else len(share)
+    nb = len(plan(0))  # this rank's batches in a pass
+    count = steps_per_epoch if steps_per_epoch is not None else nb
     plans = {}
     out = []
-    for pass_, j in epoch_stream(epoch, len(share), count, steps_per_epoch):
+    for pass_, j in epoch_stream(epoch, nb, count, steps_per_epoch):
         if pass_ not in plans:
             plans[pass_] = plan(pass_)
-        batch = plans[pass_][share[j]]
+        batch = plans[pass_][j]
         if pack:
             out.append(_packed_batch(batch, seqs, steps, max_len, pad_value, x_dtype, y_dtype, mean, std))
         else:
