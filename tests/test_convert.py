@@ -314,3 +314,42 @@ def test_inspect_a_damaged_dataset(tmp_path, capsys):
     (tmp_path / "ds" / "header.json").write_text("{")
     assert cli.main(["inspect", str(tmp_path / "ds")]) == 1
     assert "header.json: not JSON" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("values, dtype, bad", [
+    ([1.0, 1.5, 2.0], "int32", "1.5 at step 1"),  # a fraction
+    ([1.0, np.nan], "int64", "nan at step 1"),
+    ([1.0, 1e6], "float16", "1000000.0 at step 1"),  # finite, but inf as float16
+    ([3, -4], "uint8", "-4 at step 1"),
+    ([100, 300], "int8", "300 at step 1"),
+])
+def test_dtype_refuses_a_cast_that_changes_values(tmp_path, capsys, values, dtype, bad):
+    np.save(tmp_path / "s.npy", np.array(values))
+    status, _, err = run([tmp_path / "s.npy", tmp_path / "out", "--dtype", dtype], capsys)
+    assert status == 1 and f"s.npy: the value {bad} cannot be stored as {dtype}" in err
+    assert not (tmp_path / "out").exists()
+
+
+def test_dtype_still_rounds_floats_and_narrows_what_fits(tmp_path, capsys):
+    s = np.array([0.1, -2.5, np.nan, np.inf])  # NaN and inf stay what they are in a float
+    np.save(tmp_path / "s.npy", s)
+    assert run([tmp_path / "s.npy", tmp_path / "f32", "--dtype", "float32"], capsys)[0] == 0
+    assert_dataset(tmp_path / "f32", [s.astype(np.float32)])
+    np.save(tmp_path / "i.npy", np.array([[1, -2], [127, -128]]))
+    assert run([tmp_path / "i.npy", tmp_path / "i8", "--dtype", "int8"], capsys)[0] == 0
+    assert_dataset(tmp_path / "i8", [np.array([[1, -2], [127, -128]], np.int8)])
+
+
+def test_csv_values_out_of_range_name_column_and_row(tmp_path, capsys):
+    (tmp_path / "d.csv").write_text("a\n3\n300\n-5\n")
+    status, _, err = run([tmp_path / "d.csv", tmp_path / "out", "--value-column", "a", "--dtype", "int8"], capsys)
+    assert status == 1 and "column 'a': the value 300 at row 1 cannot be stored as int8" in err
+
+
+def test_csv_nan_and_inf_are_numbers_and_empty_cells_are_missing(tmp_path, capsys):
+    (tmp_path / "d.csv").write_text("v\n1.5\nnan\ninf\n-inf\n")
+    assert run([tmp_path / "d.csv", tmp_path / "out", "--value-column", "v"], capsys)[0] == 0
+    assert_dataset(tmp_path / "out", [np.array([1.5, np.nan, np.inf, -np.inf])])
+    (tmp_path / "e.csv").write_text("v,w\n1.5,1\n,2\n")
+    status, _, err = run([tmp_path / "e.csv", tmp_path / "out2", "--value-column", "v"], capsys)
+    assert status == 1 and "column 'v' has 1 missing value (the first at row 1)" in err

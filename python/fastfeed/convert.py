@@ -87,7 +87,7 @@ class _ChunkWriter:
 
     def add(self, seq: np.ndarray) -> None:
         if self.dtype is not None:
-            seq = seq.astype(self.dtype, copy=False)
+            seq = cast_exactly(seq, np.dtype(self.dtype), self._labels(self._count))
         self._check(seq)
         self._pending.append(seq)
         self._pending_bytes += seq.nbytes
@@ -188,8 +188,10 @@ class _Table:
     def _open_csv(self, columns: Optional[List[str]], types: Optional[dict] = None) -> Any:
         import pyarrow.csv as pacsv
 
-        # Empty cells are missing values in every column, text ones included.
-        opts = pacsv.ConvertOptions(include_columns=columns, column_types=types or {}, strings_can_be_null=True)
+        # Empty cells are missing values in every column, text ones included; "nan" and "inf" are
+        # numbers (np.savetxt writes them so), not missing.
+        opts = pacsv.ConvertOptions(include_columns=columns, column_types=types or {}, strings_can_be_null=True,
+                                    null_values=[""])
         return pacsv.open_csv(self.path, convert_options=opts)
 
     @property
@@ -226,6 +228,31 @@ class _Table:
         kind = np.dtype(dtype).kind
         wide = {"b": self.pa.bool_(), "i": self.pa.int64(), "u": self.pa.uint64(), "f": self.pa.float64()}[kind]
         return {c: wide for c in columns}
+
+
+def cast_exactly(values: np.ndarray, dtype: np.dtype, where: str, first_row: Optional[int] = None) -> np.ndarray:
+    """`values` as `dtype`, refusing what the cast would change rather than round: a number out of
+    range, a fraction or NaN for integers, a finite number that becomes infinite for floats."""
+    if values.dtype == dtype:
+        return values
+    with np.errstate(invalid="ignore", over="ignore"):
+        out = values.astype(dtype)
+        if dtype.kind in "biu":
+            bad = out.astype(values.dtype) != values  # NaN != NaN: refused too
+        elif dtype.kind == "f" and values.dtype.kind == "f":
+            bad = np.isfinite(values) & ~np.isfinite(out)
+        else:
+            return out
+    if bad.any():
+        i = int(np.flatnonzero(bad.reshape(-1))[0])
+        if first_row is not None:
+            at = f"row {first_row + i}"
+        else:  # a sequence: (steps, *feat)
+            step, *element = (int(k) for k in np.unravel_index(i, values.shape))
+            at = f"step {step}" + (f", element {tuple(element)}" if element else "")
+        raise ConvertError(f"{where}: the value {values.reshape(-1)[i].item()!r} at {at} cannot be stored as "
+                           f"{dtype} without changing it; choose another --dtype")
+    return out
 
 
 def _no_nulls(arr: Any, column: str, first_row: int) -> None:
@@ -277,13 +304,13 @@ def _json_lists(arr: Any, column: str, first_row: int, dtype: Optional[str]) -> 
     out = []
     for i, cell in enumerate(arr.to_pylist()):
         try:
-            seq = np.asarray(json.loads(cell), dtype=dtype or np.float64)
+            seq = np.asarray(json.loads(cell), dtype=np.float64)
         except (json.JSONDecodeError, ValueError, TypeError) as e:
             raise ConvertError(f"column {column!r}, row {first_row + i}: not a JSON list of numbers or of "
                                f"equal-length lists ({e}): {cell[:60]!r}") from None
         if seq.ndim < 1:
             raise ConvertError(f"column {column!r}, row {first_row + i}: not a JSON list of numbers: {cell[:60]!r}")
-        out.append(seq)
+        out.append(seq if dtype is None else cast_exactly(seq, np.dtype(dtype), f"column {column!r}, row {first_row + i}"))
     return out
 
 
@@ -326,7 +353,8 @@ def _read_values(table: _Table, columns: List[str], rows: int, dtype: Optional[s
             if row + batch.num_rows > rows:
                 raise ConvertError(f"{table.path}: changed while being read (more than {rows} rows)")
             for j, c in enumerate(columns):
-                out[row:row + batch.num_rows, j] = _numeric(batch.column(j), c, row)
+                out[row:row + batch.num_rows, j] = cast_exactly(_numeric(batch.column(j), c, row), target,
+                                                                f"column {c!r}", row)
             row += batch.num_rows
             bar.update(batch.num_rows)
     finally:
