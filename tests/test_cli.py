@@ -102,6 +102,15 @@ def test_cli_demo_refuses_a_plot_it_cannot_write_before_training(tmp_path, capsy
     assert "it is a directory" in capsys.readouterr().err
 
 
+def test_cli_demo_refuses_settings_it_cannot_train_with_in_one_line(capsys):
+    assert cli.main(["demo", "--window", "1000", "--no-plot", "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("fastfeed demo: error: a window of 1000 steps") and "Traceback" not in err
+    with pytest.raises(SystemExit) as exit_:
+        cli.main(["demo", "--seed", str(2**64), "--no-plot"])
+    assert exit_.value.code == 2 and "argument --seed: must be < 2**63" in capsys.readouterr().err
+
+
 def test_cli_demo_shows_a_progress_bar_in_logs_too(capsys):
     pytest.importorskip("tqdm")
     assert cli.main(["demo", "--epochs", "1", "--batch-size", "128", "--no-plot"]) == 0

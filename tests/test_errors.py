@@ -223,6 +223,14 @@ def test_check_finite_names_the_sequence_of_a_bad_label_or_step():
         list(f)
 
 
+def test_an_empty_npy_file_is_named(tmp_path):
+    np.save(tmp_path / "z.npy", np.zeros((0, 3), np.float32))
+    with pytest.raises(ValueError, match=r"source \(.*z\.npy\) is empty \(shape \(0, 3\)\)"):
+        Feeder(str(tmp_path / "z.npy"), window=2)
+    with pytest.raises(ValueError, match=r"source \(.*z\.npy\) is empty"):
+        Feeder(tmp_path / "z.npy", window=2)  # a PathLike too
+
+
 def test_build_info_and_cuda_available_agree():
     import fastfeed
 

@@ -42,6 +42,13 @@ def _nonneg_int(text: str) -> int:
     return value
 
 
+def _seed(text: str) -> int:
+    value = _nonneg_int(text)
+    if value >= 2**63:  # torch.manual_seed takes a signed 64-bit integer
+        raise argparse.ArgumentTypeError(f"must be < 2**63, got {text}")
+    return value
+
+
 def _fail(command: str, message: str, status: int) -> int:
     print(f"fastfeed {command}: error: {message}", file=sys.stderr)
     return status
@@ -68,6 +75,8 @@ def _cmd_demo(args: argparse.Namespace) -> int:
         return 130
     except OSError as e:  # the plot could not be written after all (disk full, removed meanwhile)
         return _fail("demo", f"cannot write the loss plot to {plot}: {e.strerror or e}", 1)
+    except (ValueError, RuntimeError, OverflowError) as e:  # settings the model or the data refuse
+        return _fail("demo", str(e).splitlines()[0] if str(e) else type(e).__name__, 2)
     return 0
 
 
@@ -229,7 +238,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--batch-size", type=_pos_int, default=1, help="windows per batch (default 1)")
     demo.add_argument("--window", type=_pos_int, default=10, help="steps per input window (default 10)")
     demo.add_argument("--lr", type=_pos_float, default=1e-3, help="Adam learning rate (default 1e-3)")
-    demo.add_argument("--seed", type=int, default=0, help="seed of the weights and the shuffle (default 0)")
+    demo.add_argument("--seed", type=_seed, default=0, help="seed of the weights and the shuffle (default 0)")
     demo.add_argument("--plot", default=DEFAULT_PLOT, metavar="PATH",
                       help=f"where the loss plot (PNG) goes (default {DEFAULT_PLOT})")
     demo.add_argument("--no-plot", action="store_true", help="write no loss plot")

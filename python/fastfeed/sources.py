@@ -134,5 +134,6 @@ def load_source(source: Any, what: str = "source") -> SeriesSet:
         return SeriesSet(items, lengths, feat0, dtype0, single=False)
     obj, length, feat, dtype = _one(source, what)
     if length == 0:
-        raise ValueError(f"{what} is empty (shape {(0,) + feat}); there is nothing to feed")
+        label = f"{what} ({os.fspath(source)})" if isinstance(source, (str, os.PathLike)) else what
+        raise ValueError(f"{label} is empty (shape {(0,) + feat}); there is nothing to feed")
     return SeriesSet([obj], [length], feat, dtype, single=True)
