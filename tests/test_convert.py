@@ -353,3 +353,13 @@ def test_csv_nan_and_inf_are_numbers_and_empty_cells_are_missing(tmp_path, capsy
     (tmp_path / "e.csv").write_text("v,w\n1.5,1\n,2\n")
     status, _, err = run([tmp_path / "e.csv", tmp_path / "out2", "--value-column", "v"], capsys)
     assert status == 1 and "column 'v' has 1 missing value (the first at row 1)" in err
+
+
+def test_csv_without_a_header_row_keeps_its_first_row(tmp_path, capsys):
+    (tmp_path / "d.csv").write_text("1,2\n3,4\n5,6\n")
+    assert run([tmp_path / "d.csv", tmp_path / "out", "--no-header", "--value-column", "f0",
+                "--value-column", "f1", "--no-progress"], capsys)[0] == 0
+    assert_dataset(tmp_path / "out", [np.array([[1, 2], [3, 4], [5, 6]])])
+    np.save(tmp_path / "a.npy", np.arange(3))
+    status, _, err = run([tmp_path / "a.npy", tmp_path / "out2", "--no-header"], capsys)
+    assert status == 2 and "--no-header applies to CSV inputs only" in err

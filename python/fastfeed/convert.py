@@ -171,9 +171,9 @@ def _arrow() -> Any:
 class _Table:
     """Streams record batches of some columns of a CSV or Parquet file."""
 
-    def __init__(self, path: str, kind: str) -> None:
+    def __init__(self, path: str, kind: str, header: bool = True) -> None:
         self.pa = _arrow()
-        self.path, self.kind = path, kind
+        self.path, self.kind, self.header = path, kind, header
         if kind == "parquet":
             import pyarrow.parquet as pq
 
@@ -192,7 +192,9 @@ class _Table:
         # numbers (np.savetxt writes them so), not missing.
         opts = pacsv.ConvertOptions(include_columns=columns, column_types=types or {}, strings_can_be_null=True,
                                     null_values=[""])
-        return pacsv.open_csv(self.path, convert_options=opts)
+        # Without a header row the columns are named f0, f1, ... (pyarrow's names).
+        read = pacsv.ReadOptions(autogenerate_column_names=not self.header)
+        return pacsv.open_csv(self.path, read_options=read, convert_options=opts)
 
     @property
     def columns(self) -> List[str]:
@@ -425,8 +427,9 @@ def _convert_single(table: _Table, value_columns: List[str], dtype: Optional[str
 
 
 def _convert_table(path: str, kind: str, column: Optional[str], id_column: Optional[str],
-                   value_columns: List[str], dtype: Optional[str], writer: _ChunkWriter, progress: bool) -> None:
-    table = _Table(path, kind)
+                   value_columns: List[str], dtype: Optional[str], writer: _ChunkWriter, progress: bool,
+                   header: bool) -> None:
+    table = _Table(path, kind, header)
     if column is not None:
         _convert_list_column(table, column, dtype, writer, progress)
     elif value_columns:
@@ -481,8 +484,9 @@ def _check_output(output: str, overwrite: bool) -> None:
 
 def convert(input: str, output: str, *, column: Optional[str] = None, id_column: Optional[str] = None,
             value_columns: Sequence[str] = (), dtype: Optional[str] = None, overwrite: bool = False,
-            progress: bool = True) -> DatasetInfo:
+            progress: bool = True, header: bool = True) -> DatasetInfo:
     """Converts `input` (see the module documentation) into a dataset directory at `output`.
+    `header=False`: the CSV's first row is data, and its columns are named f0, f1, ...
 
     Raises ConvertError (UsageError for options that do not fit the input), FormatError or
     OSError; after a failure nothing of the new dataset is left at `output`."""
@@ -496,6 +500,8 @@ def convert(input: str, output: str, *, column: Optional[str] = None, id_column:
         raise UsageError("--column (a column of lists) and --id-column/--value-column are alternatives; pass one")
     if id_column is not None and not value_columns:
         raise UsageError("--id-column needs --value-column: which columns hold the values of each step")
+    if not header and kind != "csv":
+        raise UsageError("--no-header applies to CSV inputs only")
     if dtype is not None and dtype not in SOURCE_DTYPES:
         raise UsageError(f"--dtype {dtype} is not supported (supported: {', '.join(SOURCE_DTYPES)})")
     output = os.path.abspath(output)
@@ -515,7 +521,7 @@ def convert(input: str, output: str, *, column: Optional[str] = None, id_column:
         if kind in ("npy", "npy-folder"):
             _convert_npy(paths, writer, progress)
         else:
-            _convert_table(input, kind, column, id_column, value_columns, dtype, writer, progress)
+            _convert_table(input, kind, column, id_column, value_columns, dtype, writer, progress, header)
         return writer.finish()
     except BaseException:
         if writer.started:
