@@ -231,7 +231,8 @@ def run_w3(table: Table, tmpdir: str, rounds: int) -> None:
 
 
 def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(prog=os.environ.get("FASTFEED_BENCH_PROG"), description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--quick", action="store_true", help="few rounds: checks the script, numbers are rough")
     p.add_argument("--skip-sparse", action="store_true", help="skip the 8 GiB sparse-file workload")
     p.add_argument("--skip-w1", action="store_true", help="skip W1 (the seed's sine wave)")

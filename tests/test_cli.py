@@ -202,6 +202,11 @@ def test_bench_passes_arguments_and_status(tmp_path, monkeypatch, capfd):
     assert "bench args ['--quick', 'x']" in capfd.readouterr().out
 
 
+def test_bench_help_names_the_command_typed(capfd):
+    assert cli.main(["bench", "--help"]) == 0
+    assert capfd.readouterr().out.startswith("usage: fastfeed bench [-h] [--quick]")
+
+
 def test_bench_outside_a_checkout(monkeypatch, capsys):
     monkeypatch.setattr(cli, "_find_bench_script", lambda: None)
     assert cli.main(["bench"]) == 1

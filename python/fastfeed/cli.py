@@ -194,7 +194,9 @@ def _cmd_bench(args: argparse.Namespace, extra: Sequence[str]) -> int:
         return _fail("bench", "the benchmarks are only available from a source checkout of fastfeed "
                      "(run `fastfeed bench` or `python bench/run.py` there)", 1)
     try:
-        return subprocess.call([sys.executable, str(script), *extra])
+        # The script's --help then names the command the user typed.
+        env = dict(os.environ, FASTFEED_BENCH_PROG="fastfeed bench")
+        return subprocess.call([sys.executable, str(script), *extra], env=env)
     except KeyboardInterrupt:
         return 130
 
