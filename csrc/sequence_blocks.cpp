@@ -40,7 +40,16 @@ SequenceBlocks::SequenceBlocks(std::shared_ptr<const SequenceData> data, PlanSpe
   for (int64_t v = 0; v < data_->count(); ++v) lengths_.push_back(data_->inputs[data_->real(v)].length);
   plan_spec_.rank = rank_;
   plan_spec_.world = world_;
-  per_rank_ = plan_for(0)->num_batches();  // the same for every pass
+  const std::shared_ptr<const PassPlan> first = plan_for(0);
+  per_rank_ = first->num_batches();  // the same for every pass
+  // Bucketed batches stay whole (cutting the stream anew would mix two sorted batches).
+  streamed_ = run_.steps_per_epoch > 0 && !plan_spec_.bucket;
+  if (plan_spec_.pack) {
+    items_per_pass_ = plan_spec_.drop_last ? per_rank_ * plan_spec_.batch_size : first->num_rows();
+  } else {
+    items_per_pass_ = static_cast<int64_t>(first->seqs().size());
+  }
+  if (streamed_ && items_per_pass_ == 0) throw ArgumentError("a pass holds no batch for this rank");
   x_pad_row_ = constant_row(pad_.pad_value, data_->inputs[0].row_elems, out_.x_dtype);
   if (!data_->step_targets.empty()) {
     y_pad_row_ = constant_row(pad_.pad_value, data_->step_targets[0].row_elems, out_.y_dtype);
@@ -87,12 +96,9 @@ Block SequenceBlocks::build(int64_t k) const {
   Block b;
   b.first_batch = run_.first_batch + k;
   b.num_batches = 1;
-  const StreamPosition at = locate_in_stream(run_, b.first_batch, run_.steps_per_epoch, per_rank_);
-  const int64_t g = at.index;
-  const std::shared_ptr<const PassPlan> plan = plan_for(at.pass);
   int64_t first_sequence = -1;  // named if a file change spoils the batch
   try {
-    const BatchLayout layout = plan_spec_.pack ? packed_layout(*plan, g) : padded_layout(*plan, g);
+    const BatchLayout layout = layout_of(b.first_batch);
     if (!layout.pieces.empty()) first_sequence = layout.pieces.front().seq;
     b.num_samples = layout.rows;
     if (out_.pieces_only) {
@@ -114,11 +120,39 @@ Block SequenceBlocks::build(int64_t k) const {
   return b;
 }
 
-BatchLayout SequenceBlocks::padded_layout(const PassPlan& plan, int64_t g) const {
+BatchLayout SequenceBlocks::layout_of(int64_t batch) const {
+  const int64_t B = plan_spec_.batch_size;
+  if (!streamed_) {
+    const StreamPosition at = locate_in_stream(run_, batch, run_.steps_per_epoch, per_rank_);
+    const std::shared_ptr<const PassPlan> plan = plan_for(at.pass);
+    if (!plan_spec_.pack) {
+      const int64_t first = plan->batch_start(at.index);
+      return padded_layout(plan->seqs().data() + first, plan->batch_start(at.index + 1) - first);
+    }
+    std::vector<std::pair<const PassPlan*, int64_t>> rows;
+    for (int64_t r = at.index * B; r < std::min((at.index + 1) * B, plan->num_rows()); ++r) {
+      rows.emplace_back(plan.get(), plan->pass_row(r));
+    }
+    return packed_layout(rows);
+  }
+  // Virtual epochs: items batch * B ... of the stream, every batch full, passes back to back.
+  std::vector<std::shared_ptr<const PassPlan>> plans;  // keeps the plans alive while in use
+  uint64_t pass = 0;
+  std::vector<int64_t> seqs;
+  std::vector<std::pair<const PassPlan*, int64_t>> rows;
+  for (int64_t i = 0; i < B; ++i) {
+    const StreamPosition at = locate_in_stream(run_, batch * B + i, run_.steps_per_epoch * B, items_per_pass_);
+    if (plans.empty() || at.pass != pass) plans.push_back(plan_for(pass = at.pass));
+    const PassPlan& plan = *plans.back();
+    if (plan_spec_.pack) rows.emplace_back(&plan, plan.pass_row(at.index));
+    else seqs.push_back(plan.seqs()[static_cast<size_t>(at.index)]);
+  }
+  return plan_spec_.pack ? packed_layout(rows) : padded_layout(seqs.data(), B);
+}
+
+BatchLayout SequenceBlocks::padded_layout(const int64_t* seqs, int64_t count) const {
   BatchLayout out;
-  const int64_t first = plan.batch_start(g);
-  out.rows = plan.batch_start(g + 1) - first;
-  const int64_t* seqs = plan.seqs().data() + first;
+  out.rows = count;
   int64_t longest = 0;
   for (int64_t i = 0; i < out.rows; ++i) {
     const int64_t len = lengths_[seqs[i]];
@@ -136,16 +170,15 @@ BatchLayout SequenceBlocks::padded_layout(const PassPlan& plan, int64_t g) const
   return out;
 }
 
-BatchLayout SequenceBlocks::packed_layout(const PassPlan& plan, int64_t g) const {
+BatchLayout SequenceBlocks::packed_layout(const std::vector<std::pair<const PassPlan*, int64_t>>& rows) const {
   BatchLayout out;
-  const int64_t B = plan_spec_.batch_size;
   out.length = plan_spec_.max_len;
-  const int64_t first_row = g * B;
-  out.rows = std::min(first_row + B, plan.num_rows()) - first_row;
+  out.rows = static_cast<int64_t>(rows.size());
   out.cu_seqlens.push_back(0);
-  const int64_t total = plan.total_steps();
   for (int64_t r = 0; r < out.rows; ++r) {
-    int64_t pos = plan.pass_row(first_row + r) * out.length;
+    const PassPlan& plan = *rows[static_cast<size_t>(r)].first;
+    const int64_t total = plan.total_steps();
+    int64_t pos = rows[static_cast<size_t>(r)].second * out.length;
     const int64_t end = std::min(pos + out.length, total);
     int64_t col = 0;
     int64_t segment = 0;

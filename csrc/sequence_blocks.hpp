@@ -74,8 +74,13 @@ class SequenceBlocks : public BlockBuilder {
 
  private:
   std::shared_ptr<const PassPlan> plan_for(uint64_t pass) const;
-  BatchLayout padded_layout(const PassPlan& plan, int64_t g) const;
-  BatchLayout packed_layout(const PassPlan& plan, int64_t g) const;
+  // Where batch `batch` of the run's epoch comes from: a batch of one pass's plan, or, in virtual
+  // epochs of plain or packed sequences, the next batch_size items of the stream of passes.
+  BatchLayout layout_of(int64_t batch) const;
+  // A padded batch of these sequences (indices into lengths_).
+  BatchLayout padded_layout(const int64_t* seqs, int64_t count) const;
+  // A packed batch of these rows: (plan, row of its pass) each.
+  BatchLayout packed_layout(const std::vector<std::pair<const PassPlan*, int64_t>>& rows) const;
   // The batch's arrays on the host: steps copied and converted, padding, masks, ids.
   void fill(const BatchLayout& layout, Block& b) const;
   // The batch as pieces, for a GPU that holds the source (SequenceOutput::pieces_only).
@@ -95,6 +100,8 @@ class SequenceBlocks : public BlockBuilder {
   int64_t rank_, world_;
   RunSpec run_;
   int64_t per_rank_ = 0;  // batches in this rank's share of a pass
+  int64_t items_per_pass_ = 0;  // sequences (plain) or rows (packed) in this rank's batches of a pass
+  bool streamed_ = false;       // virtual epochs cut batches from the stream of items (see layout_of)
   std::vector<std::byte> x_pad_row_, y_pad_row_;
   std::shared_ptr<BufferPool> pool_;
 

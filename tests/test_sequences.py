@@ -287,6 +287,21 @@ def test_bucketed_batches_go_out_shuffled_even_without_shuffle():
 
 # ----- bad input --------------------------------------------------------------------------
 
+def test_virtual_epochs_continue_the_stream_of_sequences_in_full_batches():
+    seqs = [np.full(2, i, np.int64) for i in range(7)]
+    f = Feeder(seqs, window=None, batch_size=3, steps_per_epoch=3, output="numpy")
+    first = [b.x[:, 0].tolist() for b in f]
+    second = [b.x[:, 0].tolist() for b in f]
+    assert first == [[0, 1, 2], [3, 4, 5], [6, 0, 1]]  # the second pass starts inside a batch
+    assert second == [[2, 3, 4], [5, 6, 0], [1, 2, 3]]
+    packed = Feeder(seqs, window=None, batch_size=2, steps_per_epoch=4, pack=True, max_len=5, output="numpy")
+    rows = [row.tolist() for b in packed for row in b.x]
+    assert all(len(b.x) == 2 for b in packed)
+    # 14 steps pack into rows of 5, 5, 4 (the last one padded); the next pass's rows follow.
+    assert rows == [[0, 0, 1, 1, 2], [2, 3, 3, 4, 4], [5, 5, 6, 6, 0], [0, 0, 1, 1, 2],
+                    [2, 3, 3, 4, 4], [5, 5, 6, 6, 0], [0, 0, 1, 1, 2], [2, 3, 3, 4, 4]]
+
+
 def test_sequence_argument_errors():
     seqs = ragged([3, 2])
     with pytest.raises(ValueError, match="window is required for a single series"):

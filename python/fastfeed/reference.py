@@ -322,14 +322,28 @@ def sequence_batches(
         return padded_plan(lengths, batch_size, shuffle, seed, pass_, drop_last, bucket, bucket_pool,
                            rank, world_size)
 
-    nb = len(plan(0))  # this rank's batches in a pass
-    count = steps_per_epoch if steps_per_epoch is not None else nb
     plans = {}
-    out = []
-    for pass_, j in epoch_stream(epoch, nb, count, steps_per_epoch):
+
+    def plan_of(pass_: int) -> list:
         if pass_ not in plans:
             plans[pass_] = plan(pass_)
-        batch = plans[pass_][j]
+        return plans[pass_]
+
+    nb = len(plan_of(0))  # this rank's batches in a pass
+    if steps_per_epoch is None or bucket:  # each pass's batches, as cut (bucketed ones stay whole)
+        count = steps_per_epoch if steps_per_epoch is not None else nb
+        batches = [plan_of(pass_)[j] for pass_, j in epoch_stream(epoch, nb, count, steps_per_epoch)]
+    else:  # virtual epochs cut full batches from the passes' items (sequences or rows) back to back
+        flat = {0: [i for b in plan_of(0) for i in b]}
+        per_pass = len(flat[0])
+        stream = epoch_stream(epoch, per_pass, steps_per_epoch * batch_size, steps_per_epoch)
+        for pass_, _ in stream:
+            if pass_ not in flat:
+                flat[pass_] = [i for b in plan_of(pass_) for i in b]
+        items = [flat[pass_][q] for pass_, q in stream]
+        batches = [items[k:k + batch_size] for k in range(0, len(items), batch_size)]
+    out = []
+    for batch in batches:
         if pack:
             out.append(_packed_batch(batch, seqs, steps, max_len, pad_value, x_dtype, y_dtype, mean, std))
         else:
