@@ -20,6 +20,16 @@ def to_numpy(a: Any) -> Optional[np.ndarray]:
     return a.cpu().numpy()
 
 
+def mask_of(batch: Any) -> np.ndarray:
+    """A padded batch's mask, all True where the Feeder left it None (no padding happened)."""
+    return np.ones(batch.x.shape[:2], bool) if batch.mask is None else to_numpy(batch.mask)
+
+
+def lengths_of(batch: Any) -> np.ndarray:
+    """A padded batch's lengths, each the full row where the Feeder left them None."""
+    return np.full(len(batch.x), batch.x.shape[1]) if batch.lengths is None else to_numpy(batch.lengths)
+
+
 def collect(feeder: Any) -> List[Tuple[np.ndarray, Optional[np.ndarray]]]:
     """One epoch as NumPy copies (copies, so later batches cannot alias earlier ones)."""
     out = []

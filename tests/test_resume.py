@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 
 from fastfeed import Feeder, reference
 
-from helpers import to_numpy
+from helpers import mask_of, to_numpy
 
 SERIES = np.arange(500, dtype=np.float32).reshape(250, 2)
 SEQS = [np.arange(n, dtype=np.int32) + 1000 * i for i, n in enumerate([5, 0, 9, 3, 12, 7, 1, 4, 8, 6, 2])]
@@ -162,6 +162,23 @@ def test_state_from_another_configuration_or_data_is_refused():
     assert len(json.dumps(state)) < 1000  # small: no per-sample data
 
 
+def test_set_epoch_and_load_state_dict_set_the_epoch_attribute():
+    f = window_feeder()
+    assert f.epoch == 0
+    f.set_epoch(3)
+    assert f.epoch == 3  # SPEC 3: "set_epoch(e) sets it", before the iteration starts
+    it = iter(f)
+    next(it)
+    state = f.state_dict()
+    assert f.epoch == 3 and state["epoch"] == 3
+    list(it)
+    list(f)
+    assert f.epoch == 4  # advanced when the next iteration started
+    g = window_feeder()
+    g.load_state_dict(state)
+    assert g.epoch == 3
+
+
 # ----- virtual epochs ---------------------------------------------------------------------
 
 def test_virtual_epochs_continue_the_stream_and_reshuffle_each_pass():
@@ -222,7 +239,7 @@ def test_rank_shares_of_whole_sequences_are_disjoint_and_lose_at_most_a_few(mode
         f = Feeder(seqs, rank=rank, world_size=world, **kw)
         batches = list(f)
         lengths |= {len(f), len(batches)}
-        steps += [int(v) for b in batches for v in b.x[b.mask]]
+        steps += [int(v) for b in batches for v in b.x[mask_of(b)]]
     assert len(lengths) == 1  # every rank the same number of batches
     assert len(steps) == len(set(steps))  # disjoint: no step (so no sequence) read twice
     missing = {int(v) for s in seqs for v in s} - set(steps)

@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 from fastfeed import FeedError, Feeder, compat, reference
 from fastfeed.dtypes import OUTPUT_DTYPES, SOURCE_DTYPES
 
-from helpers import to_numpy
+from helpers import lengths_of, mask_of, to_numpy
 from test_reference_property import FEATS, draw_normalize, make_values
 
 FIELDS = ("mask", "lengths", "segment_ids", "position_ids", "cu_seqlens")
@@ -212,11 +212,12 @@ def test_packing_loses_no_step_and_describes_rows():
     for b in f:
         assert b.x.shape[1] == 8 and b.segment_ids.dtype == np.int32 and b.cu_seqlens.dtype == np.int32
         flat_seg = b.segment_ids.reshape(-1)
-        real = b.x.reshape(-1)[b.mask.reshape(-1)]
+        mask = mask_of(b)
+        real = b.x.reshape(-1)[mask.reshape(-1)]
         steps.extend(real.tolist())
-        np.testing.assert_array_equal(b.mask, b.segment_ids > 0)
-        np.testing.assert_array_equal(b.lengths, b.mask.sum(1))
-        assert (b.x[~b.mask] == -1).all()
+        np.testing.assert_array_equal(mask, b.segment_ids > 0)
+        np.testing.assert_array_equal(lengths_of(b), mask.sum(1))
+        assert (b.x[~mask] == -1).all()
         # cu_seqlens: boundaries of the segments in the flattened real steps, as flash-attention takes them.
         assert b.cu_seqlens[0] == 0 and b.cu_seqlens[-1] == len(real)
         for k in range(len(b.cu_seqlens) - 1):
@@ -263,10 +264,10 @@ def test_bucketing_cuts_padding_and_keeps_every_sequence_once():
     assert bucketed.stats().padding_fraction < plain.stats().padding_fraction / 10
     # A pure function of (seed, epoch): the same epoch twice, another epoch differs.
     again = Feeder(seqs, window=None, batch_size=64, shuffle=True, bucket=True, output="numpy")
-    a = [b.lengths.tolist() for b in again]
+    a = [lengths_of(b).tolist() for b in again]
     again.set_epoch(0)
-    assert [b.lengths.tolist() for b in again] == a
-    assert [b.lengths.tolist() for b in again] != a  # epoch 1
+    assert [lengths_of(b).tolist() for b in again] == a
+    assert [lengths_of(b).tolist() for b in again] != a  # epoch 1
 
 
 def test_bucketed_batches_go_out_shuffled_even_without_shuffle():
@@ -276,16 +277,32 @@ def test_bucketed_batches_go_out_shuffled_even_without_shuffle():
     lengths = [int(n) for n in lognormal_lengths(64 * 20, seed=3)]
     seqs = [np.full(n, i, dtype=np.int32) for i, n in enumerate(lengths)]
     f = Feeder(seqs, window=None, batch_size=64, bucket=True, output="numpy")
-    epoch0 = [b.lengths.max() for b in f]
+    epoch0 = [lengths_of(b).max() for b in f]
     assert epoch0 != sorted(epoch0)
     sorted_cut = sorted(range(len(seqs)), key=lambda i: lengths[i])  # one pool: all 20 batches
     want = {tuple(sorted_cut[s:s + 64]) for s in range(0, len(seqs), 64)}
     f.set_epoch(0)
     assert {tuple(b.x[:, 0].tolist()) for b in f} == want  # the same batches, in a shuffled order
-    assert [b.lengths.max() for b in f] != epoch0  # epoch 1: another order
+    assert [lengths_of(b).max() for b in f] != epoch0  # epoch 1: another order
 
 
 # ----- bad input --------------------------------------------------------------------------
+
+def test_mask_and_lengths_only_where_padding_happened():
+    # SPEC 4: "set whenever padding happened, else None".
+    even = Feeder([np.arange(4.0)] * 4, window=None, batch_size=2, output="numpy")
+    assert all(b.mask is None and b.lengths is None for b in even)
+    mixed = list(Feeder([np.arange(4.0), np.arange(4.0), np.arange(3.0), np.arange(4.0)], window=None,
+                        batch_size=2, output="numpy"))
+    assert mixed[0].mask is None and mixed[0].lengths is None  # two full rows
+    np.testing.assert_array_equal(mixed[1].mask, [[True, True, True, False], [True, True, True, True]])
+    np.testing.assert_array_equal(mixed[1].lengths, [3, 4])
+    rounded = next(iter(Feeder([np.arange(4.0)] * 2, window=None, batch_size=2, pad_multiple=8, output="numpy")))
+    np.testing.assert_array_equal(rounded.lengths, [4, 4])  # padded to 8: a mask again
+    full_rows = next(iter(Feeder([np.arange(4.0)] * 2, window=None, batch_size=2, pack=True, max_len=4,
+                                 output="numpy")))
+    assert full_rows.mask is None and full_rows.segment_ids is not None  # packed, not padded
+
 
 def test_virtual_epochs_continue_the_stream_of_sequences_in_full_batches():
     seqs = [np.full(2, i, np.int64) for i in range(7)]

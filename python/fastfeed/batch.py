@@ -8,9 +8,9 @@ from typing import Any
 class Batch(tuple):
     """One batch: ``x, y = batch`` unpacks inputs and targets (``y`` is None without targets).
 
-    It is a 2-tuple so that unpacking and handing it on cost nothing. Padding-related fields
-    (``mask``, ``lengths``, ``segment_ids``, ``position_ids``, ``cu_seqlens``) are None unless
-    the batch was padded or packed.
+    It is a 2-tuple so that unpacking and handing it on cost nothing. ``mask`` and ``lengths``
+    are None unless padding happened in the batch; the packing fields (``segment_ids``,
+    ``position_ids``, ``cu_seqlens``) are None unless it was packed.
 
     A batch shares memory with fastfeed's output buffers; the buffer is recycled only after
     every array or tensor taken from it is gone, so a batch stays valid for as long as you hold it.
@@ -40,6 +40,7 @@ class Batch(tuple):
 
 
 class PaddedBatch(Batch):
-    """A batch of whole sequences: also carries mask and lengths (and the packing fields)."""
+    """A batch of whole sequences: also carries mask and lengths where padding happened (and the
+    packing fields)."""
 
     # Instance attributes shadow Batch's class-level Nones; only padded batches pay for a __dict__.

@@ -637,8 +637,8 @@ class Feeder:
     # ----- iteration ---------------------------------------------------------------------
 
     def set_epoch(self, epoch: int) -> None:
-        """The epoch the next iteration runs (it decides the shuffle)."""
-        self._next_epoch = _int_arg("epoch", epoch, 0)
+        """The epoch the next iteration runs (it decides the shuffle); `epoch` reads it from now on."""
+        self.epoch = self._next_epoch = _int_arg("epoch", epoch, 0)
         self._resume = None
 
     def __iter__(self) -> Iterator[Batch]:
@@ -709,11 +709,14 @@ class Feeder:
             for x_chunk, y_chunk in zip(xs, ys):
                 yield _core.make_pairs(Batch, x_chunk, y_chunk)
 
-    def _sequence_batch(self, arrays: tuple) -> Batch:
+    def _sequence_batch(self, arrays: tuple, padded: bool) -> Batch:
+        """A batch of whole sequences; mask and lengths only where padding happened (SPEC 4): a
+        batch whose rows are all full leaves them None."""
         out = self._as_output
         batch = tuple.__new__(PaddedBatch, (out(arrays[_X], self._x_dtype), out(arrays[_Y], self._y_dtype)))
-        batch.mask = out(arrays[_MASK])
-        batch.lengths = arrays[_LENGTHS] if self.output == "numpy" else out(arrays[_LENGTHS])
+        if padded:
+            batch.mask = out(arrays[_MASK])
+            batch.lengths = arrays[_LENGTHS] if self.output == "numpy" else out(arrays[_LENGTHS])
         if self.pack:
             batch.segment_ids = out(arrays[_SEGMENT_IDS])
             batch.position_ids = out(arrays[_POSITION_IDS])
@@ -729,10 +732,12 @@ class Feeder:
         host = [i == _LENGTHS for i in range(len(arrays))]
         return uploader.upload(arrays, bf16, host)
 
-    def _record_padding(self, arrays: tuple) -> None:
+    def _record_padding(self, arrays: tuple) -> int:
+        """Counts the batch's real and padded steps; returns the padded ones."""
         real = int(arrays[_LENGTHS].sum())
         rows, length = arrays[_MASK].shape  # (a tensor when built on the device)
         self._stats.steps(real, rows * length - real)
+        return rows * length - real
 
     def _blocks(self, epoch: int, first_batch: int, cursor: Cursor) -> Generator[Iterator[Batch], None, None]:
         """Iterators over the epoch's batches, a chunk of a block each, in order (see handout.py):
@@ -760,15 +765,14 @@ class Feeder:
                         arrays = self._cache.gather(arrays[_X]) + (None,) * (len(arrays) - 2)
                     elif error is None:
                         arrays = self._cache.batch(arrays)
-                if self.sequences and error is None:
-                    self._record_padding(arrays)
+                padded = self.sequences and error is None and self._record_padding(arrays) > 0
                 if uploader is not None:
                     arrays = self._upload(uploader, arrays)
                 block_bytes = sum([a.nbytes for a in arrays if a is not None])
                 if self.sequences:
                     if error is not None:
                         raise FeedError(f"assembling batch {first} of epoch {epoch} failed: {error}")
-                    chunks: Iterator[List[Batch]] = iter(([self._sequence_batch(arrays)],))
+                    chunks: Iterator[List[Batch]] = iter(([self._sequence_batch(arrays, padded)],))
                 else:
                     chunks = self._window_batches(arrays, error)
                 for batches in chunks:
@@ -858,7 +862,7 @@ class Feeder:
     def load_state_dict(self, state: Dict[str, Any]) -> None:
         """Resumes from ``state_dict()``; refuses a state from another configuration or other data."""
         self._resume = read_state(state, self._fingerprint(), len(self))
-        self._next_epoch = self._resume[0]
+        self.epoch = self._next_epoch = self._resume[0]
 
     def _fingerprint(self) -> Dict[str, Any]:
         """The configuration that decides which batches come, and a digest of the data (not

@@ -345,10 +345,13 @@ def sequence_batches(
     out = []
     for batch in batches:
         if pack:
-            out.append(_packed_batch(batch, seqs, steps, max_len, pad_value, x_dtype, y_dtype, mean, std))
+            made = _packed_batch(batch, seqs, steps, max_len, pad_value, x_dtype, y_dtype, mean, std)
         else:
-            out.append(_padded_batch(batch, seqs, steps, labels, lengths, max_len, pad_multiple, padding_side,
-                                     truncation_side, pad_value, x_dtype, y_dtype, mean, std))
+            made = _padded_batch(batch, seqs, steps, labels, lengths, max_len, pad_multiple, padding_side,
+                                 truncation_side, pad_value, x_dtype, y_dtype, mean, std)
+        if made["mask"].all():  # no padding happened: no mask, no lengths (SPEC 4)
+            made["mask"] = made["lengths"] = None
+        out.append(made)
     return out
 
 
