@@ -11,7 +11,8 @@ import numpy as np
 from . import _core
 from .sources import SeriesSet
 
-STATE_VERSION = 2  # 2: whole-source digests, bucketed batches shuffled without shuffle=True
+STATE_VERSION = 3  # 2: whole-source digests, bucketed batches shuffled without shuffle=True;
+# 3: disjoint rank shares, virtual epochs of whole sequences in full batches
 # Sources up to this size are hashed whole for the state's data digest (see data_digest).
 _WHOLE_DIGEST_BYTES = 256 << 20
 
