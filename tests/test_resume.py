@@ -307,16 +307,41 @@ def test_stats_count_what_was_delivered():
 
 def test_stats_padding_fraction_is_the_share_of_padded_steps():
     f = sequence_feeder(shuffle=False)
-    masks = [b.mask.copy() for b in f]
+    masks = [mask_of(b).copy() for b in f]
     padded = sum((~m).sum() for m in masks)
     total = sum(m.size for m in masks)
     assert f.stats().padding_fraction == pytest.approx(padded / total)
 
 
-def test_epoch_summary_is_logged(caplog):
+def test_stats_count_every_batch_handed_out_also_inside_a_block():
+    # Small batches travel in blocks of hundreds; stats() must not wait for a block to end.
+    f = Feeder(np.arange(100_000.0), window=5, batch_size=10, output="numpy")
+    it = iter(f)
+    done = 0
+    for upto in (1, 100, 409, 500, 1234):
+        for _ in range(upto - done):
+            next(it)
+        done = upto
+        s = f.stats()
+        assert (s.batches, s.samples, s.bytes) == (upto, 10 * upto, 10 * upto * 5 * 8)
+    f.reset_stats()
+    for _ in range(7):
+        next(it)
+    assert f.stats().batches == 7
+    it.close()
+    assert f.stats().batches == 7  # what was counted as pending is counted once, when the loop ends
+
+
+def test_epoch_summary_describes_that_epoch(caplog):
+    f = window_feeder()
     with caplog.at_level(logging.INFO, logger="fastfeed"):
-        list(window_feeder())
-    assert any("epoch 0 done" in r.message and "batches" in r.message for r in caplog.records)
+        list(f)
+        list(f)
+    lines = [r.message for r in caplog.records if "done:" in r.message]
+    n = len(f)
+    samples = (250 - 6 - 2 + 1)  # windows of 6 with horizon 2 over 250 steps
+    assert lines[0].startswith(f"epoch 0 done: {n} batches, {samples} samples")
+    assert lines[1].startswith(f"epoch 1 done: {n} batches, {samples} samples")  # that epoch's own, not a sum
 
 
 def test_progress_bar_shows_the_epoch(capsys):

@@ -178,6 +178,7 @@ class Feeder:
         self._running_epoch = 0
         self._cursor = Cursor(0)
         self._count_from = 0  # batches of the running epoch before this are not counted (reset_stats)
+        self._open_block: Optional[tuple] = None  # (start, batches, rows, bytes) of the block being handed out
         self._resume: Optional[Tuple[int, int]] = None    # where a loaded state says to go on
         self._fingerprint_cache: Optional[Dict[str, Any]] = None
         self._stats = StatsRecorder()
@@ -749,6 +750,7 @@ class Feeder:
         block_start, block_rows, block_bytes, block_batches = first_batch, 0, 0, 0
         uploader = DeviceUploader(self.device) if self.device != "cpu" and self._cache is None else None
         stats.start()
+        epoch_start = stats.totals()
         try:
             while True:
                 t0 = time.perf_counter()
@@ -769,6 +771,7 @@ class Feeder:
                 if uploader is not None:
                     arrays = self._upload(uploader, arrays)
                 block_bytes = sum([a.nbytes for a in arrays if a is not None])
+                self._open_block = (block_start, block_batches, block_rows, block_bytes)  # for stats()
                 if self.sequences:
                     if error is not None:
                         raise FeedError(f"assembling batch {first} of epoch {epoch} failed: {error}")
@@ -787,9 +790,10 @@ class Feeder:
             if self._closed:
                 raise RuntimeError("the Feeder was closed during iteration")
             self._running = False
-            self._log_epoch(epoch)
+            self._log_epoch(epoch, epoch_start)
         finally:
             cursor.stop()
+            self._open_block = None
             if block_batches:  # left in the middle of a block: count what was handed out
                 self._count_block(cursor.delivered(), block_start, block_batches, block_rows, block_bytes)
             stats.stop()
@@ -809,15 +813,18 @@ class Feeder:
             return None
         return tqdm(total=len(self), initial=first_batch, desc=f"epoch {epoch}", unit="batch", leave=False)
 
-    def _log_epoch(self, epoch: int) -> None:
+    def _log_epoch(self, epoch: int, since: tuple) -> None:
         if logger.isEnabledFor(logging.INFO):
-            logger.info("epoch %d done: %s", epoch, self._stats.snapshot())
+            logger.info("epoch %d done: %s", epoch, self._stats.describe(since, self._stats.totals()))
 
     # ----- observing ---------------------------------------------------------------------
 
     def stats(self) -> FeedStats:
-        """Counters since this Feeder was made: throughput, waiting, queue depth, padding (SPEC 6)."""
-        return self._stats.snapshot()
+        """Counters since this Feeder was made: throughput, waiting, queue depth, padding (SPEC 6).
+        Exact to the batch, also in the middle of an epoch."""
+        block = self._open_block
+        pending = self._block_share(self._delivered, *block) if block is not None and self._running else None
+        return self._stats.snapshot(pending=pending or (0, 0, 0))
 
     @property
     def _delivered(self) -> int:
@@ -831,14 +838,21 @@ class Feeder:
 
     def _count_block(self, delivered: int, block_start: int, block_batches: int, rows: int, nbytes: int) -> None:
         """Adds the batches of a block handed out (since the last reset_stats), rows and bytes pro rata."""
-        first = max(block_start, self._count_from)
-        done = delivered - first
+        self._open_block = None
+        share = self._block_share(delivered, block_start, block_batches, rows, nbytes)
+        if share is not None:
+            self._stats.batches(*share)
+
+    def _block_share(self, delivered: int, block_start: int, block_batches: int, rows: int,
+                     nbytes: int) -> Optional[Tuple[int, int, int]]:
+        """(batches, samples, bytes) of a block handed out once `delivered` batches of the epoch
+        were, counting from the last reset_stats; None if none were."""
+        done = delivered - max(block_start, self._count_from)
         if done <= 0:
-            return
+            return None
         if done == block_batches:
-            self._stats.batches(done, rows, nbytes)
-        else:
-            self._stats.batches(done, min(rows, done * self.batch_size), nbytes * done // max(1, block_batches))
+            return done, rows, nbytes
+        return done, min(rows, done * self.batch_size), nbytes * done // max(1, block_batches)
 
     # ----- resuming ----------------------------------------------------------------------
 

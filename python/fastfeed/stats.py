@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from typing import Optional
+from typing import Optional, Tuple
 
 import numpy as np
 
@@ -114,8 +114,31 @@ class StatsRecorder:
         self.real_steps += real
         self.padded_steps += padded
 
-    def snapshot(self, dropped_steps: int = 0) -> FeedStats:
-        elapsed = self.elapsed + (time.perf_counter() - self._started if self._started is not None else 0.0)
+    def totals(self) -> Tuple[int, int, int, float, float, int, int]:
+        """(batches, samples, bytes, elapsed, wait, real steps, padded steps) so far: two of these
+        apart describe what happened in between (an epoch, for its log line)."""
+        return (self.batches_n, self.samples, self.bytes, self._elapsed_now(), self.wait_total,
+                self.real_steps, self.padded_steps)
+
+    @staticmethod
+    def describe(since: Tuple[int, int, int, float, float, int, int],
+                 until: Tuple[int, int, int, float, float, int, int]) -> str:
+        """What happened between two totals(), in one line."""
+        batches, samples, nbytes, elapsed, wait, real, padded = (max(0, b - a) for a, b in zip(since, until))
+        rate = samples / elapsed if elapsed > 0 else 0.0
+        line = (f"{batches} batches, {samples} samples, {nbytes / 1e6:.1f} MB in {elapsed:.2f} s "
+                f"({rate:,.0f} samples/s); waited {wait:.3f} s")
+        if real + padded:
+            line += f"; padding {100 * padded / (real + padded):.1f}%"
+        return line
+
+    def _elapsed_now(self) -> float:
+        return self.elapsed + (time.perf_counter() - self._started if self._started is not None else 0.0)
+
+    def snapshot(self, dropped_steps: int = 0, pending: Tuple[int, int, int] = (0, 0, 0)) -> FeedStats:
+        """The counters as FeedStats; `pending` adds (batches, samples, bytes) handed out from a
+        block that is not counted yet (the Feeder counts a block when it is done with it)."""
+        elapsed = self._elapsed_now()
         n = min(self._n_blocks, _RING)
         counts = self._block_batches[:n]
         # Per batch: a block's first batch waited `wait`, its other batches not at all.
@@ -123,9 +146,10 @@ class StatsRecorder:
         builds = np.repeat(self._builds[:n], counts)
         total_steps = self.real_steps + self.padded_steps
         per_s = (lambda v: v / elapsed) if elapsed > 0 else (lambda v: 0.0)
+        batches, samples, nbytes = self.batches_n + pending[0], self.samples + pending[1], self.bytes + pending[2]
         return FeedStats(
-            batches=self.batches_n, samples=self.samples, bytes=self.bytes, elapsed_s=elapsed,
-            samples_per_s=per_s(self.samples), mb_per_s=per_s(self.bytes / 1e6),
+            batches=batches, samples=samples, bytes=nbytes, elapsed_s=elapsed,
+            samples_per_s=per_s(samples), mb_per_s=per_s(nbytes / 1e6),
             wait_total_s=self.wait_total,
             wait_p50_s=float(np.percentile(waits, 50)) if len(waits) else 0.0,
             wait_p99_s=float(np.percentile(waits, 99)) if len(waits) else 0.0,
