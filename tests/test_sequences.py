@@ -345,6 +345,12 @@ def test_sequence_argument_errors():
         Feeder(seqs, window=None, targets=np.zeros(2), pack=True, max_len=4)
     with pytest.raises(ValueError, match="every sequence is empty"):
         Feeder([np.zeros(0), np.zeros(0)], window=None, pack=True, max_len=4)
+    with pytest.raises(ValueError, match="pad_multiple=8, padding_side='left' do not apply with pack=True"):
+        Feeder(seqs, window=None, pack=True, max_len=4, pad_multiple=8, padding_side="left")
+    with pytest.raises(ValueError, match="truncation_side='left' does not apply with pack=True"):
+        Feeder(seqs, window=None, pack=True, max_len=4, truncation_side="left")
+    with pytest.raises(ValueError, match="bucket_pool=8 applies with bucket=True only"):
+        Feeder(seqs, window=None, bucket_pool=8)
 
 
 def test_check_finite_names_the_sequence_and_step():

@@ -521,6 +521,16 @@ class Feeder:
             raise ValueError("pack=True needs max_len (the length of a packed row)")
         if self.pack and self.bucket:
             raise ValueError("pack=True and bucket=True are alternatives: packing leaves no padding to bucket away")
+        if self.pack:  # options of padding whole sequences that packed rows have no use for
+            unused = [f"{name}={value!r}" for name, value, default in (
+                ("pad_multiple", self.pad_multiple, 1), ("padding_side", self.padding_side, "right"),
+                ("truncation_side", self.truncation_side, "right")) if value != default]
+            if unused:
+                raise ValueError(f"{', '.join(unused)} do{'es' if len(unused) == 1 else ''} not apply with pack=True: "
+                                 f"sequences fill rows of max_len={self.max_len} back to back, a long one "
+                                 f"continuing in the next row")
+        if bucket_pool is not None and not self.bucket:
+            raise ValueError(f"bucket_pool={bucket_pool!r} applies with bucket=True only")
         self._labels, self._step_targets = self._load_sequence_targets(targets)
         if self.pack and self._labels is not None:
             raise ValueError("pack=True cannot carry one label per sequence (a row holds several sequences); "
