@@ -223,7 +223,8 @@ class Feeder:
             raise ValueError(
                 f"world_size={self.world_size} leaves rank {self.rank} nothing: a pass has only {self._pass_units()} "
                 f"{self._unit_name()}, and ranks read disjoint shares with the same number of batches")
-        # Virtual epochs run windows on across passes, but whole sequences a batch of a pass at a time.
+        # Virtual epochs of windows run on sample by sample, so even a pass without a whole batch feeds
+        # them; whole sequences are batched within each pass first, so every pass needs a batch.
         if (len(self) if not self.sequences else self._batches_per_pass()) == 0:
             raise ValueError(
                 f"drop_last=True with batch_size={self.batch_size} leaves no batch: there are only "
