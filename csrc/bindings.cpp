@@ -359,8 +359,8 @@ PYBIND11_MODULE(_core, m) {
 
   m.def("rank_share_size", &rank_share_size, py::arg("n"), py::arg("rank"), py::arg("world"), py::arg("unit"),
         py::arg("drop_last"),
-        "How many of a pass's n items (samples, or batches when unit is 1) a rank reads: disjoint shares, "
-        "the same number of batches on every rank.");
+        "How many of a pass's n items (samples, sequences or packed rows, in batches of `unit`) a rank "
+        "reads: disjoint shares, the same number of batches on every rank.");
 
   m.def("make_pairs", &make_pairs, py::arg("cls"), py::arg("xs"), py::arg("ys"),
         "A list of cls (a tuple subclass) instances, each holding (xs[i], ys[i]).");

@@ -10,8 +10,8 @@ namespace fastfeed {
 // every rank the same number of batches: the n % world items left over when the pass is dealt
 // out evenly go one each to the first ranks where that only lengthens their last batch (their
 // share is not a whole number of `unit`-item batches), and are left out of the pass otherwise
-// (and always with drop_last). `unit` is the batch size when the items are samples, 1 when
-// they are whole batches.
+// (and always with drop_last). `unit` is the batch size: the items (samples, sequences or
+// packed rows) are cut into batches of that many.
 inline int64_t rank_share_size(int64_t n, int64_t rank, int64_t world, int64_t unit, bool drop_last) {
   const int64_t even = n / world;
   const bool rest_fits = !drop_last && even % unit != 0;

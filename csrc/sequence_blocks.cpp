@@ -30,16 +30,16 @@ std::vector<std::byte> constant_row(double value, int64_t row_elems, DType dtype
 SequenceBlocks::SequenceBlocks(std::shared_ptr<const SequenceData> data, PlanSpec plan, PadSpec pad,
                                SequenceOutput out, int64_t rank, int64_t world, RunSpec run, size_t max_idle,
                                bool pinned)
-    : data_(std::move(data)), plan_spec_(plan), pad_(pad), out_(std::move(out)), rank_(rank), world_(world), run_(run) {
+    : data_(std::move(data)), plan_spec_(plan), pad_(pad), out_(std::move(out)), run_(run) {
   if (data_->count() == 0) throw ArgumentError("no sequences to read from");
-  if (plan_spec_.batch_size < 1 || (plan_spec_.pack && plan_spec_.max_len < 1) || world_ < 1 || rank_ < 0 ||
-      rank_ >= world_ || run_.first_batch < 0 || run_.end_batch < run_.first_batch) {
+  if (plan_spec_.batch_size < 1 || (plan_spec_.pack && plan_spec_.max_len < 1) || world < 1 || rank < 0 ||
+      rank >= world || run_.first_batch < 0 || run_.end_batch < run_.first_batch) {
     throw ArgumentError("invalid sequence run");
   }
+  plan_spec_.rank = rank;  // every pass's plan holds this rank's share
+  plan_spec_.world = world;
   lengths_.reserve(static_cast<size_t>(data_->count()));
   for (int64_t v = 0; v < data_->count(); ++v) lengths_.push_back(data_->inputs[data_->real(v)].length);
-  plan_spec_.rank = rank_;
-  plan_spec_.world = world_;
   const std::shared_ptr<const PassPlan> first = plan_for(0);
   per_rank_ = first->num_batches();  // the same for every pass
   // Bucketed batches stay whole (cutting the stream anew would mix two sorted batches).

@@ -97,7 +97,6 @@ class SequenceBlocks : public BlockBuilder {
   PlanSpec plan_spec_;
   PadSpec pad_;
   SequenceOutput out_;
-  int64_t rank_, world_;
   RunSpec run_;
   int64_t per_rank_ = 0;  // batches in this rank's share of a pass
   int64_t items_per_pass_ = 0;  // sequences (plain) or rows (packed) in this rank's batches of a pass

@@ -748,8 +748,9 @@ class Feeder:
         """Counts the batch's real and padded steps; returns the padded ones."""
         real = int(arrays[_LENGTHS].sum())
         rows, length = arrays[_MASK].shape  # (a tensor when built on the device)
-        self._stats.steps(real, rows * length - real)
-        return rows * length - real
+        padded = rows * length - real
+        self._stats.steps(real, padded)
+        return padded
 
     def _blocks(self, epoch: int, first_batch: int, cursor: Cursor) -> Generator[Iterator[Batch], None, None]:
         """Iterators over the epoch's batches, a chunk of a block each, in order (see handout.py):

@@ -121,9 +121,9 @@ def standard_stats(series: List[np.ndarray], start_index: int = 0, end_index: Op
 
 def rank_share(n: int, rank: int = 0, world_size: int = 1, drop_last: bool = False, unit: int = 1) -> List[int]:
     """Which positions of a pass (of n items) a rank reads, in order: rank, rank + world, ...
-    Shares are disjoint and give every rank the same number of batches of `unit` items (unit 1:
-    the items are batches). The n % world_size items left over go one each to the first ranks
-    when that only lengthens their last batch, and are left out otherwise (always with drop_last)."""
+    Shares are disjoint and give every rank the same number of batches of `unit` items (the
+    batch size). The n % world_size items left over go one each to the first ranks when that
+    only lengthens their last batch, and are left out otherwise (always with drop_last)."""
     even = n // world_size
     rest_fits = not drop_last and even % unit != 0
     count = even + (1 if rest_fits and rank < n % world_size else 0)
