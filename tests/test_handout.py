@@ -162,6 +162,7 @@ def test_torch_batches_keep_their_block_alive():
 def test_views_made_the_plain_way_where_torch_has_no_guard(monkeypatch):
     from fastfeed import views
 
+    monkeypatch.setattr(views, "_row_views", views.unbound_rows)
     monkeypatch.setattr(views, "_plain_views", contextlib.nullcontext)
     got = [(x.numpy().copy(), y.numpy().copy()) for x, y in small_batches(output="torch", batch_size=3)]
     want = reference.batches(S, window=5, horizon=1, batch_size=3, shuffle=True, seed=3)

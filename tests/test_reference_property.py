@@ -87,7 +87,7 @@ def configs(draw):
         drop_last=draw(st.booleans()), shuffle=draw(st.booleans()), seed=draw(st.integers(-5, 2**40)),
         dtype=out_dtype, normalize=normalize, check_finite=check_finite, **draw(shares()),
     ), dict(num_threads=draw(st.integers(1, 3)), prefetch=draw(st.integers(1, 4)), epoch=draw(st.integers(0, 5)),
-            chunk=draw(st.sampled_from([1, 2, 3, 7, views.CHUNK_BATCHES])))
+            chunk=draw(st.sampled_from([1, 2, 3, 7, views.CHUNK_BATCHES])), native_views=draw(st.booleans()))
 
 
 def run_both(cfg, run, output):
@@ -103,10 +103,13 @@ def run_both(cfg, run, output):
     f = Feeder(**cfg, output=output, num_threads=run["num_threads"], prefetch=run["prefetch"])
     f.set_epoch(run["epoch"])
     default_chunk, views.CHUNK_BATCHES = views.CHUNK_BATCHES, run["chunk"]  # views are made in chunks
+    default_rows = views._row_views
+    if output == "torch":  # torch's row views come from fastfeed._torch_views where built, else unbind()
+        views._row_views = (run["native_views"] and views.native_row_views()) or views.unbound_rows
     try:
         got = collect(f)
     finally:
-        views.CHUNK_BATCHES = default_chunk
+        views.CHUNK_BATCHES, views._row_views = default_chunk, default_rows
     assert len(got) == len(f)
     assert_same_batches(got, want)
 

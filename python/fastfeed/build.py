@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import platform
-from typing import Any, Dict
+from typing import Any, Dict, Optional
 
 import numpy as np
 
@@ -16,7 +16,9 @@ def build_info() -> Dict[str, Any]:
     CUDA version it was built against, 0 without; with CUDA, ``"nvcc"`` and
     ``"cuda_architectures"`` too); the other keys give the compiler, C++
     standard, build type and flags, and the versions of pybind11, NumPy, Python and (when
-    importable) torch."""
+    importable) torch. ``"torch_views"`` is the torch version that the native row views
+    (fastfeed._torch_views, which halve what small torch batches cost) were built for, or None
+    where they were not built; only that version uses them."""
     info = dict(_core.build_info())
     from . import __version__
 
@@ -27,10 +29,19 @@ def build_info() -> Dict[str, Any]:
         info["torch"] = torch.__version__
     except ImportError:
         info["torch"] = None
+    info["torch_views"] = _torch_views_version() if info["torch"] else None
     return info
+
+
+def _torch_views_version() -> Optional[str]:
+    try:
+        from . import _torch_views
+    except ImportError:  # not built (no torch at build time), or built against another torch
+        return None
+    return _torch_views.TORCH_VERSION
 
 
 def cuda_available() -> bool:
     """Whether a CUDA device can be used: CUDA support compiled in, a driver and a GPU present.
-    (The device path itself is not in this version: device="cuda" is still refused.)"""
+    (Where it is False, ``Feeder(..., device="cuda")`` is refused with the reason.)"""
     return bool(_core.build_info()["cuda"]) and _core.cuda_device_count() > 0
