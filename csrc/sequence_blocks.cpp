@@ -44,12 +44,12 @@ SequenceBlocks::SequenceBlocks(std::shared_ptr<const SequenceData> data, PlanSpe
   per_rank_ = first->num_batches();  // the same for every pass
   // Bucketed batches stay whole (cutting the stream anew would mix two sorted batches).
   streamed_ = run_.steps_per_epoch > 0 && !plan_spec_.bucket;
-  if (plan_spec_.pack) {
-    items_per_pass_ = plan_spec_.drop_last ? per_rank_ * plan_spec_.batch_size : first->num_rows();
-  } else {
-    items_per_pass_ = static_cast<int64_t>(first->seqs().size());
+  // The stream runs through the rank's whole share, as windows do: its batches are all full,
+  // so drop_last has no short batch to drop there, and dropping items would lose them.
+  items_per_pass_ = plan_spec_.pack ? first->num_rows() : static_cast<int64_t>(first->seqs().size());
+  if (streamed_ ? items_per_pass_ == 0 : per_rank_ == 0) {
+    throw ArgumentError("a pass holds no batch for this rank");
   }
-  if (streamed_ && items_per_pass_ == 0) throw ArgumentError("a pass holds no batch for this rank");
   x_pad_row_ = constant_row(pad_.pad_value, data_->inputs[0].row_elems, out_.x_dtype);
   if (!data_->step_targets.empty()) {
     y_pad_row_ = constant_row(pad_.pad_value, data_->step_targets[0].row_elems, out_.y_dtype);

@@ -99,7 +99,7 @@ class SequenceBlocks : public BlockBuilder {
   SequenceOutput out_;
   RunSpec run_;
   int64_t per_rank_ = 0;  // batches in this rank's share of a pass
-  int64_t items_per_pass_ = 0;  // sequences (plain) or rows (packed) in this rank's batches of a pass
+  int64_t items_per_pass_ = 0;  // sequences (plain) or rows (packed) in this rank's share of a pass
   bool streamed_ = false;       // virtual epochs cut batches from the stream of items (see layout_of)
   std::vector<std::byte> x_pad_row_, y_pad_row_;
   std::shared_ptr<BufferPool> pool_;

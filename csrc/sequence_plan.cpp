@@ -58,7 +58,6 @@ PassPlan PassPlan::build(const std::vector<int64_t>& lengths, const PlanSpec& sp
   if (!spec.bucket) {
     plan.starts_.resize(static_cast<size_t>(nb) + 1);
     for (int64_t c = 0; c <= nb; ++c) plan.starts_[c] = cut_start(c);
-    if (spec.drop_last) plan.seqs_.resize(static_cast<size_t>(nb * B));
     plan.num_batches_ = nb;
     return plan;
   }

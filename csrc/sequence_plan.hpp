@@ -33,6 +33,8 @@ class PassPlan {
   int64_t num_batches() const { return num_batches_; }
 
   // Plain and bucketed plans: batch g holds sequences seqs()[batch_start(g) .. batch_start(g+1)).
+  // A plain plan's seqs() is the rank's whole share: with drop_last, those after the last full
+  // batch are in no batch of the pass, but virtual epochs stream them.
   const std::vector<int64_t>& seqs() const { return seqs_; }
   int64_t batch_start(int64_t g) const { return starts_[static_cast<size_t>(g)]; }
 

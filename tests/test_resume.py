@@ -153,8 +153,8 @@ def test_state_from_another_configuration_or_data_is_refused():
     padded = sequence_feeder(normalize="standard").state_dict()
     with pytest.raises(ValueError, match="normalize: saved '[0-9a-f]+', this feeder None"):
         sequence_feeder().load_state_dict(padded)
-    older = dict(state, fastfeed_state=2)
-    with pytest.raises(ValueError, match="has version 2, from another fastfeed release; this one reads version 3"):
+    older = dict(state, fastfeed_state=3)
+    with pytest.raises(ValueError, match="has version 3, from another fastfeed release; this one reads version 4"):
         window_feeder().load_state_dict(older)
     bad = dict(state, batch=10_000)
     with pytest.raises(ValueError, match="out of range"):

@@ -319,6 +319,26 @@ def test_virtual_epochs_continue_the_stream_of_sequences_in_full_batches():
                     [2, 3, 3, 4, 4], [5, 5, 6, 6, 0], [0, 0, 1, 1, 2], [2, 3, 3, 4, 4]]
 
 
+def test_virtual_epochs_stream_every_sequence_with_drop_last_too():
+    # drop_last drops a pass's short last batch; a stream of full batches has none, so every
+    # sequence (or packed row) of a pass still comes, as every window does.
+    seqs = [np.full(2, i, np.int64) for i in range(7)]
+    f = Feeder(seqs, window=None, batch_size=3, steps_per_epoch=3, drop_last=True, output="numpy")
+    assert [b.x[:, 0].tolist() for b in f] == [[0, 1, 2], [3, 4, 5], [6, 0, 1]]
+    windows = Feeder(np.arange(7), window=1, batch_size=3, steps_per_epoch=3, drop_last=True, output="numpy")
+    assert [b.x[:, 0].tolist() for b in windows] == [[0, 1, 2], [3, 4, 5], [6, 0, 1]]
+    packed = Feeder(seqs, window=None, batch_size=2, steps_per_epoch=2, drop_last=True, pack=True, max_len=5,
+                    output="numpy")
+    assert [row.tolist() for b in packed for row in b.x] == [[0, 0, 1, 1, 2], [2, 3, 3, 4, 4],
+                                                             [5, 5, 6, 6, 0], [0, 0, 1, 1, 2]]
+    # A pass shorter than a batch still feeds the stream; bucketed batches are cut per pass, so
+    # there drop_last leaves nothing.
+    short = Feeder(seqs[:2], window=None, batch_size=3, steps_per_epoch=2, drop_last=True, output="numpy")
+    assert [b.x[:, 0].tolist() for b in short] == [[0, 1, 0], [1, 0, 1]]
+    with pytest.raises(ValueError, match="drop_last=True with batch_size=3 leaves no batch: there are only 2 sequences"):
+        Feeder(seqs[:2], window=None, batch_size=3, steps_per_epoch=2, drop_last=True, bucket=True)
+
+
 def test_sequence_argument_errors():
     seqs = ragged([3, 2])
     with pytest.raises(ValueError, match="window is required for a single series"):

@@ -223,9 +223,11 @@ class Feeder:
             raise ValueError(
                 f"world_size={self.world_size} leaves rank {self.rank} nothing: a pass has only {self._pass_units()} "
                 f"{self._unit_name()}, and ranks read disjoint shares with the same number of batches")
-        # Virtual epochs of windows run on sample by sample, so even a pass without a whole batch feeds
-        # them; whole sequences are batched within each pass first, so every pass needs a batch.
-        if (len(self) if not self.sequences else self._batches_per_pass()) == 0:
+        # Virtual epochs run on item by item (windows, sequences or packed rows), so even a pass
+        # without a whole batch feeds them; bucketed sequences are batched within each pass first,
+        # so there every pass needs a batch.
+        streamed = self.steps_per_epoch is not None and not (self.sequences and self.bucket)
+        if not streamed and self._batches_per_pass() == 0:
             raise ValueError(
                 f"drop_last=True with batch_size={self.batch_size} leaves no batch: there are only "
                 f"{self._per_rank()} {self._unit_name()}{' for this rank' if self.world_size > 1 else ''}")

@@ -237,12 +237,13 @@ def sequence_order(n: int, shuffle: bool, seed: int, pass_: int) -> np.ndarray:
 
 def padded_plan(lengths: List[int], batch_size: int, shuffle: bool = False, seed: int = 0, pass_: int = 0,
                 drop_last: bool = False, bucket: bool = False, bucket_pool: int = 64,
-                rank: int = 0, world_size: int = 1) -> List[List[int]]:
+                rank: int = 0, world_size: int = 1, keep_short: bool = False) -> List[List[int]]:
     """A rank's batches (lists of sequence numbers) of one pass of padded whole sequences.
 
     The rank's share of the pass's order (rank_share) is cut into batches (plain), or cut into
     pools of `bucket_pool` batches, each pool sorted by length (stable), cut into batches, and
-    the batches shuffled (whatever `shuffle` says) with a permutation keyed by seed ^ BATCH_ORDER_SALT."""
+    the batches shuffled (whatever `shuffle` says) with a permutation keyed by seed ^ BATCH_ORDER_SALT.
+    drop_last drops a short last batch, unless `keep_short` (virtual epochs stream every item)."""
     everyone = [int(i) for i in sequence_order(len(lengths), shuffle, seed, pass_)]
     order = [everyone[q] for q in rank_share(len(everyone), rank, world_size, drop_last, unit=batch_size)]
     n = len(order)
@@ -250,7 +251,7 @@ def padded_plan(lengths: List[int], batch_size: int, shuffle: bool = False, seed
         pool = bucket_pool * batch_size
         order = [i for s in range(0, n, pool) for i in sorted(order[s:s + pool], key=lambda i: lengths[i])]
     cut = [order[s:s + batch_size] for s in range(0, n, batch_size)]
-    if drop_last and cut and len(cut[-1]) < batch_size:
+    if drop_last and not keep_short and cut and len(cut[-1]) < batch_size:
         cut.pop()
     if bucket:
         perm = permutation(len(cut), seed ^ BATCH_ORDER_SALT, pass_)
@@ -260,12 +261,13 @@ def padded_plan(lengths: List[int], batch_size: int, shuffle: bool = False, seed
 
 def packed_plan(lengths: List[int], max_len: int, batch_size: int, shuffle: bool = False, seed: int = 0,
                 pass_: int = 0, drop_last: bool = False, rank: int = 0,
-                world_size: int = 1) -> List[List[List[Tuple[int, int, int]]]]:
+                world_size: int = 1, keep_short: bool = False) -> List[List[List[Tuple[int, int, int]]]]:
     """A rank's batches of one pass of packed sequences: rows of pieces (sequence, first step, steps).
 
     The pass's sequences are laid back to back and the stream is cut into rows of max_len steps
     (a sequence reaching the end of a row continues at the start of the next one); the rank's
-    share of those rows (rank_share) is cut into batches."""
+    share of those rows (rank_share) is cut into batches. drop_last drops a short last batch,
+    unless `keep_short`."""
     pieces = [(int(i), 0, lengths[i]) for i in sequence_order(len(lengths), shuffle, seed, pass_) if lengths[i] > 0]
     rows: List[List[Tuple[int, int, int]]] = [[]]
     room = max_len
@@ -281,7 +283,7 @@ def packed_plan(lengths: List[int], max_len: int, batch_size: int, shuffle: bool
         rows.pop()
     rows = [rows[q] for q in rank_share(len(rows), rank, world_size, drop_last, unit=batch_size)]
     out = [rows[s:s + batch_size] for s in range(0, len(rows), batch_size)]
-    if drop_last and out and len(out[-1]) < batch_size:
+    if drop_last and not keep_short and out and len(out[-1]) < batch_size:
         out.pop()
     return out
 
@@ -316,11 +318,16 @@ def sequence_batches(
     tdtype = steps[0].dtype.name if steps else (labels.dtype.name if labels is not None else None)
     x_dtype, y_dtype = _output_dtypes(seqs[0].dtype.name, dtype, normalize, tdtype)
 
+    # Virtual epochs cut full batches from the passes' items (sequences or rows) back to back,
+    # every item of the rank's share, as with windows; bucketed batches stay as each pass cut them.
+    streamed = steps_per_epoch is not None and not bucket
+
     def plan(pass_: int) -> list:
         if pack:
-            return packed_plan(lengths, max_len, batch_size, shuffle, seed, pass_, drop_last, rank, world_size)
+            return packed_plan(lengths, max_len, batch_size, shuffle, seed, pass_, drop_last, rank, world_size,
+                               keep_short=streamed)
         return padded_plan(lengths, batch_size, shuffle, seed, pass_, drop_last, bucket, bucket_pool,
-                           rank, world_size)
+                           rank, world_size, keep_short=streamed)
 
     plans = {}
 
@@ -330,10 +337,10 @@ def sequence_batches(
         return plans[pass_]
 
     nb = len(plan_of(0))  # this rank's batches in a pass
-    if steps_per_epoch is None or bucket:  # each pass's batches, as cut (bucketed ones stay whole)
+    if not streamed:  # each pass's batches, as cut
         count = steps_per_epoch if steps_per_epoch is not None else nb
         batches = [plan_of(pass_)[j] for pass_, j in epoch_stream(epoch, nb, count, steps_per_epoch)]
-    else:  # virtual epochs cut full batches from the passes' items (sequences or rows) back to back
+    else:
         flat = {0: [i for b in plan_of(0) for i in b]}
         per_pass = len(flat[0])
         stream = epoch_stream(epoch, per_pass, steps_per_epoch * batch_size, steps_per_epoch)

@@ -11,8 +11,9 @@ import numpy as np
 from . import _core
 from .sources import SeriesSet
 
-STATE_VERSION = 3  # 2: whole-source digests, bucketed batches shuffled without shuffle=True;
-# 3: disjoint rank shares, virtual epochs of whole sequences in full batches
+STATE_VERSION = 4  # 2: whole-source digests, bucketed batches shuffled without shuffle=True;
+# 3: disjoint rank shares, virtual epochs of whole sequences in full batches; 4: with drop_last too,
+# those virtual epochs stream every sequence or row of the share
 # Sources up to this size are hashed whole for the state's data digest (see data_digest).
 _WHOLE_DIGEST_BYTES = 256 << 20
 
