@@ -363,3 +363,22 @@ def test_csv_without_a_header_row_keeps_its_first_row(tmp_path, capsys):
     np.save(tmp_path / "a.npy", np.arange(3))
     status, _, err = run([tmp_path / "a.npy", tmp_path / "out2", "--no-header"], capsys)
     assert status == 2 and "--no-header applies to CSV inputs only" in err
+    status, _, err = run([tmp_path / "a.npy", tmp_path / "out2", "--header"], capsys)
+    assert status == 2 and "--header applies to CSV inputs only" in err
+
+
+def test_a_first_row_of_numbers_is_not_taken_for_column_names_unasked(tmp_path, capsys):
+    np.savetxt(tmp_path / "d.csv", np.array([[1, 2], [3, 4], [5, 6]]), delimiter=",", fmt="%d")
+    status, _, err = run([tmp_path / "d.csv", tmp_path / "out", "--value-column", "2", "--no-progress"], capsys)
+    assert status == 2 and "the first row (1, 2) is all numbers, so it looks like data" in err
+    assert "--no-header" in err and not (tmp_path / "out").exists()
+    # --header takes it as names all the same (years, say); mixed rows are names as ever.
+    assert run([tmp_path / "d.csv", tmp_path / "out", "--header", "--value-column", "2", "--no-progress"],
+               capsys)[0] == 0
+    assert_dataset(tmp_path / "out", [np.array([4, 6])])
+    (tmp_path / "m.csv").write_text("1,b\n3,4\n")
+    assert run([tmp_path / "m.csv", tmp_path / "out2", "--value-column", "b", "--no-progress"], capsys)[0] == 0
+    assert_dataset(tmp_path / "out2", [np.array([4])])
+    with pytest.raises(SystemExit) as exited:
+        run([tmp_path / "d.csv", tmp_path / "out3", "--header", "--no-header"])
+    assert exited.value.code == 2 and "not allowed with argument --header" in capsys.readouterr().err

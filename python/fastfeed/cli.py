@@ -210,7 +210,7 @@ def _cmd_convert(args: argparse.Namespace) -> int:
     try:
         info = convert(args.input, args.output, column=args.column, id_column=args.id_column,
                        value_columns=args.value_column or (), dtype=args.dtype, overwrite=args.overwrite,
-                       progress=not args.no_progress, header=not args.no_header)
+                       progress=not args.no_progress, header=args.header)
     except UsageError as e:
         return _fail("convert", str(e), 2)
     except KeyboardInterrupt:
@@ -272,8 +272,12 @@ def build_parser() -> argparse.ArgumentParser:
     convert.add_argument("--value-column", metavar="V", action="append",
                          help="CSV/Parquet: a column of step values (repeat for steps of several features); "
                               "without --id-column the whole file is one series")
-    convert.add_argument("--no-header", action="store_true",
-                         help="CSV: the first row is data, not column names; columns are then f0, f1, ...")
+    first_row = convert.add_mutually_exclusive_group()
+    first_row.add_argument("--header", dest="header", action="store_true", default=None,
+                           help="CSV: the first row holds the column names, even if they are numbers")
+    first_row.add_argument("--no-header", dest="header", action="store_false",
+                           help="CSV: the first row is data, not column names; columns are then f0, f1, ... "
+                                "(default: names, unless the first row is all numbers, which is refused as ambiguous)")
     convert.add_argument("--dtype", metavar="D", help="store the values as this dtype (e.g. float32)")
     convert.add_argument("--overwrite", action="store_true", help="replace a dataset already in OUTPUT_DIR")
     convert.add_argument("--no-progress", action="store_true", help="no progress bar")

@@ -168,12 +168,22 @@ def _arrow() -> Any:
     return pyarrow
 
 
+def _all_numbers(names: Sequence[str]) -> bool:
+    """Whether every cell of a CSV's first row reads as a number."""
+    try:
+        for name in names:
+            float(name)
+    except ValueError:
+        return False
+    return len(names) > 0
+
+
 class _Table:
     """Streams record batches of some columns of a CSV or Parquet file."""
 
-    def __init__(self, path: str, kind: str, header: bool = True) -> None:
+    def __init__(self, path: str, kind: str, header: Optional[bool] = None) -> None:
         self.pa = _arrow()
-        self.path, self.kind, self.header = path, kind, header
+        self.path, self.kind, self.header = path, kind, header is not False
         if kind == "parquet":
             import pyarrow.parquet as pq
 
@@ -184,6 +194,12 @@ class _Table:
             with contextlib.closing(self._open_csv(None)) as reader:
                 self.schema = reader.schema
             self.num_rows = None
+            if header is None and _all_numbers(self.schema.names):
+                raise UsageError(
+                    f"{path}: the first row ({', '.join(self.schema.names[:4])}"
+                    f"{', ...' if len(self.schema.names) > 4 else ''}) is all numbers, so it looks like data "
+                    "rather than column names (np.savetxt writes no header); pass --no-header to read it as "
+                    "data (columns f0, f1, ...) or --header to take it as the names")
 
     def _open_csv(self, columns: Optional[List[str]], types: Optional[dict] = None) -> Any:
         import pyarrow.csv as pacsv
@@ -428,7 +444,7 @@ def _convert_single(table: _Table, value_columns: List[str], dtype: Optional[str
 
 def _convert_table(path: str, kind: str, column: Optional[str], id_column: Optional[str],
                    value_columns: List[str], dtype: Optional[str], writer: _ChunkWriter, progress: bool,
-                   header: bool) -> None:
+                   header: Optional[bool]) -> None:
     table = _Table(path, kind, header)
     if column is not None:
         _convert_list_column(table, column, dtype, writer, progress)
@@ -484,9 +500,11 @@ def _check_output(output: str, overwrite: bool) -> None:
 
 def convert(input: str, output: str, *, column: Optional[str] = None, id_column: Optional[str] = None,
             value_columns: Sequence[str] = (), dtype: Optional[str] = None, overwrite: bool = False,
-            progress: bool = True, header: bool = True) -> DatasetInfo:
+            progress: bool = True, header: Optional[bool] = None) -> DatasetInfo:
     """Converts `input` (see the module documentation) into a dataset directory at `output`.
-    `header=False`: the CSV's first row is data, and its columns are named f0, f1, ...
+    A CSV's first row: `header=True` column names, `False` data (the columns are then named f0,
+    f1, ...), None (the default) names unless every cell of it is a number, which is refused as
+    ambiguous rather than dropping a row of data.
 
     Raises ConvertError (UsageError for options that do not fit the input), FormatError or
     OSError; after a failure nothing of the new dataset is left at `output`."""
@@ -500,8 +518,8 @@ def convert(input: str, output: str, *, column: Optional[str] = None, id_column:
         raise UsageError("--column (a column of lists) and --id-column/--value-column are alternatives; pass one")
     if id_column is not None and not value_columns:
         raise UsageError("--id-column needs --value-column: which columns hold the values of each step")
-    if not header and kind != "csv":
-        raise UsageError("--no-header applies to CSV inputs only")
+    if header is not None and kind != "csv":
+        raise UsageError(f"--{'' if header else 'no-'}header applies to CSV inputs only")
     if dtype is not None and dtype not in SOURCE_DTYPES:
         raise UsageError(f"--dtype {dtype} is not supported (supported: {', '.join(SOURCE_DTYPES)})")
     output = os.path.abspath(output)
