@@ -606,6 +606,28 @@ def test_a_running_feeder_sees_appended_sequences_from_its_next_epoch(tmp_path):
     np.testing.assert_array_equal(batches[1].x, [[100, 101, 102, 103]])
 
 
+def test_a_state_taken_between_epochs_after_an_append_resumes_over_the_grown_dataset(tmp_path):
+    write_dataset(tmp_path / "ds", [np.arange(3, dtype=np.int32), np.arange(5, dtype=np.int32)])
+    def feeder():
+        return Feeder(str(tmp_path / "ds"), window=None, batch_size=2, shuffle=True, seed=4, output="numpy")
+    f = feeder()
+    list(f)
+    append_dataset(tmp_path / "ds", [np.arange(100, 104, dtype=np.int32)])
+    state = f.state_dict()  # epoch 1, batch 0: the next batch comes from the grown dataset
+    g = feeder()
+    g.load_state_dict(state)
+    want, got = list(f), list(g)
+    assert len(got) == len(want) == 2 and sum(len(b.x) for b in got) == 3
+    for a, b in zip(got, want):
+        np.testing.assert_array_equal(a.x, b.x)
+    mid = feeder()
+    it = iter(mid)
+    next(it)
+    append_dataset(tmp_path / "ds", [np.arange(7, dtype=np.int32)])
+    with pytest.raises(ValueError, match="data: saved"):  # mid-epoch the state is of the data it runs on
+        feeder().load_state_dict(mid.state_dict())
+
+
 FUZZ_REGRESSIONS = os.path.join(os.path.dirname(__file__), "fuzz_regressions")
 
 

@@ -179,6 +179,30 @@ def test_set_epoch_and_load_state_dict_set_the_epoch_attribute():
     assert g.epoch == 3
 
 
+def test_set_epoch_of_the_loaded_epoch_keeps_the_loaded_position():
+    # The usual loop after resuming: load_state_dict(state), then set_epoch(epoch) each epoch,
+    # starting with the epoch the state was taken in.
+    f = window_feeder()
+    f.set_epoch(2)
+    it = iter(f)
+    for _ in range(3):
+        next(it)
+    state = f.state_dict()
+    rest = xs(it)
+    g = window_feeder()
+    g.load_state_dict(state)
+    g.set_epoch(2)
+    assert len(rest) == len(f) - 3
+    assert_batches_equal(xs(g), rest)
+    h = window_feeder()  # another epoch: from its first batch
+    h.load_state_dict(state)
+    h.set_epoch(3)
+    fresh = window_feeder()
+    fresh.set_epoch(3)
+    assert h.epoch == 3
+    assert_batches_equal(xs(h), xs(fresh))
+
+
 # ----- virtual epochs ---------------------------------------------------------------------
 
 def test_virtual_epochs_continue_the_stream_and_reshuffle_each_pass():

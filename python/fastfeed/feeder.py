@@ -651,9 +651,14 @@ class Feeder:
     # ----- iteration ---------------------------------------------------------------------
 
     def set_epoch(self, epoch: int) -> None:
-        """The epoch the next iteration runs (it decides the shuffle); `epoch` reads it from now on."""
+        """The epoch the next iteration runs (it decides the shuffle); `epoch` reads it from now on.
+
+        It starts at the epoch's first batch, except that the epoch of a state just loaded keeps
+        that state's position: a loop that resumes and then calls set_epoch(epoch) for the
+        epoch it was in, as training loops do, goes on where the state left off."""
         self.epoch = self._next_epoch = _int_arg("epoch", epoch, 0)
-        self._resume = None
+        if self._resume is not None and self._resume[0] != self.epoch:
+            self._resume = None
 
     def __iter__(self) -> Iterator[Batch]:
         if self._closed:
@@ -885,6 +890,10 @@ class Feeder:
 
         After ``load_state_dict`` on a Feeder with the same configuration and data, in this
         process or another, the next batch is exactly the one that would have come next."""
+        if not self._running and self._resume is None:
+            # Between epochs the next batch comes from a new epoch, which reads a dataset
+            # directory as it is then (sequences appended since included): so does the state.
+            self._reload_if_grown()
         return make_state(*self._resume_point(), self._fingerprint())
 
     def load_state_dict(self, state: Dict[str, Any]) -> None:
