@@ -35,7 +35,7 @@ def _plain_view_guard() -> ContextManager[Any]:
 
 def unbound_rows(tensor: Any, start: int, stop: int) -> List[Any]:
     """[tensor[start], ..., tensor[stop - 1]] by torch's own unbind(), one call for them all."""
-    with _plain_view_guard():  # never around a yield: the loop's own code runs there
+    with _plain_view_guard():  # only around the unbind: the loop's own code must keep autograd
         return list(tensor[start:stop].unbind(0))
 
 
