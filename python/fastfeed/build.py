@@ -2,11 +2,12 @@
 from __future__ import annotations
 
 import platform
-from typing import Any, Dict, Optional
+from typing import Any, Dict
 
 import numpy as np
 
 from . import _core
+from .views import torch_views_module
 
 
 def build_info() -> Dict[str, Any]:
@@ -29,16 +30,9 @@ def build_info() -> Dict[str, Any]:
         info["torch"] = torch.__version__
     except ImportError:
         info["torch"] = None
-    info["torch_views"] = _torch_views_version() if info["torch"] else None
+    module = torch_views_module() if info["torch"] else None
+    info["torch_views"] = None if module is None else module.TORCH_VERSION
     return info
-
-
-def _torch_views_version() -> Optional[str]:
-    try:
-        from . import _torch_views
-    except ImportError:  # not built (no torch at build time), or built against another torch
-        return None
-    return _torch_views.TORCH_VERSION
 
 
 def cuda_available() -> bool:

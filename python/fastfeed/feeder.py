@@ -761,7 +761,7 @@ class Feeder:
 
     def _blocks(self, epoch: int, first_batch: int, cursor: Cursor) -> Generator[Iterator[Batch], None, None]:
         """Iterators over the epoch's batches, a chunk of a block each, in order (see handout.py):
-        a chunk's batches are made at once (views in one split, pairs in C), so that handing one
+        a chunk's batches are made at once (views in one call, pairs in C), so that handing one
         out runs no Python code."""
         pipe = self._open_pipeline(epoch, first_batch)
         stats = self._stats

@@ -336,8 +336,8 @@ def sequence_batches(
             plans[pass_] = plan(pass_)
         return plans[pass_]
 
-    nb = len(plan_of(0))  # this rank's batches in a pass
     if not streamed:  # each pass's batches, as cut
+        nb = len(plan_of(0))  # this rank's batches in a pass
         count = steps_per_epoch if steps_per_epoch is not None else nb
         batches = [plan_of(pass_)[j] for pass_, j in epoch_stream(epoch, nb, count, steps_per_epoch)]
     else:

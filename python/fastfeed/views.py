@@ -39,18 +39,25 @@ def unbound_rows(tensor: Any, start: int, stop: int) -> List[Any]:
         return list(tensor[start:stop].unbind(0))
 
 
-def native_row_views() -> Optional[RowViews]:
-    """fastfeed._torch_views.rows, which makes the same views in less than half the time, when
-    it was built (the build needs torch) for exactly the torch imported now; else None."""
-    import torch
-
+def torch_views_module() -> Any:
+    """fastfeed._torch_views, or None where it was not built (the build had no torch). Import
+    torch first: the module links against torch's libraries."""
     try:
         from . import _torch_views
     except ImportError:
         return None
-    if _torch_views.TORCH_VERSION != torch.__version__:
+    return _torch_views
+
+
+def native_row_views() -> Optional[RowViews]:
+    """fastfeed._torch_views.rows, which makes the same views in less than half the time, when
+    it was built for exactly the torch imported now; else None."""
+    import torch
+
+    module = torch_views_module()
+    if module is None or module.TORCH_VERSION != torch.__version__:
         return None
-    return _torch_views.rows  # type: ignore[no-any-return]
+    return module.rows  # type: ignore[no-any-return]
 
 
 def row_views() -> RowViews:
@@ -63,9 +70,9 @@ def row_views() -> RowViews:
 
 def chunked_batches(block: Any, rows: int, total: int, batch_size: int) -> Iterator[List[Any]]:
     """The batches among the first `rows` of a block's `total` rows (all full but maybe the
-    last), as lists of views, CHUNK_BATCHES at a time: per chunk one C-level call makes them all,
-    so that per batch only a view is made. `block` is a NumPy array or a torch tensor. (`total` comes from
-    NumPy: len() of a tensor is a Python-level call.)"""
+    last), as lists of views, CHUNK_BATCHES at a time: per chunk one C-level call makes them
+    all, so that per batch only a view is made. `block` is a NumPy array or a torch tensor.
+    (`total` comes from NumPy: len() of a tensor is a Python-level call.)"""
     if rows == total and 0 < rows <= batch_size:
         yield [block]  # a block of one batch (large batches): hand it over as it is
         return
