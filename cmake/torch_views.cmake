@@ -1,4 +1,4 @@
-# fastfeed._torch_views (csrc/torch_views.cpp): row views of torch tensors made without the
+# fastfeed._torch_views (csrc/python/torch_views.cpp): row views of torch tensors made without the
 # dispatcher, half the cost of torch's unbind() for an epoch of tiny batches. It compiles
 # against the torch this build's Python can import, and only that torch version may use it
 # (views.py checks), so AUTO builds it when torch is importable and skips it otherwise: pip's
@@ -29,7 +29,7 @@ if(NOT FASTFEED_TORCH_VIEWS STREQUAL "OFF")
 endif()
 
 if(_torch_views_buildable)
-  Python_add_library(_torch_views MODULE WITH_SOABI csrc/torch_views.cpp)
+  Python_add_library(_torch_views MODULE WITH_SOABI csrc/python/torch_views.cpp)
   set_target_properties(_torch_views PROPERTIES CXX_STANDARD 20)
   # SYSTEM keeps torch's header warnings out of ours.
   target_include_directories(_torch_views SYSTEM PRIVATE "${_torch_dir}/include")

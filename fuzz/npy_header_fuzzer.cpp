@@ -1,4 +1,4 @@
-// libFuzzer target for the .npy header parser (csrc/npy.hpp). Build and run: `make fuzz`.
+// libFuzzer target for the .npy header parser (csrc/source/npy.hpp). Build and run: `make fuzz`.
 //
 // The parser's contract: for any bytes it either returns a header the core can use in place
 // or throws FormatError. Anything else is a bug and must crash here: another exception type
@@ -8,8 +8,8 @@
 #include <cstdint>
 #include <string>
 
-#include "errors.hpp"
-#include "npy.hpp"
+#include "common/errors.hpp"
+#include "source/npy.hpp"
 
 using fastfeed::FormatError;
 using fastfeed::NpyHeader;

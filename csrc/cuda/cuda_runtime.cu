@@ -2,7 +2,7 @@
 // loads the driver lazily, so importing fastfeed works on machines without a driver or GPU.
 #include <cuda_runtime.h>
 
-#include "cuda_runtime.hpp"
+#include "cuda/cuda_runtime.hpp"
 
 namespace fastfeed::cuda {
 

@@ -2,8 +2,8 @@
 #include <array>
 #include <mutex>
 
-#include "check.cuh"
-#include "device_gather.hpp"
+#include "cuda/check.cuh"
+#include "cuda/device_gather.hpp"
 
 namespace fastfeed::cuda {
 namespace {

@@ -2,9 +2,9 @@
 // refuse to be made (the Python layer checks build_info() first and says why).
 #include <stdexcept>
 
-#include "cuda_runtime.hpp"
-#include "uploader.hpp"
-#include "device_gather.hpp"
+#include "cuda/cuda_runtime.hpp"
+#include "cuda/device_gather.hpp"
+#include "cuda/uploader.hpp"
 
 namespace fastfeed::cuda {
 

@@ -2,8 +2,8 @@
 #include <mutex>
 #include <utility>
 
-#include "check.cuh"
-#include "uploader.hpp"
+#include "cuda/check.cuh"
+#include "cuda/uploader.hpp"
 
 namespace fastfeed::cuda {
 

@@ -1,5 +1,6 @@
-"""Type stub for fastfeed's private native module (csrc/bindings.cpp)."""
-from typing import Any, List, Optional, Sequence, Tuple, Union
+"""Type stub for fastfeed's private native module (csrc/python/bindings.cpp)."""
+
+from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import numpy.typing as npt
@@ -43,55 +44,194 @@ class RaggedFile:
 
 _SeriesItem = Union[np.ndarray, NpyFile, RaggedFile]
 
+# Specs: plain structs of the core, constructed by keyword only (an unknown keyword raises
+# ValueError naming it and listing the fields); every field is read-write unless marked.
+class WindowSpec:
+    window: int
+    sampling_rate: int
+    stride: int
+    horizon: int
+    start_index: int
+    end_index: int  # -1: each series' end
+    def __init__(
+        self,
+        *,
+        window: int = 1,
+        sampling_rate: int = 1,
+        stride: int = 1,
+        horizon: int = 0,
+        start_index: int = 0,
+        end_index: int = -1,
+    ) -> None: ...
+    @property
+    def span(self) -> int:
+        """Steps from a window's first input to its last target: (window - 1 + horizon) * sampling_rate + 1."""
+
+class OutputSpec:
+    x_dtype: str  # "float32", "bfloat16", "int64", ...
+    y_dtype: str
+    x_mean: List[float]  # empty: not normalised
+    x_std: List[float]
+    y_mean: List[float]  # windows only: sequences never normalise targets or labels
+    y_std: List[float]
+    x_feat: List[int]  # the feature shape of one input step (set with a tuple or list; reads back a list)
+    y_feat: List[int]  # of one target step, or of one label
+    check_finite: bool
+    def __init__(
+        self,
+        *,
+        x_dtype: str = "float32",
+        y_dtype: str = "float32",
+        x_mean: Sequence[float] = ...,
+        x_std: Sequence[float] = ...,
+        y_mean: Sequence[float] = ...,
+        y_std: Sequence[float] = ...,
+        x_feat: Sequence[int] = ...,
+        y_feat: Sequence[int] = ...,
+        check_finite: bool = False,
+    ) -> None: ...
+
+class OrderSpec:
+    shuffle: bool
+    seed: int  # uint64
+    rank: int
+    world_size: int
+    batch_size: int
+    drop_last: bool
+    steps_per_epoch: int  # 0: an epoch is a pass
+    def __init__(
+        self,
+        *,
+        shuffle: bool = False,
+        seed: int = 0,
+        rank: int = 0,
+        world_size: int = 1,
+        batch_size: int = 1,
+        drop_last: bool = False,
+        steps_per_epoch: int = 0,
+    ) -> None: ...
+
+class PadSpec:
+    max_len: int  # 0: pad to the longest in the batch; with PackSpec.pack the packed row length
+    pad_multiple: int
+    pad_left: bool
+    truncate_left: bool
+    pad_value: float
+    def __init__(
+        self,
+        *,
+        max_len: int = 0,
+        pad_multiple: int = 1,
+        pad_left: bool = False,
+        truncate_left: bool = False,
+        pad_value: float = 0.0,
+    ) -> None: ...
+
+class PackSpec:
+    bucket: bool
+    bucket_pool: int
+    pack: bool
+    def __init__(self, *, bucket: bool = False, bucket_pool: int = 1, pack: bool = False) -> None: ...
+
+class RunSpec:
+    epoch: int
+    first_batch: int
+    batches_per_block: int  # windows only: a block of whole sequences is one batch
+    num_threads: int
+    prefetch: int
+    pinned: bool
+    indices_only: bool  # blocks carry "starts" (windows) or "pieces" (sequences) for a GPU-resident source
+    def __init__(
+        self,
+        *,
+        epoch: int = 0,
+        first_batch: int = 0,
+        batches_per_block: int = 1,
+        num_threads: int = 1,
+        prefetch: int = 1,
+        pinned: bool = False,
+        indices_only: bool = False,
+    ) -> None: ...
+
+class EpochSizes:
+    @property
+    def per_rank(self) -> int: ...
+    @property
+    def batches_per_pass(self) -> int: ...
+    @property
+    def batches_per_epoch(self) -> int: ...
+
+def epoch_sizes(units: int, order: OrderSpec) -> EpochSizes:
+    """A rank's items per pass and batches per pass and per epoch, for `units` items in a pass
+    (samples, sequences, or packed rows)."""
+
 class Assembler:
     def __init__(
-        self, inputs: List[_SeriesItem], targets: List[_SeriesItem], window: int,
-        sampling_rate: int, stride: int, horizon: int, start_index: int, end_index: int,
-        x_dtype: str, y_dtype: str, x_mean: Sequence[float], x_std: Sequence[float],
-        y_mean: Sequence[float], y_std: Sequence[float], check_finite: bool = False,
+        self, inputs: List[_SeriesItem], targets: List[_SeriesItem], window: WindowSpec, output: OutputSpec
     ) -> None: ...
     @property
     def num_samples(self) -> int: ...
     @property
     def num_excluded(self) -> int: ...
+    @property
+    def span(self) -> int: ...
+    @property
+    def units(self) -> int:
+        """What the ranks share out of one pass: num_samples."""
     def files_changed(self) -> str: ...
-    def exclude_touching(self, bad_inputs: List[npt.NDArray[np.int64]], bad_targets: List[npt.NDArray[np.int64]]) -> None: ...
+    def exclude_touching(
+        self, bad_inputs: List[npt.NDArray[np.int64]], bad_targets: List[npt.NDArray[np.int64]]
+    ) -> None: ...
 
 class Sequences:
     """Whole sequences (and their step targets or labels) as the core reads them."""
-    def __init__(self, inputs: List[_SeriesItem], step_targets: List[_SeriesItem],
-                 labels: Optional[_SeriesItem], keep: Sequence[int] = ...) -> None: ...
+    def __init__(
+        self,
+        inputs: List[_SeriesItem],
+        step_targets: List[_SeriesItem],
+        labels: Optional[Union[np.ndarray, NpyFile]],
+        keep: Sequence[int] = ...,
+    ) -> None: ...
     def files_changed(self) -> str: ...
+    @property
+    def count(self) -> int:
+        """Sequences fed (after keep)."""
+    @property
+    def lengths(self) -> npt.NDArray[np.int64]:
+        """The lengths of the sequences fed, in feeding order."""
+    @property
+    def total_steps(self) -> int: ...
+    def units(self, pack: bool, max_len: int) -> int:
+        """What the ranks share out of one pass: count, or with pack ceil(total_steps / max_len) rows."""
 
-# (x, y, mask, lengths, segment_ids, position_ids, cu_seqlens), None where a block has no such output.
-_Arrays = Tuple[Optional[np.ndarray], ...]
+# A block's arrays by name, in the order the core set them: "x", "y", "mask", "lengths",
+# "segment_ids", "position_ids", "cu_seqlens" (host batches), "starts" / "pieces" (indices_only).
+_Fields = Dict[str, np.ndarray]
 
 class Pipeline:
     @staticmethod
-    def windows(
-        assembler: Assembler, shuffle: bool, seed: int, rank: int, world: int, drop_last: bool, batch_size: int,
-        epoch: int, first_batch: int, end_batch: int, steps_per_epoch: int, batches_per_block: int,
-        x_feat: List[int], y_feat: List[int], num_threads: int, prefetch: int, pinned: bool = False,
-        starts_only: bool = False,
-    ) -> Pipeline: ...
+    def windows(assembler: Assembler, order: OrderSpec, run: RunSpec) -> Pipeline: ...
     @staticmethod
     def sequences(
-        data: Sequences, batch_size: int, shuffle: bool, seed: int, drop_last: bool, bucket: bool,
-        bucket_pool: int, pack: bool, max_len: int, pad_multiple: int, pad_left: bool, truncate_left: bool,
-        pad_value: float, x_dtype: str, y_dtype: str, x_mean: Sequence[float], x_std: Sequence[float],
-        check_finite: bool, x_feat: List[int], y_feat: List[int], rank: int, world: int, epoch: int,
-        first_batch: int, end_batch: int, steps_per_epoch: int, num_threads: int, prefetch: int,
-        pinned: bool = False, pieces_only: bool = False,
+        data: Sequences, order: OrderSpec, pack: PackSpec, pad: PadSpec, output: OutputSpec, run: RunSpec
     ) -> Pipeline: ...
-    def next(self) -> Optional[Tuple[_Arrays, int, int, Optional[str], float, int]]:
-        """(arrays, first_batch, num_batches, error, build_seconds, queued) of the next block, or None."""
+    def next(self) -> Optional[Tuple[_Fields, int, int, Optional[str], float, int]]:
+        """(fields, first_batch, num_batches, error, build_seconds, queued) of the next block, or None at
+        the end. After a failure (error is a str) the per-row arrays hold the rows before the failed sample."""
     def close(self) -> None: ...
 
 def fingerprint(series: List[_SeriesItem], rows: int, full_bytes: int) -> int: ...
 def permutation(n: int, seed: int, epoch: int, positions: npt.NDArray[np.int64]) -> npt.NDArray[np.int64]: ...
-def moments(series: List[_SeriesItem], start: int, end: int, finite_rows_only: bool = False) -> Tuple[List[float], List[float], int]: ...
+def moments(
+    series: List[_SeriesItem], start: int, end: int, finite_rows_only: bool = False
+) -> Tuple[List[float], List[float], int]: ...
 def gather_windows(
-    source: Union[np.ndarray, NpyFile], starts: npt.ArrayLike, window: int, rate: int, out_dtype: np.dtype, tail: List[int]
+    source: Union[np.ndarray, NpyFile],
+    starts: npt.ArrayLike,
+    window: int,
+    rate: int,
+    out_dtype: np.dtype,
+    tail: List[int],
 ) -> np.ndarray: ...
 def rank_share_size(n: int, rank: int, world: int, unit: int, drop_last: bool) -> int: ...
 def make_pairs(cls: type, xs: list, ys: Sequence[Any]) -> list: ...
@@ -113,10 +253,16 @@ class CudaUploader:
 class CudaGather:
     """Gathers batches from a device-resident source, given indices on the host."""
     def __init__(self, device: int) -> None: ...
-    def gather_windows(self, starts: npt.NDArray[np.int64], parts: List[Tuple[int, int, int, int, int, int]],
-                       stream: int) -> None:
+    def gather_windows(
+        self, starts: npt.NDArray[np.int64], parts: List[Tuple[int, int, int, int, int, int]], stream: int
+    ) -> None:
         """parts: (src, out, row_bytes, first, steps, stride) per output."""
-    def gather_pieces(self, pieces: npt.NDArray[np.int64], seq_offsets: int,
-                      parts: List[Tuple[int, int, int, int, int, int, int]], stream: int) -> None:
+    def gather_pieces(
+        self,
+        pieces: npt.NDArray[np.int64],
+        seq_offsets: int,
+        parts: List[Tuple[int, int, int, int, int, int, int]],
+        stream: int,
+    ) -> None:
         """pieces: (row, col, seq, first, count, segment) rows; parts: (src, out, row_bytes, length,
         mask, segment_ids, position_ids) per output, 0 for an id array not wanted."""

@@ -5,23 +5,29 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <functional>
 #include <set>
 #include <stdexcept>
 #include <string>
+#include <string_view>
 #include <thread>
 #include <vector>
 
-#include "assembler.hpp"
-#include "errors.hpp"
-#include "fingerprint.hpp"
-#include "half.hpp"
-#include "npy.hpp"
-#include "order.hpp"
-#include "permutation.hpp"
-#include "pipeline.hpp"
-#include "sequence_blocks.hpp"
-#include "window_blocks.hpp"
-#include "ragged_file.hpp"
+#include "common/errors.hpp"
+#include "common/half.hpp"
+#include "order/epoch_sizes.hpp"
+#include "order/order.hpp"
+#include "order/permutation.hpp"
+#include "pipeline/block.hpp"
+#include "pipeline/fields.hpp"
+#include "pipeline/pipeline.hpp"
+#include "sequences/sequence_blocks.hpp"
+#include "sequences/sequence_data.hpp"
+#include "source/fingerprint.hpp"
+#include "source/npy.hpp"
+#include "source/ragged_file.hpp"
+#include "windows/assembler.hpp"
+#include "windows/window_blocks.hpp"
 
 using namespace fastfeed;
 
@@ -33,6 +39,42 @@ static int failures = 0;
       ++failures;                                                    \
     }                                                                \
   } while (0)
+
+// Specs in a line (C++17 has no designated initialisers).
+static OrderSpec order_of(int64_t batch_size, bool shuffle = false, uint64_t seed = 0, int64_t steps_per_epoch = 0,
+                          bool drop_last = false, int64_t rank = 0, int64_t world_size = 1) {
+  OrderSpec o;
+  o.shuffle = shuffle;
+  o.seed = seed;
+  o.rank = rank;
+  o.world_size = world_size;
+  o.batch_size = batch_size;
+  o.drop_last = drop_last;
+  o.steps_per_epoch = steps_per_epoch;
+  return o;
+}
+
+static RunSpec run_of(int64_t epoch, int64_t batches_per_block = 1, int num_threads = 1, int prefetch = 2,
+                      int64_t first_batch = 0) {
+  RunSpec r;
+  r.epoch = epoch;
+  r.first_batch = first_batch;
+  r.batches_per_block = batches_per_block;
+  r.num_threads = num_threads;
+  r.prefetch = prefetch;
+  return r;
+}
+
+// The array of field `name`, which the block must carry.
+template <class T>
+static const T* field_data(const Block& b, std::string_view name) {
+  const Array* a = b.find(name);
+  if (a == nullptr) {
+    std::fprintf(stderr, "block has no field %s\n", std::string(name).c_str());
+    std::abort();
+  }
+  return reinterpret_cast<const T*>(a->data.get());
+}
 
 static void permutation_is_a_bijection() {
   for (uint64_t n : {0ull, 1ull, 2ull, 3ull, 17ull, 1000ull, 4097ull}) {
@@ -172,16 +214,15 @@ static void pipeline_delivers_every_batch_in_order() {
   auto assembler = std::make_shared<Assembler>(std::vector<Series>{s}, std::vector<Series>{s}, spec, out);
   const int64_t n = assembler->num_samples();  // 996
   for (int threads : {1, 3}) {
-    ShareSpec share{n, true, 5, 0, 1, false};
-    RunSpec run{10, 1, 0, (n + 9) / 10, 0, 2};
-    Pipeline pipe(std::make_shared<WindowBlocks>(assembler, share, run, std::vector<int64_t>{},
-                                                 std::vector<int64_t>{}, 5),
-                  threads, 3);
+    const RunSpec run = run_of(1, 2, threads, 3);
+    auto builder = std::make_shared<WindowBlocks>(assembler, order_of(10, true, 5), run);
+    CHECK(builder->sizes().batches_per_epoch == (n + 9) / 10);
+    Pipeline pipe(builder, threads, 3);
     Permutation perm(static_cast<uint64_t>(n), 5, 1);
     Block b;
     int64_t position = 0;
     while (pipe.next(&b, std::chrono::milliseconds(1000)) == Pipeline::Status::Ready) {
-      const auto* x = reinterpret_cast<const float*>(b[Output::X].data.get());
+      const auto* x = field_data<float>(b, field::kX);
       for (int64_t i = 0; i < b.num_samples; ++i, ++position) {
         CHECK(x[i * 4] == static_cast<float>(perm(static_cast<uint64_t>(position))));
       }
@@ -189,10 +230,7 @@ static void pipeline_delivers_every_batch_in_order() {
     CHECK(position == n);
   }
   // Closing mid-epoch joins the workers without delivering more.
-  ShareSpec share{n, false, 0, 0, 1, false};
-  RunSpec run{1, 0, 0, n, 0, 1};
-  Pipeline pipe(std::make_shared<WindowBlocks>(assembler, share, run, std::vector<int64_t>{}, std::vector<int64_t>{}, 4),
-                4, 2);
+  Pipeline pipe(std::make_shared<WindowBlocks>(assembler, order_of(1), run_of(0, 1, 4, 2)), 4, 2);
   Block b;
   CHECK(pipe.next(&b, std::chrono::milliseconds(1000)) == Pipeline::Status::Ready);
   pipe.close();
@@ -217,21 +255,21 @@ static void packing_keeps_every_step_once() {
     offset += len;
   }
   for (int threads : {1, 3}) {
-    PlanSpec plan{2, true, 7, false, false, 1, true, 8};
+    PackSpec pack;
+    pack.pack = true;
     PadSpec pad{8, 1, false, false, 0.0};
-    SequenceOutput out;
+    OutputSpec out;
     out.x_dtype = DType::Int32;
-    auto builder = std::make_shared<SequenceBlocks>(data, plan, pad, out, 0, 1, RunSpec{2, 0, 0, 0, 0, 1}, 4);
-    const int64_t batches = builder->batches_per_rank();
-    CHECK(batches == (69 + 15) / 16);  // 69 steps in rows of 8, two rows a batch
-    Pipeline pipe(std::make_shared<SequenceBlocks>(data, plan, pad, out, 0, 1, RunSpec{2, 0, 0, batches, 0, 1}, 4),
-                  threads, 2);
+    auto builder = std::make_shared<SequenceBlocks>(data, order_of(2, true, 7), pack, pad, out, run_of(0, 1, threads, 2));
+    CHECK(data->units(true, 8) == (69 + 7) / 8);
+    CHECK(builder->sizes().batches_per_epoch == (69 + 15) / 16);  // 69 steps in rows of 8, two rows a batch
+    Pipeline pipe(builder, threads, 2);
     std::vector<int> seen(values.size() + 1, 0);
     Block b;
     while (pipe.next(&b, std::chrono::milliseconds(1000)) == Pipeline::Status::Ready) {
       CHECK(b.failed_at < 0);
-      const auto* x = reinterpret_cast<const int32_t*>(b[Output::X].data.get());
-      const auto* seg = reinterpret_cast<const int32_t*>(b[Output::SegmentIds].data.get());
+      const auto* x = field_data<int32_t>(b, field::kX);
+      const auto* seg = field_data<int32_t>(b, field::kSegmentIds);
       for (int64_t i = 0; i < b.num_samples * 8; ++i) {
         CHECK((seg[i] == 0) == (x[i] == 0));
         if (x[i] > 0) ++seen[static_cast<size_t>(x[i])];
@@ -364,11 +402,10 @@ static void pipeline_close_races_next_and_close() {
   auto assembler = float_assembler(data, 256);
   const int64_t n = assembler->num_samples();
   for (int round = 0; round < 30; ++round) {
-    ShareSpec share{n, true, 3, 0, 1, false};
-    RunSpec run{16, round, 0, (n + 15) / 16, 0, 1};
-    Pipeline pipe(std::make_shared<WindowBlocks>(assembler, share, run, std::vector<int64_t>{},
-                                                 std::vector<int64_t>{}, 4),
-                  4, 2);
+    auto builder = std::make_shared<WindowBlocks>(assembler, order_of(16, true, 3), run_of(round, 1, 4, 2));
+    const int64_t batches = builder->sizes().batches_per_epoch;
+    CHECK(batches == (n + 15) / 16);
+    Pipeline pipe(builder, 4, 2);
     int64_t delivered = 0;
     std::thread consumer([&] {
       Block b;
@@ -385,7 +422,7 @@ static void pipeline_close_races_next_and_close() {
     closer_b.join();
     consumer.join();
     pipe.close();
-    CHECK(delivered <= run.end_batch);
+    CHECK(delivered <= batches);
     Block b;
     CHECK(pipe.next(&b, std::chrono::milliseconds(1)) == Pipeline::Status::Finished);
   }
@@ -399,22 +436,20 @@ static void buffers_outlive_their_pipeline() {
   const int64_t n = assembler->num_samples();
   std::vector<Block> kept;
   for (int epoch = 0; epoch < 4; ++epoch) {
-    ShareSpec share{n, true, 9, 0, 1, false};
-    RunSpec run{8, epoch, 0, (n + 7) / 8, 0, 3};
-    auto pipe = std::make_unique<Pipeline>(std::make_shared<WindowBlocks>(assembler, share, run, std::vector<int64_t>{},
-                                                                          std::vector<int64_t>{}, 3),
-                                           3, 3);
+    auto pipe = std::make_unique<Pipeline>(
+        std::make_shared<WindowBlocks>(assembler, order_of(8, true, 9), run_of(epoch, 3, 3, 1)), 3, 3);
     Block b;
     int64_t got = 0;
     while (pipe->next(&b, std::chrono::milliseconds(1000)) == Pipeline::Status::Ready) {
       if (++got % 7 == 0) kept.push_back(std::move(b));
     }
+    CHECK(got == ((n + 7) / 8 + 2) / 3);  // blocks of three batches
     pipe.reset();
     std::vector<Block> batch_of_kept;
     batch_of_kept.swap(kept);
     std::thread releaser([blocks = std::move(batch_of_kept)]() mutable {
       for (const Block& k : blocks) {
-        const auto* x = reinterpret_cast<const double*>(k[Output::X].data.get());
+        const auto* x = field_data<double>(k, field::kX);
         if (x[0] != 1.0) std::abort();
       }
       blocks.clear();
@@ -438,13 +473,16 @@ static void sequence_workers_share_pass_plans() {
     data->inputs.push_back(s);
     offset += s.length;
   }
-  PlanSpec plan{4, true, 11, false, true, 2, false, 0};
+  PackSpec pack;
+  pack.bucket = true;
+  pack.bucket_pool = 2;
   PadSpec pad{0, 8, false, false, 0.0};
-  SequenceOutput out;
+  OutputSpec out;
   out.x_dtype = DType::Float32;
   for (int epoch = 0; epoch < 3; ++epoch) {
-    RunSpec run{4, epoch, 0, 500, 500, 1};  // 500-batch virtual epochs: several passes each
-    Pipeline pipe(std::make_shared<SequenceBlocks>(data, plan, pad, out, 0, 1, run, 4), 4, 3);
+    // 500-batch virtual epochs: several passes each.
+    Pipeline pipe(std::make_shared<SequenceBlocks>(data, order_of(4, true, 11, 500), pack, pad, out, run_of(epoch, 1, 4, 2)),
+                  4, 3);
     Block b;
     int64_t got = 0;
     while (pipe.next(&b, std::chrono::milliseconds(1000)) == Pipeline::Status::Ready) {
@@ -480,6 +518,207 @@ static void rank_shares_are_disjoint_with_equal_batch_counts() {
   CHECK(rank_share_size(9, 0, 2, 2, false) == 4 && rank_share_size(9, 1, 2, 2, false) == 4);  // 5 would make 3
 }
 
+// Fields are found by name, set() adds a field once and returns it after, and insertion order is kept.
+static void block_fields_by_name() {
+  Block b;
+  CHECK(b.find(field::kX) == nullptr);
+  Array& x = b.set(field::kX);
+  x.dtype = DType::Int16;
+  x.shape = {3, 4};
+  CHECK(x.per_row);  // the default: the first axis is the block's rows
+  Array& cu = b.set(field::kCuSeqlens);
+  cu.per_row = false;
+  CHECK(&b.set(field::kX) == b.find(field::kX));  // no second x
+  CHECK(b.fields.size() == 2);
+  CHECK(b.fields[0].first == "x" && b.fields[1].first == "cu_seqlens");
+  const Block& cb = b;
+  CHECK(cb.find("x") != nullptr && cb.find("x")->dtype == DType::Int16 && cb.find("x")->shape[1] == 4);
+  CHECK(!cb.find(field::kCuSeqlens)->per_row);
+  CHECK(!*cb.find("x"));  // no buffer yet
+  CHECK(cb.find("y") == nullptr && cb.find("") == nullptr);
+}
+
+static bool throws_argument_error(const std::function<void()>& f, const std::string& part = "") {
+  try {
+    f();
+  } catch (const ArgumentError& e) {
+    if (!contains(e.what(), part)) std::fprintf(stderr, "message was: %s\n", e.what());
+    return contains(e.what(), part);
+  }
+  return false;
+}
+
+static void epoch_sizes_exact_cases() {
+  EpochSizes s = epoch_sizes(10, order_of(3));
+  CHECK(s.per_rank == 10 && s.batches_per_pass == 4 && s.batches_per_epoch == 4);
+  s = epoch_sizes(10, order_of(3, false, 0, 0, /*drop_last=*/true));
+  CHECK(s.per_rank == 10 && s.batches_per_pass == 3 && s.batches_per_epoch == 3);
+  // 10 items over 3 ranks: 3 each and one left; with batches of 2 it makes rank 0's last batch
+  // longer only (2 batches either way), so rank 0 takes it.
+  for (int64_t rank = 0; rank < 3; ++rank) {
+    s = epoch_sizes(10, order_of(2, false, 0, 0, false, rank, 3));
+    CHECK(s.per_rank == (rank == 0 ? 4 : 3) && s.batches_per_pass == 2);
+  }
+  // Batches of 3: a fourth item would add a batch on rank 0, so it sits out.
+  s = epoch_sizes(10, order_of(3, false, 0, 0, false, 0, 3));
+  CHECK(s.per_rank == 3 && s.batches_per_pass == 1);
+  // drop_last: the left-over items always sit out.
+  s = epoch_sizes(11, order_of(2, false, 0, 0, true, 1, 3));
+  CHECK(s.per_rank == 3 && s.batches_per_pass == 1 && s.batches_per_epoch == 1);
+  // Virtual epochs: the epoch is steps_per_epoch batches whatever a pass holds.
+  s = epoch_sizes(10, order_of(3, false, 0, 7));
+  CHECK(s.per_rank == 10 && s.batches_per_pass == 4 && s.batches_per_epoch == 7);
+  s = epoch_sizes(0, order_of(4));
+  CHECK(s.per_rank == 0 && s.batches_per_pass == 0 && s.batches_per_epoch == 0);
+  CHECK(throws_argument_error([] { epoch_sizes(10, order_of(0)); }, "OrderSpec.batch_size must be >= 1, got 0"));
+  CHECK(throws_argument_error([] { epoch_sizes(10, order_of(1, false, 0, 0, false, 3, 3)); },
+                              "OrderSpec.rank must be in [0, world_size=3), got 3"));
+  CHECK(throws_argument_error([] { epoch_sizes(10, order_of(1, false, 0, 0, false, 0, 0)); }, "OrderSpec.world_size"));
+  CHECK(throws_argument_error([] { epoch_sizes(10, order_of(1, false, 0, -1)); }, "OrderSpec.steps_per_epoch"));
+}
+
+static void window_span_and_validation() {
+  CHECK((WindowSpec{1, 1, 1, 0, 0, -1}.span() == 1));
+  CHECK((WindowSpec{10, 1, 1, 1, 0, -1}.span() == 11));
+  CHECK((WindowSpec{4, 3, 2, 2, 0, -1}.span() == 16));  // (4 - 1 + 2) * 3 + 1
+  CHECK(SampleIndex::count_windows(16, WindowSpec{4, 3, 2, 2, 0, -1}) == 1);
+  CHECK(SampleIndex::count_windows(15, WindowSpec{4, 3, 2, 2, 0, -1}) == 0);
+  CHECK(throws_argument_error([] { SampleIndex({10}, WindowSpec{0, 1, 1, 0, 0, -1}); }, "WindowSpec.window"));
+  CHECK(throws_argument_error([] { SampleIndex({10}, WindowSpec{2, 1, 0, 0, 0, -1}); }, "WindowSpec.stride"));
+}
+
+// `n` int32 sequences of the given lengths over `values` (kept alive by the caller).
+static std::vector<Series> int_sequences(std::vector<int32_t>& values, const std::vector<int64_t>& lengths) {
+  int64_t total = 0;
+  for (int64_t len : lengths) total += len;
+  values.resize(static_cast<size_t>(total));
+  for (size_t i = 0; i < values.size(); ++i) values[i] = static_cast<int32_t>(i) + 1;
+  std::vector<Series> out;
+  int64_t offset = 0;
+  for (int64_t len : lengths) {
+    Series s;
+    s.data = reinterpret_cast<const std::byte*>(values.data() + offset);
+    s.length = len;
+    s.dtype = DType::Int32;
+    out.push_back(s);
+    offset += len;
+  }
+  return out;
+}
+
+static void sequence_data_make_checks_its_parts() {
+  std::vector<int32_t> values;
+  const std::vector<Series> seqs = int_sequences(values, {3, 5, 2});
+  auto d = SequenceData::make(seqs, {}, Series{}, {2, 0});
+  CHECK(d->count() == 2 && d->real(0) == 2 && d->real(1) == 0);
+  CHECK((d->lengths() == std::vector<int64_t>{2, 3}));
+  CHECK(d->total_steps() == 5);
+  CHECK(d->units(false, 0) == 2 && d->units(true, 2) == 3 && d->units(true, 8) == 1);
+  CHECK(SequenceData::make(seqs, {}, Series{}, {})->count() == 3);
+  CHECK(throws_argument_error([&] { SequenceData::make(seqs, {}, Series{}, {0, 3}); }, "keep: no sequence 3"));
+  CHECK(throws_argument_error([&] { SequenceData::make(seqs, {}, Series{}, {-1}); }, "keep: no sequence -1"));
+  CHECK(throws_argument_error([&] { SequenceData::make(seqs, {seqs[0]}, Series{}, {}); }, "step targets"));
+  CHECK(throws_argument_error([&] { d->units(true, 0); }, "max_len"));
+}
+
+static int64_t product_of(const std::vector<int64_t>& shape) {
+  int64_t p = 1;
+  for (int64_t d : shape) p *= d;
+  return p;
+}
+
+// Mask and lengths come with every batch of whole sequences, also one no step of which is
+// padding; packed batches add their ids and cu_seqlens (not per row).
+static void sequence_blocks_always_carry_mask_and_lengths() {
+  std::vector<int32_t> values;
+  auto data = SequenceData::make(int_sequences(values, {4, 4, 4, 4, 2, 7}), {}, Series{}, {});
+  OutputSpec out;
+  out.x_dtype = DType::Int32;
+  PadSpec pad{0, 1, false, false, 0.0};
+  // Unshuffled batches of two: [4, 4] and [4, 4] fill every step; [2, 7] is padded.
+  auto padded = std::make_shared<SequenceBlocks>(data, order_of(2), PackSpec{}, pad, out, run_of(0));
+  CHECK(padded->num_blocks() == 3);
+  for (int64_t k = 0; k < 3; ++k) {
+    const Block b = padded->build(k);
+    CHECK(b.failed_at < 0);
+    std::vector<std::string> names;
+    for (const auto& f : b.fields) names.push_back(f.first);
+    CHECK((names == std::vector<std::string>{"x", "mask", "lengths"}));
+    const Array& mask = *b.find(field::kMask);
+    const Array& lengths = *b.find(field::kLengths);
+    const int64_t L = k < 2 ? 4 : 7;
+    CHECK(mask.dtype == DType::Bool && (mask.shape == std::vector<int64_t>{2, L}) && mask.per_row);
+    CHECK(lengths.dtype == DType::Int64 && (lengths.shape == std::vector<int64_t>{2}) && lengths.per_row);
+    const auto* m = field_data<bool>(b, field::kMask);
+    const auto* len = field_data<int64_t>(b, field::kLengths);
+    int64_t real = 0;
+    for (int64_t i = 0; i < 2 * L; ++i) real += m[i] ? 1 : 0;
+    CHECK(real == len[0] + len[1]);
+    if (k < 2) CHECK(real == 2 * L);  // nothing padded, mask and lengths all the same
+  }
+  PackSpec pack;
+  pack.pack = true;
+  pad.max_len = 5;
+  auto packed = std::make_shared<SequenceBlocks>(data, order_of(2), pack, pad, out, run_of(0));
+  CHECK(packed->sizes().per_rank == 5);  // 25 steps in rows of 5
+  const Block b = packed->build(0);
+  std::vector<std::string> names;
+  for (const auto& f : b.fields) names.push_back(f.first);
+  CHECK((names == std::vector<std::string>{"x", "mask", "segment_ids", "position_ids", "lengths", "cu_seqlens"}));
+  CHECK(!b.find(field::kCuSeqlens)->per_row && b.find(field::kSegmentIds)->per_row);
+  // Indices only: the pieces table instead of the steps, and the row info as usual.
+  RunSpec indices = run_of(0);
+  indices.indices_only = true;
+  const Block p = std::make_shared<SequenceBlocks>(data, order_of(2), pack, pad, out, indices)->build(0);
+  names.clear();
+  for (const auto& f : p.fields) names.push_back(f.first);
+  CHECK((names == std::vector<std::string>{"pieces", "lengths", "cu_seqlens"}));
+  const Array& pieces = *p.find(field::kPieces);
+  CHECK(!pieces.per_row && pieces.dtype == DType::Int64 && pieces.shape.size() == 2 && pieces.shape[1] == 6);
+  CHECK(pieces.shape[0] == product_of(b.find(field::kCuSeqlens)->shape) - 1);  // one piece per segment
+  // Validation names the field.
+  CHECK(throws_argument_error([&] { SequenceBlocks(data, order_of(2, false, 0, 0, false, 2, 2), pack, pad, out, run_of(0)); },
+                              "OrderSpec.rank"));
+  pad.max_len = 0;
+  CHECK(throws_argument_error([&] { SequenceBlocks(data, order_of(2), pack, pad, out, run_of(0)); }, "PadSpec.max_len"));
+  out.x_feat = {3};
+  CHECK(throws_argument_error([&] { SequenceBlocks(data, order_of(2), PackSpec{}, pad, out, run_of(0)); },
+                              "OutputSpec.x_feat (3,) holds 3 elements, but a step of the inputs has 1"));
+}
+
+// Window blocks: x and y by name (no y without targets), or the starts alone with indices_only.
+static void window_blocks_fields() {
+  std::vector<float> values(50);
+  for (size_t i = 0; i < values.size(); ++i) values[i] = static_cast<float>(i);
+  Series s;
+  s.data = reinterpret_cast<const std::byte*>(values.data());
+  s.length = 50;
+  OutputSpec out;
+  auto with_targets = std::make_shared<Assembler>(std::vector<Series>{s}, std::vector<Series>{s},
+                                                  WindowSpec{4, 1, 1, 1, 0, -1}, out);
+  auto without = std::make_shared<Assembler>(std::vector<Series>{s}, std::vector<Series>{}, WindowSpec{4, 1, 1, 0, 0, -1},
+                                             out);
+  CHECK(with_targets->units() == 46 && without->units() == 47 && with_targets->span() == 5);
+  Block b = WindowBlocks(with_targets, order_of(8), run_of(0, 2)).build(0);
+  CHECK(b.fields.size() == 2 && b.fields[0].first == "x" && b.fields[1].first == "y");
+  CHECK((b.find(field::kX)->shape == std::vector<int64_t>{16, 4}) && (b.find(field::kY)->shape == std::vector<int64_t>{16, 1}));
+  CHECK(field_data<float>(b, field::kY)[0] == 4.0f);
+  b = WindowBlocks(without, order_of(8), run_of(0, 2)).build(0);
+  CHECK(b.fields.size() == 1 && b.find(field::kY) == nullptr);
+  RunSpec indices = run_of(0, 2);
+  indices.indices_only = true;
+  b = WindowBlocks(with_targets, order_of(8), indices).build(2);  // batches 4 and 5: samples 32..45
+  CHECK(b.fields.size() == 1 && b.fields[0].first == "starts");
+  const Array& starts = *b.find(field::kStarts);
+  CHECK(starts.dtype == DType::Int64 && (starts.shape == std::vector<int64_t>{14}) && starts.per_row);
+  CHECK(field_data<int64_t>(b, field::kStarts)[13] == 45);
+  RunSpec late = run_of(0);
+  late.first_batch = 7;  // the epoch has 6
+  CHECK(throws_argument_error([&] { WindowBlocks(with_targets, order_of(8), late); }, "RunSpec.first_batch"));
+  out.x_feat = {2};
+  CHECK(throws_argument_error([&] { Assembler({s}, {}, WindowSpec{4, 1, 1, 0, 0, -1}, out); }, "OutputSpec.x_feat"));
+}
+
 int main() {
   packing_keeps_every_step_once();
   permutation_is_a_bijection();
@@ -496,6 +735,12 @@ int main() {
   pipeline_close_races_next_and_close();
   buffers_outlive_their_pipeline();
   sequence_workers_share_pass_plans();
+  block_fields_by_name();
+  epoch_sizes_exact_cases();
+  window_span_and_validation();
+  sequence_data_make_checks_its_parts();
+  sequence_blocks_always_carry_mask_and_lengths();
+  window_blocks_fields();
   std::filesystem::remove_all(scratch_dir());
   if (failures == 0) std::printf("core_tests: all passed\n");
   return failures == 0 ? 0 : 1;

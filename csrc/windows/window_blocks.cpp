@@ -1,0 +1,98 @@
+#include "windows/window_blocks.hpp"
+
+#include <algorithm>
+#include <optional>
+#include <string>
+
+#include "common/errors.hpp"
+#include "pipeline/fields.hpp"
+
+namespace fastfeed {
+
+WindowBlocks::WindowBlocks(std::shared_ptr<const Assembler> assembler, const OrderSpec& order, const RunSpec& run)
+    : assembler_(std::move(assembler)), order_(order), run_(run) {
+  run_.validate();
+  units_ = assembler_->units();
+  sizes_ = epoch_sizes(units_, order_);  // validates the order
+  const int64_t end_batch = sizes_.batches_per_epoch;
+  if (run_.first_batch > end_batch) {
+    throw ArgumentError("RunSpec.first_batch must be <= the epoch's " + std::to_string(end_batch) + " batches, got " +
+                        std::to_string(run_.first_batch));
+  }
+  // Virtual epochs stream the passes: a pass with nothing for this rank would never end one.
+  if (order_.steps_per_epoch > 0 && sizes_.per_rank == 0) throw ArgumentError("a pass holds no sample for this rank");
+  const WindowSpec& spec = assembler_->index().spec();
+  const OutputSpec& out = assembler_->output();
+  x_shape_tail_ = shape_of({spec.window}, out.x_feat);
+  y_shape_tail_ = shape_of({spec.horizon}, out.y_feat);
+  num_blocks_ = (end_batch - run_.first_batch + run_.batches_per_block - 1) / run_.batches_per_block;
+  const size_t max_idle = idle_buffers(run_.prefetch, run_.pinned);
+  x_pool_ = BufferPool::create(max_idle, run_.pinned);
+  if (assembler_->has_targets() && !run_.indices_only) y_pool_ = BufferPool::create(max_idle, run_.pinned);
+}
+
+Block WindowBlocks::build(int64_t k) const {
+  Block b;
+  b.first_batch = run_.first_batch + k * run_.batches_per_block;
+  const int64_t end_batch = std::min(b.first_batch + run_.batches_per_block, sizes_.batches_per_epoch);
+  b.num_batches = end_batch - b.first_batch;
+  const int64_t per_rank = sizes_.per_rank;
+  const int64_t B = order_.batch_size;
+  const int64_t first = b.first_batch * B;
+  // A real epoch ends with the pass (its last batch may be short); a virtual one never does.
+  const int64_t end = order_.steps_per_epoch > 0 ? end_batch * B : std::min(end_batch * B, per_rank);
+  b.num_samples = end - first;
+
+  const bool indices = run_.indices_only;
+  const size_t xs = indices ? sizeof(int64_t) : assembler_->x_sample_bytes();
+  const size_t ys = assembler_->y_sample_bytes();
+  const size_t capacity = static_cast<size_t>(run_.batches_per_block * B);
+  // The fields are named once here; the loop below writes through plain pointers.
+  b.fields.reserve(2);
+  Array& x = b.set(indices ? field::kStarts : field::kX);
+  x.data = x_pool_->acquire(capacity * xs);
+  x.dtype = indices ? DType::Int64 : assembler_->x_dtype();
+  x.shape = indices ? std::vector<int64_t>{b.num_samples} : shape_of({b.num_samples}, x_shape_tail_);
+  std::byte* xp = x.data.get();
+  std::byte* yp = nullptr;
+  if (y_pool_) {
+    Array& y = b.set(field::kY);
+    y.data = y_pool_->acquire(capacity * ys);
+    y.dtype = assembler_->y_dtype();
+    y.shape = shape_of({b.num_samples}, y_shape_tail_);
+    yp = y.data.get();
+  }
+
+  std::optional<PassOrder> order;
+  uint64_t order_pass = 0;
+  int64_t first_sample = 0;  // named if a file change spoils the block
+  for (int64_t i = 0; i < b.num_samples; ++i) {
+    const StreamPosition at = locate_in_stream(order_, run_.epoch, first + i, order_.steps_per_epoch * B, per_rank);
+    if (!order || order_pass != at.pass) {
+      order.emplace(order_, units_, at.pass);
+      order_pass = at.pass;
+    }
+    const int64_t sample = order->sample_at(at.index);
+    if (i == 0) first_sample = sample;
+    if (indices) {
+      reinterpret_cast<int64_t*>(xp)[i] = assembler_->flat_start(sample);
+      continue;
+    }
+    try {
+      assembler_->fill_sample(sample, xp + i * xs, yp ? yp + i * ys : nullptr);
+    } catch (const std::exception& e) {
+      b.failed_at = i;
+      b.error = assembler_->describe(sample) + ": " + e.what();
+      break;
+    }
+  }
+  const std::string changed = assembler_->file_problem();
+  if (!changed.empty()) {  // a shrunk file reads as zeros: none of the block can be trusted
+    b.failed_at = 0;
+    b.error = assembler_->describe(first_sample) + " onwards: the source file changed while the epoch ran: " +
+              changed;
+  }
+  return b;
+}
+
+}  // namespace fastfeed

@@ -1,0 +1,40 @@
+// Blocks of sliding-window batches: the windowed Feeder's BlockBuilder.
+#pragma once
+#include <cstdint>
+#include <memory>
+#include <vector>
+
+#include "order/epoch_sizes.hpp"
+#include "order/order.hpp"
+#include "pipeline/block.hpp"
+#include "pipeline/buffer_pool.hpp"
+#include "pipeline/run_spec.hpp"
+#include "windows/assembler.hpp"
+
+namespace fastfeed {
+
+class WindowBlocks : public BlockBuilder {
+ public:
+  // Rank order.rank's batches [run.first_batch, end of epoch run.epoch) of the assembler's
+  // samples. Blocks carry x (and y with targets), shaped by the assembler's OutputSpec; with
+  // run.indices_only they carry only each sample's flat_start() as "starts" (for a source kept
+  // whole on the GPU: only these cross the bus).
+  WindowBlocks(std::shared_ptr<const Assembler> assembler, const OrderSpec& order, const RunSpec& run);
+
+  int64_t num_blocks() const override { return num_blocks_; }
+  Block build(int64_t k) const override;
+
+  const EpochSizes& sizes() const { return sizes_; }
+
+ private:
+  std::shared_ptr<const Assembler> assembler_;
+  OrderSpec order_;
+  RunSpec run_;
+  int64_t units_ = 0;  // samples in a pass
+  EpochSizes sizes_;
+  std::vector<int64_t> x_shape_tail_, y_shape_tail_;
+  int64_t num_blocks_ = 0;
+  std::shared_ptr<BufferPool> x_pool_, y_pool_;  // x_pool_ holds the starts with indices_only
+};
+
+}  // namespace fastfeed
