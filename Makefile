@@ -1,10 +1,11 @@
 # The two commands a newcomer needs: `make demo` and `make test`. Each sets up .venv itself.
+# `make test` runs the test suite, then `make lint` (ruff, mypy) and `make docs` (the API site).
 PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test bench build sanitize sanitize-python tsan fuzz fuzz-corpus clean
+.PHONY: demo test lint docs bench build sanitize sanitize-python tsan fuzz fuzz-corpus clean
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -22,6 +23,18 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q tests
+	$(MAKE) --no-print-directory lint docs
+
+# Lint and format checks (configured in pyproject.toml), then the package's type check.
+LINT_PATHS := python bench tests $(wildcard fuzz/*.py)
+lint: $(STAMP)
+	$(BIN)/ruff check $(LINT_PATHS)
+	$(BIN)/ruff format --check $(LINT_PATHS)
+	$(BIN)/mypy
+
+# The API reference from the docstrings (mkdocs.yml, docs/), into build/site; warnings fail it.
+docs: $(STAMP)
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict -d build/site
 
 bench: $(STAMP)
 	$(BIN)/python bench/run.py

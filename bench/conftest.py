@@ -1,5 +1,6 @@
 """Fixtures for bench/test_bench.py: the W2 file (written once per session, deleted after) and
 a scratch directory for the sparse file. See bench/workloads.py for the workloads."""
+
 from __future__ import annotations
 
 import os
@@ -12,7 +13,7 @@ import numpy as np
 import pytest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import workloads as wl  # noqa: E402  (bench/ is not a package)
+import workloads as wl
 
 
 @pytest.fixture(scope="session")
@@ -56,6 +57,7 @@ def record(request: pytest.FixtureRequest) -> Callable[[str, str, float], None]:
 
     def put(workload: str, case: str, value: float) -> None:
         results[(workload, case)] = value
+
     return put
 
 
@@ -70,7 +72,9 @@ def _target_lines(r: Dict[Tuple[str, str], float]) -> List[str]:
 
     for name in ("Feeder (output=numpy)", "Feeder (output=torch)"):
         v = r.get(("W1", name))
-        line(f"W1 one {name} epoch", None if v is None else v * 1e3, "{:.3f} ms", v is not None and v <= 1e-3, "<= 1 ms")
+        line(
+            f"W1 one {name} epoch", None if v is None else v * 1e3, "{:.3f} ms", v is not None and v <= 1e-3, "<= 1 ms"
+        )
     compat = r.get(("W1", "compat.TimeseriesGenerator"))
     for ref in ("Keras algorithm (re-implemented)", "Keras TimeseriesGenerator (tf_keras)"):
         v = r.get(("W1", ref))
@@ -78,17 +82,27 @@ def _target_lines(r: Dict[Tuple[str, str], float]) -> List[str]:
         line(f"W1 compat speed-up vs {ref}", ratio, "{:.1f}x", ratio is not None and ratio >= 4, ">= 4x")
     feeder = r.get(("W2", wl.W2_FEEDER))
     numpy_best = max((v for (w, n), v in r.items() if w == "W2" and "NumPy" in n and "in RAM" in n), default=None)
-    for label, ref, goal in (("copy limit", r.get(("W2", wl.W2_COPY)), 0.8),
-                             ("best NumPy (in RAM)", numpy_best, 1.2),
-                             ("DataLoader 0 workers", r.get(("W2", wl.W2_LOADER0)), 6.0)):
+    for label, ref, goal in (
+        ("copy limit", r.get(("W2", wl.W2_COPY)), 0.8),
+        ("best NumPy (in RAM)", numpy_best, 1.2),
+        ("DataLoader 0 workers", r.get(("W2", wl.W2_LOADER0)), 6.0),
+    ):
         ratio = feeder / ref if feeder and ref else None
         line(f"W2 Feeder / {label}", ratio, "{:.2f}x", ratio is not None and ratio >= goal, f">= {goal:g}x")
     v = r.get(("Loop", "Feeder (output=torch, num_threads=1)"))
     line("Loop: Feeder waiting share", v, "{:.1%}", v is not None and v <= 0.05, "<= 5%")
     v = r.get(("Loop", "in-line NumPy fancy indexing (memmap)"))
-    line("Loop: in-line NumPy (memmap) assembling share", v, "{:.1%}", v is not None and 0.2 <= v <= 0.3, "about 20-30%")
+    line(
+        "Loop: in-line NumPy (memmap) assembling share", v, "{:.1%}", v is not None and 0.2 <= v <= 0.3, "about 20-30%"
+    )
     v = r.get(("Sparse", "feeder"))
-    line("Sparse: Feeder construct + first batch", None if v is None else v * 1e3, "{:.1f} ms", v is not None and v < 0.1, "< 100 ms")
+    line(
+        "Sparse: Feeder construct + first batch",
+        None if v is None else v * 1e3,
+        "{:.1f} ms",
+        v is not None and v < 0.1,
+        "< 100 ms",
+    )
     v = r.get(("Sparse RSS", "feeder"))
     line("Sparse: Feeder RSS peak growth", v, "{:.1f} MiB", v is not None and v < 512, "< 512 MB")
     return lines

@@ -8,6 +8,7 @@ The table goes to stdout, progress to stderr. Every number is a median over repe
 the cases of a workload run in interleaved rounds, so that load from other processes falls
 on all of them alike. The workloads themselves live in bench/workloads.py.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -23,8 +24,9 @@ from typing import Dict, List, Optional, Sequence
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import w3  # noqa: E402
-import workloads as wl  # noqa: E402  (bench/ is not a package)
+import w3
+
+import workloads as wl
 
 # ----- the table -----------------------------------------------------------------------------
 
@@ -79,22 +81,44 @@ def run_w1(table: Table, rounds: int) -> None:
     res = wl.measure_w1(rounds)
     feeder = res["Feeder (output=numpy)"].median
     for name, t in res.items():
-        table.add(Row("W1 epoch (990 batches of 1)", name, f"{t.median * 1e3:.3f} ms", str(t.n), spread(t),
-                      f"{t.median / feeder:.1f}× Feeder(numpy)"))
+        table.add(
+            Row(
+                "W1 epoch (990 batches of 1)",
+                name,
+                f"{t.median * 1e3:.3f} ms",
+                str(t.n),
+                spread(t),
+                f"{t.median / feeder:.1f}× Feeder(numpy)",
+            )
+        )
     feeders = ("Feeder (output=numpy)", "Feeder (output=torch)")
     hot = wl.measure_w1_sustained(feeders, epochs=200, rounds=5 if rounds < 40 else 9)
     for name in feeders:
         t = hot[name]
-        table.add(Row("W1 epoch (990 batches of 1)", f"{name}, 200 epochs back to back (hot caches, collector on)",
-                      f"{t.median * 1e3:.3f} ms", f"{t.n}×200", spread(t), f"{t.median / feeder:.1f}× Feeder(numpy)"))
+        table.add(
+            Row(
+                "W1 epoch (990 batches of 1)",
+                f"{name}, 200 epochs back to back (hot caches, collector on)",
+                f"{t.median * 1e3:.3f} ms",
+                f"{t.n}×200",
+                spread(t),
+                f"{t.median / feeder:.1f}× Feeder(numpy)",
+            )
+        )
     if "Keras TimeseriesGenerator (tf_keras)" not in res:
         table.add(Row("W1 epoch (990 batches of 1)", "Keras TimeseriesGenerator (tf_keras)", "not installed"))
     for name in feeders:
         cold, warm = res[name].median * 1e3, hot[name].median * 1e3
         ok = cold <= 1.0 and warm <= 1.0
         mark = "✅" if ok else ("✅ back to back, ❌ interleaved" if warm <= 1.0 else "❌")
-        table.add(Row("Target", f"W1: one {name} epoch (interleaved; back to back)",
-                      f"{cold:.3f} ms; {warm:.3f} ms", target=f"≤ 1 ms {mark}"))
+        table.add(
+            Row(
+                "Target",
+                f"W1: one {name} epoch (interleaved; back to back)",
+                f"{cold:.3f} ms; {warm:.3f} ms",
+                target=f"≤ 1 ms {mark}",
+            )
+        )
     compat = res.get("compat.TimeseriesGenerator")
     for ref in ("Keras algorithm (re-implemented)", "Keras TimeseriesGenerator (tf_keras)"):
         label = f"W1: compat.TimeseriesGenerator speed-up vs {ref}"
@@ -119,8 +143,16 @@ def run_w2(table: Table, path: str, in_ram: np.ndarray, rounds: int, quick: bool
     w = "W2 throughput (x+y bytes)"
     for name, t in res.items():
         ms = t.median / cases[name].chunk * 1e3
-        table.add(Row(w, name, f"{gbs(t):.2f} GB/s ({ms:.2f} ms/batch)", f"{t.n}×{cases[name].chunk}",
-                      spread(t), f"Feeder(numpy) = {feeder / gbs(t):.2f}×"))
+        table.add(
+            Row(
+                w,
+                name,
+                f"{gbs(t):.2f} GB/s ({ms:.2f} ms/batch)",
+                f"{t.n}×{cases[name].chunk}",
+                spread(t),
+                f"Feeder(numpy) = {feeder / gbs(t):.2f}×",
+            )
+        )
 
     progress("W2: start-up (construction or iter() + first batch)")
     start = wl.interleave(wl.startup_cases(path), 2 if quick else 3, warmup=0)
@@ -143,19 +175,39 @@ def run_w2(table: Table, path: str, in_ram: np.ndarray, rounds: int, quick: bool
 
 def run_loop(table: Table, path: str, in_ram: np.ndarray, rounds: int, batches: int, quick: bool) -> None:
     progress(f"training loop: {rounds} interleaved rounds of {batches} batches per source")
-    res, compute_s = wl.measure_loop(path, in_ram, batches, rounds,
-                                     feeder_warmup=60 if quick else wl.FEEDER_WARMUP_BATCHES)
+    res, compute_s = wl.measure_loop(
+        path, in_ram, batches, rounds, feeder_warmup=60 if quick else wl.FEEDER_WARMUP_BATCHES
+    )
     w = f"Loop (~{compute_s * 1e3:.1f} ms torch compute/batch, 1 thread)"
     for name, r in res.items():
         lo, hi = min(r.wait_fraction), max(r.wait_fraction)
-        table.add(Row(w, name, f"{r.median_wait:.1%} waiting ({r.median_batch_s * 1e3:.2f} ms/batch)",
-                      f"{len(r.wait_fraction)}×{batches}", f"{lo:.1%}–{hi:.1%}"))
+        table.add(
+            Row(
+                w,
+                name,
+                f"{r.median_wait:.1%} waiting ({r.median_batch_s * 1e3:.2f} ms/batch)",
+                f"{len(r.wait_fraction)}×{batches}",
+                f"{lo:.1%}–{hi:.1%}",
+            )
+        )
     feeder = res["Feeder (output=torch, num_threads=1)"].median_wait
-    table.add(Row("Target", "Loop: Feeder share of wall time waiting for data", f"{feeder:.1%}",
-                  target=verdict(feeder <= 0.05, "≤ 5%")))
+    table.add(
+        Row(
+            "Target",
+            "Loop: Feeder share of wall time waiting for data",
+            f"{feeder:.1%}",
+            target=verdict(feeder <= 0.05, "≤ 5%"),
+        )
+    )
     inline = res["in-line NumPy fancy indexing (memmap)"].median_wait
-    table.add(Row("Target", "Loop: in-line NumPy (memmap) share of wall time assembling", f"{inline:.1%}",
-                  target="about 20–30% (reference, not a goal)"))
+    table.add(
+        Row(
+            "Target",
+            "Loop: in-line NumPy (memmap) share of wall time assembling",
+            f"{inline:.1%}",
+            target="about 20–30% (reference, not a goal)",
+        )
+    )
 
 
 def run_sparse(table: Table, tmpdir: str, repeat: int) -> None:
@@ -170,8 +222,10 @@ def run_sparse(table: Table, tmpdir: str, repeat: int) -> None:
     if used > 64 << 20:
         table.add(Row(w, "skipped", f"{tmpdir} does not make sparse files ({used >> 20} MiB allocated)"))
         return
-    progress(f"sparse: {repeat} cold starts per mode, a fresh 8 GiB sparse file each "
-             f"({used} bytes on disk, {free / 2**30:.0f} GiB free)")
+    progress(
+        f"sparse: {repeat} cold starts per mode, a fresh 8 GiB sparse file each "
+        f"({used} bytes on disk, {free / 2**30:.0f} GiB free)"
+    )
     results: Dict[str, List[Dict[str, float]]] = {mode: [] for mode in wl.SPARSE_MODES}
     for i in range(repeat):  # interleaved, like the other workloads
         for mode in wl.SPARSE_MODES:
@@ -183,18 +237,41 @@ def run_sparse(table: Table, tmpdir: str, repeat: int) -> None:
     for mode, text in wl.SPARSE_MODES.items():
         totals = [r["total_s"] * 1e3 for r in results[mode]]
         extra = f"; close() {med(mode, 'close_s') * 1e3:.0f} ms" if mode.startswith("feeder") else ""
-        table.add(Row(w, f"{text}: construct + first batch", f"{med(mode, 'total_s') * 1e3:.1f} ms "
-                      f"(construct {med(mode, 'construct_s') * 1e3:.2f} ms{extra})", str(len(totals)),
-                      f"{min(totals):.0f}–{max(totals):.0f} ms"))
-        table.add(Row(w, f"{text}: RSS growth (peak)",
-                      f"{med(mode, 'rss_growth_mib'):.1f} MiB ({med(mode, 'peak_growth_mib'):.1f} MiB)"))
+        table.add(
+            Row(
+                w,
+                f"{text}: construct + first batch",
+                f"{med(mode, 'total_s') * 1e3:.1f} ms (construct {med(mode, 'construct_s') * 1e3:.2f} ms{extra})",
+                str(len(totals)),
+                f"{min(totals):.0f}–{max(totals):.0f} ms",
+            )
+        )
+        table.add(
+            Row(
+                w,
+                f"{text}: RSS growth (peak)",
+                f"{med(mode, 'rss_growth_mib'):.1f} MiB ({med(mode, 'peak_growth_mib'):.1f} MiB)",
+            )
+        )
     for mode, name in (("feeder", "window 256, batch 256"), ("feeder-small", "window 4, batch 64")):
         total = med(mode, "total_s") * 1e3
-        table.add(Row("Target", f"Sparse: Feeder ({name}) construct + first batch", f"{total:.1f} ms",
-                      target=verdict(total < 100, "< 100 ms")))
+        table.add(
+            Row(
+                "Target",
+                f"Sparse: Feeder ({name}) construct + first batch",
+                f"{total:.1f} ms",
+                target=verdict(total < 100, "< 100 ms"),
+            )
+        )
         rss = max(r["peak_growth_mib"] for r in results[mode])
-        table.add(Row("Target", f"Sparse: Feeder ({name}) RSS growth (largest peak)", f"{rss:.1f} MiB",
-                      target=verdict(rss < 512, "< 512 MB")))
+        table.add(
+            Row(
+                "Target",
+                f"Sparse: Feeder ({name}) RSS growth (largest peak)",
+                f"{rss:.1f} MiB",
+                target=verdict(rss < 512, "< 512 MB"),
+            )
+        )
 
 
 def run_w3(table: Table, tmpdir: str, rounds: int) -> None:
@@ -208,56 +285,77 @@ def run_w3(table: Table, tmpdir: str, rounds: int) -> None:
     feeder = res["Feeder (list of arrays, output=torch)"]
     for case, t in res.items():
         per_batch = t.median / w3.W3_CHUNK * 1e3
-        table.add(Row(name, case, f"{t.rate():,.0f} seqs/s ({per_batch:.3f} ms/batch)", f"{t.n}×{w3.W3_CHUNK}",
-                      spread(t), f"Feeder(list) = {t.median / feeder.median:.2f}×"))
+        table.add(
+            Row(
+                name,
+                case,
+                f"{t.rate():,.0f} seqs/s ({per_batch:.3f} ms/batch)",
+                f"{t.n}×{w3.W3_CHUNK}",
+                spread(t),
+                f"Feeder(list) = {t.median / feeder.median:.2f}×",
+            )
+        )
     if dataset is None:
         table.add(Row(name, "Feeder (dataset directory)", "write_dataset not available"))
     progress("W3: padding fractions over one epoch")
     fractions = w3.padding_fractions(seqs)
     for case, frac in fractions.items():
         table.add(Row("W3 padding (padded steps / all steps)", case, f"{frac:.2%}"))
-    for label, ref, goal in (("W3: Feeder / NumPy row-copy padder", "NumPy row-copy padder", 1.5),
-                             ("W3: Feeder / DataLoader + pad_sequence, 0 workers",
-                              "DataLoader + pad_sequence, 0 workers", 5.0)):
+    for label, ref, goal in (
+        ("W3: Feeder / NumPy row-copy padder", "NumPy row-copy padder", 1.5),
+        ("W3: Feeder / DataLoader + pad_sequence, 0 workers", "DataLoader + pad_sequence, 0 workers", 5.0),
+    ):
         r = res[ref].median / feeder.median
         table.add(Row("Target", label, f"{r:.2f}×", target=verdict(r >= goal, f"≥ {goal:g}×")))
-    for label, case, goal in (("W3: padding with bucket=True", "bucket=True", 0.04),
-                              ("W3: padding with pack=True", "pack=True, max_len=2048", 0.01)):
-        table.add(Row("Target", label, f"{fractions[case]:.2%}",
-                      target=verdict(fractions[case] <= goal, f"≤ {goal:.0%}")))
+    for label, case, goal in (
+        ("W3: padding with bucket=True", "bucket=True", 0.04),
+        ("W3: padding with pack=True", "pack=True, max_len=2048", 0.01),
+    ):
+        table.add(
+            Row("Target", label, f"{fractions[case]:.2%}", target=verdict(fractions[case] <= goal, f"≤ {goal:.0%}"))
+        )
 
 
 # ----- main ----------------------------------------------------------------------------------
 
 
 def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(prog=os.environ.get("FASTFEED_BENCH_PROG"), description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        prog=os.environ.get("FASTFEED_BENCH_PROG"),
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     p.add_argument("--quick", action="store_true", help="few rounds: checks the script, numbers are rough")
     p.add_argument("--skip-sparse", action="store_true", help="skip the 8 GiB sparse-file workload")
     p.add_argument("--skip-w1", action="store_true", help="skip W1 (the seed's sine wave)")
     p.add_argument("--skip-w2", action="store_true", help="skip W2 and the training loop (no 512 MB file)")
     p.add_argument("--skip-w3", action="store_true", help="skip W3 (variable-length sequences)")
-    p.add_argument("--tmpdir", default=None,
-                   help="where to write the 512 MB and sparse 8 GiB files (default: the system temp dir); "
-                        "a fresh sub-directory is made and removed")
+    p.add_argument(
+        "--tmpdir",
+        default=None,
+        help="where to write the 512 MB and sparse 8 GiB files (default: the system temp dir); "
+        "a fresh sub-directory is made and removed",
+    )
     return p.parse_args(argv)
 
 
 def header(argv: Sequence[str]) -> str:
     info = wl.machine_info()
     load = " / ".join(f"{x:.2f}" for x in os.getloadavg())
-    lines = ["## fastfeed benchmarks", "",
-             " · ".join(f"**{k}** {v}" for k, v in info.items()), "",
-             f"`{' '.join(['bench/run.py', *argv])}` · load average at start {load} "
-             "(1/5/15 min; the machine may be shared)", ""]
+    lines = [
+        "## fastfeed benchmarks",
+        "",
+        " · ".join(f"**{k}** {v}" for k, v in info.items()),
+        "",
+        f"`{' '.join(['bench/run.py', *argv])}` · load average at start {load} (1/5/15 min; the machine may be shared)",
+        "",
+    ]
     return "\n".join(lines)
 
 
 def background(table: Table, workload: str, load: wl.BackgroundLoad) -> None:
     """A row saying how busy other processes kept the machine while `workload` ran."""
-    table.add(Row(workload, "(CPU used by other processes meanwhile)",
-                  f"{load.cores:.2f} of {os.cpu_count()} cores"))
+    table.add(Row(workload, "(CPU used by other processes meanwhile)", f"{load.cores:.2f} of {os.cpu_count()} cores"))
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
@@ -303,16 +401,18 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     print(top)
     print(table.render())
     print()
-    print(f"Medians of repetitions; the cases of a workload run in interleaved rounds (W1's interleaved "
-          f"epochs start with caches cold from the other cases and a gc.collect(), like an epoch after a "
-          f"training step, the garbage collector off while they run; each back-to-back repetition is the "
-          f"mean epoch of 200 in a row of one case, the collector on, as in a training loop). "
-          f"Reps: repetitions (× batches each, or × epochs). Spread: ±half "
-          f"the (max − min) range relative to the median (Loop: the range of the waiting share). "
-          f"Ratio: W1, this row's epoch time ÷ the Feeder's (interleaved); W2, the Feeder's GB/s ÷ "
-          f"this row's. W2 rows are steady state: every producer is warmed up first (the Feeder with "
-          f"{wl.FEEDER_WARMUP_BATCHES} batches, which maps the whole file), start-up is measured "
-          f"separately. Load average at end {load_avg}; total {time.perf_counter() - began:.0f} s.")
+    print(
+        f"Medians of repetitions; the cases of a workload run in interleaved rounds (W1's interleaved "
+        f"epochs start with caches cold from the other cases and a gc.collect(), like an epoch after a "
+        f"training step, the garbage collector off while they run; each back-to-back repetition is the "
+        f"mean epoch of 200 in a row of one case, the collector on, as in a training loop). "
+        f"Reps: repetitions (× batches each, or × epochs). Spread: ±half "
+        f"the (max − min) range relative to the median (Loop: the range of the waiting share). "
+        f"Ratio: W1, this row's epoch time ÷ the Feeder's (interleaved); W2, the Feeder's GB/s ÷ "
+        f"this row's. W2 rows are steady state: every producer is warmed up first (the Feeder with "
+        f"{wl.FEEDER_WARMUP_BATCHES} batches, which maps the whole file), start-up is measured "
+        f"separately. Load average at end {load_avg}; total {time.perf_counter() - began:.0f} s."
+    )
     return 0
 
 

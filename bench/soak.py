@@ -16,6 +16,7 @@ a table. After a warm-up (the first --warmup fraction of a phase) RSS may not gr
 the last sample minus the first after warm-up; the slope (MiB per 100k batches) is a least-squares
 fit over the second half of the phase. Exit code 1 if either phase grows more than --bound-mib.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -57,8 +58,7 @@ def slope_per_100k(points: List[Tuple[int, float]]) -> float:
     return float(np.polyfit(x, y, 1)[0] * 100_000)
 
 
-def run_phase(name: str, make: Callable[[], Feeder], batches: int, every: int, warmup: float,
-              bound: float) -> bool:
+def run_phase(name: str, make: Callable[[], Feeder], batches: int, every: int, warmup: float, bound: float) -> bool:
     print(f"\n## {name}: {batches:,} batches\n")
     print("| batches | VmRSS MiB | RssAnon MiB | batches/s |")
     print("|---:|---:|---:|---:|")
@@ -88,11 +88,13 @@ def run_phase(name: str, make: Callable[[], Feeder], batches: int, every: int, w
     second_half = [(n, vm) for n, vm, _ in samples if n > batches / 2]
     slope = slope_per_100k(second_half)
     ok = growth <= bound
-    print(f"\n{name}: {batches:,} batches in {elapsed:.1f} s ({batches / elapsed:,.0f} batches/s); "
-          f"RSS {after[0][1]:.1f} -> {after[-1][1]:.1f} MiB after warm-up (batch {after[0][0]:,}): "
-          f"{growth:+.1f} MiB (anonymous {growth_anon:+.1f} MiB); slope over the second half "
-          f"{slope:+.2f} MiB per 100k batches; bound {bound:g} MiB: {'ok' if ok else 'FAILED'} "
-          f"(checksum {checksum:.3f})")
+    print(
+        f"\n{name}: {batches:,} batches in {elapsed:.1f} s ({batches / elapsed:,.0f} batches/s); "
+        f"RSS {after[0][1]:.1f} -> {after[-1][1]:.1f} MiB after warm-up (batch {after[0][0]:,}): "
+        f"{growth:+.1f} MiB (anonymous {growth_anon:+.1f} MiB); slope over the second half "
+        f"{slope:+.2f} MiB per 100k batches; bound {bound:g} MiB: {'ok' if ok else 'FAILED'} "
+        f"(checksum {checksum:.3f})"
+    )
     return ok
 
 
@@ -114,19 +116,29 @@ def main(argv=None) -> int:
         np.save(path, rng.normal(size=(200_000, 16)).astype(np.float32))
         lengths = np.clip(rng.lognormal(3.5, 0.8, 20_000).astype(int), 1, 400)
         sequences = [rng.normal(size=(int(n), 8)).astype(np.float32) for n in lengths]
-        print(f"# fastfeed soak: {args.batches:,} batches per phase, RSS every {every:,} batches, "
-              f"{len(os.sched_getaffinity(0))} CPUs")
+        print(
+            f"# fastfeed soak: {args.batches:,} batches per phase, RSS every {every:,} batches, "
+            f"{len(os.sched_getaffinity(0))} CPUs"
+        )
         ok = True
         if args.phase in ("windows", "both"):
             ok &= run_phase(
                 "windows (memory-mapped .npy, shuffled, batch 64, torch)",
                 lambda: Feeder(path, window=32, horizon=1, batch_size=64, shuffle=True, output="torch"),
-                args.batches, every, args.warmup, args.bound_mib)
+                args.batches,
+                every,
+                args.warmup,
+                args.bound_mib,
+            )
         if args.phase in ("sequences", "both"):
             ok &= run_phase(
                 "sequences (list of arrays, window=None, padded, batch 16, torch)",
                 lambda: Feeder(sequences, window=None, batch_size=16, shuffle=True, output="torch"),
-                args.batches, every, args.warmup, args.bound_mib)
+                args.batches,
+                every,
+                args.warmup,
+                args.bound_mib,
+            )
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
     print("\nsoak:", "ok" if ok else "FAILED (RSS grew beyond the bound)")

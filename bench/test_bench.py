@@ -10,6 +10,7 @@ derived numbers (GB/s, waiting share, sparse start-up) are in each benchmark's e
 (--benchmark-json keeps them). Performance targets are reported, never asserted: a noisy
 machine must not fail a build. What is asserted is that every case produces what it should.
 """
+
 from __future__ import annotations
 
 import statistics
@@ -127,7 +128,8 @@ def test_sparse_start(benchmark: Any, bench_dir: str, mode: str, record: Any) ->
     benchmark.pedantic(lambda: runs.append(wl.run_sparse(bench_dir, mode, seed=len(runs))), rounds=2)
     total = statistics.median(r["total_s"] for r in runs)
     peak = max(r["peak_growth_mib"] for r in runs)
-    benchmark.extra_info.update({"construct + first batch ms (median)": round(total * 1e3, 2),
-                                 "RSS peak growth MiB (max)": round(peak, 1)})
+    benchmark.extra_info.update(
+        {"construct + first batch ms (median)": round(total * 1e3, 2), "RSS peak growth MiB (max)": round(peak, 1)}
+    )
     record("Sparse", mode, total)
     record("Sparse RSS", mode, peak)

@@ -5,6 +5,7 @@ shuffled. Producers: the Feeder (from a list of arrays and from a dataset direct
 DataLoader with a pad_sequence collate (0 and 2 workers), and a hand-written NumPy padder.
 Every producer yields (x, mask, lengths) per batch.
 """
+
 from __future__ import annotations
 
 import os
@@ -12,8 +13,9 @@ from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple
 
 import numpy as np
 
-import workloads as wl
 from fastfeed import Feeder
+
+import workloads as wl
 
 W3_SEQUENCES = 200_000
 W3_BATCH = 64
@@ -33,7 +35,7 @@ def w3_sequences(lengths: np.ndarray, seed: int = 0) -> List[np.ndarray]:
     rng = np.random.default_rng(seed)
     flat = rng.integers(1, 50_000, int(lengths.sum()), dtype=np.int32)
     bounds = np.concatenate([[0], np.cumsum(lengths)])
-    return [flat[bounds[i]:bounds[i + 1]] for i in range(len(lengths))]
+    return [flat[bounds[i] : bounds[i + 1]] for i in range(len(lengths))]
 
 
 def numpy_padder(seqs: List[np.ndarray], batch: int = W3_BATCH, seed: int = 0) -> Iterator[Tuple[Any, ...]]:
@@ -43,11 +45,11 @@ def numpy_padder(seqs: List[np.ndarray], batch: int = W3_BATCH, seed: int = 0) -
     while True:
         order = rng.permutation(len(seqs))
         for b in range(0, len(order), batch):
-            idx = order[b:b + batch]
+            idx = order[b : b + batch]
             lens = lengths[idx]
             x = np.zeros((len(idx), lens.max()), dtype=np.int32)
             for row, i in enumerate(idx):
-                x[row, :lens[row]] = seqs[i]
+                x[row, : lens[row]] = seqs[i]
             mask = np.arange(x.shape[1]) < lens[:, None]
             yield x, mask, lens
 
@@ -80,10 +82,15 @@ def pad_collate(items: List[Any]) -> Tuple[Any, ...]:
 def loader_batches(seqs: List[np.ndarray], workers: int) -> Iterator[Any]:
     import torch
 
-    loader = torch.utils.data.DataLoader(SequenceDataset(seqs), batch_size=W3_BATCH, shuffle=True,
-                                         num_workers=workers, collate_fn=pad_collate,
-                                         persistent_workers=workers > 0,
-                                         generator=torch.Generator().manual_seed(0))
+    loader = torch.utils.data.DataLoader(
+        SequenceDataset(seqs),
+        batch_size=W3_BATCH,
+        shuffle=True,
+        num_workers=workers,
+        collate_fn=pad_collate,
+        persistent_workers=workers > 0,
+        generator=torch.Generator().manual_seed(0),
+    )
     while True:
         yield from loader
 
@@ -123,8 +130,11 @@ def measure_w3(seqs: List[np.ndarray], dataset_dir: Optional[str], rounds: int) 
 def padding_fractions(seqs: List[np.ndarray]) -> Dict[str, float]:
     """Padded steps / all steps over one epoch: random batches, buckets, packing."""
     out = {}
-    for name, kw in (("random batches", {}), ("bucket=True", {"bucket": True}),
-                     ("pack=True, max_len=2048", {"pack": True, "max_len": 2048})):
+    for name, kw in (
+        ("random batches", {}),
+        ("bucket=True", {"bucket": True}),
+        ("pack=True, max_len=2048", {"pack": True, "max_len": 2048}),
+    ):
         f = Feeder(seqs, window=None, batch_size=W3_BATCH, shuffle=True, output="numpy", **kw)
         for _ in f:
             pass

@@ -10,6 +10,7 @@ W2   a 4,000,000 x 32 float32 .npy file (512 MB), window 256, shuffled batches o
 Loop a training loop that computes ~3 ms per batch, fed by the Feeder or assembling in-line.
 Sparse  an 8 GiB sparse .npy: Feeder start-up time and resident memory.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -65,15 +66,16 @@ Probe = Callable[[], Any]  # one repetition of one case; returns what the repeti
 
 def timed(fn: Callable[[], Any]) -> Callable[[], float]:
     """A probe that runs `fn` once and returns the seconds it took."""
+
     def probe() -> float:
         t0 = time.perf_counter()
         fn()
         return time.perf_counter() - t0
+
     return probe
 
 
-def interleave(probes: Dict[str, Probe], rounds: int, warmup: int = 1,
-               collector: bool = False) -> Dict[str, List[Any]]:
+def interleave(probes: Dict[str, Probe], rounds: int, warmup: int = 1, collector: bool = False) -> Dict[str, List[Any]]:
     """Runs every probe once per round, round after round, and returns each probe's results.
 
     Interleaving is for shared, noisy machines: when load comes and goes, every case sees
@@ -115,6 +117,7 @@ def stream_probe(batches: Iterator[Any], chunk: int, drain: int, settle_s: float
     timing those ready batches would flatter it. `drain` must cover the producer's queue.
     After the timed batches the probe sleeps `settle_s`: a prefetching producer goes on
     filling its queue in the background, and that work must not land on the next case."""
+
     def probe() -> float:
         for _ in range(drain):
             next(batches)
@@ -125,6 +128,7 @@ def stream_probe(batches: Iterator[Any], chunk: int, drain: int, settle_s: float
         if settle_s:
             time.sleep(settle_s)
         return elapsed
+
     return probe
 
 
@@ -221,17 +225,21 @@ class WindowDataset:
 
         a = self._data()
         w, h = self.window, self.horizon
-        return torch.from_numpy(a[t:t + w].copy()), torch.from_numpy(a[t + w:t + w + h].copy())
+        return torch.from_numpy(a[t : t + w].copy()), torch.from_numpy(a[t + w : t + w + h].copy())
 
 
-def _torch_loader(dataset: WindowDataset, batch_size: int, shuffle: bool, num_workers: int,
-                  seed: int = 0) -> Any:
+def _torch_loader(dataset: WindowDataset, batch_size: int, shuffle: bool, num_workers: int, seed: int = 0) -> Any:
     import torch
     from torch.utils.data import DataLoader
 
     # A Dataset subclass is not required: DataLoader only needs __len__ and __getitem__.
-    return DataLoader(dataset, batch_size=batch_size, shuffle=shuffle, num_workers=num_workers,
-                      generator=torch.Generator().manual_seed(seed))  # type: ignore[arg-type]
+    return DataLoader(
+        dataset,
+        batch_size=batch_size,
+        shuffle=shuffle,
+        num_workers=num_workers,
+        generator=torch.Generator().manual_seed(seed),
+    )  # type: ignore[arg-type]
 
 
 def _forever(make: Callable[[], Iterator[Any]]) -> Iterator[Any]:
@@ -252,7 +260,7 @@ def w1_series() -> np.ndarray:
 
 def _count(it: Any) -> int:
     n = 0
-    for x, y in it:
+    for _x, _y in it:
         n += 1
     return n
 
@@ -272,6 +280,7 @@ def w1_cases() -> Dict[str, Callable[[], int]]:
     def feeder_new() -> int:
         with Feeder(s, window=w, horizon=h, batch_size=1, shuffle=False, output="numpy") as f:
             return _count(f)
+
     cases["Feeder (output=numpy), incl. construction"] = feeder_new
 
     compat = compat_generator(s, w)
@@ -290,7 +299,9 @@ def w1_cases() -> Dict[str, Callable[[], int]]:
 
     n = len(s) - w - h + 1
     # The cheapest possible loop: slices are views, nothing is copied (a batch aliases the series).
-    cases["NumPy loop (slices, views)"] = lambda: _count((s[None, t:t + w], s[None, t + w:t + w + h]) for t in range(n))
+    cases["NumPy loop (slices, views)"] = lambda: _count(
+        (s[None, t : t + w], s[None, t + w : t + w + h]) for t in range(n)
+    )
     return cases
 
 
@@ -321,6 +332,7 @@ def measure_w1_sustained(names: Tuple[str, ...], epochs: int, rounds: int) -> Di
         def run() -> None:
             for _ in range(epochs):
                 fn()
+
         return run
 
     raw = interleave({name: timed(many(cases[name])) for name in names}, rounds, warmup=1, collector=True)
@@ -402,7 +414,7 @@ def _shuffled_starts(n: int, seed: int) -> Iterator[np.ndarray]:
     while True:
         order = rng.permutation(n)
         for lo in range(0, n - W2_BATCH + 1, W2_BATCH):
-            yield order[lo:lo + W2_BATCH]
+            yield order[lo : lo + W2_BATCH]
 
 
 def numpy_fancy_batches(a: np.ndarray, seed: int = 0) -> Iterator[Tuple[np.ndarray, np.ndarray]]:
@@ -427,8 +439,9 @@ def numpy_take_out_batches(a: np.ndarray, seed: int = 0) -> Iterator[Tuple[np.nd
         yield x, y
 
 
-def copy_limit_batches(path: str, nbytes_per_batch: int = W2_BATCH_BYTES, seed: int = 0,
-                       threads: int = 1, destinations: int = 1) -> Iterator[np.ndarray]:
+def copy_limit_batches(
+    path: str, nbytes_per_batch: int = W2_BATCH_BYTES, seed: int = 0, threads: int = 1, destinations: int = 1
+) -> Iterator[np.ndarray]:
     """The memory-copy ceiling: np.copyto of one batch's bytes, as one contiguous region at a
     random offset of the memory-mapped file, into a preallocated destination.
 
@@ -454,9 +467,9 @@ def copy_limit_batches(path: str, nbytes_per_batch: int = W2_BATCH_BYTES, seed: 
             dst = dsts[k % destinations]
             off = int(rng.integers(0, flat.size - nbytes_per_batch)) & ~63
             if pool is None:
-                np.copyto(dst, flat[off:off + nbytes_per_batch])
+                np.copyto(dst, flat[off : off + nbytes_per_batch])
             else:
-                parts = [(dst[lo:hi], flat[off + lo:off + hi]) for lo, hi in zip(bounds[:-1], bounds[1:])]
+                parts = [(dst[lo:hi], flat[off + lo : off + hi]) for lo, hi in zip(bounds[:-1], bounds[1:])]
                 list(pool.map(lambda p: np.copyto(*p), parts))
             yield dst
     finally:
@@ -465,8 +478,16 @@ def copy_limit_batches(path: str, nbytes_per_batch: int = W2_BATCH_BYTES, seed: 
 
 
 def feeder_w2(path: str, output: str = "numpy", num_threads: Optional[int] = None, seed: int = 0) -> Feeder:
-    return Feeder(path, window=W2_WINDOW, horizon=W2_HORIZON, batch_size=W2_BATCH, shuffle=True,
-                  seed=seed, output=output, num_threads=num_threads)
+    return Feeder(
+        path,
+        window=W2_WINDOW,
+        horizon=W2_HORIZON,
+        batch_size=W2_BATCH,
+        shuffle=True,
+        seed=seed,
+        output=output,
+        num_threads=num_threads,
+    )
 
 
 def feeder_batches(f: Feeder) -> Iterator[Any]:
@@ -475,8 +496,13 @@ def feeder_batches(f: Feeder) -> Iterator[Any]:
 
 
 def loader_w2(path: str, num_workers: int, seed: int = 0) -> Any:
-    return _torch_loader(WindowDataset(path, W2_WINDOW, W2_HORIZON), batch_size=W2_BATCH,
-                         shuffle=True, num_workers=num_workers, seed=seed)
+    return _torch_loader(
+        WindowDataset(path, W2_WINDOW, W2_HORIZON),
+        batch_size=W2_BATCH,
+        shuffle=True,
+        num_workers=num_workers,
+        seed=seed,
+    )
 
 
 @dataclass
@@ -522,23 +548,28 @@ def w2_cases(path: str, in_ram: np.ndarray, quick: bool = False) -> Dict[str, St
     fs, ls = 0.05, 0.4
     return {
         W2_FEEDER: StreamCase(lambda: feeder_batches(feeder_w2(path, "numpy")), c, q, "feeder", fw, fs),
-        "Feeder (output=torch)": StreamCase(
-            lambda: feeder_batches(feeder_w2(path, "torch")), c, q, "feeder", fw, fs),
+        "Feeder (output=torch)": StreamCase(lambda: feeder_batches(feeder_w2(path, "torch")), c, q, "feeder", fw, fs),
         "Feeder (output=numpy, num_threads=1)": StreamCase(
-            lambda: feeder_batches(feeder_w2(path, "numpy", num_threads=1)), c, q, "feeder", fw, fs),
+            lambda: feeder_batches(feeder_w2(path, "numpy", num_threads=1)), c, q, "feeder", fw, fs
+        ),
         W2_NUMPY_BEST: StreamCase(lambda: numpy_fancy_batches(in_ram), c, 1, "numpy", fw),
         "NumPy np.take(rows, out=) into reused buffers (in RAM)": StreamCase(
-            lambda: numpy_take_out_batches(in_ram), c, 1, "numpy", fw),
+            lambda: numpy_take_out_batches(in_ram), c, 1, "numpy", fw
+        ),
         "NumPy sliding_window_view + fancy index (memmap)": StreamCase(
-            lambda: numpy_fancy_batches(prefault(np.load(path, mmap_mode="r"))), c, 1, "numpy", fw),
+            lambda: numpy_fancy_batches(prefault(np.load(path, mmap_mode="r"))), c, 1, "numpy", fw
+        ),
         W2_LOADER0: StreamCase(lambda: _forever(lambda: iter(loader_w2(path, 0))), slow, 1, "loader", 4 * slow),
         "torch DataLoader, per-sample Dataset, 2 workers (steady)": StreamCase(
-            lambda: _forever(lambda: iter(loader_w2(path, 2))), 2 * slow, q, "loader", q, ls),
+            lambda: _forever(lambda: iter(loader_w2(path, 2))), 2 * slow, q, "loader", q, ls
+        ),
         W2_COPY: StreamCase(lambda: copy_limit_batches(path), c, 1, "copy", fw),
         "copy limit: np.copyto, 1 thread, 8 rotating destinations": StreamCase(
-            lambda: copy_limit_batches(path, destinations=8), c, 1, "copy", fw),
+            lambda: copy_limit_batches(path, destinations=8), c, 1, "copy", fw
+        ),
         "copy limit: np.copyto, 2 threads, 1 warm destination": StreamCase(
-            lambda: copy_limit_batches(path, threads=2), c, 1, "copy", fw),
+            lambda: copy_limit_batches(path, threads=2), c, 1, "copy", fw
+        ),
     }
 
 
@@ -566,8 +597,9 @@ def measure_w2(cases: Dict[str, StreamCase], rounds: int) -> Dict[str, Timing]:
             check_w2_batch(next(streams[name]))
             for _ in range(case.warmup):
                 next(streams[name])
-        probes = {name: stream_probe(streams[name], case.chunk, case.drain, case.settle_s)
-                  for name, case in cases.items()}
+        probes = {
+            name: stream_probe(streams[name], case.chunk, case.drain, case.settle_s) for name, case in cases.items()
+        }
         raw = interleave(probes, rounds)
     finally:
         for it in streams.values():
@@ -579,6 +611,7 @@ def measure_w2(cases: Dict[str, StreamCase], rounds: int) -> Dict[str, Timing]:
 
 def first_batch_probe(make: Callable[[], Iterator[Any]]) -> Callable[[], float]:
     """A probe of a producer's start-up: seconds from nothing to the first batch in hand."""
+
     def probe() -> float:
         t0 = time.perf_counter()
         it = make()
@@ -587,6 +620,7 @@ def first_batch_probe(make: Callable[[], Iterator[Any]]) -> Callable[[], float]:
         _close(it)
         del it
         return elapsed
+
     return probe
 
 
@@ -638,8 +672,9 @@ class LoopResult:
         return statistics.median(self.batch_s)
 
 
-def loop_probe(next_batch: Callable[[], Any], work: Callable[[], None], batches: int,
-               drain: int, settle_s: float = 0.0) -> Callable[[], Tuple[float, float]]:
+def loop_probe(
+    next_batch: Callable[[], Any], work: Callable[[], None], batches: int, drain: int, settle_s: float = 0.0
+) -> Callable[[], Tuple[float, float]]:
     """One stretch of a training loop: get a batch (timed: that is the waiting, or for
     in-line assembly the assembling), then compute. Returns (seconds waiting, wall seconds).
     `drain` and `settle_s` are as in `stream_probe`."""
@@ -660,11 +695,13 @@ def loop_probe(next_batch: Callable[[], Any], work: Callable[[], None], batches:
         if settle_s:
             time.sleep(settle_s)
         return waiting, wall
+
     return probe
 
 
-def loop_sources(path: str, in_ram: np.ndarray,
-                 feeder_warmup: int = FEEDER_WARMUP_BATCHES) -> Dict[str, Tuple[Callable[[], Callable[[], Any]], int]]:
+def loop_sources(
+    path: str, in_ram: np.ndarray, feeder_warmup: int = FEEDER_WARMUP_BATCHES
+) -> Dict[str, Tuple[Callable[[], Callable[[], Any]], int]]:
     """Name -> (factory of a `next_batch()` giving torch tensors, drain) for the training loop.
     Every source starts warm: the Feeder has run `feeder_warmup` batches, the memmap is
     pre-faulted (see FEEDER_WARMUP_BATCHES and `prefault`)."""
@@ -683,6 +720,7 @@ def loop_sources(path: str, in_ram: np.ndarray,
         def next_batch() -> Tuple[Any, Any]:
             x, y = next(batches)
             return torch.from_numpy(x), torch.from_numpy(y)
+
         return next_batch
 
     return {
@@ -706,25 +744,31 @@ def torch_single_thread() -> Iterator[None]:
         torch.set_num_threads(threads)
 
 
-def measure_loop(path: str, in_ram: np.ndarray, batches: int, rounds: int,
-                 target_s: float = LOOP_COMPUTE_S, feeder_warmup: int = FEEDER_WARMUP_BATCHES,
-                 ) -> Tuple[Dict[str, LoopResult], float]:
+def measure_loop(
+    path: str,
+    in_ram: np.ndarray,
+    batches: int,
+    rounds: int,
+    target_s: float = LOOP_COMPUTE_S,
+    feeder_warmup: int = FEEDER_WARMUP_BATCHES,
+) -> Tuple[Dict[str, LoopResult], float]:
     """The training-loop check, every source in interleaved rounds, torch on one thread.
     Returns the results and the measured compute time per batch."""
     with torch_single_thread():
         work = calibrated_work(target_s)
         compute_s = measure(work, repeat=20, warmup=2).median
         sources = {name: (make(), drain) for name, (make, drain) in loop_sources(path, in_ram, feeder_warmup).items()}
-        probes = {name: loop_probe(nb, work, batches, drain, settle_s=0.05 if drain else 0.0)
-                  for name, (nb, drain) in sources.items()}
+        probes = {
+            name: loop_probe(nb, work, batches, drain, settle_s=0.05 if drain else 0.0)
+            for name, (nb, drain) in sources.items()
+        }
         raw = interleave(probes, rounds)
         for nb, _ in sources.values():
             _close(getattr(nb, "__self__", None))  # the Feeder stream behind a bound __next__
         del sources, probes
         gc.collect()
     results = {
-        name: LoopResult(tuple(w / t for w, t in r), tuple(t / batches for _, t in r))
-        for name, r in raw.items()
+        name: LoopResult(tuple(w / t for w, t in r), tuple(t / batches for _, t in r)) for name, r in raw.items()
     }
     return results, compute_s
 
@@ -737,8 +781,7 @@ SPARSE_ELEMS = 2**33
 def create_sparse_file(directory: str, elems: int = SPARSE_ELEMS) -> str:
     """An (elems,) uint8 .npy whose data is a hole: the header, then truncate() to full size."""
     path = os.path.join(directory, "sparse.npy")
-    header = {"descr": np.lib.format.dtype_to_descr(np.dtype(np.uint8)), "fortran_order": False,
-              "shape": (elems,)}
+    header = {"descr": np.lib.format.dtype_to_descr(np.dtype(np.uint8)), "fortran_order": False, "shape": (elems,)}
     with open(path, "wb") as f:
         # Version 1.0 headers suffice (the dict is short); NumPy pads the header to 64 bytes.
         np.lib.format.write_array_header_1_0(f, header)
@@ -782,7 +825,7 @@ def _sparse_numpy(path: str, seed: int, random_advice: bool) -> Tuple[np.ndarray
         mm.madvise(mmap.MADV_RANDOM)
     a = np.frombuffer(mm, dtype, count=shape[0], offset=offset)
     starts = np.random.default_rng(seed).integers(0, len(a) - 257, size=256)
-    x = np.stack([a[s:s + 256] for s in starts])
+    x = np.stack([a[s : s + 256] for s in starts])
     return x, a[starts + 256][:, None].copy()
 
 
@@ -794,8 +837,7 @@ def sparse_probe(path: str, mode: str, seed: int) -> Dict[str, float]:
     window, batch = (4, 64) if mode == "feeder-small" else (256, 256)
     if mode.startswith("feeder"):
         lean = {"num_threads": 1, "prefetch": 1} if mode == "feeder-lean" else {}
-        f = Feeder(path, window=window, horizon=1, batch_size=batch, shuffle=True, seed=seed,
-                   output="numpy", **lean)  # type: ignore[arg-type]
+        f = Feeder(path, window=window, horizon=1, batch_size=batch, shuffle=True, seed=seed, output="numpy", **lean)  # type: ignore[arg-type]
         t1 = time.perf_counter()
         it = iter(f)
         x, y = next(it)
@@ -827,8 +869,13 @@ def run_sparse(directory: str, mode: str, seed: int, timeout_s: float = 120) -> 
     arrays) would blur the RSS."""
     path = create_sparse_file(directory)
     try:
-        out = subprocess.run([sys.executable, os.path.abspath(__file__), "sparse-probe", path, mode, str(seed)],
-                             check=True, capture_output=True, text=True, timeout=timeout_s)
+        out = subprocess.run(
+            [sys.executable, os.path.abspath(__file__), "sparse-probe", path, mode, str(seed)],
+            check=True,
+            capture_output=True,
+            text=True,
+            timeout=timeout_s,
+        )
     finally:
         os.remove(path)
     return json.loads(out.stdout.strip().splitlines()[-1])
@@ -856,7 +903,7 @@ class BackgroundLoad:
     """Cores kept busy by other processes (and steal) while the `with` block ran: numbers taken
     while others compete for a 2-core machine must say so."""
 
-    def __enter__(self) -> "BackgroundLoad":
+    def __enter__(self) -> BackgroundLoad:
         self._t0 = time.perf_counter()
         self._busy0, self._own0 = _cpu_counters()
         self.cores = float("nan")

@@ -7,6 +7,7 @@ Every supported dtype in little-endian, big-endian and native spellings; format 
 kinds the core refuses (objects, structured, strings, complex, datetimes) and truncations,
 so the fuzzer starts from both sides of every check. Arrays are tiny: the header is the target.
 """
+
 from __future__ import annotations
 
 import io
@@ -20,8 +21,20 @@ from numpy.lib import format as npformat
 HERE = os.path.dirname(os.path.abspath(__file__))
 OUT = os.path.join(HERE, "corpus", "npy")
 
-DTYPES = ["bool", "int8", "int16", "int32", "int64", "uint8", "uint16", "uint32", "uint64",
-          "float16", "float32", "float64"]
+DTYPES = [
+    "bool",
+    "int8",
+    "int16",
+    "int32",
+    "int64",
+    "uint8",
+    "uint16",
+    "uint32",
+    "uint64",
+    "float16",
+    "float32",
+    "float64",
+]
 SHAPES = [(), (0,), (3,), (0, 4), (4, 0), (2, 3), (2, 1, 2)]
 VERSIONS = [(1, 0), (2, 0), (3, 0)]
 

@@ -1,5 +1,6 @@
 """Shared helpers for the tests: turning Feeder output into NumPy, comparing with the reference,
 counting this process's threads."""
+
 from __future__ import annotations
 
 import os
@@ -44,8 +45,9 @@ def bfloat16_values(bits: np.ndarray) -> np.ndarray:
     return (bits.astype(np.uint32) << 16).view(np.float32)
 
 
-def assert_same_batches(got, want, exact: bool = True, rtol: float = 0.0, atol: float = 0.0,
-                        bf16: bool = False) -> None:
+def assert_same_batches(
+    got, want, exact: bool = True, rtol: float = 0.0, atol: float = 0.0, bf16: bool = False
+) -> None:
     """`bf16`: uint16 fields are bfloat16 bit patterns, compared (when not exact) as values."""
     assert len(got) == len(want), f"{len(got)} batches, reference has {len(want)}"
     for i, ((gx, gy), (wx, wy)) in enumerate(zip(got, want)):
@@ -60,8 +62,9 @@ def assert_same_batches(got, want, exact: bool = True, rtol: float = 0.0, atol: 
             else:
                 if bf16 and g.dtype == np.uint16:
                     g, w = bfloat16_values(g), bfloat16_values(w)
-                np.testing.assert_allclose(g.astype(np.float64), w.astype(np.float64), rtol=rtol, atol=atol,
-                                           err_msg=f"batch {i}: {name}")
+                np.testing.assert_allclose(
+                    g.astype(np.float64), w.astype(np.float64), rtol=rtol, atol=atol, err_msg=f"batch {i}: {name}"
+                )
 
 
 def native_threads() -> int:

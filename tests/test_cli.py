@@ -1,4 +1,5 @@
 """The command line (`fastfeed ...`, `python -m fastfeed ...`) and the demo behind it."""
+
 from __future__ import annotations
 
 import contextlib
@@ -21,11 +22,13 @@ PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 
 def _run_module(*args: str, cwd: Path) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "fastfeed", *args], cwd=cwd,
-                          capture_output=True, text=True, timeout=120)
+    return subprocess.run(
+        [sys.executable, "-m", "fastfeed", *args], cwd=cwd, capture_output=True, text=True, timeout=120
+    )
 
 
 # ----- demo -----------------------------------------------------------------------------------
+
 
 @pytest.fixture(scope="module")
 def two_epochs(tmp_path_factory):
@@ -121,6 +124,7 @@ def test_cli_demo_shows_a_progress_bar_in_logs_too(capsys):
 
 # ----- inspect --------------------------------------------------------------------------------
 
+
 def test_inspect_via_python_m(tmp_path):
     path = tmp_path / "series.npy"
     np.save(path, np.zeros((1000, 3), np.float32))
@@ -141,8 +145,24 @@ def test_inspect_without_window_and_other_dtype(tmp_path, capsys):
     assert "int16" in out and "(500,)" in out and "1000 B" in out
     assert "samples" not in out  # no --window, no counting
 
-    assert cli.main(["inspect", str(path), "--window", "100", "--horizon", "0", "--stride", "10", "--drop-last",
-                     "--batch-size", "4"]) == 0
+    assert (
+        cli.main(
+            [
+                "inspect",
+                str(path),
+                "--window",
+                "100",
+                "--horizon",
+                "0",
+                "--stride",
+                "10",
+                "--drop-last",
+                "--batch-size",
+                "4",
+            ]
+        )
+        == 0
+    )
     out = capsys.readouterr().out
     assert "samples: 41" in out  # starts 0, 10, ..., 400
     assert "batches: 10 " in out  # 41 // 4 with drop_last
@@ -165,6 +185,7 @@ def test_inspect_errors(tmp_path, capsys):
 
 # ----- bench, arguments (convert: test_convert.py) --------------------------------------------
 
+
 def test_version_via_python_m(tmp_path):
     import fastfeed
 
@@ -173,19 +194,22 @@ def test_version_via_python_m(tmp_path):
     assert r.stdout.strip() == f"fastfeed {fastfeed.__version__}"
 
 
-@pytest.mark.parametrize("argv, mentions", [
-    ([], "COMMAND"),
-    (["frobnicate"], "frobnicate"),
-    (["demo", "--epochs", "0"], "--epochs"),
-    (["demo", "--lr", "fast"], "--lr"),
-    (["demo", "--batch-size", "-3"], "--batch-size"),
-    (["demo", "--bogus"], "--bogus"),
-    (["inspect"], "SOURCE"),
-    (["inspect", "x.npy", "--window", "ten"], "--window"),
-    (["convert"], "INPUT"),
-    (["convert", "a.npy"], "OUTPUT_DIR"),
-    (["convert", "a.npy", "out", "--bogus"], "--bogus"),
-])
+@pytest.mark.parametrize(
+    "argv, mentions",
+    [
+        ([], "COMMAND"),
+        (["frobnicate"], "frobnicate"),
+        (["demo", "--epochs", "0"], "--epochs"),
+        (["demo", "--lr", "fast"], "--lr"),
+        (["demo", "--batch-size", "-3"], "--batch-size"),
+        (["demo", "--bogus"], "--bogus"),
+        (["inspect"], "SOURCE"),
+        (["inspect", "x.npy", "--window", "ten"], "--window"),
+        (["convert"], "INPUT"),
+        (["convert", "a.npy"], "OUTPUT_DIR"),
+        (["convert", "a.npy", "out", "--bogus"], "--bogus"),
+    ],
+)
 def test_bad_arguments_are_argparse_errors(argv, mentions, capsys):
     with pytest.raises(SystemExit) as e:
         cli.main(argv)

@@ -1,4 +1,5 @@
 """Exact expectations for the edges, written out by hand (not computed by fastfeed)."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -30,7 +31,7 @@ def test_one_step_series_window_one():
 
 def test_window_equal_to_series():
     s = np.arange(6, dtype=np.int32).reshape(3, 2)
-    [(x, y)] = collect(Feeder(s, window=3, batch_size=2, output="numpy"))
+    [(x, _y)] = collect(Feeder(s, window=3, batch_size=2, output="numpy"))
     np.testing.assert_array_equal(x, s[None])
     with pytest.raises(ValueError, match="longer than the series"):
         Feeder(s, window=3, horizon=1, output="numpy")
@@ -66,9 +67,7 @@ def test_short_series_among_longer_ones_are_skipped_and_windows_stay_inside():
     b = np.arange(100, 102, dtype=np.float32)  # shorter than a window
     c = np.arange(200, 204, dtype=np.float32)
     got = collect(Feeder([a, b, c], window=3, batch_size=100, output="numpy"))
-    np.testing.assert_array_equal(
-        got[0][0], [[0, 1, 2], [1, 2, 3], [2, 3, 4], [200, 201, 202], [201, 202, 203]]
-    )
+    np.testing.assert_array_equal(got[0][0], [[0, 1, 2], [1, 2, 3], [2, 3, 4], [200, 201, 202], [201, 202, 203]])
 
 
 def test_explicit_targets_keep_their_dtype_and_shape():
@@ -131,10 +130,11 @@ def test_torch_output_shares_the_buffer_and_stays_valid_while_held():
     torch = pytest.importorskip("torch")
     s = np.arange(4000, dtype=np.float32).reshape(1000, 4)
     f = Feeder(s, window=5, horizon=1, batch_size=16, output="torch", num_threads=2, prefetch=2)
-    held = [b for b in f]  # hold every batch: no buffer may be reused under us
+    held = list(f)  # hold every batch: no buffer may be reused under us
     assert all(isinstance(x, torch.Tensor) for x, _ in held)
-    assert_same_batches([(x.numpy(), y.numpy()) for x, y in held],
-                        reference.batches(s, window=5, horizon=1, batch_size=16))
+    assert_same_batches(
+        [(x.numpy(), y.numpy()) for x, y in held], reference.batches(s, window=5, horizon=1, batch_size=16)
+    )
 
 
 def test_shuffle_is_a_permutation_and_changes_with_epoch_and_seed():
@@ -152,8 +152,14 @@ def test_shuffle_is_a_permutation_and_changes_with_epoch_and_seed():
 
 def test_shuffle_is_independent_of_threads_and_prefetch():
     s = np.random.default_rng(0).normal(size=(3000, 3)).astype(np.float32)
-    runs = [collect(Feeder(s, window=7, horizon=2, batch_size=33, shuffle=True, seed=9, output="numpy",
-                           num_threads=t, prefetch=p)) for t, p in [(1, 1), (2, 3), (4, 8)]]
+    runs = [
+        collect(
+            Feeder(
+                s, window=7, horizon=2, batch_size=33, shuffle=True, seed=9, output="numpy", num_threads=t, prefetch=p
+            )
+        )
+        for t, p in [(1, 1), (2, 3), (4, 8)]
+    ]
     for other in runs[1:]:
         assert_same_batches(other, runs[0])
 
@@ -199,7 +205,7 @@ def test_check_finite_skip_drops_exactly_the_windows_touching_a_nan():
     s[7] = np.nan
     s[18] = np.inf
     f = Feeder(s, window=3, horizon=1, batch_size=100, check_finite="skip", output="numpy")
-    (x, y), = list(f)
+    ((x, y),) = list(f)
     # Inputs t..t+2 and target t+3: step 7 rules out starts 4-7, step 18 starts 15 and 16.
     want = [t for t in range(17) if t not in (4, 5, 6, 7, 15, 16)]
     assert x[:, 0].tolist() == want and y[:, 0].tolist() == [t + 3 for t in want]

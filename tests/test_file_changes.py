@@ -1,4 +1,5 @@
 """Files that shrink, vanish or are replaced under a running Feeder: a FeedError, never a crash."""
+
 from __future__ import annotations
 
 import os
@@ -10,7 +11,7 @@ import textwrap
 import numpy as np
 import pytest
 
-from fastfeed import FeedError, Feeder
+from fastfeed import Feeder, FeedError
 
 
 def run_isolated(code: str) -> subprocess.CompletedProcess:
@@ -46,8 +47,11 @@ def test_a_file_shrinking_mid_epoch_raises_feed_error(tmp_path, threads):
     # Raised at the first batch that could not be trusted (the one after those handed out),
     # naming its first sample; no empty batch handed out before it.
     handed = int(re.search(r"HANDED (\d+) EMPTY 0", proc.stdout).group(1))
-    assert re.search(rf"assembling batch {handed} of epoch 0 failed: sample \d+ \(series 0, steps from \d+\) "
-                     r"onwards: the source file changed", proc.stdout), proc.stdout
+    assert re.search(
+        rf"assembling batch {handed} of epoch 0 failed: sample \d+ \(series 0, steps from \d+\) "
+        r"onwards: the source file changed",
+        proc.stdout,
+    ), proc.stdout
 
 
 def test_a_vanished_or_replaced_file_is_refused_at_the_next_epoch(tmp_path):
@@ -72,13 +76,14 @@ def test_a_file_vanishing_mid_epoch_raises_feed_error(tmp_path, sequences):
     np.save(path, np.arange(200_000, dtype=np.float32).reshape(-1, 4))
     source = str(path) if not sequences else [str(path)] * 50
     kw = dict(window=None) if sequences else dict(window=8)
-    f = Feeder(source, batch_size=2048 if not sequences else 1, num_threads=1, prefetch=1, output="numpy",
-               **kw)
+    f = Feeder(source, batch_size=2048 if not sequences else 1, num_threads=1, prefetch=1, output="numpy", **kw)
     it = iter(f)
     next(it)
     os.remove(path)
     time.sleep(0.3)  # the files are looked at every 0.2 s
-    which = r"sequence \d+ and the rest of its batch" if sequences else r"sample \d+ \(series 0, steps from \d+\) onwards"
+    which = (
+        r"sequence \d+ and the rest of its batch" if sequences else r"sample \d+ \(series 0, steps from \d+\) onwards"
+    )
     sizes = []
     with pytest.raises(FeedError, match=which + r": the source file changed while the epoch ran: .*v.npy is gone"):
         for batch in it:

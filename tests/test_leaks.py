@@ -4,6 +4,7 @@ their baseline after thousands of Feeders, and Ctrl-C in a blocked consumer exit
 Linux only: the counts come from /proc/self (task, fd, maps), which see native threads and
 mappings that `threading` and Python objects do not.
 """
+
 from __future__ import annotations
 
 import gc
@@ -18,7 +19,7 @@ import time
 import numpy as np
 import pytest
 
-from fastfeed import FeedError, Feeder
+from fastfeed import Feeder, FeedError
 
 from helpers import native_threads
 
@@ -202,8 +203,9 @@ def huge_npy(tmp_path_factory):
 
 
 def run_child(path: str, mode: str):
-    proc = subprocess.Popen([sys.executable, "-c", CHILD, path, mode], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-c", CHILD, path, mode], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
     try:
         line = proc.stdout.readline()
         assert line.strip() == "ready", line + proc.stderr.read()
@@ -244,18 +246,21 @@ def test_close_from_another_thread_while_the_consumer_waits(files):
     good, _ = files
     baseline = settle(counts(good), good, timeout=0.5)
     for i in range(60):
-        f = Feeder(good, window=256, batch_size=64, shuffle=True, num_threads=4, prefetch=1, dtype="float64",
-                   output="numpy")
+        f = Feeder(
+            good, window=256, batch_size=64, shuffle=True, num_threads=4, prefetch=1, dtype="float64", output="numpy"
+        )
         started = threading.Event()
         errors = []
 
+        # consume() runs and is joined within this iteration, so reading the loop's f, started
+        # and errors is safe (f is deleted only after the join).
         def consume():
             try:
-                for _ in f:
-                    started.set()
+                for _ in f:  # noqa: B023, F821
+                    started.set()  # noqa: B023
             except RuntimeError as e:
-                errors.append(str(e))  # not the exception: its traceback would keep the Feeder alive
-            started.set()
+                errors.append(str(e))  # noqa: B023 (not the exception: its traceback would keep the Feeder alive)
+            started.set()  # noqa: B023
 
         t = threading.Thread(target=consume, daemon=True)
         t.start()
@@ -299,8 +304,7 @@ def test_small_shuffled_windows_of_a_cold_file_keep_little_of_it_resident(tmp_pa
     with open(path, "wb") as fh:
         np.lib.format.write_array_header_1_0(fh, {"descr": "|u1", "fortran_order": False, "shape": (2**33,)})
         fh.truncate(fh.tell() + 2**33)
-    out = subprocess.run([sys.executable, "-c", SPARSE_CHILD, str(path)], capture_output=True, text=True,
-                         timeout=120)
+    out = subprocess.run([sys.executable, "-c", SPARSE_CHILD, str(path)], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     report = json.loads(out.stdout)
     assert report["shape"] == [64, 4]

@@ -1,4 +1,5 @@
 """Threads, buffers and mappings are released however an iteration ends."""
+
 from __future__ import annotations
 
 import gc
@@ -24,8 +25,7 @@ S = np.random.default_rng(0).normal(size=(20000, 8)).astype(np.float32)
 
 
 def busy_feeder(**kw) -> Feeder:
-    return Feeder(S, window=64, horizon=1, batch_size=32, shuffle=True, num_threads=3, prefetch=4,
-                  output="numpy", **kw)
+    return Feeder(S, window=64, horizon=1, batch_size=32, shuffle=True, num_threads=3, prefetch=4, output="numpy", **kw)
 
 
 def test_break_then_garbage_collection_stops_threads():
@@ -56,11 +56,10 @@ def test_close_stops_a_running_iteration_and_is_idempotent():
 
 def test_context_manager_and_exception_in_loop():
     base = native_threads()
-    with pytest.raises(ZeroDivisionError):
-        with busy_feeder() as f:
-            for i, _ in enumerate(f):
-                if i == 3:
-                    1 / 0
+    with pytest.raises(ZeroDivisionError), busy_feeder() as f:
+        for i, _ in enumerate(f):
+            if i == 3:
+                1 / 0  # noqa: B018
     assert wait_for_threads(base) == base
 
 
@@ -128,8 +127,10 @@ def test_numpy_output_never_imports_torch():
     import subprocess
     import sys
 
-    code = ("import sys, numpy as np; from fastfeed import Feeder; "
-            "f = Feeder(np.arange(50.0), window=4, batch_size=8, output='numpy', shuffle=True); list(f); "
-            "print('torch' in sys.modules)")
+    code = (
+        "import sys, numpy as np; from fastfeed import Feeder; "
+        "f = Feeder(np.arange(50.0), window=4, batch_size=8, output='numpy', shuffle=True); list(f); "
+        "print('torch' in sys.modules)"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "False"  # importing torch would cost seconds and hundreds of MB

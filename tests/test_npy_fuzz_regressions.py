@@ -3,6 +3,7 @@
 Each was accepted by csrc/npy.cpp although the core cannot use it; now each is a FormatError
 that names the file. The same bytes are checked in tests/cpp/core_tests.cpp.
 """
+
 from __future__ import annotations
 
 import os
@@ -16,8 +17,7 @@ import fastfeed
 # Values at byte 75, not a multiple of the 4-byte item size: reading them in place through
 # typed pointers is misaligned (undefined behaviour in the core).
 MISALIGNED_VALUES = (
-    b"\x93NUMPY\x01\x00A\x00{'descr': '<i4', 'fortran_order': False, 'shape': (4, 0), }"
-    + b" " * 58 + b"\n"
+    b"\x93NUMPY\x01\x00A\x00{'descr': '<i4', 'fortran_order': False, 'shape': (4, 0), }" + b" " * 58 + b"\n"
 )
 # Shape "(0 36854775807 2504965052179677182, 4)": dimensions without commas were accepted, and
 # the leading 0 hid that the other dimensions' product overflows int64.
@@ -27,10 +27,14 @@ ZERO_DIM_OVERFLOW = (
 )
 
 
-@pytest.mark.parametrize("data,message", [
-    (MISALIGNED_VALUES, r"the values start at byte 75, not a multiple of the 4-byte item size"),
-    (ZERO_DIM_OVERFLOW, r"malformed 'shape'"),
-], ids=["misaligned-values", "zero-dim-overflow"])
+@pytest.mark.parametrize(
+    "data,message",
+    [
+        (MISALIGNED_VALUES, r"the values start at byte 75, not a multiple of the 4-byte item size"),
+        (ZERO_DIM_OVERFLOW, r"malformed 'shape'"),
+    ],
+    ids=["misaligned-values", "zero-dim-overflow"],
+)
 def test_fuzzer_crash_inputs_are_format_errors(tmp_path, data, message):
     assert len(MISALIGNED_VALUES) == 128 and len(ZERO_DIM_OVERFLOW) == 153  # the exact artifacts
     path = tmp_path / "crash.npy"
@@ -47,27 +51,46 @@ def npy_image(header: str, data: bytes = b"") -> bytes:
 
 def test_zero_dimension_does_not_hide_an_overflowing_shape(tmp_path):
     path = tmp_path / "z.npy"
-    path.write_bytes(npy_image("{'descr': '|i1', 'fortran_order': False, "
-                               "'shape': (0, 36854775807, 2504965052179677182, 4), }"))
-    with pytest.raises(fastfeed.FormatError, match=re.escape(str(path)) + ": the shape in the .npy header is too large"):
+    path.write_bytes(
+        npy_image("{'descr': '|i1', 'fortran_order': False, 'shape': (0, 36854775807, 2504965052179677182, 4), }")
+    )
+    with pytest.raises(
+        fastfeed.FormatError, match=re.escape(str(path)) + ": the shape in the .npy header is too large"
+    ):
         fastfeed.Feeder([str(path), str(path)], window=None)
 
 
 def test_well_formed_shapes_still_parse(tmp_path):
     path = tmp_path / "ok.npy"
-    path.write_bytes(npy_image("{'descr': '<f4', 'fortran_order': False, 'shape': ( 3 , 2 , ), }",
-                               np.arange(6, dtype="<f4").tobytes()))
+    path.write_bytes(
+        npy_image(
+            "{'descr': '<f4', 'fortran_order': False, 'shape': ( 3 , 2 , ), }", np.arange(6, dtype="<f4").tobytes()
+        )
+    )
     batches = list(fastfeed.Feeder(str(path), window=1, output="numpy"))
     assert [b.x.tolist() for b in batches] == [[[[0, 1]]], [[[2, 3]]], [[[4, 5]]]]
-    path.write_bytes(npy_image("{'descr': '<f4', 'fortran_order': False, 'shape': (3 2), }",
-                               np.arange(6, dtype="<f4").tobytes()))
+    path.write_bytes(
+        npy_image("{'descr': '<f4', 'fortran_order': False, 'shape': (3 2), }", np.arange(6, dtype="<f4").tobytes())
+    )
     with pytest.raises(fastfeed.FormatError, match="malformed 'shape'"):
         fastfeed.Feeder(str(path), window=1)
 
 
 CORPUS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "fuzz", "corpus", "npy")
-SUPPORTED = {"bool", "int8", "int16", "int32", "int64", "uint8", "uint16", "uint32", "uint64", "float16",
-             "float32", "float64"}
+SUPPORTED = {
+    "bool",
+    "int8",
+    "int16",
+    "int32",
+    "int64",
+    "uint8",
+    "uint16",
+    "uint32",
+    "uint64",
+    "float16",
+    "float32",
+    "float64",
+}
 
 
 def numpy_header(path: str):
@@ -96,8 +119,14 @@ def test_seed_corpus_parses_as_numpy_reads_it():
     for name in names:
         path = os.path.join(CORPUS, name)
         want = numpy_header(path)
-        usable = (want is not None and not want[1] and want[2].fields is None and want[2].subdtype is None
-                  and want[2].name in SUPPORTED and want[2].byteorder in "=<|")
+        usable = (
+            want is not None
+            and not want[1]
+            and want[2].fields is None
+            and want[2].subdtype is None
+            and want[2].name in SUPPORTED
+            and want[2].byteorder in "=<|"
+        )
         if usable:
             f = _core.NpyFile.open(path)
             assert (tuple(f.shape), f.dtype) == (want[0], want[2].name), name

@@ -1,4 +1,5 @@
 """The training-loop contract: exact resume, virtual epochs, rank shares, stats."""
+
 from __future__ import annotations
 
 import json
@@ -144,14 +145,14 @@ def test_state_from_another_configuration_or_data_is_refused():
         window_feeder(targets=targets).load_state_dict(with_targets)
     with pytest.raises(ValueError, match="not a fastfeed Feeder state"):
         window_feeder().load_state_dict({"epoch": 0})
-    with pytest.raises(ValueError, match="normalize: saved None, this feeder '[0-9a-f]+'"):
+    with pytest.raises(ValueError, match=r"normalize: saved None, this feeder '[0-9a-f]+'"):
         window_feeder(normalize="standard").load_state_dict(state)
     scaled = window_feeder(normalize=([1.0, 2.0], [3.0, 4.0])).state_dict()
     with pytest.raises(ValueError, match="normalize: saved"):
         window_feeder(normalize=([1.0, 2.0], [3.0, 5.0])).load_state_dict(scaled)
     window_feeder(normalize=([1.0, 2.0], [3.0, 4.0])).load_state_dict(scaled)  # the same values: accepted
     padded = sequence_feeder(normalize="standard").state_dict()
-    with pytest.raises(ValueError, match="normalize: saved '[0-9a-f]+', this feeder None"):
+    with pytest.raises(ValueError, match=r"normalize: saved '[0-9a-f]+', this feeder None"):
         sequence_feeder().load_state_dict(padded)
     older = dict(state, fastfeed_state=3)
     with pytest.raises(ValueError, match="has version 3, from another fastfeed release; this one reads version 4"):
@@ -205,16 +206,17 @@ def test_set_epoch_of_the_loaded_epoch_keeps_the_loaded_position():
 
 # ----- virtual epochs ---------------------------------------------------------------------
 
+
 def test_virtual_epochs_continue_the_stream_and_reshuffle_each_pass():
     series = np.arange(20, dtype=np.int64)
     f = Feeder(series, window=1, batch_size=3, shuffle=True, seed=2, steps_per_epoch=4, output="numpy")
     stream = []
-    for epoch in range(5):
+    for _ in range(5):
         batches = list(f)
         assert len(batches) == 4 == len(f)
         assert all(len(b[0]) == 3 for b in batches)
         stream.extend(int(v) for b in batches for v in b[0].reshape(-1))
-    passes = [stream[i:i + 20] for i in range(0, 60, 20)]
+    passes = [stream[i : i + 20] for i in range(0, 60, 20)]
     for p in passes:
         assert sorted(p) == list(range(20))  # every pass is a permutation
     assert passes[0] != passes[1]  # a new pass reshuffles
@@ -224,13 +226,19 @@ def test_virtual_epochs_continue_the_stream_and_reshuffle_each_pass():
 
 # ----- ranks ------------------------------------------------------------------------------
 
-@given(n=st.integers(1, 60), world=st.integers(1, 5), batch_size=st.integers(1, 7), drop_last=st.booleans(),
-       shuffle=st.booleans())
+
+@given(
+    n=st.integers(1, 60),
+    world=st.integers(1, 5),
+    batch_size=st.integers(1, 7),
+    drop_last=st.booleans(),
+    shuffle=st.booleans(),
+)
 def test_rank_shares_are_disjoint_with_equal_batch_counts(n, world, batch_size, drop_last, shuffle):
     series = np.arange(n, dtype=np.int64)
     kw = dict(window=1, batch_size=batch_size, shuffle=shuffle, seed=9, drop_last=drop_last, output="numpy")
     if n < world or (drop_last and n // world < batch_size):  # some rank would get no batch
-        with pytest.raises(ValueError, match="leaves (rank 0 nothing|no batch)"):
+        with pytest.raises(ValueError, match=r"leaves (rank 0 nothing|no batch)"):
             Feeder(series, rank=0, world_size=world, **kw)
         return
     shares, lengths = [], set()
@@ -284,7 +292,8 @@ def test_rank_errors():
 def test_torchrun_two_ranks_cover_disjoint_equal_shares(tmp_path):
     pytest.importorskip("torch")
     script = tmp_path / "worker.py"
-    script.write_text(textwrap.dedent(f"""
+    script.write_text(
+        textwrap.dedent(f"""
         import json, os
         import numpy as np
         import torch.distributed as dist
@@ -299,10 +308,16 @@ def test_torchrun_two_ranks_cover_disjoint_equal_shares(tmp_path):
             json.dump(out, fh)
         dist.barrier()
         dist.destroy_process_group()
-    """))
+    """)
+    )
     env = dict(os.environ, OMP_NUM_THREADS="1")
-    proc = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
-                           str(script)], env=env, capture_output=True, text=True, timeout=180)
+    proc = subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", str(script)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     results = [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in range(2)]
     assert [r["rank"] for r in results] == [0, 1] and all(r["world"] == 2 for r in results)
@@ -314,6 +329,7 @@ def test_torchrun_two_ranks_cover_disjoint_equal_shares(tmp_path):
 
 
 # ----- stats ------------------------------------------------------------------------------
+
 
 def test_stats_count_what_was_delivered():
     f = window_feeder(shuffle=False)
@@ -363,7 +379,7 @@ def test_epoch_summary_describes_that_epoch(caplog):
         list(f)
     lines = [r.message for r in caplog.records if "done:" in r.message]
     n = len(f)
-    samples = (250 - 6 - 2 + 1)  # windows of 6 with horizon 2 over 250 steps
+    samples = 250 - 6 - 2 + 1  # windows of 6 with horizon 2 over 250 steps
     assert lines[0].startswith(f"epoch 0 done: {n} batches, {samples} samples")
     assert lines[1].startswith(f"epoch 1 done: {n} batches, {samples} samples")  # that epoch's own, not a sum
 

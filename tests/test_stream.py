@@ -1,4 +1,5 @@
 """Stream (SPEC 7): windows over steps pushed in chunks equal a Feeder over the concatenation."""
+
 from __future__ import annotations
 
 import threading
@@ -17,21 +18,30 @@ def pushed_in_chunks(stream: Stream, data: np.ndarray, cuts) -> threading.Thread
         with stream:
             for a, b in zip([0] + cuts, cuts + [len(data)]):
                 stream.push(data[a:b])
+
     t = threading.Thread(target=produce)
     t.start()
     return t
 
 
-@given(length=st.integers(1, 120), window=st.integers(1, 6), horizon=st.integers(0, 3), rate=st.integers(1, 3),
-       stride=st.integers(1, 4), batch=st.integers(1, 7), drop_last=st.booleans(),
-       cuts=st.lists(st.integers(0, 120), max_size=12), feat=st.sampled_from([(), (3,)]))
-def test_stream_equals_feeder_over_the_concatenation(length, window, horizon, rate, stride, batch, drop_last,
-                                                     cuts, feat):
+@given(
+    length=st.integers(1, 120),
+    window=st.integers(1, 6),
+    horizon=st.integers(0, 3),
+    rate=st.integers(1, 3),
+    stride=st.integers(1, 4),
+    batch=st.integers(1, 7),
+    drop_last=st.booleans(),
+    cuts=st.lists(st.integers(0, 120), max_size=12),
+    feat=st.sampled_from([(), (3,)]),
+)
+def test_stream_equals_feeder_over_the_concatenation(
+    length, window, horizon, rate, stride, batch, drop_last, cuts, feat
+):
     data = np.arange(length * int(np.prod(feat)), dtype=np.float32).reshape((length,) + feat)
     span = (window - 1 + horizon) * rate + 1
     cuts = sorted(c for c in set(cuts) if 0 < c < length)
-    kw = dict(window=window, horizon=horizon, sampling_rate=rate, stride=stride, batch_size=batch,
-              drop_last=drop_last)
+    kw = dict(window=window, horizon=horizon, sampling_rate=rate, stride=stride, batch_size=batch, drop_last=drop_last)
     stream = Stream(**kw, capacity=span + batch * stride + 3, output="numpy")
     producer = pushed_in_chunks(stream, data, cuts)
     got = [(x.copy(), None if y is None else y.copy()) for x, y in stream]
@@ -52,7 +62,7 @@ def test_stream_equals_feeder_over_the_concatenation(length, window, horizon, ra
 def test_push_blocks_when_full_and_drop_oldest_counts():
     s = Stream(window=2, batch_size=1, capacity=4, output="numpy")
     s.push(np.arange(4.0))
-    with pytest.raises(TimeoutError, match="capacity 4 steps.*the first 0 of the 2 steps went in"):
+    with pytest.raises(TimeoutError, match=r"capacity 4 steps.*the first 0 of the 2 steps went in"):
         s.push(np.arange(2.0), timeout=0.1)
     it = iter(s)
     assert next(it)[0].tolist() == [[0.0, 1.0]]  # consuming frees room
@@ -68,10 +78,12 @@ def test_push_blocks_when_full_and_drop_oldest_counts():
 
 def test_consumer_waits_for_a_slow_producer_and_errors_are_clear():
     s = Stream(window=3, horizon=1, batch_size=2, output="numpy")
+
     def late():
         time.sleep(0.2)
         s.push(np.arange(10.0))
         s.close()
+
     threading.Thread(target=late).start()
     batches = list(s)
     assert [b[0][:, 0].tolist() for b in batches] == [[0.0, 1.0], [2.0, 3.0], [4.0, 5.0], [6.0]]
@@ -88,18 +100,34 @@ def test_consumer_waits_for_a_slow_producer_and_errors_are_clear():
         Stream(window=2, on_full="wait")
 
 
-@given(length=st.integers(1, 80), window=st.integers(1, 5), horizon=st.integers(0, 2), rate=st.integers(1, 3),
-       stride=st.integers(1, 5), batch=st.integers(1, 3), spare=st.integers(0, 6),
-       cuts=st.lists(st.integers(0, 80), max_size=10))
+@given(
+    length=st.integers(1, 80),
+    window=st.integers(1, 5),
+    horizon=st.integers(0, 2),
+    rate=st.integers(1, 3),
+    stride=st.integers(1, 5),
+    batch=st.integers(1, 3),
+    spare=st.integers(0, 6),
+    cuts=st.lists(st.integers(0, 80), max_size=10),
+)
 def test_dropped_steps_are_the_steps_only_lost_windows_read_however_the_pushes_are_cut(
-        length, window, horizon, rate, stride, batch, spare, cuts):
+    length, window, horizon, rate, stride, batch, spare, cuts
+):
     data = np.arange(length, dtype=np.float64)  # each step's value is its number
     reach = (window - 1 + horizon) * rate
     cuts = sorted(c for c in set(cuts) if 0 < c < length)
 
     def run(pieces):  # everything pushed before the consumer starts, so drops do happen
-        s = Stream(window=window, horizon=horizon, sampling_rate=rate, stride=stride, batch_size=batch,
-                   capacity=reach + 1 + (batch - 1) * stride + spare, on_full="drop_oldest", output="numpy")
+        s = Stream(
+            window=window,
+            horizon=horizon,
+            sampling_rate=rate,
+            stride=stride,
+            batch_size=batch,
+            capacity=reach + 1 + (batch - 1) * stride + spare,
+            on_full="drop_oldest",
+            output="numpy",
+        )
         for p in pieces:
             s.push(p)
         s.close()
@@ -107,13 +135,14 @@ def test_dropped_steps_are_the_steps_only_lost_windows_read_however_the_pushes_a
         return starts, s.stats().dropped_steps
 
     starts, dropped = run([data[a:b] for a, b in zip([0] + cuts, cuts + [length])])
-    assert (starts, dropped) == run([data[t:t + 1] for t in range(length)]) == run([data])
+    assert (starts, dropped) == run([data[t : t + 1] for t in range(length)]) == run([data])
     assert dropped == steps_only_lost_windows_read(length, starts, window, horizon, rate, stride)
 
 
 def steps_only_lost_windows_read(length, starts, window, horizon, rate, stride):
     """The steps that windows of the series not handed out (`starts` were) read, and no window
     handed out did."""
+
     def reads(s):
         return {s + j * rate for j in range(window + horizon)}
 

@@ -1,4 +1,5 @@
 """``python -m fastfeed``: the same command line as the ``fastfeed`` script."""
+
 import sys
 
 from .cli import main

@@ -4,6 +4,7 @@ The original: a sine wave ``np.sin(np.arange(0, 100, 0.1))``, windows of 10 step
 as target, two stacked SimpleRNN(50, relu) layers and a Dense(1) head, Adam, MSE, batch size 1,
 20 epochs of ``model.fit`` on a generator. Its final loss was about 1e-4.
 """
+
 from __future__ import annotations
 
 import math
@@ -113,7 +114,8 @@ def run_demo(
     torch.set_num_threads(threads or 1)
     torch.manual_seed(seed)  # the model's initial weights: torch's default initialisation
     model = _build_model(torch)
-    # The seed left Adam at Keras's defaults: lr=1e-3 as here (Keras's eps=1e-7 vs torch's 1e-8 makes no visible difference).
+    # The seed left Adam at Keras's defaults: lr=1e-3 as here (Keras's eps=1e-7 vs torch's 1e-8
+    # makes no visible difference).
     optimizer = torch.optim.Adam(model.parameters(), lr=lr)
     loss_fn = torch.nn.MSELoss()
 
@@ -123,8 +125,17 @@ def run_demo(
     # Keras's fit shuffles a generator's batches each epoch, so this does too (set_epoch reshuffles).
     # One worker thread: the whole epoch is a few kB, assembled in microseconds; more would only
     # compete with the training loop for the cores.
-    feeder = Feeder(sine_series(), window=window, horizon=1, batch_size=batch_size,
-                    shuffle=True, seed=seed, dtype=torch.float32, output="torch", num_threads=1)
+    feeder = Feeder(
+        sine_series(),
+        window=window,
+        horizon=1,
+        batch_size=batch_size,
+        shuffle=True,
+        seed=seed,
+        dtype=torch.float32,
+        output="torch",
+        num_threads=1,
+    )
     # Batch-1 Adam at a constant rate keeps jumping around the minimum (the epoch loss wanders
     # between 1e-4 and 1e-3); a cosine decay to lr/4 lets the last epochs settle.
     schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=epochs * len(feeder), eta_min=lr / 4)
@@ -158,22 +169,39 @@ def run_demo(
                 if bar is not None:
                     bar.close()
                 losses.append(total / count)
-                print(f"epoch {epoch + 1:>{len(str(epochs))}}/{epochs}  loss {losses[-1]:.3e}  "
-                      f"({time.perf_counter() - epoch_start:.1f} s)", flush=True)
+                print(
+                    f"epoch {epoch + 1:>{len(str(epochs))}}/{epochs}  loss {losses[-1]:.3e}  "
+                    f"({time.perf_counter() - epoch_start:.1f} s)",
+                    flush=True,
+                )
     finally:
         torch.set_num_threads(previous_threads)  # run_demo is also called as a library function
 
     wall = time.perf_counter() - start
     samples = feeder.num_samples
     # The trained model on every window at once: the training loss without its per-step noise.
-    with torch.no_grad(), Feeder(sine_series(), window=window, horizon=1, batch_size=samples,
-                                 dtype=torch.float32, output="torch", num_threads=1) as everything:
+    with (
+        torch.no_grad(),
+        Feeder(
+            sine_series(),
+            window=window,
+            horizon=1,
+            batch_size=samples,
+            dtype=torch.float32,
+            output="torch",
+            num_threads=1,
+        ) as everything,
+    ):
         x, y = next(iter(everything))
         fit_mse = loss_fn(model(x), y[:, 0]).item()
-    print(f"final loss {losses[-1]:.3e} (mean training MSE of epoch {epochs}); "
-          f"MSE of the trained model over all {samples} windows {fit_mse:.3e}")
-    print(f"{epochs} epochs x {len(feeder)} batches in {wall:.1f} s; "
-          f"waiting on the Feeder took {feed_seconds:.3f} s ({100 * feed_seconds / wall:.2f}% of it)")
+    print(
+        f"final loss {losses[-1]:.3e} (mean training MSE of epoch {epochs}); "
+        f"MSE of the trained model over all {samples} windows {fit_mse:.3e}"
+    )
+    print(
+        f"{epochs} epochs x {len(feeder)} batches in {wall:.1f} s; "
+        f"waiting on the Feeder took {feed_seconds:.3f} s ({100 * feed_seconds / wall:.2f}% of it)"
+    )
     if plot is not None:
         save_loss_plot(losses, plot)
         print(f"loss plot written to {os.path.abspath(plot)}")

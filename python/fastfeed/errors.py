@@ -1,11 +1,12 @@
 """The exceptions fastfeed raises."""
+
 from __future__ import annotations
 
 from typing import Any
 
 from ._core import FormatError
 
-__all__ = ["FormatError", "FeedError", "MissingFileError"]
+__all__ = ["FeedError", "FormatError", "MissingFileError"]
 
 
 class FeedError(RuntimeError):
