@@ -16,6 +16,7 @@ Loop     a small MLP (a few ms a step) trained on W2 batches: the share of the l
 
 Every number is the median of 3 repetitions; the machines are noisy.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -28,11 +29,11 @@ import time
 from typing import Any, Callable, Dict, Iterator, List, Tuple
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import workloads as wl  # noqa: E402
+import numpy as np
 
-import numpy as np  # noqa: E402
+import fastfeed
 
-import fastfeed  # noqa: E402
+import workloads as wl
 
 REPEATS = 3
 WARMUP = 300  # batches: the Feeder maps the file itself, and its first pass faults its pages in
@@ -43,8 +44,7 @@ def median_of(fn: Callable[[], float]) -> float:
 
 
 def w2_feeder(path: str, **kw: Any) -> fastfeed.Feeder:
-    return fastfeed.Feeder(path, window=wl.W2_WINDOW, horizon=wl.W2_HORIZON, batch_size=wl.W2_BATCH,
-                           shuffle=True, **kw)
+    return fastfeed.Feeder(path, window=wl.W2_WINDOW, horizon=wl.W2_HORIZON, batch_size=wl.W2_BATCH, shuffle=True, **kw)
 
 
 def stream_rate(batches: Iterator[Tuple[Any, Any]], count: int) -> float:
@@ -91,9 +91,14 @@ def upload_rows(path: str, count: int, threads: List[Any]) -> List[Tuple[str, st
     rows = [("pinned cudaMemcpyAsync of the same bytes (8.4 MB a copy)", f"{plain:.1f} GB/s", "1.00")]
     for n in threads:
         f = w2_feeder(path, device="cuda", num_threads=n)
-        rate = median_of(lambda: stream_rate(forever(f), count))
-        rows.append((f"Feeder device='cuda', {f.num_threads} threads" + (" (default)" if n is None else ""),
-                     f"{rate:.1f} GB/s", f"{rate / plain:.2f}"))
+        rate = median_of(lambda: stream_rate(forever(f), count))  # noqa: B023 (called right here)
+        rows.append(
+            (
+                f"Feeder device='cuda', {f.num_threads} threads" + (" (default)" if n is None else ""),
+                f"{rate:.1f} GB/s",
+                f"{rate / plain:.2f}",
+            )
+        )
         f.close()
     return rows
 
@@ -111,11 +116,11 @@ def d2d_copy_rate(nbytes: int, count: int) -> float:
     span = len(src) - nbytes
     offsets = [(i * 7_919_993) % span // 256 * 256 for i in range(count)]
     for o in offsets[:10]:
-        dst.copy_(src[o:o + nbytes])
+        dst.copy_(src[o : o + nbytes])
     torch.cuda.synchronize()
     t0 = time.perf_counter()
     for o in offsets:
-        dst.copy_(src[o:o + nbytes])
+        dst.copy_(src[o : o + nbytes])
     torch.cuda.synchronize()
     return nbytes * count / (time.perf_counter() - t0) / 1e9
 
@@ -126,15 +131,15 @@ def kernel_rate(f: fastfeed.Feeder, count: int) -> float:
     import torch
 
     rng = np.random.default_rng(0)
-    sets = [rng.integers(0, f.num_samples, f._batches_per_block * wl.W2_BATCH) for _ in range(4)]
+    sets = [rng.integers(0, f.num_samples, f._mode.batches_per_block * wl.W2_BATCH) for _ in range(4)]
     for s in sets:
-        f._cache.gather(s)
+        f._mode.cache.gather(s)
     start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
     torch.cuda.synchronize()
     start.record()
     nbytes = 0
     for i in range(count):
-        x, y = f._cache.gather(sets[i % 4])
+        x, y = f._mode.cache.gather(sets[i % 4])
         nbytes += x.nbytes + y.nbytes
     end.record()
     end.synchronize()
@@ -144,17 +149,24 @@ def kernel_rate(f: fastfeed.Feeder, count: int) -> float:
 def cache_rows(path: str, count: int) -> List[Tuple[str, str, str]]:
     f = w2_feeder(path, device="cuda", device_cache=True)
     threads = f.num_threads
-    block_bytes = f._batches_per_block * wl.W2_BATCH_BYTES
-    copy = median_of(lambda: d2d_copy_rate(block_bytes, max(20, count // f._batches_per_block)))
+    block_bytes = f._mode.batches_per_block * wl.W2_BATCH_BYTES
+    copy = median_of(lambda: d2d_copy_rate(block_bytes, max(20, count // f._mode.batches_per_block)))
     wall = median_of(lambda: stream_rate(forever(f), count * 4))
-    kernel = median_of(lambda: kernel_rate(f, max(20, count // f._batches_per_block)))
+    kernel = median_of(lambda: kernel_rate(f, max(20, count // f._mode.batches_per_block)))
     per_window = wl.W2_BATCH_BYTES / wl.W2_BATCH
     f.close()
     return [
         (f"device-to-device copy, {block_bytes / 1e6:.0f} MB a copy", f"{copy:.0f} GB/s", "1.00"),
-        (f"Feeder device_cache=True ({threads} threads), wall clock", f"{wall:.0f} GB/s, {wall * 1e9 / per_window / 1e6:.1f} M windows/s",
-         f"{wall / copy:.2f}"),
-        (f"its gather kernel alone, {f._batches_per_block} batches a launch", f"{kernel:.0f} GB/s", f"{kernel / copy:.2f}"),
+        (
+            f"Feeder device_cache=True ({threads} threads), wall clock",
+            f"{wall:.0f} GB/s, {wall * 1e9 / per_window / 1e6:.1f} M windows/s",
+            f"{wall / copy:.2f}",
+        ),
+        (
+            f"its gather kernel alone, {f._mode.batches_per_block} batches a launch",
+            f"{kernel:.0f} GB/s",
+            f"{kernel / copy:.2f}",
+        ),
     ]
 
 
@@ -165,8 +177,12 @@ def make_model() -> Tuple[Any, Any]:
     import torch
 
     model = torch.nn.Sequential(
-        torch.nn.Linear(wl.W2_FEATS, 512), torch.nn.GELU(), torch.nn.Linear(512, 512), torch.nn.GELU(),
-        torch.nn.Linear(512, wl.W2_FEATS)).cuda()
+        torch.nn.Linear(wl.W2_FEATS, 512),
+        torch.nn.GELU(),
+        torch.nn.Linear(512, 512),
+        torch.nn.GELU(),
+        torch.nn.Linear(512, wl.W2_FEATS),
+    ).cuda()
     return model, torch.optim.AdamW(model.parameters(), lr=1e-4)
 
 
@@ -194,8 +210,10 @@ def nanogpt_batches(path: str) -> Iterator[Tuple[Any, Any]]:
     n = len(data) - wl.W2_WINDOW - wl.W2_HORIZON
     while True:
         ix = torch.randint(n, (wl.W2_BATCH,))
-        x = torch.stack([torch.from_numpy(np.array(data[i:i + wl.W2_WINDOW])) for i in ix.tolist()])
-        y = torch.stack([torch.from_numpy(np.array(data[i + wl.W2_WINDOW:i + wl.W2_WINDOW + 1])) for i in ix.tolist()])
+        x = torch.stack([torch.from_numpy(np.array(data[i : i + wl.W2_WINDOW])) for i in ix.tolist()])
+        y = torch.stack(
+            [torch.from_numpy(np.array(data[i + wl.W2_WINDOW : i + wl.W2_WINDOW + 1])) for i in ix.tolist()]
+        )
         yield x.pin_memory().to("cuda", non_blocking=True), y.pin_memory().to("cuda", non_blocking=True)
 
 
@@ -203,9 +221,16 @@ def loader_batches(path: str) -> Iterator[Tuple[Any, Any]]:
     import torch
     from torch.utils.data import DataLoader
 
-    loader = DataLoader(wl.WindowDataset(path, wl.W2_WINDOW, wl.W2_HORIZON), batch_size=wl.W2_BATCH, shuffle=True,
-                        num_workers=4, pin_memory=True, persistent_workers=True, prefetch_factor=4,
-                        generator=torch.Generator().manual_seed(0))
+    loader = DataLoader(
+        wl.WindowDataset(path, wl.W2_WINDOW, wl.W2_HORIZON),
+        batch_size=wl.W2_BATCH,
+        shuffle=True,
+        num_workers=4,
+        pin_memory=True,
+        persistent_workers=True,
+        prefetch_factor=4,
+        generator=torch.Generator().manual_seed(0),
+    )
     while True:
         for x, y in loader:
             yield x.to("cuda", non_blocking=True), y.to("cuda", non_blocking=True)
@@ -216,9 +241,11 @@ def loop_rows(path: str, steps: int) -> List[Tuple[str, str, str]]:
 
     model, opt = make_model()
     resident = next(forever(w2_feeder(path, device="cuda")))
+
     def same_batch() -> Iterator[Tuple[Any, Any]]:
         while True:
             yield resident
+
     train_steps(same_batch(), 20, model, opt)  # warm up kernels and the allocator
     compute = median_of(lambda: train_steps(same_batch(), steps, model, opt))
     sources: Dict[str, Callable[[], Iterator[Tuple[Any, Any]]]] = {
@@ -258,10 +285,15 @@ def main() -> int:
     try:
         path = wl.create_w2_file(tmp)
         wl.warm_page_cache(path)
-        print(f"{torch.cuda.get_device_name()}, {os.cpu_count()} CPUs, torch {torch.__version__}, "
-              f"fastfeed {fastfeed.__version__}", flush=True)
-        sections = [("Upload (W2, device='cuda')", lambda: upload_rows(path, args.batches, [None] + (args.threads or []))),
-                    ("Device-resident (W2, device_cache=True)", lambda: cache_rows(path, args.batches))]
+        print(
+            f"{torch.cuda.get_device_name()}, {os.cpu_count()} CPUs, torch {torch.__version__}, "
+            f"fastfeed {fastfeed.__version__}",
+            flush=True,
+        )
+        sections = [
+            ("Upload (W2, device='cuda')", lambda: upload_rows(path, args.batches, [None] + (args.threads or []))),
+            ("Device-resident (W2, device_cache=True)", lambda: cache_rows(path, args.batches)),
+        ]
         if not args.skip_loop:
             sections.append(("Training loop (W2 batches, small MLP)", lambda: loop_rows(path, args.steps)))
         print("| case | result | ratio |\n|---|---|---|")

@@ -7,6 +7,7 @@ Each input is a header (JSON text) and, after the first NUL byte, the bytes of o
 values file is a fixed valid one. Opening must either work or raise fastfeed.FormatError (a
 ValueError, or MissingFileError for a missing file); any other exception or a crash is a bug.
 """
+
 from __future__ import annotations
 
 import os
@@ -14,12 +15,11 @@ import sys
 import tempfile
 
 import atheris
-
 import numpy as np
 
 from fastfeed import Feeder
-from fastfeed.dataset import load_dataset_series, open_dataset
 from fastfeed.errors import FormatError
+from fastfeed.io.dataset import load_dataset_series, open_dataset
 
 DIR = tempfile.mkdtemp(prefix="fastfeed-fuzz-")
 np.arange(64, dtype="<f4").tofile(os.path.join(DIR, "values.bin"))

@@ -1,4 +1,5 @@
 """`fastfeed convert` (SPEC 10): .npy, folders of .npy, CSV and Parquet into dataset directories."""
+
 from __future__ import annotations
 
 import json
@@ -12,8 +13,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from fastfeed import cli, convert as convert_module, open_dataset
-from fastfeed.dataset import read_sequences
+from fastfeed import cli, open_dataset
+from fastfeed.io import convert as convert_module
+from fastfeed.io.dataset import read_sequences
 
 pa = pytest.importorskip("pyarrow")
 import pyarrow.parquet as pq  # noqa: E402
@@ -40,13 +42,14 @@ def assert_dataset(path, want, dtype=None) -> None:
 
 def group_rows(ids, values):
     """The expected sequences: rows of each id in file order, ids in order of first appearance."""
-    groups: "OrderedDict[object, list]" = OrderedDict()
+    groups: OrderedDict[object, list] = OrderedDict()
     for i, v in zip(ids, values):
         groups.setdefault(i, []).append(v)
     return [np.array(g) for g in groups.values()]
 
 
 # ----- .npy -----------------------------------------------------------------------------------
+
 
 def test_one_npy_file_is_one_series(tmp_path, capsys):
     arr = np.random.default_rng(0).standard_normal((500, 3)).astype(np.float32)
@@ -63,8 +66,10 @@ def test_a_folder_of_npy_files_in_name_order(tmp_path, capsys):
     rng = np.random.default_rng(1)
     folder = tmp_path / "in"
     folder.mkdir()
-    arrays = {name: rng.integers(0, 100, (n, 2)).astype(np.int32) for name, n in
-              (("b.npy", 5), ("a.npy", 0), ("c.npy", 17), ("a10.npy", 3))}
+    arrays = {
+        name: rng.integers(0, 100, (n, 2)).astype(np.int32)
+        for name, n in (("b.npy", 5), ("a.npy", 0), ("c.npy", 17), ("a10.npy", 3))
+    }
     for name, arr in arrays.items():
         np.save(folder / name, arr)
     (folder / "notes.txt").write_text("not data")
@@ -108,6 +113,7 @@ def test_bad_npy_inputs(tmp_path, capsys):
 
 # ----- CSV and Parquet ----------------------------------------------------------------------------
 
+
 def test_csv_grouped_by_id_in_first_appearance_order(tmp_path, capsys):
     rng = np.random.default_rng(2)
     ids = rng.choice(["zeta", "alpha", "mid", "beta"], 300)  # interleaved, not sorted
@@ -120,8 +126,22 @@ def test_csv_grouped_by_id_in_first_appearance_order(tmp_path, capsys):
     assert status == 0, err
     assert_dataset(tmp_path / "one", group_rows(ids, v.astype(np.int64)))
 
-    status, _, err = run([tmp_path / "t.csv", tmp_path / "two", "--id-column", "id", "--value-column", "v",
-                          "--value-column", "w", "--dtype", "float32", "--no-progress"], capsys)
+    status, _, err = run(
+        [
+            tmp_path / "t.csv",
+            tmp_path / "two",
+            "--id-column",
+            "id",
+            "--value-column",
+            "v",
+            "--value-column",
+            "w",
+            "--dtype",
+            "float32",
+            "--no-progress",
+        ],
+        capsys,
+    )
     assert status == 0, err
     both = np.stack([v, w], axis=1).astype(np.float64)
     assert_dataset(tmp_path / "two", group_rows(ids, both), dtype="float32")
@@ -133,8 +153,9 @@ def test_parquet_grouped_by_integer_id_and_single_series(tmp_path, capsys):
     ids = rng.integers(0, 20, 5000) * 7
     x = rng.standard_normal(5000).astype(np.float32)
     pq.write_table(pa.table({"x": x, "key": ids}), tmp_path / "t.parquet", row_group_size=700)
-    status, _, err = run([tmp_path / "t.parquet", tmp_path / "g", "--id-column", "key", "--value-column", "x",
-                          "--no-progress"], capsys)
+    status, _, err = run(
+        [tmp_path / "t.parquet", tmp_path / "g", "--id-column", "key", "--value-column", "x", "--no-progress"], capsys
+    )
     assert status == 0, err
     assert_dataset(tmp_path / "g", group_rows(ids.tolist(), x))
     status, _, err = run([tmp_path / "t.parquet", tmp_path / "s", "--value-column", "x", "--no-progress"], capsys)
@@ -146,10 +167,12 @@ def test_parquet_list_columns(tmp_path, capsys):
     rng = np.random.default_rng(4)
     flat = [rng.standard_normal(n) for n in (3, 0, 8, 1)]
     nested = [rng.integers(0, 9, (n, 2)).astype(np.int16) for n in (2, 5, 0, 1)]
-    table = pa.table({
-        "flat": pa.array([a.tolist() for a in flat], pa.list_(pa.float64())),
-        "nested": pa.array([a.tolist() for a in nested], pa.list_(pa.list_(pa.int16(), 2))),
-    })
+    table = pa.table(
+        {
+            "flat": pa.array([a.tolist() for a in flat], pa.list_(pa.float64())),
+            "nested": pa.array([a.tolist() for a in nested], pa.list_(pa.list_(pa.int16(), 2))),
+        }
+    )
     pq.write_table(table, tmp_path / "l.parquet", row_group_size=3)
     assert run([tmp_path / "l.parquet", tmp_path / "f", "--column", "flat", "--no-progress"])[0] == 0
     assert_dataset(tmp_path / "f", flat)
@@ -161,14 +184,17 @@ def test_csv_list_column_holds_json_lists(tmp_path, capsys):
     cells = [[1, 2, 3], [], [4.5], [0]]
     rows = [[1.0, 2.0], [3.0, 4.0]]
     (tmp_path / "l.csv").write_text(
-        "name,seq,steps\n" + "".join(f'r{i},"{json.dumps(c)}","{json.dumps(rows[:i % 2 + 1])}"\n'
-                                     for i, c in enumerate(cells)))
+        "name,seq,steps\n"
+        + "".join(f'r{i},"{json.dumps(c)}","{json.dumps(rows[: i % 2 + 1])}"\n' for i, c in enumerate(cells))
+    )
     status, _, err = run([tmp_path / "l.csv", tmp_path / "d", "--column", "seq", "--no-progress"], capsys)
     assert status == 0, err
     assert_dataset(tmp_path / "d", [np.array(c, np.float64).reshape(-1) for c in cells])
-    status, _, err = run([tmp_path / "l.csv", tmp_path / "s", "--column", "steps", "--dtype", "int8", "--no-progress"], capsys)
+    status, _, err = run(
+        [tmp_path / "l.csv", tmp_path / "s", "--column", "steps", "--dtype", "int8", "--no-progress"], capsys
+    )
     assert status == 0, err
-    assert_dataset(tmp_path / "s", [np.array(rows[:i % 2 + 1], np.int8) for i in range(4)])
+    assert_dataset(tmp_path / "s", [np.array(rows[: i % 2 + 1], np.int8) for i in range(4)])
 
     (tmp_path / "bad.csv").write_text('seq\n"[1, 2]"\n"[1, [2]]"\n')
     status, _, err = run([tmp_path / "bad.csv", tmp_path / "b", "--column", "seq", "--no-progress"], capsys)
@@ -179,8 +205,11 @@ def test_csv_list_column_holds_json_lists(tmp_path, capsys):
 def test_large_input_is_written_in_chunks(tmp_path, capsys, monkeypatch):
     rng = np.random.default_rng(5)
     seqs = [rng.standard_normal((int(n), 4)) for n in rng.integers(0, 300, 200)]
-    pq.write_table(pa.table({"s": pa.array([s.tolist() for s in seqs], pa.list_(pa.list_(pa.float64(), 4)))}),
-                   tmp_path / "big.parquet", row_group_size=50)
+    pq.write_table(
+        pa.table({"s": pa.array([s.tolist() for s in seqs], pa.list_(pa.list_(pa.float64(), 4)))}),
+        tmp_path / "big.parquet",
+        row_group_size=50,
+    )
     monkeypatch.setattr(convert_module, "CHUNK_BYTES", 64 * 1024)
     appends = []
     real_append = convert_module.append_dataset
@@ -197,8 +226,9 @@ def test_grouped_input_is_written_in_chunks(tmp_path, capsys, monkeypatch):
     vals = rng.standard_normal(len(ids))
     pq.write_table(pa.table({"id": ids, "v": vals}), tmp_path / "g.parquet")
     monkeypatch.setattr(convert_module, "CHUNK_BYTES", 2048)
-    status, _, err = run([tmp_path / "g.parquet", tmp_path / "d", "--id-column", "id", "--value-column", "v",
-                          "--no-progress"], capsys)
+    status, _, err = run(
+        [tmp_path / "g.parquet", tmp_path / "d", "--id-column", "id", "--value-column", "v", "--no-progress"], capsys
+    )
     assert status == 0, err
     assert_dataset(tmp_path / "d", group_rows(ids.tolist(), vals))
 
@@ -223,19 +253,30 @@ def test_without_pyarrow_says_what_to_install(tmp_path, capsys, monkeypatch):
     assert run([tmp_path / "a.npy", tmp_path / "n", "--no-progress"])[0] == 0  # .npy needs no pyarrow
 
 
-@pytest.mark.parametrize("args, status, message", [
-    (["t.csv", "d"], 2, "say which columns hold the data: --column C .* the columns are 'id', 'v', 's'"),
-    (["t.csv", "d", "--value-column", "nope"], 2, "no column 'nope'; the columns are 'id', 'v', 's'"),
-    (["t.csv", "d", "--column", "v"], 2, "column 'v' holds int64, not lists; for one series from it pass --value-column v"),
-    (["t.csv", "d", "--value-column", "s"], 1, "column 's' holds string, not numbers"),
-    (["t.csv", "d", "--id-column", "id"], 2, "--id-column needs --value-column"),
-    (["t.csv", "d", "--column", "s", "--value-column", "v"], 2, "are alternatives"),
-    (["t.csv", "d", "--value-column", "v", "--dtype", "complex64"], 2, "--dtype complex64 is not supported"),
-    (["a.npy", "d", "--column", "x"], 2, "apply to CSV and Parquet inputs only"),
-    (["t.txt", "d"], 2, "unknown input type"),
-    (["n.csv", "d", "--id-column", "id", "--value-column", "v"], 1, "column 'v' has 2 missing values \\(the first at row 1\\)"),
-    (["n.csv", "d", "--id-column", "v", "--value-column", "id"], 1, "column 'v' has 2 missing values"),
-])
+@pytest.mark.parametrize(
+    "args, status, message",
+    [
+        (["t.csv", "d"], 2, "say which columns hold the data: --column C .* the columns are 'id', 'v', 's'"),
+        (["t.csv", "d", "--value-column", "nope"], 2, "no column 'nope'; the columns are 'id', 'v', 's'"),
+        (
+            ["t.csv", "d", "--column", "v"],
+            2,
+            "column 'v' holds int64, not lists; for one series from it pass --value-column v",
+        ),
+        (["t.csv", "d", "--value-column", "s"], 1, "column 's' holds string, not numbers"),
+        (["t.csv", "d", "--id-column", "id"], 2, "--id-column needs --value-column"),
+        (["t.csv", "d", "--column", "s", "--value-column", "v"], 2, "are alternatives"),
+        (["t.csv", "d", "--value-column", "v", "--dtype", "complex64"], 2, "--dtype complex64 is not supported"),
+        (["a.npy", "d", "--column", "x"], 2, "apply to CSV and Parquet inputs only"),
+        (["t.txt", "d"], 2, "unknown input type"),
+        (
+            ["n.csv", "d", "--id-column", "id", "--value-column", "v"],
+            1,
+            "column 'v' has 2 missing values \\(the first at row 1\\)",
+        ),
+        (["n.csv", "d", "--id-column", "v", "--value-column", "id"], 1, "column 'v' has 2 missing values"),
+    ],
+)
 def test_convert_errors(tmp_path, capsys, monkeypatch, args, status, message):
     monkeypatch.chdir(tmp_path)
     Path("t.csv").write_text("id,v,s\n1,2,x\n1,3,y\n")
@@ -272,23 +313,35 @@ def test_csv_type_guessed_from_the_first_rows(tmp_path, capsys):
     status, _, err = run([tmp_path / "late.csv", tmp_path / "d", "--value-column", "v", "--no-progress"], capsys)
     assert status == 1 and "pass --dtype" in err
     assert not (tmp_path / "d").exists()
-    status, _, err = run([tmp_path / "late.csv", tmp_path / "d", "--value-column", "v", "--dtype", "float32",
-                          "--no-progress"], capsys)
+    status, _, err = run(
+        [tmp_path / "late.csv", tmp_path / "d", "--value-column", "v", "--dtype", "float32", "--no-progress"], capsys
+    )
     assert status == 0, err  # --dtype decides how the column is parsed
     assert_dataset(tmp_path / "d", [np.array([1.0] * 700_000 + [1.5], np.float32)])
 
 
 # ----- entry points and inspect ------------------------------------------------------------------
 
+
 def test_python_m_fastfeed_convert_and_inspect(tmp_path):
     arr = np.arange(60, dtype=np.float64).reshape(20, 3)
     np.save(tmp_path / "a.npy", arr)
-    r = subprocess.run([sys.executable, "-m", "fastfeed", "convert", "a.npy", "ds"], cwd=tmp_path,
-                       capture_output=True, text=True, timeout=120)
+    r = subprocess.run(
+        [sys.executable, "-m", "fastfeed", "convert", "a.npy", "ds"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert r.returncode == 0, r.stderr
     assert_dataset(tmp_path / "ds", [arr])
-    r = subprocess.run([sys.executable, "-m", "fastfeed", "inspect", "ds", "--window", "5", "--batch-size", "4"],
-                       cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    r = subprocess.run(
+        [sys.executable, "-m", "fastfeed", "inspect", "ds", "--window", "5", "--batch-size", "4"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert r.returncode == 0, r.stderr
     assert "sequences: 1, steps: 20" in r.stdout and "feature shape (3,)" in r.stdout
     assert "samples: 15" in r.stdout and "batches: 4 of batch_size 4" in r.stdout
@@ -299,12 +352,18 @@ def test_console_script_convert(tmp_path):
     if not script.exists():
         pytest.skip("the fastfeed console script is not installed next to this Python")
     np.save(tmp_path / "a.npy", np.ones((4, 2), np.int8))
-    r = subprocess.run([str(script), "convert", "a.npy", "out", "--no-progress"], cwd=tmp_path,
-                       capture_output=True, text=True, timeout=60)
+    r = subprocess.run(
+        [str(script), "convert", "a.npy", "out", "--no-progress"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert r.returncode == 0, r.stderr
     assert_dataset(tmp_path / "out", [np.ones((4, 2), np.int8)])
-    r = subprocess.run([str(script), "convert", "data.csv", "out2"], cwd=tmp_path, capture_output=True,
-                       text=True, timeout=60)
+    r = subprocess.run(
+        [str(script), "convert", "data.csv", "out2"], cwd=tmp_path, capture_output=True, text=True, timeout=60
+    )
     assert r.returncode == 1 and "data.csv: no such file" in r.stderr
 
 
@@ -316,13 +375,16 @@ def test_inspect_a_damaged_dataset(tmp_path, capsys):
     assert "header.json: not JSON" in capsys.readouterr().err
 
 
-@pytest.mark.parametrize("values, dtype, bad", [
-    ([1.0, 1.5, 2.0], "int32", "1.5 at step 1"),  # a fraction
-    ([1.0, np.nan], "int64", "nan at step 1"),
-    ([1.0, 1e6], "float16", "1000000.0 at step 1"),  # finite, but inf as float16
-    ([3, -4], "uint8", "-4 at step 1"),
-    ([100, 300], "int8", "300 at step 1"),
-])
+@pytest.mark.parametrize(
+    "values, dtype, bad",
+    [
+        ([1.0, 1.5, 2.0], "int32", "1.5 at step 1"),  # a fraction
+        ([1.0, np.nan], "int64", "nan at step 1"),
+        ([1.0, 1e6], "float16", "1000000.0 at step 1"),  # finite, but inf as float16
+        ([3, -4], "uint8", "-4 at step 1"),
+        ([100, 300], "int8", "300 at step 1"),
+    ],
+)
 def test_dtype_refuses_a_cast_that_changes_values(tmp_path, capsys, values, dtype, bad):
     np.save(tmp_path / "s.npy", np.array(values))
     status, _, err = run([tmp_path / "s.npy", tmp_path / "out", "--dtype", dtype], capsys)
@@ -357,8 +419,22 @@ def test_csv_nan_and_inf_are_numbers_and_empty_cells_are_missing(tmp_path, capsy
 
 def test_csv_without_a_header_row_keeps_its_first_row(tmp_path, capsys):
     (tmp_path / "d.csv").write_text("1,2\n3,4\n5,6\n")
-    assert run([tmp_path / "d.csv", tmp_path / "out", "--no-header", "--value-column", "f0",
-                "--value-column", "f1", "--no-progress"], capsys)[0] == 0
+    assert (
+        run(
+            [
+                tmp_path / "d.csv",
+                tmp_path / "out",
+                "--no-header",
+                "--value-column",
+                "f0",
+                "--value-column",
+                "f1",
+                "--no-progress",
+            ],
+            capsys,
+        )[0]
+        == 0
+    )
     assert_dataset(tmp_path / "out", [np.array([[1, 2], [3, 4], [5, 6]])])
     np.save(tmp_path / "a.npy", np.arange(3))
     status, _, err = run([tmp_path / "a.npy", tmp_path / "out2", "--no-header"], capsys)
@@ -373,8 +449,9 @@ def test_a_first_row_of_numbers_is_not_taken_for_column_names_unasked(tmp_path, 
     assert status == 2 and "the first row (1, 2) is all numbers, so it looks like data" in err
     assert "--no-header" in err and not (tmp_path / "out").exists()
     # --header takes it as names all the same (years, say); mixed rows are names as ever.
-    assert run([tmp_path / "d.csv", tmp_path / "out", "--header", "--value-column", "2", "--no-progress"],
-               capsys)[0] == 0
+    assert (
+        run([tmp_path / "d.csv", tmp_path / "out", "--header", "--value-column", "2", "--no-progress"], capsys)[0] == 0
+    )
     assert_dataset(tmp_path / "out", [np.array([4, 6])])
     (tmp_path / "m.csv").write_text("1,b\n3,4\n")
     assert run([tmp_path / "m.csv", tmp_path / "out2", "--value-column", "b", "--no-progress"], capsys)[0] == 0

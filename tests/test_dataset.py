@@ -1,11 +1,12 @@
 """Dataset directories (SPEC 8): the format round trip, appends, damage, crashes, the Feeder on them."""
+
 from __future__ import annotations
 
 import importlib.util
 import json
 import os
-import re
 import random
+import re
 import signal
 import subprocess
 import sys
@@ -17,11 +18,11 @@ import numpy as np
 import pytest
 
 import fastfeed
-from fastfeed import DatasetInfo, FeedError, Feeder, FormatError, append_dataset, open_dataset, reference, write_dataset
-from fastfeed.dataset import TargetsInfo, load_dataset_series, read_sequences, read_targets
+from fastfeed import DatasetInfo, Feeder, FeedError, FormatError, append_dataset, open_dataset, reference, write_dataset
 from fastfeed.dtypes import SOURCE_DTYPES
 from fastfeed.errors import MissingFileError
-from fastfeed.sources import load_source
+from fastfeed.io.dataset import TargetsInfo, load_dataset_series, read_sequences, read_targets
+from fastfeed.io.sources import load_source
 
 from helpers import assert_same_batches, collect
 
@@ -46,6 +47,7 @@ def assert_sequences(path, want) -> None:
 
 
 # ----- round trip -----------------------------------------------------------------------------
+
 
 @pytest.mark.parametrize("dtype", SOURCE_DTYPES)
 def test_round_trip_every_dtype(tmp_path, dtype):
@@ -91,8 +93,14 @@ def test_values_are_stored_little_endian_in_c_order(tmp_path):
     offsets = np.fromfile(tmp_path / "ds" / "offsets.bin", dtype="<i8")
     assert offsets.tolist() == [0, 6, 9, 15]
     header = json.loads((tmp_path / "ds" / "header.json").read_text())
-    assert header == {"format": "fastfeed-dataset", "version": 1, "dtype": "float32", "feat": [4],
-                      "num_sequences": 3, "num_steps": 15}
+    assert header == {
+        "format": "fastfeed-dataset",
+        "version": 1,
+        "dtype": "float32",
+        "feat": [4],
+        "num_sequences": 3,
+        "num_steps": 15,
+    }
 
 
 def test_round_trip_labels(tmp_path):
@@ -132,6 +140,7 @@ def test_info_is_frozen_and_lengths_read_only(tmp_path):
 
 # ----- append -----------------------------------------------------------------------------------
 
+
 def test_append_adds_sequences(tmp_path):
     rng = np.random.default_rng(5)
     first = [rand(rng, (n, 3), "int32") for n in (3, 0)]
@@ -162,20 +171,56 @@ def test_append_labels_and_step_targets(tmp_path):
         np.testing.assert_array_equal(g, w)
 
 
-@pytest.mark.parametrize("stored, sequences, targets, message", [
-    (None, [np.zeros((2, 3), np.float64)], None, r"sequences\[0\] has dtype float64, but the dataset at .* has float32"),
-    (None, [np.zeros((2, 3), np.float32), np.zeros((2, 4), np.float32)], None,
-     r"sequences\[1\] has feature shape \(4,\), but the dataset at .* has \(3,\)"),
-    (None, [np.zeros((2, 3), np.float32)], np.array([1]), r"has no targets, so an append cannot add any"),
-    ("labels", [np.zeros((2, 3), np.float32)], None, r"stores labels: pass targets as an array .* not None"),
-    ("labels", [np.zeros((2, 3), np.float32)], [np.zeros(2)], r"stores labels: pass targets as an array .* not list"),
-    ("labels", [np.zeros((2, 3), np.float32)], np.array([1.5]), r"targets has dtype float64, but the dataset at .* has int64"),
-    ("labels", [np.zeros((2, 3), np.float32)], np.array([1, 2]), r"2 rows, but there are 1 sequences"),
-    ("steps", [np.zeros((2, 3), np.float32)], np.array([1]), r"stores step targets: pass targets as a list .* not ndarray"),
-    ("steps", [np.zeros((2, 3), np.float32)], [np.zeros(3, np.int64)], r"targets\[0\] has 3 steps, but sequences\[0\] has 2"),
-    ("steps", [np.zeros((2, 3), np.float32)], [np.zeros((2, 2), np.int64)],
-     r"targets\[0\] has feature shape \(2,\), but the dataset at .* has \(\)"),
-])
+@pytest.mark.parametrize(
+    "stored, sequences, targets, message",
+    [
+        (
+            None,
+            [np.zeros((2, 3), np.float64)],
+            None,
+            r"sequences\[0\] has dtype float64, but the dataset at .* has float32",
+        ),
+        (
+            None,
+            [np.zeros((2, 3), np.float32), np.zeros((2, 4), np.float32)],
+            None,
+            r"sequences\[1\] has feature shape \(4,\), but the dataset at .* has \(3,\)",
+        ),
+        (None, [np.zeros((2, 3), np.float32)], np.array([1]), r"has no targets, so an append cannot add any"),
+        ("labels", [np.zeros((2, 3), np.float32)], None, r"stores labels: pass targets as an array .* not None"),
+        (
+            "labels",
+            [np.zeros((2, 3), np.float32)],
+            [np.zeros(2)],
+            r"stores labels: pass targets as an array .* not list",
+        ),
+        (
+            "labels",
+            [np.zeros((2, 3), np.float32)],
+            np.array([1.5]),
+            r"targets has dtype float64, but the dataset at .* has int64",
+        ),
+        ("labels", [np.zeros((2, 3), np.float32)], np.array([1, 2]), r"2 rows, but there are 1 sequences"),
+        (
+            "steps",
+            [np.zeros((2, 3), np.float32)],
+            np.array([1]),
+            r"stores step targets: pass targets as a list .* not ndarray",
+        ),
+        (
+            "steps",
+            [np.zeros((2, 3), np.float32)],
+            [np.zeros(3, np.int64)],
+            r"targets\[0\] has 3 steps, but sequences\[0\] has 2",
+        ),
+        (
+            "steps",
+            [np.zeros((2, 3), np.float32)],
+            [np.zeros((2, 2), np.int64)],
+            r"targets\[0\] has feature shape \(2,\), but the dataset at .* has \(\)",
+        ),
+    ],
+)
 def test_append_mismatches_say_what_differs(tmp_path, stored, sequences, targets, message):
     base = [np.zeros((4, 3), np.float32)]
     stored_targets = {None: None, "labels": np.array([1]), "steps": [np.zeros(4, np.int64)]}[stored]
@@ -194,24 +239,38 @@ def test_append_to_a_missing_dataset(tmp_path):
 
 # ----- invalid input ------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("sequences, targets, message", [
-    (np.zeros((3, 2)), None, r"must be a list or tuple of arrays .* not ndarray; for one series pass \[array\]"),
-    ([], None, r"sequences is empty"),
-    ([np.zeros(3), [1.0, 2.0]], None, r"sequences\[1\] must be a NumPy array, not list"),
-    ([np.zeros(3), np.array([None, 1], dtype=object)], None, r"sequences\[1\] is an object array"),
-    ([np.zeros(3, np.complex64)], None, r"sequences\[0\] has unsupported dtype complex64"),
-    ([np.zeros(3), np.array(1.0)], None, r"sequences\[1\] is a 0-d array"),
-    ([np.zeros(3), np.zeros(2), np.zeros(4, np.float32)], None,
-     r"sequences\[2\] has dtype float32, but sequences\[0\] has float64"),
-    ([np.zeros((3, 2)), np.zeros((3, 5))], None, r"sequences\[1\] has feature shape \(5,\), but sequences\[0\] has \(2,\)"),
-    ([np.zeros(3), np.zeros(2)], np.array([1, 2, 3]), r"targets .* has 3 rows, but there are 2 sequences"),
-    ([np.zeros(3), np.zeros(2)], [np.zeros(3)], r"targets .* has 1 arrays, but there are 2 sequences"),
-    ([np.zeros(3), np.zeros(2)], [np.zeros(3), np.zeros(5)], r"targets\[1\] has 5 steps, but sequences\[1\] has 2"),
-    ([np.zeros(3), np.zeros(2)], [np.zeros(3), np.zeros(2, np.int8)],
-     r"targets\[1\] has dtype int8, but targets\[0\] has float64"),
-    ([np.zeros(3)], np.array(5), r"targets is a 0-d array"),
-    ([np.zeros(3)], {"a": 1}, r"targets must be None, an array .* not dict"),
-])
+
+@pytest.mark.parametrize(
+    "sequences, targets, message",
+    [
+        (np.zeros((3, 2)), None, r"must be a list or tuple of arrays .* not ndarray; for one series pass \[array\]"),
+        ([], None, r"sequences is empty"),
+        ([np.zeros(3), [1.0, 2.0]], None, r"sequences\[1\] must be a NumPy array, not list"),
+        ([np.zeros(3), np.array([None, 1], dtype=object)], None, r"sequences\[1\] is an object array"),
+        ([np.zeros(3, np.complex64)], None, r"sequences\[0\] has unsupported dtype complex64"),
+        ([np.zeros(3), np.array(1.0)], None, r"sequences\[1\] is a 0-d array"),
+        (
+            [np.zeros(3), np.zeros(2), np.zeros(4, np.float32)],
+            None,
+            r"sequences\[2\] has dtype float32, but sequences\[0\] has float64",
+        ),
+        (
+            [np.zeros((3, 2)), np.zeros((3, 5))],
+            None,
+            r"sequences\[1\] has feature shape \(5,\), but sequences\[0\] has \(2,\)",
+        ),
+        ([np.zeros(3), np.zeros(2)], np.array([1, 2, 3]), r"targets .* has 3 rows, but there are 2 sequences"),
+        ([np.zeros(3), np.zeros(2)], [np.zeros(3)], r"targets .* has 1 arrays, but there are 2 sequences"),
+        ([np.zeros(3), np.zeros(2)], [np.zeros(3), np.zeros(5)], r"targets\[1\] has 5 steps, but sequences\[1\] has 2"),
+        (
+            [np.zeros(3), np.zeros(2)],
+            [np.zeros(3), np.zeros(2, np.int8)],
+            r"targets\[1\] has dtype int8, but targets\[0\] has float64",
+        ),
+        ([np.zeros(3)], np.array(5), r"targets is a 0-d array"),
+        ([np.zeros(3)], {"a": 1}, r"targets must be None, an array .* not dict"),
+    ],
+)
 def test_invalid_input_is_refused_before_writing(tmp_path, sequences, targets, message):
     with pytest.raises(ValueError, match=message):
         write_dataset(tmp_path / "ds", sequences, targets=targets)
@@ -220,7 +279,7 @@ def test_invalid_input_is_refused_before_writing(tmp_path, sequences, targets, m
 
 def test_write_refuses_a_non_empty_directory(tmp_path):
     write_dataset(tmp_path / "ds", [np.zeros(3)])
-    with pytest.raises(FileExistsError, match="not empty .* overwrite=True"):
+    with pytest.raises(FileExistsError, match=r"not empty .* overwrite=True"):
         write_dataset(tmp_path / "ds", [np.ones(2)])
     assert_sequences(tmp_path / "ds", [np.zeros(3)])
     info = write_dataset(tmp_path / "ds", [np.ones((2, 2), np.int8)], overwrite=True)
@@ -246,6 +305,7 @@ def test_write_refuses_a_non_empty_directory(tmp_path):
 
 
 # ----- damaged datasets ---------------------------------------------------------------------------
+
 
 def _edit_header(ds: Path, **changes) -> None:
     h = json.loads((ds / "header.json").read_text())
@@ -275,36 +335,71 @@ DAMAGES = {
     "no offsets": (lambda ds: (ds / "offsets.bin").unlink(), "offsets.bin", r"missing"),
     "no targets": (lambda ds: (ds / "targets.bin").unlink(), "targets.bin", r"missing"),
     "header not JSON": (lambda ds: (ds / "header.json").write_text("{'version': 1"), "header.json", r"not JSON"),
-    "header not an object": (lambda ds: (ds / "header.json").write_text("[1]"), "header.json", r"expected a JSON object"),
+    "header not an object": (
+        lambda ds: (ds / "header.json").write_text("[1]"),
+        "header.json",
+        r"expected a JSON object",
+    ),
     "header not ours": (lambda ds: _edit_header(ds, format="other"), "header.json", r"not a fastfeed dataset header"),
-    "header without counts": (lambda ds: _edit_header(ds, num_steps=_DELETE, feat=_DELETE), "header.json",
-                              r"missing keys 'feat', 'num_steps'"),
+    "header without counts": (
+        lambda ds: _edit_header(ds, num_steps=_DELETE, feat=_DELETE),
+        "header.json",
+        r"missing keys 'feat', 'num_steps'",
+    ),
     "version 2": (lambda ds: _edit_header(ds, version=2), "header.json", r"version 2, this fastfeed reads version 1"),
     "unknown dtype": (lambda ds: _edit_header(ds, dtype="complex64"), "header.json", r"unknown dtype 'complex64'"),
     "bad feat": (lambda ds: _edit_header(ds, feat=[-1]), "header.json", r"'feat' must be a list of integers"),
-    "negative count": (lambda ds: _edit_header(ds, num_steps=-1), "header.json", r"'num_steps' must be an integer in \[0, 2\*\*62\), got -1"),
-    "bad targets kind": (lambda ds: _edit_header(ds, targets={"kind": "x", "dtype": "int64", "feat": []}),
-                         "header.json", r"targets kind 'x' is unknown"),
-    "values short": (lambda ds: _truncate(ds / "values.bin", 10 * 8 - 1), "values.bin",
-                     r"too short: 10 steps of 8 bytes \(float32\) need 80 bytes, but the file holds 79"),
-    "offsets short": (lambda ds: _truncate(ds / "offsets.bin", 3 * 8), "offsets.bin",
-                      r"too short: 3 sequences need 4 offsets \(32 bytes\), but the file holds 24 bytes"),
-    "offsets not from 0": (lambda ds: _write_offsets(ds, [1, 3, 3, 10]), "offsets.bin",
-                           r"offsets\[0\] is 1, but the first sequence must start at 0"),
-    "offsets decrease": (lambda ds: _write_offsets(ds, [0, 3, 2, 10]), "offsets.bin",
-                         r"offsets decrease at index 2: offsets\[2\] = 2 < offsets\[1\] = 3"),
-    "offsets end wrong": (lambda ds: _write_offsets(ds, [0, 3, 3, 9]), "offsets.bin",
-                          r"the last offset \(offsets\[3\]\) is 9, but the header says there are 10 steps"),
-    "labels short": (lambda ds: _truncate(ds / "targets.bin", 2 * 8), "targets.bin",
-                     r"too short: 3 labels of 8 bytes \(int64\) need 24 bytes, but the file holds 16"),
+    "negative count": (
+        lambda ds: _edit_header(ds, num_steps=-1),
+        "header.json",
+        r"'num_steps' must be an integer in \[0, 2\*\*62\), got -1",
+    ),
+    "bad targets kind": (
+        lambda ds: _edit_header(ds, targets={"kind": "x", "dtype": "int64", "feat": []}),
+        "header.json",
+        r"targets kind 'x' is unknown",
+    ),
+    "values short": (
+        lambda ds: _truncate(ds / "values.bin", 10 * 8 - 1),
+        "values.bin",
+        r"too short: 10 steps of 8 bytes \(float32\) need 80 bytes, but the file holds 79",
+    ),
+    "offsets short": (
+        lambda ds: _truncate(ds / "offsets.bin", 3 * 8),
+        "offsets.bin",
+        r"too short: 3 sequences need 4 offsets \(32 bytes\), but the file holds 24 bytes",
+    ),
+    "offsets not from 0": (
+        lambda ds: _write_offsets(ds, [1, 3, 3, 10]),
+        "offsets.bin",
+        r"offsets\[0\] is 1, but the first sequence must start at 0",
+    ),
+    "offsets decrease": (
+        lambda ds: _write_offsets(ds, [0, 3, 2, 10]),
+        "offsets.bin",
+        r"offsets decrease at index 2: offsets\[2\] = 2 < offsets\[1\] = 3",
+    ),
+    "offsets end wrong": (
+        lambda ds: _write_offsets(ds, [0, 3, 3, 9]),
+        "offsets.bin",
+        r"the last offset \(offsets\[3\]\) is 9, but the header says there are 10 steps",
+    ),
+    "labels short": (
+        lambda ds: _truncate(ds / "targets.bin", 2 * 8),
+        "targets.bin",
+        r"too short: 3 labels of 8 bytes \(int64\) need 24 bytes, but the file holds 16",
+    ),
 }
 
 
 @pytest.mark.parametrize("damage", sorted(DAMAGES))
 def test_damaged_dataset_raises_format_error_naming_the_file(tmp_path, damage):
     ds = tmp_path / "ds"
-    write_dataset(ds, [np.zeros((3, 2), np.float32), np.zeros((0, 2), np.float32), np.zeros((7, 2), np.float32)],
-                  targets=np.array([1, 2, 3]))
+    write_dataset(
+        ds,
+        [np.zeros((3, 2), np.float32), np.zeros((0, 2), np.float32), np.zeros((7, 2), np.float32)],
+        targets=np.array([1, 2, 3]),
+    )
     mutate, file, message = DAMAGES[damage]
     mutate(ds)
     for attempt in (lambda: open_dataset(ds), lambda: Feeder(str(ds), window=2), lambda: append_dataset(ds, [])):
@@ -317,7 +412,9 @@ def test_damaged_dataset_raises_format_error_naming_the_file(tmp_path, damage):
 
 def test_damaged_step_targets(tmp_path):
     ds = tmp_path / "ds"
-    write_dataset(ds, [np.zeros(4, np.float32), np.zeros(2, np.float32)], targets=[np.zeros(4, np.int16), np.zeros(2, np.int16)])
+    write_dataset(
+        ds, [np.zeros(4, np.float32), np.zeros(2, np.float32)], targets=[np.zeros(4, np.int16), np.zeros(2, np.int16)]
+    )
     _truncate(ds / "targets.bin", 11)
     with pytest.raises(FormatError, match=r"targets\.bin: too short: 6 steps of 2 bytes \(int16\) need 12 bytes"):
         open_dataset(ds)
@@ -334,6 +431,7 @@ def test_not_a_dataset(tmp_path):
 
 
 # ----- torn writes and crashes -------------------------------------------------------------------
+
 
 def test_torn_bytes_past_the_committed_end_are_ignored_then_replaced(tmp_path):
     rng = np.random.default_rng(7)
@@ -381,7 +479,7 @@ def test_failure_before_the_header_commit_leaves_the_old_dataset(tmp_path, monke
 _WRITER = r"""
 import sys
 import numpy as np
-from fastfeed.dataset import append_dataset, open_dataset
+from fastfeed.io.dataset import append_dataset, open_dataset
 
 def count(seed, j):
     return int(np.random.default_rng([seed, j, 0]).integers(1, 5))
@@ -435,8 +533,13 @@ def test_kill_9_during_appends_leaves_a_consistent_dataset(tmp_path):
     batches = {}
     kills = 0
     while kills < 25 and time.monotonic() - started < 15:
-        proc = subprocess.Popen([sys.executable, str(script), str(ds), str(seed)], env=env,
-                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        proc = subprocess.Popen(
+            [sys.executable, str(script), str(ds), str(seed)],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
         try:
             line = proc.stdout.readline()
             assert line.strip() == "ready", proc.stderr.read()
@@ -496,12 +599,16 @@ def test_concurrent_appends_are_serialised(tmp_path):
 
 # ----- the Feeder on a dataset directory ----------------------------------------------------------
 
-@pytest.mark.parametrize("kw", [
-    dict(window=3, horizon=1, batch_size=4),
-    dict(window=2, horizon=2, batch_size=5, stride=2, sampling_rate=2),
-    dict(window=4, horizon=0, batch_size=3, shuffle=True, seed=7),
-    dict(window=3, horizon=1, batch_size=8, drop_last=True, normalize="standard", dtype="float32"),
-])
+
+@pytest.mark.parametrize(
+    "kw",
+    [
+        dict(window=3, horizon=1, batch_size=4),
+        dict(window=2, horizon=2, batch_size=5, stride=2, sampling_rate=2),
+        dict(window=4, horizon=0, batch_size=3, shuffle=True, seed=7),
+        dict(window=3, horizon=1, batch_size=8, drop_last=True, normalize="standard", dtype="float32"),
+    ],
+)
 def test_feeder_on_a_dataset_matches_the_reference(tmp_path, kw):
     rng = np.random.default_rng(8)
     seqs = [rand(rng, (n, 2), "float64") for n in (20, 0, 3, 11, 1, 40)]
@@ -545,8 +652,18 @@ def test_source_exposes_step_targets_and_labels(tmp_path):
 
 def test_feeder_refuses_datasets_it_cannot_feed(tmp_path):
     write_dataset(tmp_path / "e", [np.zeros(3)])
-    (tmp_path / "e" / "header.json").write_text(json.dumps(
-        {"format": "fastfeed-dataset", "version": 1, "dtype": "float64", "feat": [], "num_sequences": 0, "num_steps": 0}))
+    (tmp_path / "e" / "header.json").write_text(
+        json.dumps(
+            {
+                "format": "fastfeed-dataset",
+                "version": 1,
+                "dtype": "float64",
+                "feat": [],
+                "num_sequences": 0,
+                "num_steps": 0,
+            }
+        )
+    )
     with pytest.raises(ValueError, match="holds no sequences"):
         Feeder(str(tmp_path / "e"), window=1)
     write_dataset(tmp_path / "s", [np.zeros(2), np.zeros(0)])
@@ -588,8 +705,7 @@ def test_whole_sequences_from_a_directory_match_the_reference(tmp_path):
             np.testing.assert_array_equal(g.mask, w["mask"])
     steps = [np.full(len(s), i, np.int16) for i, s in enumerate(seqs)]
     write_dataset(tmp_path / "st", seqs, targets=steps)
-    (batch,) = list(Feeder(str(tmp_path / "st"), window=None, batch_size=40, pack=True, max_len=500,
-                           output="numpy"))
+    (batch,) = list(Feeder(str(tmp_path / "st"), window=None, batch_size=40, pack=True, max_len=500, output="numpy"))
     (want,) = reference.sequence_batches(seqs, steps, batch_size=40, pack=True, max_len=500)
     np.testing.assert_array_equal(batch.y, want["y"])
 
@@ -608,8 +724,10 @@ def test_a_running_feeder_sees_appended_sequences_from_its_next_epoch(tmp_path):
 
 def test_a_state_taken_between_epochs_after_an_append_resumes_over_the_grown_dataset(tmp_path):
     write_dataset(tmp_path / "ds", [np.arange(3, dtype=np.int32), np.arange(5, dtype=np.int32)])
+
     def feeder():
         return Feeder(str(tmp_path / "ds"), window=None, batch_size=2, shuffle=True, seed=4, output="numpy")
+
     f = feeder()
     list(f)
     append_dataset(tmp_path / "ds", [np.arange(100, 104, dtype=np.int32)])
@@ -635,7 +753,8 @@ FUZZ_REGRESSIONS = os.path.join(os.path.dirname(__file__), "fuzz_regressions")
 def test_fuzzer_findings_raise_format_error(tmp_path, name):
     """Inputs the atheris fuzzer (fuzz/dataset_header_fuzzer.py) once crashed the reader with:
     a header, a NUL byte, then offsets.bin."""
-    data = open(os.path.join(FUZZ_REGRESSIONS, name), "rb").read()
+    with open(os.path.join(FUZZ_REGRESSIONS, name), "rb") as fh:
+        data = fh.read()
     header, _, offsets = data.partition(b"\0")
     (tmp_path / "header.json").write_bytes(header)
     (tmp_path / "offsets.bin").write_bytes(offsets)

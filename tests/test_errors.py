@@ -1,4 +1,5 @@
 """Bad input gets a clear error naming the argument or file and the numbers involved."""
+
 from __future__ import annotations
 
 import os
@@ -6,7 +7,7 @@ import os
 import numpy as np
 import pytest
 
-from fastfeed import FeedError, Feeder, FormatError
+from fastfeed import Feeder, FeedError, FormatError
 
 S = np.arange(100, dtype=np.float32)
 
@@ -21,7 +22,7 @@ def test_non_positive_sizes(arg, value):
 
 
 def test_non_integer_sizes():
-    with pytest.raises(ValueError, match="window must be an integer, got 2.5"):
+    with pytest.raises(ValueError, match=r"window must be an integer, got 2\.5"):
         Feeder(S, window=2.5)
     with pytest.raises(ValueError, match="batch_size must be an integer, got True"):
         Feeder(S, window=2, batch_size=True)
@@ -76,7 +77,9 @@ def test_misaligned_array_is_refused_for_what_it_is():
 
 def test_targets_of_another_kind_than_the_source():
     s = np.arange(10.0)
-    with pytest.raises(ValueError, match=r"the source is one series \(an array or \.npy file\), targets are a list of 1"):
+    with pytest.raises(
+        ValueError, match=r"the source is one series \(an array or \.npy file\), targets are a list of 1"
+    ):
         Feeder(s, window=3, targets=[s])
     with pytest.raises(ValueError, match=r"the source is a list of 2 series, targets are a list of 1 series"):
         Feeder([s, s], window=3, targets=[s])
@@ -117,7 +120,9 @@ def test_misaligned_targets():
 def test_no_sample_at_all_says_why():
     with pytest.raises(ValueError, match=r"spans 6 steps, longer than every series \(the longest has 4 steps\)"):
         Feeder([S[:3], S[:4]], window=5, horizon=1)
-    with pytest.raises(ValueError, match="drop_last=True with batch_size=50 leaves no batch: there are only 10 samples"):
+    with pytest.raises(
+        ValueError, match="drop_last=True with batch_size=50 leaves no batch: there are only 10 samples"
+    ):
         Feeder(S[:10], window=1, batch_size=50, drop_last=True)
 
 
@@ -138,7 +143,7 @@ def test_bad_options():
 
 def test_missing_file(tmp_path):
     path = str(tmp_path / "nope.npy")
-    with pytest.raises(FileNotFoundError, match="no such file: .*nope.npy") as info:
+    with pytest.raises(FileNotFoundError, match=r"no such file: .*nope\.npy") as info:
         Feeder(path, window=2)
     assert isinstance(info.value, FormatError) and isinstance(info.value, ValueError)
 
@@ -153,7 +158,9 @@ def test_truncated_npy(tmp_path):
     size = os.path.getsize(path)
     with open(path, "r+b") as fh:
         fh.truncate(size - 8)
-    with pytest.raises(FormatError, match=r"t\.npy: truncated \.npy data: the shape needs 8000 bytes of values but the file holds 7992"):
+    with pytest.raises(
+        FormatError, match=r"t\.npy: truncated \.npy data: the shape needs 8000 bytes of values but the file holds 7992"
+    ):
         Feeder(path, window=2)
     with open(path, "r+b") as fh:
         fh.truncate(40)
@@ -195,8 +202,7 @@ def test_directory_that_is_no_dataset_is_refused_clearly(tmp_path):
 def test_error_in_a_worker_surfaces_at_that_batch_as_feed_error():
     s = np.arange(200, dtype=np.float64)
     s[123] = np.inf
-    f = Feeder(s, window=4, horizon=1, batch_size=10, check_finite="raise", output="numpy",
-               num_threads=2, prefetch=2)
+    f = Feeder(s, window=4, horizon=1, batch_size=10, check_finite="raise", output="numpy", num_threads=2, prefetch=2)
     seen = []
     with pytest.raises(FeedError, match=r"batch 11 .* sample 119 .* in the targets of series 0 at step 123"):
         for x, _ in f:
@@ -250,3 +256,58 @@ def test_build_info_and_cuda_available_agree():
         Feeder(S, window=2, device="tpu")
     with pytest.raises(ValueError, match="device_cache=True needs a CUDA device"):
         Feeder(S, window=2, device_cache=True)
+
+
+SEQS = [np.arange(4.0), np.arange(3.0)]
+
+
+@pytest.mark.parametrize(
+    "arg, value, source, extra",
+    [
+        ("shuffle", "yes", S, dict(window=5)),
+        ("shuffle", "no", S, dict(window=5)),
+        ("drop_last", "no", S, dict(window=5)),
+        ("drop_last", 1, S, dict(window=5)),
+        ("progress", "yes", S, dict(window=5)),
+        ("device_cache", "no", S, dict(window=5)),
+        ("bucket", "no", SEQS, dict(window=None)),
+        ("pack", 1, SEQS, dict(window=None, max_len=4)),
+    ],
+)
+def test_booleans_must_be_booleans(arg, value, source, extra):
+    # A string is never read as True: shuffle="no" must not shuffle, it must be refused.
+    with pytest.raises(ValueError, match=rf"{arg} must be True or False, got {value!r}"):
+        Feeder(source, **extra, **{arg: value})
+
+
+def test_numpy_booleans_are_booleans():
+    f = Feeder(S, window=5, shuffle=np.bool_(True), drop_last=np.bool_(False), output="numpy")
+    assert f.shuffle is True and f.drop_last is False
+
+
+def test_pack_best_fit_is_refused_until_it_exists():
+    with pytest.raises(ValueError, match=r"pack='best_fit' is not available: pack must be True or False"):
+        Feeder(SEQS, window=None, pack="best_fit", max_len=4)
+
+
+@pytest.mark.parametrize("seed", [-1, 2**64, 2**70])
+def test_seeds_outside_the_unsigned_64_bit_range_are_refused(seed):
+    with pytest.raises(ValueError, match=rf"seed must be (>= 0|<= {2**64 - 1}), got {seed}"):
+        Feeder(S, window=5, shuffle=True, seed=seed)
+
+
+def test_the_largest_seed_is_a_seed_of_its_own():
+    def starts(seed):
+        return [
+            int(w[0]) for b in Feeder(S, window=5, batch_size=8, shuffle=True, seed=seed, output="numpy") for w in b.x
+        ]
+
+    top, zero = starts(2**64 - 1), starts(0)
+    assert sorted(top) == sorted(zero) == list(range(96)) and top != zero
+
+
+def test_pad_value_that_an_integer_output_cannot_hold_names_pad_value():
+    ints = [np.arange(4, dtype=np.int32), np.arange(2, dtype=np.int32)]
+    for bad in (float("nan"), float("inf")):
+        with pytest.raises(ValueError, match=r"pad_value=.* does not fit the output dtype int32"):
+            Feeder(ints, window=None, pad_value=bad)

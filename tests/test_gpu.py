@@ -2,6 +2,7 @@
 
 These need a CUDA device; elsewhere they are skipped with the reason. tests/test_source_cache.py
 checks device_cache=True's kernel against the reference over random configurations."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -48,11 +49,9 @@ def test_padded_and_packed_sequences_on_the_gpu():
         for g, w in zip(got, want):
             assert g.x.is_cuda
             np.testing.assert_array_equal(host(g.x), w["x"])
-            if w["mask"] is None:  # every row full (packed batches mostly are): nothing was padded
-                assert g.mask is None and g.lengths is None
-            else:
-                assert g.mask.is_cuda and not g.lengths.is_cuda
-                np.testing.assert_array_equal(host(g.mask), w["mask"])
+            assert g.mask.is_cuda and not g.lengths.is_cuda  # set also where every row is full
+            np.testing.assert_array_equal(host(g.mask), w["mask"])
+            np.testing.assert_array_equal(g.lengths.numpy(), w["lengths"])
             if "cu_seqlens" in w:
                 np.testing.assert_array_equal(host(g.cu_seqlens), w["cu_seqlens"])
 
@@ -65,7 +64,7 @@ def test_batches_are_ready_on_the_current_stream_and_survive_reuse():
     with torch.cuda.stream(side):
         for x, _ in f:
             kept.append(x)  # held across later uploads: their memory must not be reused
-            (x * 2).sum()   # work on the caller's stream right away
+            (x * 2).sum()  # work on the caller's stream right away
     torch.cuda.synchronize()
     want = reference.batches(series, window=64, batch_size=256)
     for x, (wx, _) in zip(kept, want):
@@ -89,8 +88,9 @@ def test_device_cache_through_the_public_api_with_targets_rate_and_conversion():
     rng = np.random.default_rng(3)
     series = [rng.integers(-500, 500, (n, 3)).astype(np.int16) for n in (700, 45, 1200)]
     targets = [rng.standard_normal((len(s), 2)).astype(np.float32) for s in series]
-    kw = dict(targets=targets, window=7, sampling_rate=3, horizon=2, batch_size=33, shuffle=True, seed=5,
-              dtype="bfloat16")
+    kw = dict(
+        targets=targets, window=7, sampling_rate=3, horizon=2, batch_size=33, shuffle=True, seed=5, dtype="bfloat16"
+    )
     f = Feeder(series, device="cuda", device_cache=True, **kw)
     got = collect(f)
     assert_same_batches(got, reference.batches(series, **kw))

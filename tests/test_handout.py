@@ -1,16 +1,18 @@
 """How an epoch's batches reach the consumer: made a block at a time (views and Batch pairs in
 C), handed on by a chain over blocks, counted off the block's iterator."""
+
 from __future__ import annotations
 
 import contextlib
 import gc
 import sys
 import types
+from typing import ClassVar
 
 import numpy as np
 import pytest
 
-from fastfeed import Batch, FeedError, Feeder, _core, reference
+from fastfeed import Batch, Feeder, FeedError, _core, reference
 
 from helpers import native_threads, wait_for_threads
 
@@ -69,7 +71,8 @@ def test_batches_are_exactly_the_batch_type():
 
 class RecordingBar:
     """Stands in for tqdm: records the bar's total and every update."""
-    made: list = []
+
+    made: ClassVar[list] = []
 
     def __init__(self, total: int, initial: int, **kw) -> None:
         self.total, self.n, self.closed = total, initial, False
@@ -130,7 +133,7 @@ def test_torch_batches_are_ordinary_tensors_for_autograd_and_in_place_ops():
     f = small_batches(output="torch", shuffle=False)
     batches = list(f)
     want = reference.batches(S, window=5, horizon=1, batch_size=1)
-    x, y = batches[3]
+    x, _y = batches[3]
     assert x.shape == (1, 5, 2) and not x.requires_grad and x.grad_fn is None
     # As a model's input (Linear saves its input for the weight's gradient):
     lin = torch.nn.Linear(2, 1, bias=False)
@@ -160,7 +163,7 @@ def test_torch_batches_keep_their_block_alive():
 
 
 def test_views_made_the_plain_way_where_torch_has_no_guard(monkeypatch):
-    from fastfeed import views
+    from fastfeed.run import views
 
     monkeypatch.setattr(views, "_row_views", views.unbound_rows)
     monkeypatch.setattr(views, "_plain_views", contextlib.nullcontext)

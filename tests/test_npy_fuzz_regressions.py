@@ -1,6 +1,6 @@
 """Inputs that fuzz/npy_header_fuzzer.cpp (`make fuzz`) found in the .npy header parser, byte for byte.
 
-Each was accepted by csrc/npy.cpp although the core cannot use it; now each is a FormatError
+Each was accepted by csrc/source/npy.cpp although the core cannot use it; now each is a FormatError
 that names the file. The same bytes are checked in tests/cpp/core_tests.cpp.
 """
 

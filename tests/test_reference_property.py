@@ -1,4 +1,5 @@
 """The backbone: the native core against fastfeed.reference on random configurations."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -6,8 +7,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from fastfeed import Feeder, reference, views
+from fastfeed import Feeder, reference
 from fastfeed.dtypes import OUTPUT_DTYPES, SOURCE_DTYPES
+from fastfeed.run import views
 
 from helpers import assert_same_batches, collect
 
@@ -38,8 +40,11 @@ def draw_normalize(draw, rng, feat, out_dtype):
 def shares(draw):
     """Rank shares and virtual epochs, drawn rarely enough to leave most examples plain."""
     world = draw(st.sampled_from([1, 1, 2, 3]))
-    return dict(rank=draw(st.integers(0, world - 1)), world_size=world,
-                steps_per_epoch=draw(st.sampled_from([None, None, None, 1, 4, 11])))
+    return dict(
+        rank=draw(st.integers(0, world - 1)),
+        world_size=world,
+        steps_per_epoch=draw(st.sampled_from([None, None, None, 1, 4, 11])),
+    )
 
 
 @st.composite
@@ -81,13 +86,29 @@ def configs(draw):
     src = series if many else series[0]
     tgt = None if targets is None else (targets if many else targets[0])
     return dict(
-        source=src, targets=tgt, window=window, sampling_rate=rate, stride=draw(st.integers(1, 4)),
+        source=src,
+        targets=tgt,
+        window=window,
+        sampling_rate=rate,
+        stride=draw(st.integers(1, 4)),
         horizon=horizon,
-        start_index=start_index, end_index=end_index, batch_size=draw(st.integers(1, 7)),
-        drop_last=draw(st.booleans()), shuffle=draw(st.booleans()), seed=draw(st.integers(-5, 2**40)),
-        dtype=out_dtype, normalize=normalize, check_finite=check_finite, **draw(shares()),
-    ), dict(num_threads=draw(st.integers(1, 3)), prefetch=draw(st.integers(1, 4)), epoch=draw(st.integers(0, 5)),
-            chunk=draw(st.sampled_from([1, 2, 3, 7, views.CHUNK_BATCHES])), native_views=draw(st.booleans()))
+        start_index=start_index,
+        end_index=end_index,
+        batch_size=draw(st.integers(1, 7)),
+        drop_last=draw(st.booleans()),
+        shuffle=draw(st.booleans()),
+        seed=draw(st.integers(0, 2**40)),
+        dtype=out_dtype,
+        normalize=normalize,
+        check_finite=check_finite,
+        **draw(shares()),
+    ), dict(
+        num_threads=draw(st.integers(1, 3)),
+        prefetch=draw(st.integers(1, 4)),
+        epoch=draw(st.integers(0, 5)),
+        chunk=draw(st.sampled_from([1, 2, 3, 7, views.CHUNK_BATCHES])),
+        native_views=draw(st.booleans()),
+    )
 
 
 def run_both(cfg, run, output):

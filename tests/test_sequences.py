@@ -1,5 +1,6 @@
 """Whole sequences (window=None): padding, masks, buckets and packing, against the reference,
 PyTorch's padding utilities and Keras' pad_sequences."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -7,11 +8,11 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from fastfeed import FeedError, Feeder, compat, reference
+from fastfeed import Feeder, FeedError, compat, reference
 from fastfeed.dtypes import OUTPUT_DTYPES, SOURCE_DTYPES
+from test_reference_property import FEATS, draw_normalize, make_values
 
 from helpers import lengths_of, mask_of, to_numpy
-from test_reference_property import FEATS, draw_normalize, make_values
 
 FIELDS = ("mask", "lengths", "segment_ids", "position_ids", "cu_seqlens")
 
@@ -63,22 +64,34 @@ def sequence_configs(draw):
                 flat[rng.integers(0, flat.size)] = rng.choice([np.nan, np.inf, -np.inf])
     out = draw(st.sampled_from([None] + list(OUTPUT_DTYPES)))
     normalize, out = draw_normalize(draw, rng, feat, out)
-    cfg = dict(batch_size=draw(st.integers(1, 6)), shuffle=draw(st.booleans()), seed=draw(st.integers(0, 2**40)),
-               drop_last=draw(st.booleans()), dtype=out, normalize=normalize,
-               pad_value=draw(st.sampled_from([0, 1])), check_finite=check_finite)  # valid for every dtype, bool included
+    cfg = dict(
+        batch_size=draw(st.integers(1, 6)),
+        shuffle=draw(st.booleans()),
+        seed=draw(st.integers(0, 2**40)),
+        drop_last=draw(st.booleans()),
+        dtype=out,
+        normalize=normalize,
+        pad_value=draw(st.sampled_from([0, 1])),
+        check_finite=check_finite,
+    )  # valid for every dtype, bool included
     if mode == "pack":
         cfg.update(pack=True, max_len=draw(st.integers(1, 12)))
     else:
         if draw(st.booleans()):
             cfg["max_len"] = draw(st.integers(1, 12))
-        cfg.update(pad_multiple=draw(st.sampled_from([1, 1, 4])),
-                   padding_side=draw(st.sampled_from(["right", "left"])),
-                   truncation_side=draw(st.sampled_from(["right", "left"])))
+        cfg.update(
+            pad_multiple=draw(st.sampled_from([1, 1, 4])),
+            padding_side=draw(st.sampled_from(["right", "left"])),
+            truncation_side=draw(st.sampled_from(["right", "left"])),
+        )
         if mode == "bucket":
             cfg.update(bucket=True, bucket_pool=draw(st.integers(1, 4)))
     world = draw(st.sampled_from([1, 1, 2, 3]))
-    cfg.update(rank=draw(st.integers(0, world - 1)), world_size=world,
-               steps_per_epoch=draw(st.sampled_from([None, None, 1, 5])))
+    cfg.update(
+        rank=draw(st.integers(0, world - 1)),
+        world_size=world,
+        steps_per_epoch=draw(st.sampled_from([None, None, 1, 5])),
+    )
     run = dict(num_threads=draw(st.integers(1, 3)), prefetch=draw(st.integers(1, 4)), epoch=draw(st.integers(0, 4)))
     return seqs, targets, cfg, run
 
@@ -92,8 +105,15 @@ def run_both(seqs, targets, cfg, run, output):
         with pytest.raises(ValueError):
             Feeder(seqs, window=None, targets=targets, output=output, **cfg)
         return
-    f = Feeder(seqs, window=None, targets=targets, output=output, num_threads=run["num_threads"],
-               prefetch=run["prefetch"], **cfg)
+    f = Feeder(
+        seqs,
+        window=None,
+        targets=targets,
+        output=output,
+        num_threads=run["num_threads"],
+        prefetch=run["prefetch"],
+        **cfg,
+    )
     f.set_epoch(run["epoch"])
     got = [as_dict(b) for b in f]
     assert len(got) == len(f)
@@ -116,6 +136,7 @@ def test_sequences_match_reference_torch(c):
 
 # ----- exact comparisons with PyTorch and Keras -------------------------------------------
 
+
 def ragged(lengths, feat=(), dtype=np.float32, seed=0):
     rng = np.random.default_rng(seed)
     return [rng.standard_normal((n,) + feat).astype(dtype) for n in lengths]
@@ -126,8 +147,9 @@ def test_padding_equals_torch_pad_sequence(side):
     torch = pytest.importorskip("torch")
     seqs = ragged([3, 1, 5, 2, 4], feat=(2,))
     batch = next(iter(Feeder(seqs, window=None, batch_size=5, padding_side=side, pad_value=-1.5)))
-    want = torch.nn.utils.rnn.pad_sequence([torch.from_numpy(s) for s in seqs], batch_first=True,
-                                           padding_value=-1.5, padding_side=side)
+    want = torch.nn.utils.rnn.pad_sequence(
+        [torch.from_numpy(s) for s in seqs], batch_first=True, padding_value=-1.5, padding_side=side
+    )
     assert torch.equal(batch.x, want)
     assert batch.lengths.tolist() == [3, 1, 5, 2, 4] and batch.lengths.dtype == torch.int64
     assert batch.mask.dtype == torch.bool and batch.mask.shape == (5, 5)
@@ -138,9 +160,16 @@ def test_padding_equals_torch_pad_sequence(side):
 @pytest.mark.parametrize("padding,truncating", [("pre", "pre"), ("post", "post"), ("pre", "post"), ("post", "pre")])
 def test_max_len_equals_keras_pad_sequences(padding, truncating):
     seqs = [np.arange(n, dtype=np.int32) + 10 * i for i, n in enumerate([7, 2, 4, 0, 5])]
-    f = Feeder(seqs, window=None, batch_size=5, max_len=4, output="numpy", pad_value=-1,
-               padding_side="left" if padding == "pre" else "right",
-               truncation_side="left" if truncating == "pre" else "right")
+    f = Feeder(
+        seqs,
+        window=None,
+        batch_size=5,
+        max_len=4,
+        output="numpy",
+        pad_value=-1,
+        padding_side="left" if padding == "pre" else "right",
+        truncation_side="left" if truncating == "pre" else "right",
+    )
     batch = next(iter(f))
     want = compat.pad_sequences(seqs, maxlen=4, padding=padding, truncating=truncating, value=-1)
     np.testing.assert_array_equal(batch.x, want)
@@ -177,8 +206,9 @@ def test_pad_multiple_and_labels():
 def test_step_targets_are_padded_like_inputs():
     seqs = ragged([3, 1])
     tags = [np.array([1, 2, 3], np.int16), np.array([4], np.int16)]
-    (batch,) = list(Feeder(seqs, window=None, targets=tags, batch_size=2, padding_side="left", pad_value=9,
-                           output="numpy"))
+    (batch,) = list(
+        Feeder(seqs, window=None, targets=tags, batch_size=2, padding_side="left", pad_value=9, output="numpy")
+    )
     np.testing.assert_array_equal(batch.y, [[1, 2, 3], [9, 9, 4]])
     np.testing.assert_array_equal(batch.mask, [[True, True, True], [False, False, True]])
 
@@ -203,11 +233,13 @@ def test_huge_values_survive_padding():
 
 # ----- packing ----------------------------------------------------------------------------
 
+
 def test_packing_loses_no_step_and_describes_rows():
     lengths = [5, 12, 0, 3, 7, 1, 9]
     seqs = [np.arange(n, dtype=np.int64) + 1000 * (i + 1) for i, n in enumerate(lengths)]
-    f = Feeder(seqs, window=None, batch_size=2, pack=True, max_len=8, shuffle=True, seed=3, output="numpy",
-               pad_value=-1)
+    f = Feeder(
+        seqs, window=None, batch_size=2, pack=True, max_len=8, shuffle=True, seed=3, output="numpy", pad_value=-1
+    )
     steps = []
     for b in f:
         assert b.x.shape[1] == 8 and b.segment_ids.dtype == np.int32 and b.cu_seqlens.dtype == np.int32
@@ -221,8 +253,8 @@ def test_packing_loses_no_step_and_describes_rows():
         # cu_seqlens: boundaries of the segments in the flattened real steps, as flash-attention takes them.
         assert b.cu_seqlens[0] == 0 and b.cu_seqlens[-1] == len(real)
         for k in range(len(b.cu_seqlens) - 1):
-            piece = real[b.cu_seqlens[k]:b.cu_seqlens[k + 1]]
-            assert len(set(p // 1000 for p in piece)) == 1  # one sequence per segment
+            piece = real[b.cu_seqlens[k] : b.cu_seqlens[k + 1]]
+            assert len({p // 1000 for p in piece}) == 1  # one sequence per segment
             assert np.all(np.diff(piece) == 1)  # consecutive steps of it
         for r in range(len(b.x)):
             for s in set(b.segment_ids[r].tolist()) - {0}:
@@ -230,19 +262,22 @@ def test_packing_loses_no_step_and_describes_rows():
                 np.testing.assert_array_equal(b.position_ids[r, cols], np.arange(len(cols)))
         assert len(flat_seg) == b.x.size
     assert sorted(steps) == sorted(int(v) for s in seqs for v in s)
-    assert len(f) == -(-(-(-sum(lengths) // 8)) // 2)
+    rows = -(-sum(lengths) // 8)  # packed rows of 8 steps, in batches of 2
+    assert len(f) == -(-rows // 2)
 
 
 def test_pack_continues_a_long_sequence_in_the_next_row():
     seqs = [np.arange(1, 11, dtype=np.int32)]  # 10 steps, rows of 4
-    (batch,) = list(Feeder(seqs + [np.array([], np.int32)], window=None, batch_size=3, pack=True, max_len=4,
-                           output="numpy"))
+    (batch,) = list(
+        Feeder(seqs + [np.array([], np.int32)], window=None, batch_size=3, pack=True, max_len=4, output="numpy")
+    )
     np.testing.assert_array_equal(batch.x, [[1, 2, 3, 4], [5, 6, 7, 8], [9, 10, 0, 0]])
     np.testing.assert_array_equal(batch.cu_seqlens, [0, 4, 8, 10])
     np.testing.assert_array_equal(batch.lengths, [4, 4, 2])
 
 
 # ----- buckets ----------------------------------------------------------------------------
+
 
 def lognormal_lengths(n, seed=0):
     rng = np.random.default_rng(seed)
@@ -280,7 +315,7 @@ def test_bucketed_batches_go_out_shuffled_even_without_shuffle():
     epoch0 = [lengths_of(b).max() for b in f]
     assert epoch0 != sorted(epoch0)
     sorted_cut = sorted(range(len(seqs)), key=lambda i: lengths[i])  # one pool: all 20 batches
-    want = {tuple(sorted_cut[s:s + 64]) for s in range(0, len(seqs), 64)}
+    want = {tuple(sorted_cut[s : s + 64]) for s in range(0, len(seqs), 64)}
     f.set_epoch(0)
     assert {tuple(b.x[:, 0].tolist()) for b in f} == want  # the same batches, in a shuffled order
     assert [lengths_of(b).max() for b in f] != epoch0  # epoch 1: another order
@@ -288,20 +323,56 @@ def test_bucketed_batches_go_out_shuffled_even_without_shuffle():
 
 # ----- bad input --------------------------------------------------------------------------
 
-def test_mask_and_lengths_only_where_padding_happened():
-    # SPEC 4: "set whenever padding happened, else None".
-    even = Feeder([np.arange(4.0)] * 4, window=None, batch_size=2, output="numpy")
-    assert all(b.mask is None and b.lengths is None for b in even)
-    mixed = list(Feeder([np.arange(4.0), np.arange(4.0), np.arange(3.0), np.arange(4.0)], window=None,
-                        batch_size=2, output="numpy"))
-    assert mixed[0].mask is None and mixed[0].lengths is None  # two full rows
+
+def test_mask_and_lengths_are_set_in_every_batch_of_whole_sequences():
+    # Also where no step was padded: a loop (pack_padded_sequence(x, batch.lengths)) never meets None.
+    even = list(Feeder([np.arange(4.0)] * 4, window=None, batch_size=2, output="numpy"))
+    for b in even:
+        np.testing.assert_array_equal(b.mask, np.ones((2, 4), bool))
+        assert b.lengths.dtype == np.int64
+        np.testing.assert_array_equal(b.lengths, [4, 4])
+    mixed = list(
+        Feeder(
+            [np.arange(4.0), np.arange(4.0), np.arange(3.0), np.arange(4.0)], window=None, batch_size=2, output="numpy"
+        )
+    )
+    np.testing.assert_array_equal(mixed[0].mask, [[True] * 4, [True] * 4])  # two full rows
     np.testing.assert_array_equal(mixed[1].mask, [[True, True, True, False], [True, True, True, True]])
     np.testing.assert_array_equal(mixed[1].lengths, [3, 4])
     rounded = next(iter(Feeder([np.arange(4.0)] * 2, window=None, batch_size=2, pad_multiple=8, output="numpy")))
-    np.testing.assert_array_equal(rounded.lengths, [4, 4])  # padded to 8: a mask again
-    full_rows = next(iter(Feeder([np.arange(4.0)] * 2, window=None, batch_size=2, pack=True, max_len=4,
-                                 output="numpy")))
-    assert full_rows.mask is None and full_rows.segment_ids is not None  # packed, not padded
+    np.testing.assert_array_equal(rounded.lengths, [4, 4])
+    assert rounded.mask.shape == (2, 8) and rounded.mask[:, 4:].sum() == 0
+    full_rows = next(
+        iter(Feeder([np.arange(4.0)] * 2, window=None, batch_size=2, pack=True, max_len=4, output="numpy"))
+    )
+    np.testing.assert_array_equal(full_rows.mask, np.ones((2, 4), bool))  # packed full rows: a mask still
+    np.testing.assert_array_equal(full_rows.lengths, [4, 4])
+    np.testing.assert_array_equal(full_rows.segment_ids, [[1, 1, 1, 1], [1, 1, 1, 1]])
+
+
+def test_as_dict_holds_exactly_the_fields_that_are_set():
+    padded = next(iter(Feeder([np.arange(4.0), np.arange(2.0)], window=None, batch_size=2, output="numpy")))
+    d = padded.as_dict()
+    assert list(d) == ["x", "mask", "lengths"]  # no targets: no y
+    assert d["x"] is padded.x and d["mask"] is padded.mask and d["lengths"] is padded.lengths
+    labelled = next(
+        iter(
+            Feeder(
+                [np.arange(4.0), np.arange(2.0)], window=None, targets=np.array([5, 6]), batch_size=2, output="numpy"
+            )
+        )
+    )
+    assert set(labelled.as_dict()) == {"x", "y", "mask", "lengths"}
+    np.testing.assert_array_equal(labelled.as_dict()["y"], [5, 6])
+    packed = next(
+        iter(Feeder([np.arange(4.0), np.arange(2.0)], window=None, batch_size=2, pack=True, max_len=3, output="numpy"))
+    )
+    assert set(packed.as_dict()) == {"x", "mask", "lengths", "segment_ids", "position_ids", "cu_seqlens"}
+    window = next(iter(Feeder(np.arange(10.0), window=3, horizon=1, batch_size=2, output="numpy")))
+    assert list(window.as_dict()) == ["x", "y"]
+    assert window.mask is None and window.lengths is None and window.segment_ids is None
+    x_only = next(iter(Feeder(np.arange(10.0), window=3, batch_size=2, output="numpy")))
+    assert list(x_only.as_dict()) == ["x"]
 
 
 def test_virtual_epochs_continue_the_stream_of_sequences_in_full_batches():
@@ -315,8 +386,16 @@ def test_virtual_epochs_continue_the_stream_of_sequences_in_full_batches():
     rows = [row.tolist() for b in packed for row in b.x]
     assert all(len(b.x) == 2 for b in packed)
     # 14 steps pack into rows of 5, 5, 4 (the last one padded); the next pass's rows follow.
-    assert rows == [[0, 0, 1, 1, 2], [2, 3, 3, 4, 4], [5, 5, 6, 6, 0], [0, 0, 1, 1, 2],
-                    [2, 3, 3, 4, 4], [5, 5, 6, 6, 0], [0, 0, 1, 1, 2], [2, 3, 3, 4, 4]]
+    assert rows == [
+        [0, 0, 1, 1, 2],
+        [2, 3, 3, 4, 4],
+        [5, 5, 6, 6, 0],
+        [0, 0, 1, 1, 2],
+        [2, 3, 3, 4, 4],
+        [5, 5, 6, 6, 0],
+        [0, 0, 1, 1, 2],
+        [2, 3, 3, 4, 4],
+    ]
 
 
 def test_virtual_epochs_stream_every_sequence_with_drop_last_too():
@@ -327,15 +406,22 @@ def test_virtual_epochs_stream_every_sequence_with_drop_last_too():
     assert [b.x[:, 0].tolist() for b in f] == [[0, 1, 2], [3, 4, 5], [6, 0, 1]]
     windows = Feeder(np.arange(7), window=1, batch_size=3, steps_per_epoch=3, drop_last=True, output="numpy")
     assert [b.x[:, 0].tolist() for b in windows] == [[0, 1, 2], [3, 4, 5], [6, 0, 1]]
-    packed = Feeder(seqs, window=None, batch_size=2, steps_per_epoch=2, drop_last=True, pack=True, max_len=5,
-                    output="numpy")
-    assert [row.tolist() for b in packed for row in b.x] == [[0, 0, 1, 1, 2], [2, 3, 3, 4, 4],
-                                                             [5, 5, 6, 6, 0], [0, 0, 1, 1, 2]]
+    packed = Feeder(
+        seqs, window=None, batch_size=2, steps_per_epoch=2, drop_last=True, pack=True, max_len=5, output="numpy"
+    )
+    assert [row.tolist() for b in packed for row in b.x] == [
+        [0, 0, 1, 1, 2],
+        [2, 3, 3, 4, 4],
+        [5, 5, 6, 6, 0],
+        [0, 0, 1, 1, 2],
+    ]
     # A pass shorter than a batch still feeds the stream; bucketed batches are cut per pass, so
     # there drop_last leaves nothing.
     short = Feeder(seqs[:2], window=None, batch_size=3, steps_per_epoch=2, drop_last=True, output="numpy")
     assert [b.x[:, 0].tolist() for b in short] == [[0, 1, 0], [1, 0, 1]]
-    with pytest.raises(ValueError, match="drop_last=True with batch_size=3 leaves no batch: there are only 2 sequences"):
+    with pytest.raises(
+        ValueError, match="drop_last=True with batch_size=3 leaves no batch: there are only 2 sequences"
+    ):
         Feeder(seqs[:2], window=None, batch_size=3, steps_per_epoch=2, drop_last=True, bucket=True)
 
 

@@ -2,6 +2,7 @@
 whole on the device: with PyTorch's indexing on a CPU device (everywhere), and with the core's
 CUDA kernels on a GPU (where there is one; skipped with the reason elsewhere). Both are checked
 against the reference."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -11,10 +12,10 @@ from hypothesis import strategies as st
 
 import fastfeed
 from fastfeed import Feeder, reference, write_dataset
-
-from fastfeed.source_cache import CACHEABLE
-from helpers import assert_same_batches, bfloat16_values, collect
+from fastfeed.device.cache import CACHEABLE
 from test_sequences import FIELDS, as_dict, sequence_configs
+
+from helpers import assert_same_batches, bfloat16_values, collect
 
 torch = pytest.importorskip("torch")
 CACHE_DTYPES = ["int16", "int64", "uint8", "float16", "float32", "float64"]
@@ -24,18 +25,29 @@ DEVICES = ["cpu", pytest.param("cuda", marks=pytest.mark.skipif(not GPU, reason=
 
 def cached(source, device="cpu", **kw):
     f = Feeder(source, output="torch", **kw)
-    f._attach_cache(device)
+    f._mode.attach_cache(device)
     return f
 
 
 @pytest.mark.parametrize("device", DEVICES)
-@given(seed=st.integers(0, 2**32 - 1), dtype=st.sampled_from(CACHE_DTYPES),
-       out=st.sampled_from([None, "float32", "float64", "bfloat16", "int32"]),
-       many=st.booleans(), window=st.integers(1, 6), rate=st.integers(1, 3), horizon=st.integers(0, 2),
-       shuffle=st.booleans(), batch=st.integers(1, 9), world=st.sampled_from([1, 2]),
-       steps=st.sampled_from([None, 3]), normalize=st.booleans(), separate=st.booleans())
-def test_cached_windows_match_the_reference(device, seed, dtype, out, many, window, rate, horizon, shuffle, batch,
-                                            world, steps, normalize, separate):
+@given(
+    seed=st.integers(0, 2**32 - 1),
+    dtype=st.sampled_from(CACHE_DTYPES),
+    out=st.sampled_from([None, "float32", "float64", "bfloat16", "int32"]),
+    many=st.booleans(),
+    window=st.integers(1, 6),
+    rate=st.integers(1, 3),
+    horizon=st.integers(0, 2),
+    shuffle=st.booleans(),
+    batch=st.integers(1, 9),
+    world=st.sampled_from([1, 2]),
+    steps=st.sampled_from([None, 3]),
+    normalize=st.booleans(),
+    separate=st.booleans(),
+)
+def test_cached_windows_match_the_reference(
+    device, seed, dtype, out, many, window, rate, horizon, shuffle, batch, world, steps, normalize, separate
+):
     rng = np.random.default_rng(seed)
     span = (window - 1 + horizon) * rate + 1
     lengths = [int(n) for n in rng.integers(span, span + 30, 3 if many else 1)]
@@ -46,9 +58,19 @@ def test_cached_windows_match_the_reference(device, seed, dtype, out, many, wind
         targets = [rng.integers(0, 50, (n, 3)).astype("float32") for n in lengths]
     if normalize:
         out = out if out in ("float32", "float64", "bfloat16") else "float32"
-    kw = dict(window=window, sampling_rate=rate, horizon=horizon, batch_size=batch, shuffle=shuffle, seed=seed,
-              dtype=out, normalize="standard" if normalize else None, rank=world - 1, world_size=world,
-              steps_per_epoch=steps)
+    kw = dict(
+        window=window,
+        sampling_rate=rate,
+        horizon=horizon,
+        batch_size=batch,
+        shuffle=shuffle,
+        seed=seed,
+        dtype=out,
+        normalize="standard" if normalize else None,
+        rank=world - 1,
+        world_size=world,
+        steps_per_epoch=steps,
+    )
     src = series if many else series[0]
     tgt = None if targets is None else (targets if many else targets[0])
     if sum(n - span + 1 for n in lengths) < world:  # fewer samples than ranks: a rank would get nothing
@@ -81,7 +103,7 @@ def test_device_cache_errors():
         Feeder(s, window=4, device_cache=True)
     f = Feeder(s.astype(np.uint32), window=4, output="torch")
     with pytest.raises(ValueError, match="the source dtype uint32 cannot be gathered on a GPU"):
-        f._attach_cache("cpu")
+        f._mode.attach_cache("cpu")
 
 
 @pytest.mark.parametrize("device", DEVICES)
@@ -96,9 +118,16 @@ def test_cached_sequences_match_the_reference(device, c):
     except (ZeroDivisionError, IndexError):  # no batch in a pass at all, or every sequence dropped
         want = []
     assume(len(want) > 0)
-    f = Feeder(seqs, window=None, targets=targets, output="torch", num_threads=run["num_threads"],
-               prefetch=run["prefetch"], **cfg)
-    f._attach_cache(device)
+    f = Feeder(
+        seqs,
+        window=None,
+        targets=targets,
+        output="torch",
+        num_threads=run["num_threads"],
+        prefetch=run["prefetch"],
+        **cfg,
+    )
+    f._mode.attach_cache(device)
     f.set_epoch(run["epoch"])
     got = [as_dict(b) for b in f]
     assert len(got) == len(want)
@@ -111,8 +140,11 @@ def test_cached_sequences_match_the_reference(device, c):
             if name == "x" and cfg["normalize"] is not None:
                 # torch rounds float64 to float16 by way of float32 (twice), NumPy once: where the two
                 # differ it is by one step of the 16-bit float.
-                gv, wv = (bfloat16_values(g[name]), bfloat16_values(w[name])) if cfg["dtype"] == "bfloat16" \
+                gv, wv = (
+                    (bfloat16_values(g[name]), bfloat16_values(w[name]))
+                    if cfg["dtype"] == "bfloat16"
                     else (g[name], w[name])
+                )
                 tol = {2: 8e-3}.get(g[name].dtype.itemsize, 1e-6)
                 np.testing.assert_allclose(gv, wv, rtol=tol, atol=1e-6, err_msg=f"batch {i}: {name}")
             else:

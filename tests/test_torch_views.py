@@ -1,6 +1,7 @@
 """fastfeed._torch_views: row views made without torch's dispatcher must be the very tensors
 that indexing makes (values, shape, strides, storage), and are used only under the torch they
 were built for."""
+
 from __future__ import annotations
 
 import gc
@@ -10,12 +11,22 @@ import pytest
 
 torch = pytest.importorskip("torch")
 import fastfeed  # noqa: E402
-from fastfeed import Feeder, reference, views  # noqa: E402
+from fastfeed import Feeder, reference  # noqa: E402
+from fastfeed.run import views  # noqa: E402
 
 native = pytest.importorskip("fastfeed._torch_views", reason="built only where the build could import torch")
 
-DTYPES = [torch.float64, torch.float32, torch.float16, torch.bfloat16, torch.int8, torch.uint8,
-          torch.int32, torch.int64, torch.bool]
+DTYPES = [
+    torch.float64,
+    torch.float32,
+    torch.float16,
+    torch.bfloat16,
+    torch.int8,
+    torch.uint8,
+    torch.int32,
+    torch.int64,
+    torch.bool,
+]
 
 
 def same_view(got, want):
@@ -63,25 +74,28 @@ def test_rows_are_ordinary_tensors_for_autograd_and_resizing():
     assert r.clone().requires_grad_().requires_grad
 
 
-@pytest.mark.parametrize("args, error, message", [
-    ((torch.zeros(3, 2), -1, 2), IndexError, r"\[-1, 2\) is not a range of the tensor's 3 rows"),
-    ((torch.zeros(3, 2), 2, 1), IndexError, r"\[2, 1\) is not a range of the tensor's 3 rows"),
-    ((torch.zeros(3, 2), 0, 4), IndexError, r"\[0, 4\) is not a range of the tensor's 3 rows"),
-    ((torch.zeros(()), 0, 0), ValueError, "at least one dimension"),
-    ((torch.zeros(3, requires_grad=True), 0, 1), ValueError, "does not require grad"),
-    ((torch.zeros(3).to_sparse(), 0, 1), ValueError, "a strided tensor"),
-    ((torch.zeros(3).as_subclass(type("Sub", (torch.Tensor,), {})), 0, 1), ValueError, "not a subclass"),
-    ((np.zeros(3), 0, 1), TypeError, "expected a torch.Tensor, got numpy.ndarray"),
-    ((torch.zeros(3), 0), TypeError, "takes 3 arguments, got 2"),
-    ((torch.zeros(3), 0, "1"), TypeError, "integer"),
-])
+@pytest.mark.parametrize(
+    "args, error, message",
+    [
+        ((torch.zeros(3, 2), -1, 2), IndexError, r"\[-1, 2\) is not a range of the tensor's 3 rows"),
+        ((torch.zeros(3, 2), 2, 1), IndexError, r"\[2, 1\) is not a range of the tensor's 3 rows"),
+        ((torch.zeros(3, 2), 0, 4), IndexError, r"\[0, 4\) is not a range of the tensor's 3 rows"),
+        ((torch.zeros(()), 0, 0), ValueError, "at least one dimension"),
+        ((torch.zeros(3, requires_grad=True), 0, 1), ValueError, "does not require grad"),
+        ((torch.zeros(3).to_sparse(), 0, 1), ValueError, "a strided tensor"),
+        ((torch.zeros(3).as_subclass(type("Sub", (torch.Tensor,), {})), 0, 1), ValueError, "not a subclass"),
+        ((np.zeros(3), 0, 1), TypeError, "expected a torch.Tensor, got numpy.ndarray"),
+        ((torch.zeros(3), 0), TypeError, "takes 3 arguments, got 2"),
+        ((torch.zeros(3), 0, "1"), TypeError, "integer"),
+    ],
+)
 def test_rows_refuses_what_it_cannot_view(args, error, message):
     with pytest.raises(error, match=message):
         native.rows(*args)
 
 
 def test_native_rows_are_used_only_under_the_torch_they_were_built_for(monkeypatch):
-    assert native.TORCH_VERSION == torch.__version__  # this build's own torch
+    assert torch.__version__ == native.TORCH_VERSION  # this build's own torch
     assert fastfeed.build_info()["torch_views"] == torch.__version__
     assert views.native_row_views() is native.rows
     monkeypatch.setattr(native, "TORCH_VERSION", "0.0.0")
@@ -89,7 +103,9 @@ def test_native_rows_are_used_only_under_the_torch_they_were_built_for(monkeypat
     monkeypatch.setattr(views, "_row_views", None)
     assert views.row_views() is views.unbound_rows
     s = np.sin(np.arange(0, 20, 0.1))
-    got = [(x.numpy().copy(), y.numpy().copy()) for x, y in Feeder(s, window=10, horizon=1, batch_size=3, output="torch")]
+    got = [
+        (x.numpy().copy(), y.numpy().copy()) for x, y in Feeder(s, window=10, horizon=1, batch_size=3, output="torch")
+    ]
     want = reference.batches(s, window=10, horizon=1, batch_size=3)
     assert len(got) == len(want)
     for (x, y), (wx, wy) in zip(got, want):

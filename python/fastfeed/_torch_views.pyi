@@ -1,5 +1,6 @@
 """Type stub for fastfeed's optional native module csrc/torch_views.cpp (built only where the
 build could import torch; see views.py)."""
+
 from typing import List
 
 import torch

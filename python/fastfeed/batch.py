@@ -1,46 +1,66 @@
 """The object a Feeder yields."""
+
 from __future__ import annotations
 
 from operator import itemgetter
-from typing import Any
+from typing import Any, Dict, Mapping
 
 
 class Batch(tuple):
     """One batch: ``x, y = batch`` unpacks inputs and targets (``y`` is None without targets).
 
-    It is a 2-tuple so that unpacking and handing it on cost nothing. ``mask`` and ``lengths``
-    are None unless padding happened in the batch; the packing fields (``segment_ids``,
-    ``position_ids``, ``cu_seqlens``) are None unless it was packed.
+    Every other field is an attribute that is None unless the option that makes it is on:
+    whole sequences always carry ``mask`` (bool ``(B, L)``, True on real steps) and
+    ``lengths`` (int64 ``(B,)``), packed rows also ``segment_ids``, ``position_ids`` and
+    ``cu_seqlens``. [`as_dict`][fastfeed.Batch.as_dict] gives the fields that are set, by name.
 
     A batch shares memory with fastfeed's output buffers; the buffer is recycled only after
     every array or tensor taken from it is gone, so a batch stays valid for as long as you hold it.
     """
 
-    __slots__ = ()  # windowed batches are plain 2-tuples: nothing per instance beyond x and y
+    __slots__ = ()  # batches of x and y alone are plain 2-tuples: nothing per instance beyond them
 
-    x: Any = property(itemgetter(0), doc="Inputs, shape (B, window, *feat).")
-    y: Any = property(itemgetter(1), doc="Targets, shape (B, horizon, *tfeat), or None.")
-    mask = None
-    lengths = None
-    segment_ids = None
-    position_ids = None
-    cu_seqlens = None
+    x: Any = property(itemgetter(0), doc="Inputs: (B, window, *feat) windows, or (B, L, *feat) sequences.")
+    y: Any = property(itemgetter(1), doc="Targets, or None without targets.")
+    mask: Any = None
+    lengths: Any = None
+    segment_ids: Any = None
+    position_ids: Any = None
+    cu_seqlens: Any = None
 
-    def __new__(cls, x: Any, y: Any = None) -> "Batch":
-        return tuple.__new__(cls, (x, y))
+    def __new__(cls, x: Any, y: Any = None, **fields: Any) -> Batch:
+        if not fields:
+            return tuple.__new__(cls, (x, y))
+        batch = tuple.__new__(_FieldBatch, (x, y))
+        batch.__dict__.update(fields)
+        return batch
+
+    @staticmethod
+    def from_fields(fields: Mapping[str, Any]) -> Batch:
+        """A batch of the named arrays ("x" required, "y" and the rest optional)."""
+        rest = {k: v for k, v in fields.items() if k not in ("x", "y")}
+        return Batch(fields["x"], fields.get("y"), **rest)
+
+    def as_dict(self) -> Dict[str, Any]:
+        """The fields that are set, by name: ``x`` first, then ``y`` and the others."""
+        fields = {"x": self[0]}
+        if self[1] is not None:
+            fields["y"] = self[1]
+        for name, value in getattr(self, "__dict__", {}).items():
+            if value is not None:
+                fields[name] = value
+        return fields
 
     def __repr__(self) -> str:
         def describe(a: Any) -> str:
-            return "None" if a is None else f"{type(a).__name__}{tuple(a.shape)} {a.dtype}"
+            return f"{type(a).__name__}{tuple(a.shape)} {a.dtype}"
 
-        return f"Batch(x={describe(self[0])}, y={describe(self[1])})"
+        return "Batch(" + ", ".join(f"{k}={describe(v)}" for k, v in self.as_dict().items()) + ")"
 
     def __getnewargs__(self) -> tuple:
         return tuple(self)
 
 
-class PaddedBatch(Batch):
-    """A batch of whole sequences: also carries mask and lengths where padding happened (and the
-    packing fields)."""
-
-    # Instance attributes shadow Batch's class-level Nones; only padded batches pay for a __dict__.
+class _FieldBatch(Batch):
+    """A batch with fields beyond x and y: they live in the instance's __dict__, where they
+    shadow Batch's class-level Nones."""

@@ -1,4 +1,5 @@
 """What this installation of fastfeed can do: `build_info()` and `cuda_available()`."""
+
 from __future__ import annotations
 
 import platform
@@ -7,7 +8,7 @@ from typing import Any, Dict
 import numpy as np
 
 from . import _core
-from .views import torch_views_module
+from .run.views import torch_views_module
 
 
 def build_info() -> Dict[str, Any]:

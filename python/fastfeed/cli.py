@@ -1,4 +1,5 @@
 """The ``fastfeed`` command line (also ``python -m fastfeed``): demo, inspect, bench, convert."""
+
 from __future__ import annotations
 
 import argparse
@@ -56,6 +57,7 @@ def _fail(command: str, message: str, status: int) -> int:
 
 # ----- demo -----------------------------------------------------------------------------------
 
+
 def _cmd_demo(args: argparse.Namespace) -> int:
     try:
         import torch  # noqa: F401
@@ -68,8 +70,16 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     if problem:  # said before a minute of training, not after it
         return _fail("demo", f"cannot write the loss plot to {plot}: {problem} (or pass --no-plot)", 2)
     try:
-        run_demo(epochs=args.epochs, batch_size=args.batch_size, window=args.window, lr=args.lr,
-                 seed=args.seed, plot=plot, threads=args.threads, progress=not args.no_progress)
+        run_demo(
+            epochs=args.epochs,
+            batch_size=args.batch_size,
+            window=args.window,
+            lr=args.lr,
+            seed=args.seed,
+            plot=plot,
+            threads=args.threads,
+            progress=not args.no_progress,
+        )
     except KeyboardInterrupt:
         print("\ninterrupted", file=sys.stderr)
         return 130
@@ -94,11 +104,12 @@ def _unwritable(path: str) -> Optional[str]:
 
 # ----- inspect --------------------------------------------------------------------------------
 
+
 def _human_bytes(n: int) -> str:
     if n < 1024:
         return f"{n} B"
     exp = min((n.bit_length() - 1) // 10, 4)
-    return f"{n} B ({n / 1024 ** exp:.1f} {('KiB', 'MiB', 'GiB', 'TiB')[exp - 1]})"
+    return f"{n} B ({n / 1024**exp:.1f} {('KiB', 'MiB', 'GiB', 'TiB')[exp - 1]})"
 
 
 def _cmd_inspect(args: argparse.Namespace) -> int:
@@ -135,8 +146,8 @@ def _cmd_inspect(args: argparse.Namespace) -> int:
 def _describe_dataset(path: str) -> int:
     import numpy as np
 
-    from .dataset import open_dataset
     from .errors import FormatError
+    from .io.dataset import open_dataset
 
     try:
         info = open_dataset(path)
@@ -160,14 +171,26 @@ def _inspect_windows(args: argparse.Namespace, path: str) -> int:
 
     try:
         # output="numpy": counting batches needs no torch (and starts faster without it).
-        with Feeder(path, window=args.window, horizon=args.horizon, batch_size=args.batch_size,
-                    sampling_rate=args.sampling_rate, stride=args.stride, drop_last=args.drop_last,
-                    output="numpy", num_threads=1) as feeder:
-            print(f"window {feeder.window}, horizon {feeder.horizon}, sampling_rate {feeder.sampling_rate}, "
-                  f"stride {feeder.stride}:")
+        with Feeder(
+            path,
+            window=args.window,
+            horizon=args.horizon,
+            batch_size=args.batch_size,
+            sampling_rate=args.sampling_rate,
+            stride=args.stride,
+            drop_last=args.drop_last,
+            output="numpy",
+            num_threads=1,
+        ) as feeder:
+            print(
+                f"window {feeder.window}, horizon {feeder.horizon}, sampling_rate {feeder.sampling_rate}, "
+                f"stride {feeder.stride}:"
+            )
             print(f"samples: {feeder.num_samples}")
-            print(f"batches: {len(feeder)} of batch_size {feeder.batch_size}"
-                  f"{' (drop_last)' if feeder.drop_last else ''} per epoch")
+            print(
+                f"batches: {len(feeder)} of batch_size {feeder.batch_size}"
+                f"{' (drop_last)' if feeder.drop_last else ''} per epoch"
+            )
     except FormatError as e:
         return _fail("inspect", str(e), 1)
     except ValueError as e:  # the window configuration does not fit this source
@@ -176,6 +199,7 @@ def _inspect_windows(args: argparse.Namespace, path: str) -> int:
 
 
 # ----- bench ----------------------------------------------------------------------------------
+
 
 def _find_bench_script() -> Optional[Path]:
     # An editable install or a run from a checkout: python/fastfeed/cli.py -> <root>/bench/run.py.
@@ -191,8 +215,12 @@ def _find_bench_script() -> Optional[Path]:
 def _cmd_bench(args: argparse.Namespace, extra: Sequence[str]) -> int:
     script = _find_bench_script()
     if script is None:
-        return _fail("bench", "the benchmarks are only available from a source checkout of fastfeed "
-                     "(run `fastfeed bench` or `python bench/run.py` there)", 1)
+        return _fail(
+            "bench",
+            "the benchmarks are only available from a source checkout of fastfeed "
+            "(run `fastfeed bench` or `python bench/run.py` there)",
+            1,
+        )
     try:
         # The script's --help then names the command the user typed.
         env = dict(os.environ, FASTFEED_BENCH_PROG="fastfeed bench")
@@ -203,14 +231,23 @@ def _cmd_bench(args: argparse.Namespace, extra: Sequence[str]) -> int:
 
 # ----- convert --------------------------------------------------------------------------------
 
+
 def _cmd_convert(args: argparse.Namespace) -> int:
-    from .convert import ConvertError, UsageError, convert
     from .errors import FormatError
+    from .io.convert import ConvertError, UsageError, convert
 
     try:
-        info = convert(args.input, args.output, column=args.column, id_column=args.id_column,
-                       value_columns=args.value_column or (), dtype=args.dtype, overwrite=args.overwrite,
-                       progress=not args.no_progress, header=args.header)
+        info = convert(
+            args.input,
+            args.output,
+            column=args.column,
+            id_column=args.id_column,
+            value_columns=args.value_column or (),
+            dtype=args.dtype,
+            overwrite=args.overwrite,
+            progress=not args.no_progress,
+            header=args.header,
+        )
     except UsageError as e:
         return _fail("convert", str(e), 2)
     except KeyboardInterrupt:
@@ -218,37 +255,52 @@ def _cmd_convert(args: argparse.Namespace) -> int:
         return 130
     except (ConvertError, FormatError, ValueError, OSError) as e:
         return _fail("convert", str(e), 1)
-    print(f"wrote {info.num_sequences} sequence{'' if info.num_sequences == 1 else 's'}, {info.num_steps} steps of {info.dtype} "
-          f"(feature shape {info.feat}) to {info.path} ({_human_bytes(info.nbytes)})")
+    print(
+        f"wrote {info.num_sequences} sequence{'' if info.num_sequences == 1 else 's'}, "
+        f"{info.num_steps} steps of {info.dtype} "
+        f"(feature shape {info.feat}) to {info.path} ({_human_bytes(info.nbytes)})"
+    )
     return 0
 
 
 # ----- parser ---------------------------------------------------------------------------------
 
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="fastfeed", description="Feed ordered data (time series, sequences, streams) into PyTorch training loops.")
+        prog="fastfeed", description="Feed ordered data (time series, sequences, streams) into PyTorch training loops."
+    )
     parser.add_argument("--version", action="version", version=f"fastfeed {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
     from .demo import DEFAULT_PLOT  # no heavy imports: demo.py loads torch only when run
 
-    demo = sub.add_parser("demo", help="train a small RNN on a sine wave, fed by a Feeder",
-                          description="Next-step prediction of a sine wave with two stacked ReLU RNN layers "
-                                      "(a Keras example redone in PyTorch).")
+    demo = sub.add_parser(
+        "demo",
+        help="train a small RNN on a sine wave, fed by a Feeder",
+        description="Next-step prediction of a sine wave with two stacked ReLU RNN layers "
+        "(a Keras example redone in PyTorch).",
+    )
     demo.add_argument("--epochs", type=_pos_int, default=20, help="epochs to train (default 20)")
     demo.add_argument("--batch-size", type=_pos_int, default=1, help="windows per batch (default 1)")
     demo.add_argument("--window", type=_pos_int, default=10, help="steps per input window (default 10)")
     demo.add_argument("--lr", type=_pos_float, default=1e-3, help="Adam learning rate (default 1e-3)")
     demo.add_argument("--seed", type=_seed, default=0, help="seed of the weights and the shuffle (default 0)")
-    demo.add_argument("--plot", default=DEFAULT_PLOT, metavar="PATH",
-                      help=f"where the loss plot (PNG) goes (default {DEFAULT_PLOT})")
+    demo.add_argument(
+        "--plot", default=DEFAULT_PLOT, metavar="PATH", help=f"where the loss plot (PNG) goes (default {DEFAULT_PLOT})"
+    )
     demo.add_argument("--no-plot", action="store_true", help="write no loss plot")
-    demo.add_argument("--threads", type=_pos_int, default=None,
-                      help="torch threads (default 1: the model is too small to gain from more)")
+    demo.add_argument(
+        "--threads",
+        type=_pos_int,
+        default=None,
+        help="torch threads (default 1: the model is too small to gain from more)",
+    )
     demo.add_argument("--no-progress", action="store_true", help="no progress bars, only a line per epoch")
 
-    inspect = sub.add_parser("inspect", help="describe a .npy file or dataset directory (and what a Feeder would yield from it)")
+    inspect = sub.add_parser(
+        "inspect", help="describe a .npy file or dataset directory (and what a Feeder would yield from it)"
+    )
     inspect.add_argument("source", metavar="SOURCE", help="path of a .npy file or a dataset directory")
     inspect.add_argument("--window", type=_pos_int, default=None, help="count the samples/batches of this window")
     inspect.add_argument("--horizon", type=_nonneg_int, default=1, help="target steps per sample (default 1)")
@@ -257,27 +309,43 @@ def build_parser() -> argparse.ArgumentParser:
     inspect.add_argument("--sampling-rate", type=_pos_int, default=1, help="steps between window rows (default 1)")
     inspect.add_argument("--drop-last", action="store_true", help="do not count a short last batch")
 
-    sub.add_parser("bench", help="run the benchmarks (source checkout only); further arguments go to bench/run.py",
-                   add_help=False)  # so that `fastfeed bench --help` reaches the script
+    sub.add_parser(
+        "bench", help="run the benchmarks (source checkout only); further arguments go to bench/run.py", add_help=False
+    )  # so that `fastfeed bench --help` reaches the script
     convert = sub.add_parser(
-        "convert", help="turn .npy, CSV or Parquet data into a dataset directory",
+        "convert",
+        help="turn .npy, CSV or Parquet data into a dataset directory",
         description="Writes a fastfeed dataset directory from a .npy file (one series), a directory of .npy "
-                    "files (one series each, by file name), or a CSV/Parquet file (needs pyarrow: "
-                    "pip install 'fastfeed[arrow]'): a column of lists (one sequence per row), or value "
-                    "columns cut into sequences by an id column (in order of first appearance).")
+        "files (one series each, by file name), or a CSV/Parquet file (needs pyarrow: "
+        "pip install 'fastfeed[arrow]'): a column of lists (one sequence per row), or value "
+        "columns cut into sequences by an id column (in order of first appearance).",
+    )
     convert.add_argument("input", metavar="INPUT", help=".npy file, directory of .npy files, .csv or .parquet file")
     convert.add_argument("output", metavar="OUTPUT_DIR", help="the dataset directory to write")
     convert.add_argument("--column", metavar="C", help="CSV/Parquet: a column of lists, one sequence per row")
     convert.add_argument("--id-column", metavar="ID", help="CSV/Parquet: rows with the same id form one sequence")
-    convert.add_argument("--value-column", metavar="V", action="append",
-                         help="CSV/Parquet: a column of step values (repeat for steps of several features); "
-                              "without --id-column the whole file is one series")
+    convert.add_argument(
+        "--value-column",
+        metavar="V",
+        action="append",
+        help="CSV/Parquet: a column of step values (repeat for steps of several features); "
+        "without --id-column the whole file is one series",
+    )
     first_row = convert.add_mutually_exclusive_group()
-    first_row.add_argument("--header", dest="header", action="store_true", default=None,
-                           help="CSV: the first row holds the column names, even if they are numbers")
-    first_row.add_argument("--no-header", dest="header", action="store_false",
-                           help="CSV: the first row is data, not column names; columns are then f0, f1, ... "
-                                "(default: names, unless the first row is all numbers, which is refused as ambiguous)")
+    first_row.add_argument(
+        "--header",
+        dest="header",
+        action="store_true",
+        default=None,
+        help="CSV: the first row holds the column names, even if they are numbers",
+    )
+    first_row.add_argument(
+        "--no-header",
+        dest="header",
+        action="store_false",
+        help="CSV: the first row is data, not column names; columns are then f0, f1, ... "
+        "(default: names, unless the first row is all numbers, which is refused as ambiguous)",
+    )
     convert.add_argument("--dtype", metavar="D", help="store the values as this dtype (e.g. float32)")
     convert.add_argument("--overwrite", action="store_true", help="replace a dataset already in OUTPUT_DIR")
     convert.add_argument("--no-progress", action="store_true", help="no progress bar")

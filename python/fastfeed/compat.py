@@ -1,9 +1,10 @@
-"""Drop-in replacements for Keras' sequence utilities (SPEC 9).
+"""Drop-in replacements for Keras' sequence utilities.
 
 ``TimeseriesGenerator`` is ``tf_keras.preprocessing.sequence.TimeseriesGenerator`` argument
 for argument and batch for batch, with the windows cut by the native core; ``pad_sequences``
 is ``tf_keras.utils.pad_sequences``. Neither needs TensorFlow.
 """
+
 from __future__ import annotations
 
 import json
@@ -37,8 +38,10 @@ def _core_array(obj: Any) -> Optional[np.ndarray]:
             # the whole list is only right when every row alone infers it ([1, 2.5] does not).
             kinds = set(map(type, obj))
             simple = len(kinds) == 1 and (
-                kinds <= {float, bool} or issubclass(next(iter(kinds)), np.generic)
-                or (kinds == {int} and arr.dtype == np.int64))  # 2**63 alone is uint64
+                kinds <= {float, bool}
+                or issubclass(next(iter(kinds)), np.generic)
+                or (kinds == {int} and arr.dtype == np.int64)
+            )  # 2**63 alone is uint64
             if not simple and any(np.asarray(row).dtype != arr.dtype for row in obj):
                 return None
     else:  # ndarray subclasses, DataFrames, ...: indexing means something else there
@@ -78,14 +81,38 @@ class TimeseriesGenerator:
     an epoch may show a few batches late; and such batches are views of one block (never
     of the data, never of each other).
 
+    Args:
+        data: the series, indexable by row (an array or a list of steps).
+        targets: one target per row of `data`, the same length as `data`.
+        length: rows each sample spans before its target row (before sampling).
+        sampling_rate: take every ``sampling_rate``-th row inside a sample.
+        stride: rows between the target rows of consecutive samples.
+        start_index: rows before this are never a sample's first row.
+        end_index: the last row that can be a target row (inclusive).
+        shuffle: draw each batch's rows at random from NumPy's global generator.
+        reverse: put each sample's steps in reverse order.
+        batch_size: samples per batch (the last batch may be shorter).
+
     Raises:
         ValueError: `data` and `targets` differ in length, or
             ``start_index + length > end_index``.
     """
 
-    def __init__(self, data: Any, targets: Any, length: int, sampling_rate: int = 1,
-                 stride: int = 1, start_index: int = 0, end_index: Optional[int] = None,
-                 shuffle: bool = False, reverse: bool = False, batch_size: int = 128) -> None:
+    _fast: Any  # the plan from _plan(), None until made, False where Keras' code runs
+
+    def __init__(
+        self,
+        data: Any,
+        targets: Any,
+        length: int,
+        sampling_rate: int = 1,
+        stride: int = 1,
+        start_index: int = 0,
+        end_index: Optional[int] = None,
+        shuffle: bool = False,
+        reverse: bool = False,
+        batch_size: int = 128,
+    ) -> None:
         if len(data) != len(targets):
             raise ValueError(
                 "Data and targets have to be"
@@ -106,10 +133,9 @@ class TimeseriesGenerator:
         self.batch_size = batch_size
         if self.start_index > self.end_index:
             raise ValueError(
-                "`start_index+length=%i > end_index=%i` "
+                "`start_index+length=%i > end_index=%i` "  # noqa: UP031 (Keras' message, as Keras formats it)
                 "is disallowed, as no part of the sequence "
-                "would be left to be used as current step."
-                % (self.start_index, self.end_index)
+                "would be left to be used as current step." % (self.start_index, self.end_index)
             )
 
     def __setattr__(self, name: str, value: Any) -> None:
@@ -124,29 +150,55 @@ class TimeseriesGenerator:
     def _plan(self) -> Any:
         """What ``__getitem__`` needs from the core, or False where Keras' code must run."""
         try:
-            length, rate, stride, first, last, batch_size = (operator.index(v) for v in (
-                self.length, self.sampling_rate, self.stride, self.start_index,
-                self.end_index, self.batch_size))
+            length, rate, stride, first, last, batch_size = (
+                operator.index(v)
+                for v in (
+                    self.length,
+                    self.sampling_rate,
+                    self.stride,
+                    self.start_index,
+                    self.end_index,
+                    self.batch_size,
+                )
+            )
         except TypeError:
             return False
         x, y = _core_array(self.data), _core_array(self.targets)
         # Every window must lie inside the data: a negative start_index would make Keras'
         # slices wrap around, an end_index past the data would shorten them.
-        if (x is None or y is None or len(x) != len(y) or min(length, rate, stride, batch_size) < 1
-                or first - length < 0 or last >= len(x)):
+        if (
+            x is None
+            or y is None
+            or len(x) != len(y)
+            or min(length, rate, stride, batch_size) < 1
+            or first - length < 0
+            or last >= len(x)
+        ):
             return False
         window = len(range(0, length, rate))
         x_tail = (window, *x.shape[1:])
         batch_bytes = batch_size * window * x[:1].nbytes
-        return (x, x.dtype, x_tail, window, rate, y[length:], length, first, last, stride,
-                batch_size, len(self), bool(self.shuffle), bool(self.reverse),
-                max(1, _READAHEAD_BYTES // batch_bytes) if batch_bytes else 1,
-                [(-1, -1, 0, None, None, 0)])
+        return (
+            x,
+            x.dtype,
+            x_tail,
+            window,
+            rate,
+            y[length:],
+            length,
+            first,
+            last,
+            stride,
+            batch_size,
+            len(self),
+            bool(self.shuffle),
+            bool(self.reverse),
+            max(1, _READAHEAD_BYTES // batch_bytes) if batch_bytes else 1,
+            [(-1, -1, 0, None, None, 0)],
+        )
 
     def __len__(self) -> int:
-        return (
-            self.end_index - self.start_index + self.batch_size * self.stride
-        ) // (self.batch_size * self.stride)
+        return (self.end_index - self.start_index + self.batch_size * self.stride) // (self.batch_size * self.stride)
 
     def __getitem__(self, index: int) -> Tuple[np.ndarray, np.ndarray]:
         fast = self._fast
@@ -154,11 +206,27 @@ class TimeseriesGenerator:
             fast = self._fast = self._plan()
         if fast is False:
             return self._keras_getitem(index)
-        (x, x_dtype, x_tail, window, rate, y, length, first, last, stride, batch_size,
-         num_batches, shuffle, reverse, max_blocks, ahead) = fast
+        (
+            x,
+            x_dtype,
+            x_tail,
+            window,
+            rate,
+            y,
+            length,
+            first,
+            last,
+            stride,
+            batch_size,
+            num_batches,
+            shuffle,
+            reverse,
+            max_blocks,
+            ahead,
+        ) = fast
         # y is targets[length:], so y[start] is the target of the window starting at start.
         if shuffle:  # like Keras, ignores index
-            starts = np.random.randint(first, last + 1, size=batch_size)
+            starts = np.random.randint(first, last + 1, size=batch_size)  # noqa: NPY002 (Keras' generator)
             starts -= length
             samples = gather_windows(x, starts, window, rate, x_dtype, x_tail)
             targets = y[starts]
@@ -178,7 +246,7 @@ class TimeseriesGenerator:
             if index == following and index < end:
                 lo = (index - base) * batch_size
                 ahead[0] = (index + 1, end, base, xs, ys, blocks)
-                samples, targets = xs[lo:lo + batch_size], ys[lo:lo + batch_size]
+                samples, targets = xs[lo : lo + batch_size], ys[lo : lo + batch_size]
             else:
                 blocks = min(2 * blocks, max_blocks) if index == following else 1
                 end = min(index + blocks, num_batches)
@@ -199,12 +267,11 @@ class TimeseriesGenerator:
     def _keras_getitem(self, index: Any) -> Tuple[np.ndarray, np.ndarray]:
         """Keras' ``__getitem__``, line for line, for what the core does not cover."""
         if self.shuffle:
-            rows = np.random.randint(self.start_index, self.end_index + 1, size=self.batch_size)
+            rows = np.random.randint(self.start_index, self.end_index + 1, size=self.batch_size)  # noqa: NPY002
         else:
             i = self.start_index + self.batch_size * self.stride * index
-            rows = np.arange(i, min(i + self.batch_size * self.stride, self.end_index + 1),
-                             self.stride)
-        samples = np.array([self.data[row - self.length:row:self.sampling_rate] for row in rows])
+            rows = np.arange(i, min(i + self.batch_size * self.stride, self.end_index + 1), self.stride)
+        samples = np.array([self.data[row - self.length : row : self.sampling_rate] for row in rows])
         targets = np.array([self.targets[row] for row in rows])
         if self.reverse:
             return samples[:, ::-1, ...], targets
@@ -235,12 +302,17 @@ class TimeseriesGenerator:
 
     def to_json(self, **kwargs: Any) -> str:
         """``get_config()`` with the class name, as a JSON string (kwargs go to json.dumps)."""
-        return json.dumps({"class_name": type(self).__name__, "config": self.get_config()},
-                          **kwargs)
+        return json.dumps({"class_name": type(self).__name__, "config": self.get_config()}, **kwargs)
 
 
-def pad_sequences(sequences: Sequence[Any], maxlen: Optional[int] = None, dtype: Any = "int32",
-                  padding: str = "pre", truncating: str = "pre", value: Any = 0.0) -> np.ndarray:
+def pad_sequences(
+    sequences: Sequence[Any],
+    maxlen: Optional[int] = None,
+    dtype: Any = "int32",
+    padding: str = "pre",
+    truncating: str = "pre",
+    value: Any = 0.0,
+) -> np.ndarray:
     """Pads (and truncates) sequences to one length, exactly as Keras' ``pad_sequences``.
 
     Returns an array of shape ``(len(sequences), maxlen, *step_shape)`` (``maxlen`` defaults
@@ -266,12 +338,11 @@ def pad_sequences(sequences: Sequence[Any], maxlen: Optional[int] = None, dtype:
                 sample_shape = np.asarray(x).shape[1:]
                 found = True
         except TypeError as e:
-            raise ValueError("`sequences` must be a list of iterables. "
-                             f"Found non-iterable: {str(x)}") from e
+            raise ValueError(f"`sequences` must be a list of iterables. Found non-iterable: {x!s}") from e
     if maxlen is None:
         maxlen = np.max(lengths)  # as Keras: raises for no sequences at all
     is_str_dtype = np.issubdtype(dtype, np.str_)  # first, as in Keras: a bad dtype fails here
-    if isinstance(value, str) and dtype != object and not is_str_dtype:
+    if isinstance(value, str) and dtype != object and not is_str_dtype:  # noqa: E721 (np.dtype("O") == object)
         raise ValueError(
             f"`dtype` {dtype} is not compatible with `value`'s type: "
             f"{type(value)}\nYou should set `dtype=object` for variable length strings."
@@ -288,12 +359,14 @@ def pad_sequences(sequences: Sequence[Any], maxlen: Optional[int] = None, dtype:
             raise ValueError(f'Truncating type "{truncating}" not understood')
         trunc = np.asarray(trunc, dtype=dtype)
         if trunc.shape[1:] != sample_shape:
-            raise ValueError(f"Shape of sample {trunc.shape[1:]} of sequence at position {idx} "
-                             f"is different from expected shape {sample_shape}")
+            raise ValueError(
+                f"Shape of sample {trunc.shape[1:]} of sequence at position {idx} "
+                f"is different from expected shape {sample_shape}"
+            )
         if padding == "post":
-            out[idx, :len(trunc)] = trunc
+            out[idx, : len(trunc)] = trunc
         elif padding == "pre":
-            out[idx, -len(trunc):] = trunc
+            out[idx, -len(trunc) :] = trunc
         else:
             raise ValueError(f'Padding type "{padding}" not understood')
     return out

@@ -1,14 +1,25 @@
 """Translating the dtypes users name (NumPy, torch, strings) into the core's names."""
+
 from __future__ import annotations
 
 from typing import Any
 
 import numpy as np
 
-# The dtypes the core reads (SPEC 1). bfloat16 exists only as an output.
+# The dtypes the core reads. bfloat16 exists only as an output.
 SOURCE_DTYPES = (
-    "bool", "int8", "int16", "int32", "int64", "uint8", "uint16", "uint32", "uint64",
-    "float16", "float32", "float64",
+    "bool",
+    "int8",
+    "int16",
+    "int32",
+    "int64",
+    "uint8",
+    "uint16",
+    "uint32",
+    "uint64",
+    "float16",
+    "float32",
+    "float64",
 )
 OUTPUT_DTYPES = SOURCE_DTYPES + ("bfloat16",)
 FLOATING = ("float16", "float32", "float64", "bfloat16")

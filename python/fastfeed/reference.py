@@ -4,9 +4,10 @@ and (at the end) copies of the Keras algorithms that fastfeed.compat reproduces.
 Slow and simple on purpose. Tests compare the native core with these functions; when the
 two disagree, this file is right. It never imports the core.
 """
+
 from __future__ import annotations
 
-from typing import Any, List, Optional, Tuple
+from typing import Any, List, Optional, Tuple, cast
 
 import numpy as np
 
@@ -16,6 +17,7 @@ ROUNDS = 6
 
 
 # ----- shuffling: a keyed bijection over [0, n) ------------------------------------------
+
 
 def splitmix64(x: np.ndarray) -> np.ndarray:
     """SplitMix64's finaliser on uint64 arrays (arithmetic wraps modulo 2**64)."""
@@ -66,9 +68,15 @@ def shuffled_positions(n: int, seed: int, epoch: int, positions: np.ndarray) -> 
 
 # ----- windows -----------------------------------------------------------------------------
 
+
 def window_starts(
-    lengths: List[int], window: int, sampling_rate: int = 1, stride: int = 1, horizon: int = 0,
-    start_index: int = 0, end_index: Optional[int] = None,
+    lengths: List[int],
+    window: int,
+    sampling_rate: int = 1,
+    stride: int = 1,
+    horizon: int = 0,
+    start_index: int = 0,
+    end_index: Optional[int] = None,
 ) -> List[Tuple[int, int]]:
     """(series, start) of every sample, series by series, start by start.
 
@@ -86,6 +94,7 @@ def window_starts(
 
 
 # ----- dtype conversion and normalisation ----------------------------------------------
+
 
 def to_bfloat16_bits(x: np.ndarray) -> np.ndarray:
     """Values as bfloat16 bit patterns (uint16), rounded as PyTorch does: through float32,
@@ -106,8 +115,9 @@ def convert(x: np.ndarray, dtype: str, mean: Any = None, std: Any = None) -> np.
     return x.astype(dtype)
 
 
-def standard_stats(series: List[np.ndarray], start_index: int = 0, end_index: Optional[int] = None,
-                   finite_rows_only: bool = False):
+def standard_stats(
+    series: List[np.ndarray], start_index: int = 0, end_index: Optional[int] = None, finite_rows_only: bool = False
+) -> Tuple[np.ndarray, np.ndarray]:
     """Per-feature mean and population std over steps [start_index, end_index) of all series
     (only the steps without NaN/Inf with `finite_rows_only`); a std of 0 becomes 1."""
     steps = np.concatenate([np.asarray(s)[start_index:end_index] for s in series]).astype(np.float64)
@@ -118,6 +128,7 @@ def standard_stats(series: List[np.ndarray], start_index: int = 0, end_index: Op
 
 
 # ----- ranks and virtual epochs ------------------------------------------------------------
+
 
 def rank_share(n: int, rank: int = 0, world_size: int = 1, drop_last: bool = False, unit: int = 1) -> List[int]:
     """Which positions of a pass (of n items) a rank reads, in order: rank, rank + world, ...
@@ -141,12 +152,28 @@ def epoch_stream(epoch: int, per_rank: int, count: int, steps: Optional[int]) ->
 
 # ----- whole epochs of windows -------------------------------------------------------------
 
+
 def batches(
-    source: Any, *, window: int, horizon: Optional[int] = None, targets: Any = None,
-    sampling_rate: int = 1, stride: int = 1, start_index: int = 0, end_index: Optional[int] = None,
-    batch_size: int = 1, shuffle: bool = False, seed: int = 0, epoch: int = 0,
-    drop_last: bool = False, dtype: Optional[str] = None, normalize: Any = None,
-    rank: int = 0, world_size: int = 1, steps_per_epoch: Optional[int] = None, check_finite: Any = False,
+    source: Any,
+    *,
+    window: int,
+    horizon: Optional[int] = None,
+    targets: Any = None,
+    sampling_rate: int = 1,
+    stride: int = 1,
+    start_index: int = 0,
+    end_index: Optional[int] = None,
+    batch_size: int = 1,
+    shuffle: bool = False,
+    seed: int = 0,
+    epoch: int = 0,
+    drop_last: bool = False,
+    dtype: Optional[str] = None,
+    normalize: Any = None,
+    rank: int = 0,
+    world_size: int = 1,
+    steps_per_epoch: Optional[int] = None,
+    check_finite: Any = False,
 ) -> List[Tuple[np.ndarray, Optional[np.ndarray]]]:
     """Every batch of one epoch as (x, y) NumPy arrays: what a Feeder with the same arguments
     yields. `dtype` is a dtype name ("float32", "bfloat16", ...)."""
@@ -160,18 +187,24 @@ def batches(
         horizon = 1 if horizon is None else horizon
         target_series = [np.asarray(targets)] if single else [np.asarray(t) for t in targets]
 
-    x_dtype, y_dtype = _output_dtypes(series[0].dtype.name, dtype, normalize,
-                                      None if targets is None else target_series[0].dtype.name)
+    x_dtype, y_dtype = _output_dtypes(
+        series[0].dtype.name, dtype, normalize, None if targets is None else target_series[0].dtype.name
+    )
     mean, std = _normalization(series, normalize, start_index, end_index, check_finite == "skip")
     y_mean, y_std = (mean, std) if targets is None else (None, None)
 
-    starts = window_starts([len(s) for s in series], window, sampling_rate, stride, horizon,
-                           start_index, end_index)
+    starts = window_starts([len(s) for s in series], window, sampling_rate, stride, horizon, start_index, end_index)
     if check_finite == "skip":  # drop the samples whose inputs or targets touch a NaN or Inf
+
         def touches_bad(s: int, t: int) -> bool:
             last = t + (window - 1) * sampling_rate
-            return not (all_finite(series[s][t:last + 1:sampling_rate]) and all_finite(
-                target_series[s][last + sampling_rate:last + horizon * sampling_rate + 1:sampling_rate]))
+            return not (
+                all_finite(series[s][t : last + 1 : sampling_rate])
+                and all_finite(
+                    target_series[s][last + sampling_rate : last + horizon * sampling_rate + 1 : sampling_rate]
+                )
+            )
+
         starts = [(s, t) for s, t in starts if not touches_bad(s, t)]
     share = rank_share(len(starts), rank, world_size, drop_last, unit=batch_size)
     per_rank = len(share)
@@ -182,6 +215,7 @@ def batches(
     stream = epoch_stream(epoch, per_rank, count, steps_per_epoch)
 
     orders = {}
+
     def sample_at(pass_: int, q: int) -> int:
         if pass_ not in orders:
             orders[pass_] = permutation(len(starts), seed, pass_) if shuffle else np.arange(len(starts))
@@ -190,11 +224,11 @@ def batches(
     out = []
     for b in range(0, count, batch_size):
         xs, ys = [], []
-        for pass_, q in stream[b:b + batch_size]:
+        for pass_, q in stream[b : b + batch_size]:
             s, t = starts[sample_at(pass_, q)]
             last = t + (window - 1) * sampling_rate
-            xs.append(series[s][t:last + 1:sampling_rate])
-            ys.append(target_series[s][last + sampling_rate:last + horizon * sampling_rate + 1:sampling_rate])
+            xs.append(series[s][t : last + 1 : sampling_rate])
+            ys.append(target_series[s][last + sampling_rate : last + horizon * sampling_rate + 1 : sampling_rate])
         x = convert(np.stack(xs), x_dtype, mean, std)
         y = convert(np.stack(ys), y_dtype, y_mean, y_std) if horizon > 0 else None
         out.append((x, y))
@@ -215,15 +249,22 @@ def _output_dtypes(src: str, dtype: Optional[str], normalize: Any, target: Optio
     return x_dtype, (x_dtype if dtype is not None and target in floating and x_dtype in floating else target)
 
 
-def _normalization(series: List[np.ndarray], normalize: Any, start_index: int = 0, end_index: Optional[int] = None,
-                   finite_rows_only: bool = False):
+def _normalization(
+    series: List[np.ndarray],
+    normalize: Any,
+    start_index: int = 0,
+    end_index: Optional[int] = None,
+    finite_rows_only: bool = False,
+) -> Tuple[Optional[np.ndarray], Optional[np.ndarray]]:
     if normalize is None:
         return None, None
     if isinstance(normalize, str):
         return standard_stats(series, start_index, end_index, finite_rows_only)
     feat = series[0].shape[1:]
-    return (np.broadcast_to(np.asarray(normalize[0], np.float64), feat),
-            np.broadcast_to(np.asarray(normalize[1], np.float64), feat))
+    return (
+        np.broadcast_to(np.asarray(normalize[0], np.float64), feat),
+        np.broadcast_to(np.asarray(normalize[1], np.float64), feat),
+    )
 
 
 # ----- whole sequences ---------------------------------------------------------------------
@@ -235,9 +276,19 @@ def sequence_order(n: int, shuffle: bool, seed: int, pass_: int) -> np.ndarray:
     return permutation(n, seed, pass_) if shuffle else np.arange(n)
 
 
-def padded_plan(lengths: List[int], batch_size: int, shuffle: bool = False, seed: int = 0, pass_: int = 0,
-                drop_last: bool = False, bucket: bool = False, bucket_pool: int = 64,
-                rank: int = 0, world_size: int = 1, keep_short: bool = False) -> List[List[int]]:
+def padded_plan(
+    lengths: List[int],
+    batch_size: int,
+    shuffle: bool = False,
+    seed: int = 0,
+    pass_: int = 0,
+    drop_last: bool = False,
+    bucket: bool = False,
+    bucket_pool: int = 64,
+    rank: int = 0,
+    world_size: int = 1,
+    keep_short: bool = False,
+) -> List[List[int]]:
     """A rank's batches (lists of sequence numbers) of one pass of padded whole sequences.
 
     The rank's share of the pass's order (rank_share) is cut into batches (plain), or cut into
@@ -249,8 +300,8 @@ def padded_plan(lengths: List[int], batch_size: int, shuffle: bool = False, seed
     n = len(order)
     if bucket:
         pool = bucket_pool * batch_size
-        order = [i for s in range(0, n, pool) for i in sorted(order[s:s + pool], key=lambda i: lengths[i])]
-    cut = [order[s:s + batch_size] for s in range(0, n, batch_size)]
+        order = [i for s in range(0, n, pool) for i in sorted(order[s : s + pool], key=lambda i: lengths[i])]
+    cut = [order[s : s + batch_size] for s in range(0, n, batch_size)]
     if drop_last and not keep_short and cut and len(cut[-1]) < batch_size:
         cut.pop()
     if bucket:
@@ -259,9 +310,18 @@ def padded_plan(lengths: List[int], batch_size: int, shuffle: bool = False, seed
     return cut
 
 
-def packed_plan(lengths: List[int], max_len: int, batch_size: int, shuffle: bool = False, seed: int = 0,
-                pass_: int = 0, drop_last: bool = False, rank: int = 0,
-                world_size: int = 1, keep_short: bool = False) -> List[List[List[Tuple[int, int, int]]]]:
+def packed_plan(
+    lengths: List[int],
+    max_len: int,
+    batch_size: int,
+    shuffle: bool = False,
+    seed: int = 0,
+    pass_: int = 0,
+    drop_last: bool = False,
+    rank: int = 0,
+    world_size: int = 1,
+    keep_short: bool = False,
+) -> List[List[List[Tuple[int, int, int]]]]:
     """A rank's batches of one pass of packed sequences: rows of pieces (sequence, first step, steps).
 
     The pass's sequences are laid back to back and the stream is cut into rows of max_len steps
@@ -282,18 +342,34 @@ def packed_plan(lengths: List[int], max_len: int, batch_size: int, shuffle: bool
     if not rows[-1]:
         rows.pop()
     rows = [rows[q] for q in rank_share(len(rows), rank, world_size, drop_last, unit=batch_size)]
-    out = [rows[s:s + batch_size] for s in range(0, len(rows), batch_size)]
+    out = [rows[s : s + batch_size] for s in range(0, len(rows), batch_size)]
     if drop_last and not keep_short and out and len(out[-1]) < batch_size:
         out.pop()
     return out
 
 
 def sequence_batches(
-    sequences: List[np.ndarray], targets: Any = None, *, batch_size: int = 1, shuffle: bool = False,
-    seed: int = 0, epoch: int = 0, drop_last: bool = False, max_len: Optional[int] = None,
-    pad_multiple: int = 1, padding_side: str = "right", truncation_side: str = "right", pad_value: Any = 0,
-    bucket: bool = False, bucket_pool: int = 64, pack: bool = False, dtype: Optional[str] = None,
-    normalize: Any = None, rank: int = 0, world_size: int = 1, steps_per_epoch: Optional[int] = None,
+    sequences: List[np.ndarray],
+    targets: Any = None,
+    *,
+    batch_size: int = 1,
+    shuffle: bool = False,
+    seed: int = 0,
+    epoch: int = 0,
+    drop_last: bool = False,
+    max_len: Optional[int] = None,
+    pad_multiple: int = 1,
+    padding_side: str = "right",
+    truncation_side: str = "right",
+    pad_value: Any = 0,
+    bucket: bool = False,
+    bucket_pool: int = 64,
+    pack: bool = False,
+    dtype: Optional[str] = None,
+    normalize: Any = None,
+    rank: int = 0,
+    world_size: int = 1,
+    steps_per_epoch: Optional[int] = None,
     check_finite: Any = False,
 ) -> List[dict]:
     """Every batch of one epoch of whole sequences, as dicts with x, y, mask, lengths and, when
@@ -309,8 +385,13 @@ def sequence_batches(
         labels = np.asarray(targets)
     mean, std = _normalization(seqs, normalize, finite_rows_only=check_finite == "skip")
     if check_finite == "skip":  # drop the sequences holding a NaN or Inf (inputs, step targets or label)
-        keep = [i for i in range(len(seqs)) if all_finite(seqs[i]) and (steps is None or all_finite(steps[i]))
-                and (labels is None or all_finite(labels[i]))]
+        keep = [
+            i
+            for i in range(len(seqs))
+            if all_finite(seqs[i])
+            and (steps is None or all_finite(steps[i]))
+            and (labels is None or all_finite(labels[i]))
+        ]
         seqs = [seqs[i] for i in keep]
         lengths = [lengths[i] for i in keep]
         steps = None if steps is None else [steps[i] for i in keep]
@@ -324,10 +405,31 @@ def sequence_batches(
 
     def plan(pass_: int) -> list:
         if pack:
-            return packed_plan(lengths, max_len, batch_size, shuffle, seed, pass_, drop_last, rank, world_size,
-                               keep_short=streamed)
-        return padded_plan(lengths, batch_size, shuffle, seed, pass_, drop_last, bucket, bucket_pool,
-                           rank, world_size, keep_short=streamed)
+            return packed_plan(
+                lengths,
+                cast(int, max_len),
+                batch_size,
+                shuffle,
+                seed,
+                pass_,
+                drop_last,
+                rank,
+                world_size,
+                keep_short=streamed,
+            )
+        return padded_plan(
+            lengths,
+            batch_size,
+            shuffle,
+            seed,
+            pass_,
+            drop_last,
+            bucket,
+            bucket_pool,
+            rank,
+            world_size,
+            keep_short=streamed,
+        )
 
     plans = {}
 
@@ -343,27 +445,53 @@ def sequence_batches(
     else:
         flat = {0: [i for b in plan_of(0) for i in b]}
         per_pass = len(flat[0])
-        stream = epoch_stream(epoch, per_pass, steps_per_epoch * batch_size, steps_per_epoch)
+        stream = epoch_stream(epoch, per_pass, cast(int, steps_per_epoch) * batch_size, steps_per_epoch)
         for pass_, _ in stream:
             if pass_ not in flat:
                 flat[pass_] = [i for b in plan_of(pass_) for i in b]
         items = [flat[pass_][q] for pass_, q in stream]
-        batches = [items[k:k + batch_size] for k in range(0, len(items), batch_size)]
+        batches = [items[k : k + batch_size] for k in range(0, len(items), batch_size)]
     out = []
     for batch in batches:
         if pack:
             made = _packed_batch(batch, seqs, steps, max_len, pad_value, x_dtype, y_dtype, mean, std)
         else:
-            made = _padded_batch(batch, seqs, steps, labels, lengths, max_len, pad_multiple, padding_side,
-                                 truncation_side, pad_value, x_dtype, y_dtype, mean, std)
-        if made["mask"].all():  # no padding happened: no mask, no lengths (SPEC 4)
-            made["mask"] = made["lengths"] = None
-        out.append(made)
+            made = _padded_batch(
+                batch,
+                seqs,
+                steps,
+                labels,
+                lengths,
+                max_len,
+                pad_multiple,
+                padding_side,
+                truncation_side,
+                pad_value,
+                x_dtype,
+                y_dtype,
+                mean,
+                std,
+            )
+        out.append(made)  # mask and lengths always, also where no step was padded
     return out
 
 
-def _padded_batch(batch, seqs, steps, labels, lengths, max_len, pad_multiple, padding_side, truncation_side,
-                  pad_value, x_dtype, y_dtype, mean, std) -> dict:
+def _padded_batch(
+    batch: List[int],
+    seqs: List[np.ndarray],
+    steps: Optional[List[np.ndarray]],
+    labels: Optional[np.ndarray],
+    lengths: List[int],
+    max_len: Optional[int],
+    pad_multiple: int,
+    padding_side: str,
+    truncation_side: str,
+    pad_value: Any,
+    x_dtype: str,
+    y_dtype: Any,  # None without targets
+    mean: Optional[np.ndarray],
+    std: Optional[np.ndarray],
+) -> dict:
     if max_len is not None:
         length = max_len
     else:
@@ -372,7 +500,7 @@ def _padded_batch(batch, seqs, steps, labels, lengths, max_len, pad_multiple, pa
     pad_x = convert(np.array([pad_value]), x_dtype)[0]
     x = np.empty((len(batch), length) + seqs[0].shape[1:], dtype=numpy_name(x_dtype))
     x[...] = pad_x
-    y = None
+    y: Any = None
     if steps is not None:
         y = np.empty((len(batch), length) + steps[0].shape[1:], dtype=numpy_name(y_dtype))
         y[...] = convert(np.array([pad_value]), y_dtype)[0]
@@ -384,19 +512,29 @@ def _padded_batch(batch, seqs, steps, labels, lengths, max_len, pad_multiple, pa
         n = min(lengths[seq], length)
         first = 0 if truncation_side == "right" else lengths[seq] - n
         col = 0 if padding_side == "right" else length - n
-        x[i, col:col + n] = convert(seqs[seq][first:first + n], x_dtype, mean, std)
+        x[i, col : col + n] = convert(seqs[seq][first : first + n], x_dtype, mean, std)
         if steps is not None:
-            y[i, col:col + n] = convert(steps[seq][first:first + n], y_dtype)
-        mask[i, col:col + n] = True
+            y[i, col : col + n] = convert(steps[seq][first : first + n], y_dtype)
+        mask[i, col : col + n] = True
         out_lengths[i] = n
     return {"x": x, "y": y, "mask": mask, "lengths": out_lengths}
 
 
-def _packed_batch(rows, seqs, steps, max_len, pad_value, x_dtype, y_dtype, mean, std) -> dict:
+def _packed_batch(
+    rows: List[List[Tuple[int, int, int]]],
+    seqs: List[np.ndarray],
+    steps: Optional[List[np.ndarray]],
+    max_len: Any,  # an int: packing needs max_len
+    pad_value: Any,
+    x_dtype: str,
+    y_dtype: Any,  # None without targets
+    mean: Optional[np.ndarray],
+    std: Optional[np.ndarray],
+) -> dict:
     B = len(rows)
     x = np.empty((B, max_len) + seqs[0].shape[1:], dtype=numpy_name(x_dtype))
     x[...] = convert(np.array([pad_value]), x_dtype)[0]
-    y = None
+    y: Any = None
     if steps is not None:
         y = np.empty((B, max_len) + steps[0].shape[1:], dtype=numpy_name(y_dtype))
         y[...] = convert(np.array([pad_value]), y_dtype)[0]
@@ -408,17 +546,24 @@ def _packed_batch(rows, seqs, steps, max_len, pad_value, x_dtype, y_dtype, mean,
     for r, row in enumerate(rows):
         col = 0
         for k, (seq, first, count) in enumerate(row):
-            x[r, col:col + count] = convert(seqs[seq][first:first + count], x_dtype, mean, std)
+            x[r, col : col + count] = convert(seqs[seq][first : first + count], x_dtype, mean, std)
             if steps is not None:
-                y[r, col:col + count] = convert(steps[seq][first:first + count], y_dtype)
-            mask[r, col:col + count] = True
-            segment_ids[r, col:col + count] = k + 1
-            position_ids[r, col:col + count] = np.arange(count)
+                y[r, col : col + count] = convert(steps[seq][first : first + count], y_dtype)
+            mask[r, col : col + count] = True
+            segment_ids[r, col : col + count] = k + 1
+            position_ids[r, col : col + count] = np.arange(count)
             cu.append(cu[-1] + count)
             col += count
         lengths[r] = col
-    return {"x": x, "y": y, "mask": mask, "lengths": lengths, "segment_ids": segment_ids,
-            "position_ids": position_ids, "cu_seqlens": np.array(cu, dtype=np.int32)}
+    return {
+        "x": x,
+        "y": y,
+        "mask": mask,
+        "lengths": lengths,
+        "segment_ids": segment_ids,
+        "position_ids": position_ids,
+        "cu_seqlens": np.array(cu, dtype=np.int32),
+    }
 
 
 def numpy_name(dtype: str) -> str:
@@ -430,11 +575,23 @@ def numpy_name(dtype: str) -> str:
 # Line-for-line copies of tf_keras 2.x's algorithms (keras/preprocessing/sequence.py), minus the
 # Sequence base class, so compat can be checked (and benchmarked) where TensorFlow is absent.
 
+
 class KerasTimeseriesGenerator:
     """Keras' TimeseriesGenerator: len(), [i], shuffle drawn with np.random, reverse."""
 
-    def __init__(self, data, targets, length, sampling_rate=1, stride=1, start_index=0,
-                 end_index=None, shuffle=False, reverse=False, batch_size=128):
+    def __init__(
+        self,
+        data: Any,
+        targets: Any,
+        length: Any,
+        sampling_rate: Any = 1,
+        stride: Any = 1,
+        start_index: Any = 0,
+        end_index: Any = None,
+        shuffle: Any = False,
+        reverse: Any = False,
+        batch_size: Any = 128,
+    ) -> None:
         if len(data) != len(targets):
             raise ValueError(
                 "Data and targets have to be"
@@ -455,32 +612,35 @@ class KerasTimeseriesGenerator:
         self.batch_size = batch_size
         if self.start_index > self.end_index:
             raise ValueError(
-                "`start_index+length=%i > end_index=%i` "
+                "`start_index+length=%i > end_index=%i` "  # noqa: UP031 (Keras' message, as Keras formats it)
                 "is disallowed, as no part of the sequence "
-                "would be left to be used as current step."
-                % (self.start_index, self.end_index)
+                "would be left to be used as current step." % (self.start_index, self.end_index)
             )
 
-    def __len__(self):
-        return (self.end_index - self.start_index + self.batch_size * self.stride) // (
-            self.batch_size * self.stride)
+    def __len__(self) -> int:
+        return (self.end_index - self.start_index + self.batch_size * self.stride) // (self.batch_size * self.stride)
 
-    def __getitem__(self, index):
+    def __getitem__(self, index: Any) -> Tuple[np.ndarray, np.ndarray]:
         if self.shuffle:
-            rows = np.random.randint(self.start_index, self.end_index + 1, size=self.batch_size)
+            rows = np.random.randint(self.start_index, self.end_index + 1, size=self.batch_size)  # noqa: NPY002
         else:
             i = self.start_index + self.batch_size * self.stride * index
-            rows = np.arange(i, min(i + self.batch_size * self.stride, self.end_index + 1),
-                             self.stride)
-        samples = np.array([self.data[row - self.length:row:self.sampling_rate] for row in rows])
+            rows = np.arange(i, min(i + self.batch_size * self.stride, self.end_index + 1), self.stride)
+        samples = np.array([self.data[row - self.length : row : self.sampling_rate] for row in rows])
         targets = np.array([self.targets[row] for row in rows])
         if self.reverse:
             return samples[:, ::-1, ...], targets
         return samples, targets
 
 
-def keras_pad_sequences(sequences, maxlen=None, dtype="int32", padding="pre",
-                        truncating="pre", value=0.0):
+def keras_pad_sequences(
+    sequences: Any,
+    maxlen: Any = None,
+    dtype: Any = "int32",
+    padding: str = "pre",
+    truncating: str = "pre",
+    value: Any = 0.0,
+) -> np.ndarray:
     """Keras' pad_sequences, defaults included ('pre' padding and truncation)."""
     if not hasattr(sequences, "__len__"):
         raise ValueError("`sequences` must be iterable.")
@@ -495,12 +655,11 @@ def keras_pad_sequences(sequences, maxlen=None, dtype="int32", padding="pre",
                 sample_shape = np.asarray(x).shape[1:]
                 flag = False
         except TypeError as e:
-            raise ValueError("`sequences` must be a list of iterables. "
-                             f"Found non-iterable: {str(x)}") from e
+            raise ValueError(f"`sequences` must be a list of iterables. Found non-iterable: {x!s}") from e
     if maxlen is None:
         maxlen = np.max(lengths)
     is_dtype_str = np.issubdtype(dtype, np.str_) or np.issubdtype(dtype, np.str_)
-    if isinstance(value, str) and dtype != object and not is_dtype_str:
+    if isinstance(value, str) and dtype != object and not is_dtype_str:  # noqa: E721 (np.dtype("O") == object)
         raise ValueError(
             f"`dtype` {dtype} is not compatible with `value`'s type: "
             f"{type(value)}\nYou should set `dtype=object` for variable length "
@@ -526,7 +685,7 @@ def keras_pad_sequences(sequences, maxlen=None, dtype="int32", padding="pre",
         if padding == "post":
             x[idx, : len(trunc)] = trunc
         elif padding == "pre":
-            x[idx, -len(trunc):] = trunc
+            x[idx, -len(trunc) :] = trunc
         else:
             raise ValueError(f'Padding type "{padding}" not understood')
     return x

@@ -1,4 +1,4 @@
-"""`Stream`: windows over a series that arrives in chunks while the consumer trains (SPEC 7).
+"""`Stream`: windows over a series that arrives in chunks while the consumer trains.
 
 Producers `push()` new steps of one series, in chunks of any size, and `close()` at the end;
 iterating yields batches as soon as their windows are complete. Unshuffled, a Stream yields
@@ -9,6 +9,7 @@ are lost). `stats().dropped_steps` counts the steps that lost windows would have
 window handed out did: the data the consumer missed, the same however the pushes were cut
 (steps between windows, which a stride skips anyway, do not count).
 """
+
 from __future__ import annotations
 
 import collections
@@ -20,7 +21,7 @@ import numpy as np
 
 from .batch import Batch
 from .dtypes import dtype_name
-from .stats import FeedStats, StatsRecorder
+from .run.stats import FeedStats, StatsRecorder
 
 _POLL_S = 0.05  # waits are sliced so Ctrl-C reaches a blocked thread
 
@@ -36,7 +37,33 @@ class StreamClosed(RuntimeError):
 
 
 class Stream:
-    """Batches of windows over steps pushed by producers; see the module docstring."""
+    """Batches of windows over a series whose steps producers push while the consumer trains.
+
+    Producers `push()` new steps, in chunks of any size, and `close()` at the end; iterating
+    yields a [`Batch`][fastfeed.Batch] as soon as its windows are complete, and ends after the
+    last complete windows once the stream is closed. A Stream yields exactly the windows (and
+    batches) that a Feeder over the concatenated steps yields. At most `capacity` steps are
+    buffered: `push()` blocks while the buffer is full, or, with ``on_full="drop_oldest"``,
+    makes room by dropping the oldest steps; the windows that needed them are lost, and
+    ``stats().dropped_steps`` counts the steps only those windows would have read (the same
+    however the pushes were cut).
+
+    Args:
+        window: steps per sample.
+        horizon: target steps after each window (0: no targets).
+        batch_size: windows per batch.
+        capacity: steps buffered at most. Default: four times the steps one batch of windows
+            spans, and at least 65,536; it must hold at least one batch's span.
+        sampling_rate: take every ``sampling_rate``-th step inside a window.
+        stride: distance between consecutive window starts.
+        drop_last: leave out the short last batch when the stream ends.
+        on_full: ``"block"`` or ``"drop_oldest"``: what `push()` does while the buffer is full.
+        dtype: output dtype (NumPy or torch dtype, or a name such as ``"bfloat16"``).
+        output: ``"torch"`` (the default when torch imports) or ``"numpy"``.
+
+    Raises:
+        ValueError: an argument is out of range, or `capacity` cannot hold one batch.
+    """
 
     def __init__(
         self,
@@ -63,8 +90,10 @@ class Stream:
         need = self.span + (self.batch_size - 1) * self.stride
         self.capacity = max(4 * need, 1 << 16) if capacity is None else _positive("capacity", capacity)
         if self.capacity < need:
-            raise ValueError(f"capacity={self.capacity} steps cannot hold one batch: {self.batch_size} windows "
-                             f"spanning {self.span} steps every {self.stride} need {need} steps")
+            raise ValueError(
+                f"capacity={self.capacity} steps cannot hold one batch: {self.batch_size} windows "
+                f"spanning {self.span} steps every {self.stride} need {need} steps"
+            )
         if on_full not in ("block", "drop_oldest"):
             raise ValueError(f"on_full must be 'block' or 'drop_oldest', got {on_full!r}")
         self.on_full = on_full
@@ -72,6 +101,7 @@ class Stream:
         if output is None:
             try:
                 import torch  # noqa: F401
+
                 output = "torch"
             except ImportError:
                 output = "numpy"
@@ -81,8 +111,8 @@ class Stream:
 
         self._cv = threading.Condition()
         self._chunks: Deque[np.ndarray] = collections.deque()
-        self._base = 0        # absolute step number of the first buffered step
-        self._buffered = 0    # steps in _chunks
+        self._base = 0  # absolute step number of the first buffered step
+        self._buffered = 0  # steps in _chunks
         self._next_start = 0  # absolute start of the next window to yield
         self._closed = False
         self._feat: Optional[Tuple[Tuple[int, ...], np.dtype]] = None
@@ -100,7 +130,7 @@ class Stream:
         self._check_chunk(a)
         deadline = None if timeout is None else time.monotonic() + timeout
         for first in range(0, len(a), self.capacity):  # a chunk larger than the buffer goes in pieces
-            self._push_piece(a[first:first + self.capacity], deadline, first, len(a))
+            self._push_piece(a[first : first + self.capacity], deadline, first, len(a))
 
     def _check_chunk(self, a: np.ndarray) -> None:
         if a.dtype == object or a.ndim < 1:
@@ -111,8 +141,10 @@ class Stream:
             if self._feat is None:
                 self._feat = (a.shape[1:], a.dtype)
             elif (a.shape[1:], a.dtype) != self._feat:
-                raise ValueError(f"push(): steps of shape {a.shape[1:]} and dtype {a.dtype} do not match the stream's "
-                                 f"{self._feat[0]} and {self._feat[1]}")
+                raise ValueError(
+                    f"push(): steps of shape {a.shape[1:]} and dtype {a.dtype} do not match the stream's "
+                    f"{self._feat[0]} and {self._feat[1]}"
+                )
 
     def _push_piece(self, piece: np.ndarray, deadline: Optional[float], done: int, total: int) -> None:
         piece = np.array(piece, copy=True)  # the producer may reuse its buffer
@@ -135,8 +167,10 @@ class Stream:
                     continue
                 wait = _POLL_S if deadline is None else min(_POLL_S, deadline - time.monotonic())
                 if wait <= 0:
-                    raise TimeoutError(f"push() waited for room in a full Stream (capacity {self.capacity} steps); "
-                                       f"the first {done} of the {total} steps went in")
+                    raise TimeoutError(
+                        f"push() waited for room in a full Stream (capacity {self.capacity} steps); "
+                        f"the first {done} of the {total} steps went in"
+                    )
                 self._cv.wait(wait)
 
     def _pop_front(self, steps: int) -> int:
@@ -291,7 +325,7 @@ class Stream:
         """Batches, samples, waits so far; `dropped_steps` counts what on_full="drop_oldest" dropped."""
         return self._stats.snapshot(dropped_steps=self._dropped)
 
-    def __enter__(self) -> "Stream":
+    def __enter__(self) -> Stream:
         return self
 
     def __exit__(self, *exc: Any) -> None:

@@ -1,4 +1,4 @@
-"""Dataset directories (SPEC 8): many sequences in files that a Feeder memory-maps.
+"""Dataset directories: many sequences in files that a Feeder memory-maps.
 
 Format, version 1
 -----------------
@@ -38,6 +38,7 @@ end, fsyncs them, and only then replaces header.json atomically (a temporary fil
 dataset exactly as it was before the append or as it is after it. Appends to one directory
 are serialised with an advisory lock (``flock`` on the directory).
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -49,13 +50,21 @@ from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
-from . import _core
-from .dtypes import SOURCE_DTYPES
-from .errors import FormatError, MissingFileError
+from .. import _core
+from ..dtypes import SOURCE_DTYPES
+from ..errors import FormatError, MissingFileError
 
 __all__ = [
-    "DatasetInfo", "TargetsInfo", "DatasetSeries", "write_dataset", "append_dataset", "open_dataset",
-    "load_dataset_series", "read_sequences", "read_targets", "is_dataset_dir",
+    "DatasetInfo",
+    "DatasetSeries",
+    "TargetsInfo",
+    "append_dataset",
+    "is_dataset_dir",
+    "load_dataset_series",
+    "open_dataset",
+    "read_sequences",
+    "read_targets",
+    "write_dataset",
 ]
 
 FORMAT_NAME = "fastfeed-dataset"
@@ -76,6 +85,7 @@ Targets = Union[None, np.ndarray, Sequence[np.ndarray]]
 
 # ----- descriptions ----------------------------------------------------------------------------
 
+
 @dataclass(frozen=True)
 class TargetsInfo:
     """The targets a dataset stores: ``kind`` is ``"labels"`` (one row per sequence) or
@@ -88,7 +98,22 @@ class TargetsInfo:
 
 @dataclass(frozen=True, eq=False, repr=False)
 class DatasetInfo:
-    """What :func:`open_dataset` reads from a dataset directory (its committed state)."""
+    """What [`open_dataset`][fastfeed.open_dataset] reads from a dataset directory (its
+    committed state). Two are equal when every attribute is, the lengths compared by value.
+
+    Attributes:
+        path: the directory.
+        version: the format version of its header (1).
+        dtype: the values' dtype, such as ``"float32"``.
+        feat: the shape of one step (``()`` for scalar steps).
+        num_sequences: how many sequences the dataset holds.
+        num_steps: the steps of all sequences together.
+        lengths: the length of each sequence (int64, read-only, ``(num_sequences,)``).
+        targets: the stored targets' ``kind`` (``"labels"``, one row per sequence, or
+            ``"steps"``, aligned step for step with the values), ``dtype`` and ``feat``;
+            None when the dataset has no targets.
+        nbytes: the committed bytes of its data files (values, offsets and targets).
+    """
 
     path: str
     version: int
@@ -104,26 +129,31 @@ class DatasetInfo:
         # By value: the lengths are an array, which the generated __eq__ cannot compare.
         if not isinstance(other, DatasetInfo):
             return NotImplemented
-        return all(getattr(self, f) == getattr(other, f) for f in
-                   ("path", "version", "dtype", "feat", "num_sequences", "num_steps", "targets", "nbytes")
-                   ) and np.array_equal(self.lengths, other.lengths)
+        return all(
+            getattr(self, f) == getattr(other, f)
+            for f in ("path", "version", "dtype", "feat", "num_sequences", "num_steps", "targets", "nbytes")
+        ) and np.array_equal(self.lengths, other.lengths)
 
     def __repr__(self) -> str:
         if self.num_sequences:
-            lens = (f"lengths {int(self.lengths.min())}..{int(self.lengths.max())} "
-                    f"(mean {self.num_steps / self.num_sequences:.1f})")
+            lens = (
+                f"lengths {int(self.lengths.min())}..{int(self.lengths.max())} "
+                f"(mean {self.num_steps / self.num_sequences:.1f})"
+            )
         else:
             lens = "no sequences"
         t = self.targets
         targets = "no targets" if t is None else f"{t.kind} targets {t.dtype} feat {t.feat}"
-        return (f"DatasetInfo({self.path!r}: {self.num_sequences} sequences, {self.num_steps} steps "
-                f"of {self.dtype} feat {self.feat}; {lens}; {targets}; {_human_bytes(self.nbytes)}; "
-                f"format version {self.version})")
+        return (
+            f"DatasetInfo({self.path!r}: {self.num_sequences} sequences, {self.num_steps} steps "
+            f"of {self.dtype} feat {self.feat}; {lens}; {targets}; {_human_bytes(self.nbytes)}; "
+            f"format version {self.version})"
+        )
 
 
 @dataclass(frozen=True, eq=False)
 class DatasetSeries:
-    """A dataset opened for the core: what :func:`load_dataset_series` returns."""
+    """A dataset opened for the core: what `load_dataset_series` returns."""
 
     info: DatasetInfo
     values: _core.RaggedFile
@@ -135,7 +165,7 @@ def _human_bytes(n: int) -> str:
     if n < 1024:
         return f"{n} B"
     exp = min((n.bit_length() - 1) // 10, 4)
-    return f"{n / 1024 ** exp:.1f} {('KiB', 'MiB', 'GiB', 'TiB')[exp - 1]}"
+    return f"{n / 1024**exp:.1f} {('KiB', 'MiB', 'GiB', 'TiB')[exp - 1]}"
 
 
 def _row_bytes(dtype: str, feat: Feat) -> int:
@@ -148,6 +178,7 @@ def _le(dtype: str) -> np.dtype:
 
 # ----- reading the header ----------------------------------------------------------------------
 
+
 @dataclass(frozen=True)
 class _Header:
     dtype: str
@@ -158,8 +189,12 @@ class _Header:
 
     def to_json(self) -> Dict[str, Any]:
         out: Dict[str, Any] = {
-            "format": FORMAT_NAME, "version": FORMAT_VERSION, "dtype": self.dtype,
-            "feat": list(self.feat), "num_sequences": self.num_sequences, "num_steps": self.num_steps,
+            "format": FORMAT_NAME,
+            "version": FORMAT_VERSION,
+            "dtype": self.dtype,
+            "feat": list(self.feat),
+            "num_sequences": self.num_sequences,
+            "num_steps": self.num_steps,
         }
         if self.targets is not None:
             t = self.targets
@@ -209,7 +244,9 @@ def _parse_targets(v: Any, where: str) -> Optional[TargetsInfo]:
         raise FormatError(f"{where}: 'targets' is missing {', '.join(map(repr, missing))}")
     if v["kind"] not in _TARGET_KINDS:
         raise FormatError(f"{where}: targets kind {v['kind']!r} is unknown (expected 'labels' or 'steps')")
-    return TargetsInfo(v["kind"], _parse_dtype(v["dtype"], f"{where}: targets"), _parse_feat(v["feat"], f"{where}: targets"))
+    return TargetsInfo(
+        v["kind"], _parse_dtype(v["dtype"], f"{where}: targets"), _parse_feat(v["feat"], f"{where}: targets")
+    )
 
 
 def _load_json(path: str) -> Any:
@@ -231,24 +268,30 @@ def _read_header(directory: str) -> _Header:
     if not isinstance(h, dict):
         raise FormatError(f"{where}: expected a JSON object, found {type(h).__name__}")
     if h.get("format") != FORMAT_NAME:
-        raise FormatError(f"{where}: not a fastfeed dataset header ('format' is {h.get('format')!r}, "
-                          f"expected {FORMAT_NAME!r})")
+        raise FormatError(
+            f"{where}: not a fastfeed dataset header ('format' is {h.get('format')!r}, expected {FORMAT_NAME!r})"
+        )
     if "version" not in h:
         raise FormatError(f"{where}: missing key 'version'")
     if h["version"] != FORMAT_VERSION or not _is_int(h["version"]):
-        raise FormatError(f"{where}: format version {h['version']!r}, this fastfeed reads version "
-                          f"{FORMAT_VERSION} (a newer fastfeed may read it)")
+        raise FormatError(
+            f"{where}: format version {h['version']!r}, this fastfeed reads version "
+            f"{FORMAT_VERSION} (a newer fastfeed may read it)"
+        )
     missing = [k for k in ("dtype", "feat", "num_sequences", "num_steps") if k not in h]
     if missing:
         raise FormatError(f"{where}: missing key{'s' if len(missing) > 1 else ''} {', '.join(map(repr, missing))}")
     return _Header(
-        dtype=_parse_dtype(h["dtype"], where), feat=_parse_feat(h["feat"], where),
-        num_sequences=_parse_count(h, "num_sequences", where), num_steps=_parse_count(h, "num_steps", where),
+        dtype=_parse_dtype(h["dtype"], where),
+        feat=_parse_feat(h["feat"], where),
+        num_sequences=_parse_count(h, "num_sequences", where),
+        num_steps=_parse_count(h, "num_steps", where),
         targets=_parse_targets(h.get("targets"), where),
     )
 
 
 # ----- opening ---------------------------------------------------------------------------------
+
 
 def _data_file(directory: str, name: str) -> str:
     path = os.path.join(directory, name)
@@ -272,8 +315,10 @@ def _open_labels(path: str, h: _Header, mapped: bool) -> Optional[np.ndarray]:
     need = h.num_sequences * _row_bytes(t.dtype, t.feat)
     size = os.path.getsize(path)
     if size < need:
-        raise FormatError(f"{path}: too short: {h.num_sequences} labels of {_row_bytes(t.dtype, t.feat)} bytes "
-                          f"({t.dtype}) need {need} bytes, but the file holds {size}")
+        raise FormatError(
+            f"{path}: too short: {h.num_sequences} labels of {_row_bytes(t.dtype, t.feat)} bytes "
+            f"({t.dtype}) need {need} bytes, but the file holds {size}"
+        )
     return _map_rows(path, 0, h.num_sequences, t.dtype, t.feat) if mapped else None
 
 
@@ -290,24 +335,34 @@ def _open_all(path: PathLike, map_labels: bool) -> DatasetSeries:
         t = h.targets
         targets_path = _data_file(directory, TARGETS)
         if t.kind == "steps":
-            step_targets = _core.RaggedFile.open(targets_path, offsets_path, h.num_sequences, h.num_steps,
-                                                 t.dtype, int(np.prod(t.feat, dtype=np.int64)))
+            step_targets = _core.RaggedFile.open(
+                targets_path, offsets_path, h.num_sequences, h.num_steps, t.dtype, int(np.prod(t.feat, dtype=np.int64))
+            )
             nbytes += h.num_steps * _row_bytes(t.dtype, t.feat)
         else:
             labels = _open_labels(targets_path, h, map_labels)
             nbytes += h.num_sequences * _row_bytes(t.dtype, t.feat)
     lengths = values.lengths()
     lengths.setflags(write=False)
-    info = DatasetInfo(directory, FORMAT_VERSION, h.dtype, h.feat, h.num_sequences, h.num_steps,
-                       lengths, h.targets, nbytes)
+    info = DatasetInfo(
+        directory, FORMAT_VERSION, h.dtype, h.feat, h.num_sequences, h.num_steps, lengths, h.targets, nbytes
+    )
     return DatasetSeries(info, values, step_targets, labels)
 
 
 def open_dataset(path: PathLike) -> DatasetInfo:
     """Describes the dataset directory at `path` after checking it.
 
-    Raises :class:`fastfeed.FormatError` (a ValueError) naming the file and the problem for a
-    damaged dataset, :class:`fastfeed.errors.MissingFileError` for a missing file.
+    Args:
+        path: the dataset directory.
+
+    Returns:
+        Its committed state: counts, lengths, dtype, feature shape and targets.
+
+    Raises:
+        fastfeed.FormatError: the dataset is damaged (a ValueError); the message names the file
+            and the problem. A missing file raises ``fastfeed.errors.MissingFileError``, both a
+            FormatError and a FileNotFoundError.
     """
     return _open_all(path, map_labels=False).info
 
@@ -320,7 +375,7 @@ def committed_sequences(path: PathLike) -> int:
 
 def load_dataset_series(path: PathLike) -> DatasetSeries:
     """Opens a dataset for the core: its values (and step targets) as memory-mapped
-    :class:`_core.RaggedFile` objects, its labels as a read-only memory-mapped array."""
+    `_core.RaggedFile` objects, its labels as a read-only memory-mapped array."""
     return _open_all(path, map_labels=True)
 
 
@@ -330,6 +385,7 @@ def is_dataset_dir(path: PathLike) -> bool:
 
 
 # ----- reading rows back into NumPy ----------------------------------------------------------
+
 
 def _map_rows(path: str, first_row: int, rows: int, dtype: str, feat: Feat) -> np.ndarray:
     shape = (rows,) + feat
@@ -343,7 +399,7 @@ def _map_rows(path: str, first_row: int, rows: int, dtype: str, feat: Feat) -> n
 
 def _split_rows(rows: np.ndarray, lengths: np.ndarray) -> List[np.ndarray]:
     ends = np.cumsum(lengths)
-    return [rows[e - n:e] for e, n in zip(ends.tolist(), lengths.tolist())]
+    return [rows[e - n : e] for e, n in zip(ends.tolist(), lengths.tolist())]
 
 
 def read_sequences(path: PathLike) -> List[np.ndarray]:
@@ -355,7 +411,7 @@ def read_sequences(path: PathLike) -> List[np.ndarray]:
 
 def read_targets(path: PathLike) -> Targets:
     """The dataset's targets, read-only and memory-mapped: None, the labels as one array with a
-    row per sequence, or the step targets as a list aligned with :func:`read_sequences`."""
+    row per sequence, or the step targets as a list aligned with `read_sequences`."""
     info = open_dataset(path)
     t = info.targets
     if t is None:
@@ -367,6 +423,7 @@ def read_targets(path: PathLike) -> Targets:
 
 
 # ----- validating what is written ------------------------------------------------------------
+
 
 @dataclass(frozen=True)
 class _Layout:
@@ -387,7 +444,9 @@ def _as_array(item: Any, label: str) -> np.ndarray:
 
 def _check_rows(arr: np.ndarray, label: str) -> None:
     if arr.dtype == object:
-        raise ValueError(f"{label} is an object array; a dataset holds numbers (dtype one of {', '.join(SOURCE_DTYPES)})")
+        raise ValueError(
+            f"{label} is an object array; a dataset holds numbers (dtype one of {', '.join(SOURCE_DTYPES)})"
+        )
     if arr.dtype.name not in SOURCE_DTYPES:
         raise ValueError(f"{label} has unsupported dtype {arr.dtype} (supported: {', '.join(SOURCE_DTYPES)})")
     if arr.ndim < 1:
@@ -397,14 +456,19 @@ def _check_rows(arr: np.ndarray, label: str) -> None:
 def _check_layout(arr: np.ndarray, label: str, want: _Layout, what: str) -> None:
     feat = tuple(int(d) for d in arr.shape[1:])
     if arr.dtype.name != want.dtype:
-        raise ValueError(f"{label} has dtype {arr.dtype.name}, but {want.origin} has {want.dtype}; "
-                         f"all {what} must share one dtype")
+        raise ValueError(
+            f"{label} has dtype {arr.dtype.name}, but {want.origin} has {want.dtype}; all {what} must share one dtype"
+        )
     if feat != want.feat:
-        raise ValueError(f"{label} has feature shape {feat}, but {want.origin} has {want.feat}; "
-                         f"all {what} must share one feature shape")
+        raise ValueError(
+            f"{label} has feature shape {feat}, but {want.origin} has {want.feat}; "
+            f"all {what} must share one feature shape"
+        )
 
 
-def _check_group(items: Sequence[Any], name: str, want: Optional[_Layout], what: str) -> Tuple[List[np.ndarray], _Layout]:
+def _check_group(
+    items: Sequence[Any], name: str, want: Optional[_Layout], what: str
+) -> Tuple[List[np.ndarray], _Layout]:
     """Checks that `items` are arrays of one supported dtype and step shape (`want`'s if given)."""
     arrays: List[np.ndarray] = []
     for i, item in enumerate(items):
@@ -421,11 +485,15 @@ def _check_group(items: Sequence[Any], name: str, want: Optional[_Layout], what:
 
 def _check_sequences(sequences: Any, want: Optional[_Layout]) -> Tuple[List[np.ndarray], _Layout]:
     if isinstance(sequences, np.ndarray) or not isinstance(sequences, (list, tuple)):
-        raise ValueError(f"sequences must be a list or tuple of arrays of shape (T_i, *feat), not "
-                         f"{type(sequences).__name__}; for one series pass [array]")
+        raise ValueError(
+            f"sequences must be a list or tuple of arrays of shape (T_i, *feat), not "
+            f"{type(sequences).__name__}; for one series pass [array]"
+        )
     if not sequences and want is None:
-        raise ValueError("sequences is empty; a new dataset needs at least one sequence (it fixes the "
-                         "dtype and feature shape; sequences of length 0 are fine)")
+        raise ValueError(
+            "sequences is empty; a new dataset needs at least one sequence (it fixes the "
+            "dtype and feature shape; sequences of length 0 are fine)"
+        )
     return _check_group(sequences, "sequences", want, "sequences")
 
 
@@ -438,8 +506,10 @@ class _NewTargets:
 def _check_labels(labels: np.ndarray, n: int, want: Optional[_Layout]) -> _NewTargets:
     _check_rows(labels, "targets")
     if labels.shape[0] != n:
-        raise ValueError(f"targets (labels, an array with one row per sequence) has {labels.shape[0]} rows, "
-                         f"but there are {n} sequences")
+        raise ValueError(
+            f"targets (labels, an array with one row per sequence) has {labels.shape[0]} rows, "
+            f"but there are {n} sequences"
+        )
     if want is not None:
         _check_layout(labels, "targets", want, "labels")
     return _NewTargets(TargetsInfo("labels", labels.dtype.name, tuple(int(d) for d in labels.shape[1:])), [labels])
@@ -447,13 +517,17 @@ def _check_labels(labels: np.ndarray, n: int, want: Optional[_Layout]) -> _NewTa
 
 def _check_step_targets(targets: Sequence[Any], lengths: Sequence[int], want: Optional[_Layout]) -> _NewTargets:
     if len(targets) != len(lengths):
-        raise ValueError(f"targets (step targets, a list aligned with the sequences) has {len(targets)} arrays, "
-                         f"but there are {len(lengths)} sequences")
+        raise ValueError(
+            f"targets (step targets, a list aligned with the sequences) has {len(targets)} arrays, "
+            f"but there are {len(lengths)} sequences"
+        )
     arrays, layout = _check_group(targets, "targets", want, "step targets")
     for i, (a, n) in enumerate(zip(arrays, lengths)):
         if a.shape[0] != n:
-            raise ValueError(f"targets[{i}] has {a.shape[0]} steps, but sequences[{i}] has {n}; "
-                             "step targets must be aligned step for step")
+            raise ValueError(
+                f"targets[{i}] has {a.shape[0]} steps, but sequences[{i}] has {n}; "
+                "step targets must be aligned step for step"
+            )
     return _NewTargets(TargetsInfo("steps", layout.dtype, layout.feat), arrays)
 
 
@@ -466,12 +540,15 @@ def _check_targets(targets: Any, lengths: Sequence[int]) -> Optional[_NewTargets
         if not targets:
             raise ValueError("targets is an empty list; pass None for no targets")
         return _check_step_targets(targets, lengths, None)
-    raise ValueError(f"targets must be None, an array with one row per sequence (labels) or a list of arrays "
-                     f"aligned step for step with the sequences, not {type(targets).__name__}")
+    raise ValueError(
+        f"targets must be None, an array with one row per sequence (labels) or a list of arrays "
+        f"aligned step for step with the sequences, not {type(targets).__name__}"
+    )
 
 
-def _check_append_targets(targets: Any, lengths: Sequence[int], stored: Optional[TargetsInfo],
-                          where: str) -> Optional[_NewTargets]:
+def _check_append_targets(
+    targets: Any, lengths: Sequence[int], stored: Optional[TargetsInfo], where: str
+) -> Optional[_NewTargets]:
     if stored is None:
         if targets is not None:
             raise ValueError(f"the dataset at {where} has no targets, so an append cannot add any; pass targets=None")
@@ -479,16 +556,21 @@ def _check_append_targets(targets: Any, lengths: Sequence[int], stored: Optional
     want = _Layout(stored.dtype, stored.feat, f"the dataset at {where}")
     if stored.kind == "labels":
         if not isinstance(targets, np.ndarray):
-            raise ValueError(f"the dataset at {where} stores labels: pass targets as an array with one row per "
-                             f"new sequence, not {'None' if targets is None else type(targets).__name__}")
+            raise ValueError(
+                f"the dataset at {where} stores labels: pass targets as an array with one row per "
+                f"new sequence, not {'None' if targets is None else type(targets).__name__}"
+            )
         return _check_labels(targets, len(lengths), want)
     if not isinstance(targets, (list, tuple)):
-        raise ValueError(f"the dataset at {where} stores step targets: pass targets as a list of arrays aligned "
-                         f"step for step with the new sequences, not {'None' if targets is None else type(targets).__name__}")
+        raise ValueError(
+            f"the dataset at {where} stores step targets: pass targets as a list of arrays aligned "
+            f"step for step with the new sequences, not {'None' if targets is None else type(targets).__name__}"
+        )
     return _check_step_targets(targets, lengths, want)
 
 
 # ----- writing ---------------------------------------------------------------------------------
+
 
 def _byte_view(arr: np.ndarray) -> np.ndarray:
     """`arr` as flat little-endian bytes; copies only what is not already little-endian C order."""
@@ -556,8 +638,7 @@ def _append_rows(directory: str, old: _Header, seqs: List[np.ndarray], targets: 
         t = targets.info
         committed_rows = old.num_sequences if t.kind == "labels" else old.num_steps
         _write_rows(os.path.join(directory, TARGETS), committed_rows * _row_bytes(t.dtype, t.feat), targets.arrays)
-    return _Header(old.dtype, old.feat, old.num_sequences + len(seqs), old.num_steps + int(lengths.sum()),
-                   old.targets)
+    return _Header(old.dtype, old.feat, old.num_sequences + len(seqs), old.num_steps + int(lengths.sum()), old.targets)
 
 
 def _prepare_directory(directory: str, overwrite: bool) -> None:
@@ -571,14 +652,21 @@ def _prepare_directory(directory: str, overwrite: bool) -> None:
     if not present:
         return
     if not overwrite:
-        raise FileExistsError(errno.EEXIST, f"{directory} exists and is not empty ({len(present)} entries); "
-                              "pass overwrite=True to replace the dataset in it", directory)
+        raise FileExistsError(
+            errno.EEXIST,
+            f"{directory} exists and is not empty ({len(present)} entries); "
+            "pass overwrite=True to replace the dataset in it",
+            directory,
+        )
     foreign = [p for p in present if p not in _DATASET_FILES]
     if foreign:
-        raise FileExistsError(errno.EEXIST, f"{directory} holds files that are not part of a fastfeed dataset "
-                              f"({', '.join(foreign[:3])}{', ...' if len(foreign) > 3 else ''}); "
-                              "overwrite=True only replaces a dataset, so choose an empty or new directory",
-                              directory)
+        raise FileExistsError(
+            errno.EEXIST,
+            f"{directory} holds files that are not part of a fastfeed dataset "
+            f"({', '.join(foreign[:3])}{', ...' if len(foreign) > 3 else ''}); "
+            "overwrite=True only replaces a dataset, so choose an empty or new directory",
+            directory,
+        )
     # The header goes first: until the new one is committed, the directory is no dataset at all
     # rather than an old header describing half-written new files.
     for name in (HEADER, _HEADER_TMP, VALUES, OFFSETS, TARGETS):
@@ -587,15 +675,27 @@ def _prepare_directory(directory: str, overwrite: bool) -> None:
     _fsync_dir(directory)
 
 
-def write_dataset(path: PathLike, sequences: Sequence[np.ndarray], targets: Targets = None, *,
-                  overwrite: bool = False) -> DatasetInfo:
-    """Writes `sequences` (arrays of shape ``(T_i, *feat)``, one dtype and feat; T_i may be 0)
-    as a new dataset directory at `path` and describes it.
+def write_dataset(
+    path: PathLike, sequences: Sequence[np.ndarray], targets: Targets = None, *, overwrite: bool = False
+) -> DatasetInfo:
+    """Writes `sequences` as a new dataset directory at `path` and describes it.
 
-    `targets` is None, an array with one row per sequence (labels), or a list of arrays aligned
-    step for step with the sequences. An existing non-empty directory is refused
-    (FileExistsError) unless ``overwrite=True``, which replaces a dataset but never touches
-    other files. Invalid input raises ValueError naming the index and the numbers involved.
+    Args:
+        path: the directory to write; created if missing.
+        sequences: arrays of shape ``(T_i, *feat)``, all of one dtype and feature shape
+            (``T_i`` may be 0).
+        targets: None, an array with one row per sequence (labels), or a list of arrays
+            aligned step for step with the sequences.
+        overwrite: replace the dataset already at `path`. Only a dataset is replaced: a
+            directory that also holds other files is refused all the same.
+
+    Returns:
+        The new dataset, as [`open_dataset`][fastfeed.open_dataset] describes it.
+
+    Raises:
+        FileExistsError: `path` is not a directory, is a non-empty one and `overwrite` is
+            False, or holds files that are not part of a dataset.
+        ValueError: invalid input; the message names the index and the numbers involved.
     """
     seqs, layout = _check_sequences(sequences, None)
     new_targets = _check_targets(targets, [a.shape[0] for a in seqs])
@@ -611,9 +711,22 @@ def write_dataset(path: PathLike, sequences: Sequence[np.ndarray], targets: Targ
 
 
 def append_dataset(path: PathLike, sequences: Sequence[np.ndarray], targets: Targets = None) -> DatasetInfo:
-    """Adds `sequences` (and their targets, of the kind the dataset stores) to the dataset at
-    `path` and describes the result. A crash at any moment leaves the dataset as it was before
-    the call or as it is after it (see the module documentation)."""
+    """Adds `sequences` (and their targets) to the dataset at `path` and describes the result.
+
+    The append is crash-safe: the new rows are written and synced past the committed end
+    first, and the header that commits them is replaced atomically last, so a crash at any
+    moment leaves the dataset as it was before the call or as it is after it. Appends to one
+    directory are serialised with an advisory lock.
+
+    Args:
+        path: an existing dataset directory.
+        sequences: arrays of the dataset's dtype and feature shape.
+        targets: targets of the kind the dataset stores (labels: one row per sequence; steps:
+            a list aligned step for step), or None when it stores none.
+
+    Returns:
+        The dataset after the append, as [`open_dataset`][fastfeed.open_dataset] describes it.
+    """
     directory = _check_directory(path)
     with _locked(directory):
         # Opening checks the committed part: an append to a damaged dataset would bury the damage.

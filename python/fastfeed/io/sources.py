@@ -1,4 +1,5 @@
 """Turning what users pass as data (arrays, .npy paths, lists of either, dataset directories) into validated series."""
+
 from __future__ import annotations
 
 import errno
@@ -8,10 +9,10 @@ from typing import Any, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
-from . import _core
+from .. import _core
+from ..dtypes import SOURCE_DTYPES
+from ..errors import MissingFileError
 from .dataset import HEADER, DatasetInfo, is_dataset_dir, load_dataset_series
-from .dtypes import SOURCE_DTYPES
-from .errors import MissingFileError
 
 SeriesLike = Union[np.ndarray, str, "os.PathLike[str]"]
 Source = Union[SeriesLike, Sequence[SeriesLike]]
@@ -30,7 +31,7 @@ class SeriesSet:
     single: bool  # one series (an array or one .npy file), as opposed to a list
     # From a dataset directory only: its step targets (aligned with these series, same
     # `lengths`), its labels (read-only memory map of shape (count, *label_feat)), its header.
-    targets: Optional["SeriesSet"] = None
+    targets: Optional[SeriesSet] = None
     labels: Optional[np.ndarray] = None
     dataset: Optional[DatasetInfo] = None
 
@@ -44,22 +45,27 @@ class SeriesSet:
         return int(np.prod(self.feat, dtype=np.int64))
 
 
-def _open_path(path: Union[str, "os.PathLike[str]"], what: str) -> Any:
+def _open_path(path: Union[str, os.PathLike[str]], what: str) -> Any:
     path = os.fspath(path)
     if not os.path.exists(path):
         raise MissingFileError(2, f"{what}: no such file: {path!r}", path)
     if os.path.isdir(path):
-        raise ValueError(f"{what}: {path!r} is a directory; a dataset directory is a source on its own, "
-                         "not an item of a list")
+        raise ValueError(
+            f"{what}: {path!r} is a directory; a dataset directory is a source on its own, not an item of a list"
+        )
     return _core.NpyFile.open(path)
 
 
-def _dataset_source(path: Union[str, "os.PathLike[str]"], what: str) -> SeriesSet:
+def _dataset_source(path: Union[str, os.PathLike[str]], what: str) -> SeriesSet:
     path = os.fspath(path)
     if not is_dataset_dir(path):
         header = os.path.join(path, HEADER)
-        raise MissingFileError(errno.ENOENT, f"{what}: {path!r} is a directory but not a fastfeed dataset: "
-                               f"{header} is missing (fastfeed convert or fastfeed.write_dataset make one)", header)
+        raise MissingFileError(
+            errno.ENOENT,
+            f"{what}: {path!r} is a directory but not a fastfeed dataset: "
+            f"{header} is missing (fastfeed convert or fastfeed.write_dataset make one)",
+            header,
+        )
     ds = load_dataset_series(path)
     info = ds.info
     if info.num_sequences == 0:
@@ -69,15 +75,18 @@ def _dataset_source(path: Union[str, "os.PathLike[str]"], what: str) -> SeriesSe
     if ds.step_targets is not None:
         assert info.targets is not None
         targets = SeriesSet([ds.step_targets], lengths, info.targets.feat, info.targets.dtype, single=False)
-    return SeriesSet([ds.values], lengths, info.feat, info.dtype, single=False,
-                     targets=targets, labels=ds.labels, dataset=info)
+    return SeriesSet(
+        [ds.values], lengths, info.feat, info.dtype, single=False, targets=targets, labels=ds.labels, dataset=info
+    )
 
 
 def _check_array(arr: np.ndarray, what: str) -> np.ndarray:
     if arr.dtype == object:
         raise ValueError(f"{what} is an object array; fastfeed needs numbers (dtype one of {', '.join(SOURCE_DTYPES)})")
     if arr.dtype.name not in SOURCE_DTYPES or not arr.dtype.isnative:
-        raise ValueError(f"{what} has unsupported dtype {arr.dtype} (supported: {', '.join(SOURCE_DTYPES)}, native byte order)")
+        raise ValueError(
+            f"{what} has unsupported dtype {arr.dtype} (supported: {', '.join(SOURCE_DTYPES)}, native byte order)"
+        )
     if arr.ndim < 1:
         raise ValueError(f"{what} is a 0-d array; a series needs a time axis (shape (T, *feat))")
     if not arr.flags.c_contiguous:
@@ -117,17 +126,21 @@ def load_source(source: Any, what: str = "source") -> SeriesSet:
         if len(source) == 0:
             raise ValueError(f"{what} is an empty list; pass at least one series")
         items, lengths = [], []
-        feat0 = dtype0 = None
+        feat0: Any = None  # the first series' feature shape and dtype, once read
+        dtype0: Any = None
         for i, item in enumerate(source):
             label = f"{what}[{i}]"
             obj, length, feat, dtype = _one(item, label)
             if i == 0:
                 feat0, dtype0 = feat, dtype
             elif dtype != dtype0:
-                raise ValueError(f"{label} has dtype {dtype}, but {what}[0] has {dtype0}; all series must share one dtype")
+                raise ValueError(
+                    f"{label} has dtype {dtype}, but {what}[0] has {dtype0}; all series must share one dtype"
+                )
             elif feat != feat0:
                 raise ValueError(
-                    f"{label} has feature shape {feat}, but {what}[0] has {feat0}; all series must share one feature shape"
+                    f"{label} has feature shape {feat}, but {what}[0] has {feat0}; "
+                    "all series must share one feature shape"
                 )
             items.append(obj)
             lengths.append(length)

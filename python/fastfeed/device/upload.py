@@ -8,14 +8,15 @@ copy on the GPU, never the CPU, and the block's memory is recorded on that strea
 PyTorch's caching allocator never hands it to anyone else while the caller may still use it.
 A host buffer goes back to the pool only once its copy has finished.
 """
+
 from __future__ import annotations
 
 import collections
-from typing import Any, Deque, Dict, List, Optional, Sequence, Tuple
+from typing import AbstractSet, Any, Deque, Dict, List, Optional, Tuple
 
 import numpy as np
 
-from . import _core
+from .. import _core
 
 _ALIGN = 256  # each array of a block starts 256-byte aligned in the block's device memory
 _MAX_IN_FLIGHT = 4  # blocks whose copies may still run; beyond that the caller waits
@@ -36,31 +37,31 @@ class DeviceUploader:
         self._in_flight: Deque[Tuple[int, tuple]] = collections.deque()
         self._dtypes: Dict[Tuple[str, bool], Any] = {}
 
-    def upload(self, arrays: Sequence[Optional[np.ndarray]], bfloat16: Sequence[bool],
-               keep_on_host: Sequence[bool]) -> tuple:
-        """Device tensors of `arrays` (None stays None; `keep_on_host` ones become CPU tensors),
-        ready for the caller's current stream. `bfloat16[i]`: the array holds bfloat16 bits."""
+    def upload(
+        self, fields: Dict[str, np.ndarray], bfloat16: AbstractSet[str], keep_on_host: AbstractSet[str]
+    ) -> Dict[str, Any]:
+        """Device tensors of the named host arrays (those named in `keep_on_host` become CPU
+        tensors), ready for the caller's current stream. Fields in `bfloat16` hold its bits."""
         torch = self._torch
-        layout: List[Tuple[int, int]] = []  # (index, offset in the block's device memory)
+        layout: List[Tuple[str, int]] = []  # (field, offset in the block's device memory)
         total = 0
-        for i, a in enumerate(arrays):
-            if a is not None and not keep_on_host[i]:
-                layout.append((i, total))
+        for name, a in fields.items():
+            if name not in keep_on_host:
+                layout.append((name, total))
                 total += -(-a.nbytes // _ALIGN) * _ALIGN
         current = torch.cuda.current_stream(self.device)
         with torch.cuda.stream(self._stream):  # the memory belongs to the copy stream first
             block = torch.empty(total, dtype=torch.uint8, device=self.device)
         base = block.data_ptr()
-        copies = [(arrays[i].__array_interface__["data"][0], base + at, arrays[i].nbytes) for i, at in layout]
+        copies = [(fields[name].__array_interface__["data"][0], base + at, fields[name].nbytes) for name, at in layout]
         ticket = self._copier.upload(copies, current.cuda_stream)
         block.record_stream(current)  # not reused before the caller's stream is done with it
-        self._hold(ticket, tuple(arrays))
-        out: List[Any] = [torch.from_numpy(a) if a is not None and keep_on_host[i] else None
-                          for i, a in enumerate(arrays)]
-        for i, at in layout:
-            a = arrays[i]
-            out[i] = block[at:at + a.nbytes].view(self._torch_dtype(a.dtype, bfloat16[i])).view(a.shape)
-        return tuple(out)
+        self._hold(ticket, tuple(fields.values()))
+        out: Dict[str, Any] = {name: torch.from_numpy(a) for name, a in fields.items() if name in keep_on_host}
+        for name, at in layout:
+            a = fields[name]
+            out[name] = block[at : at + a.nbytes].view(self._torch_dtype(a.dtype, name in bfloat16)).view(a.shape)
+        return {name: out[name] for name in fields}  # in the block's order
 
     def _torch_dtype(self, dtype: np.dtype, bfloat16: bool) -> Any:
         key = (dtype.str, bfloat16)
@@ -88,7 +89,7 @@ class DeviceUploader:
 
 def cuda_device_ready(device: str) -> Optional[str]:
     """None when `device` can be fed, else why not."""
-    from .build import build_info, cuda_available
+    from ..build import build_info, cuda_available
 
     if not build_info()["cuda"]:
         return "this build of fastfeed has no CUDA support (fastfeed.build_info()['cuda'] is False)"

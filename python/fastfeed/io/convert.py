@@ -1,4 +1,4 @@
-"""``fastfeed convert``: .npy files, CSV and Parquet into a dataset directory (SPEC 8, 10).
+"""``fastfeed convert``: .npy files, CSV and Parquet into a dataset directory.
 
 Inputs:
 
@@ -18,6 +18,7 @@ Sequences are written in chunks of about ``CHUNK_BYTES`` with append_dataset, so
 never held twice; a grouped table is held once (its value columns as one array) because the
 rows of an id may be scattered over the file.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -27,11 +28,10 @@ from typing import Any, Callable, Iterator, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from .dataset import (DatasetInfo, append_dataset, is_dataset_dir, open_dataset, write_dataset,
-                      _DATASET_FILES)
-from .dtypes import SOURCE_DTYPES
+from ..dtypes import SOURCE_DTYPES
+from .dataset import _DATASET_FILES, DatasetInfo, append_dataset, is_dataset_dir, open_dataset, write_dataset
 
-__all__ = ["ConvertError", "convert", "CHUNK_BYTES"]
+__all__ = ["CHUNK_BYTES", "ConvertError", "convert"]
 
 CHUNK_BYTES = 32 * 1024 * 1024
 ARROW_HINT = "pip install 'fastfeed[arrow]'"
@@ -48,6 +48,7 @@ class UsageError(ConvertError):
 
 
 # ----- progress and chunked writing ------------------------------------------------------------
+
 
 class _Progress:
     """A tqdm bar when tqdm is installed and wanted, else nothing."""
@@ -98,17 +99,23 @@ class _ChunkWriter:
     def _check(self, seq: np.ndarray) -> None:
         # Checked here, naming the input, rather than by append_dataset naming a chunk index.
         if seq.dtype == object or seq.dtype.name not in SOURCE_DTYPES:
-            raise ConvertError(f"{self._labels(self._count)} has dtype {seq.dtype}, which a dataset cannot hold "
-                               f"(supported: {', '.join(SOURCE_DTYPES)}); pass --dtype to convert it")
+            raise ConvertError(
+                f"{self._labels(self._count)} has dtype {seq.dtype}, which a dataset cannot hold "
+                f"(supported: {', '.join(SOURCE_DTYPES)}); pass --dtype to convert it"
+            )
         layout = (seq.dtype.name, tuple(seq.shape[1:]))
         if self._first is None:
             self._first = layout
         elif layout[0] != self._first[0]:
-            raise ConvertError(f"{self._labels(self._count)} has dtype {layout[0]}, but {self._labels(0)} has "
-                               f"{self._first[0]}; pass --dtype to convert all of them to one dtype")
+            raise ConvertError(
+                f"{self._labels(self._count)} has dtype {layout[0]}, but {self._labels(0)} has "
+                f"{self._first[0]}; pass --dtype to convert all of them to one dtype"
+            )
         elif layout[1] != self._first[1]:
-            raise ConvertError(f"{self._labels(self._count)} has steps of shape {layout[1]}, but {self._labels(0)} "
-                               f"has {self._first[1]}; all sequences must share one feature shape")
+            raise ConvertError(
+                f"{self._labels(self._count)} has steps of shape {layout[1]}, but {self._labels(0)} "
+                f"has {self._first[1]}; all sequences must share one feature shape"
+            )
 
     def flush(self) -> None:
         if not self._pending:
@@ -128,6 +135,7 @@ class _ChunkWriter:
 
 
 # ----- .npy inputs ------------------------------------------------------------------------------
+
 
 def _load_npy(path: str) -> np.ndarray:
     try:
@@ -159,6 +167,7 @@ def _convert_npy(paths: List[str], writer: _ChunkWriter, progress: bool) -> None
 
 
 # ----- CSV and Parquet --------------------------------------------------------------------------
+
 
 def _arrow() -> Any:
     try:
@@ -199,15 +208,17 @@ class _Table:
                     f"{path}: the first row ({', '.join(self.schema.names[:4])}"
                     f"{', ...' if len(self.schema.names) > 4 else ''}) is all numbers, so it looks like data "
                     "rather than column names (np.savetxt writes no header); pass --no-header to read it as "
-                    "data (columns f0, f1, ...) or --header to take it as the names")
+                    "data (columns f0, f1, ...) or --header to take it as the names"
+                )
 
     def _open_csv(self, columns: Optional[List[str]], types: Optional[dict] = None) -> Any:
         import pyarrow.csv as pacsv
 
         # Empty cells are missing values in every column, text ones included; "nan" and "inf" are
         # numbers (np.savetxt writes them so), not missing.
-        opts = pacsv.ConvertOptions(include_columns=columns, column_types=types or {}, strings_can_be_null=True,
-                                    null_values=[""])
+        opts = pacsv.ConvertOptions(
+            include_columns=columns, column_types=types or {}, strings_can_be_null=True, null_values=[""]
+        )
         # Without a header row the columns are named f0, f1, ... (pyarrow's names).
         read = pacsv.ReadOptions(autogenerate_column_names=not self.header)
         return pacsv.open_csv(self.path, read_options=read, convert_options=opts)
@@ -219,8 +230,10 @@ class _Table:
     def require(self, names: Sequence[str]) -> None:
         missing = [n for n in names if n not in self.schema.names]
         if missing:
-            raise UsageError(f"{self.path}: no column {', '.join(map(repr, missing))}; "
-                             f"the columns are {', '.join(map(repr, self.columns))}")
+            raise UsageError(
+                f"{self.path}: no column {', '.join(map(repr, missing))}; "
+                f"the columns are {', '.join(map(repr, self.columns))}"
+            )
 
     def batches(self, columns: List[str], types: Optional[dict] = None) -> Iterator[Any]:
         if self.kind == "parquet":
@@ -230,8 +243,10 @@ class _Table:
             try:
                 yield from reader
             except self.pa.ArrowInvalid as e:
-                raise ConvertError(f"{self.path}: {e} (pyarrow guesses a column's type from the first rows; "
-                                   "pass --dtype, e.g. --dtype float64, when later rows hold other numbers)") from None
+                raise ConvertError(
+                    f"{self.path}: {e} (pyarrow guesses a column's type from the first rows; "
+                    "pass --dtype, e.g. --dtype float64, when later rows hold other numbers)"
+                ) from None
 
     def count_rows(self, column: str) -> int:
         if self.num_rows is not None:
@@ -245,7 +260,7 @@ class _Table:
             return None
         kind = np.dtype(dtype).kind
         wide = {"b": self.pa.bool_(), "i": self.pa.int64(), "u": self.pa.uint64(), "f": self.pa.float64()}[kind]
-        return {c: wide for c in columns}
+        return dict.fromkeys(columns, wide)
 
 
 def cast_exactly(values: np.ndarray, dtype: np.dtype, where: str, first_row: Optional[int] = None) -> np.ndarray:
@@ -268,17 +283,21 @@ def cast_exactly(values: np.ndarray, dtype: np.dtype, where: str, first_row: Opt
         else:  # a sequence: (steps, *feat)
             step, *element = (int(k) for k in np.unravel_index(i, values.shape))
             at = f"step {step}" + (f", element {tuple(element)}" if element else "")
-        raise ConvertError(f"{where}: the value {values.reshape(-1)[i].item()!r} at {at} cannot be stored as "
-                           f"{dtype} without changing it; choose another --dtype")
+        raise ConvertError(
+            f"{where}: the value {values.reshape(-1)[i].item()!r} at {at} cannot be stored as "
+            f"{dtype} without changing it; choose another --dtype"
+        )
     return out
 
 
 def _no_nulls(arr: Any, column: str, first_row: int) -> None:
     if arr.null_count:
         row = first_row + int(np.flatnonzero(arr.is_null().to_numpy(zero_copy_only=False))[0])
-        raise ConvertError(f"column {column!r} has {arr.null_count} missing value"
-                           f"{'s' if arr.null_count > 1 else ''} (the first at row {row}); "
-                           f"fill or drop them before converting")
+        raise ConvertError(
+            f"column {column!r} has {arr.null_count} missing value"
+            f"{'s' if arr.null_count > 1 else ''} (the first at row {row}); "
+            f"fill or drop them before converting"
+        )
 
 
 def _numeric(arr: Any, column: str, first_row: int) -> np.ndarray:
@@ -306,13 +325,15 @@ def _arrow_lists(arr: Any, column: str, first_row: int) -> List[np.ndarray]:
         _no_nulls(inner, f"{column} (inside the lists)", 0)
         widths = np.unique(pc.list_value_length(inner).to_numpy(zero_copy_only=False))
         if len(widths) > 1:
-            raise ConvertError(f"column {column!r}: the steps of its sequences have different sizes "
-                               f"({', '.join(map(str, widths[:5]))}); every step needs the same shape")
+            raise ConvertError(
+                f"column {column!r}: the steps of its sequences have different sizes "
+                f"({', '.join(map(str, widths[:5]))}); every step needs the same shape"
+            )
         feat.append(int(widths[0]) if len(widths) else 0)
         inner = inner.flatten()
     values = _numeric(inner, f"{column} (inside the lists)", 0).reshape((-1, *feat))
     ends = np.cumsum(lengths)
-    return [values[e - n:e] for e, n in zip(ends.tolist(), lengths.tolist())]
+    return [values[e - n : e] for e, n in zip(ends.tolist(), lengths.tolist())]
 
 
 def _json_lists(arr: Any, column: str, first_row: int, dtype: Optional[str]) -> List[np.ndarray]:
@@ -324,23 +345,30 @@ def _json_lists(arr: Any, column: str, first_row: int, dtype: Optional[str]) -> 
         try:
             seq = np.asarray(json.loads(cell), dtype=np.float64)
         except (json.JSONDecodeError, ValueError, TypeError) as e:
-            raise ConvertError(f"column {column!r}, row {first_row + i}: not a JSON list of numbers or of "
-                               f"equal-length lists ({e}): {cell[:60]!r}") from None
+            raise ConvertError(
+                f"column {column!r}, row {first_row + i}: not a JSON list of numbers or of "
+                f"equal-length lists ({e}): {cell[:60]!r}"
+            ) from None
         if seq.ndim < 1:
             raise ConvertError(f"column {column!r}, row {first_row + i}: not a JSON list of numbers: {cell[:60]!r}")
-        out.append(seq if dtype is None else cast_exactly(seq, np.dtype(dtype), f"column {column!r}, row {first_row + i}"))
+        out.append(
+            seq if dtype is None else cast_exactly(seq, np.dtype(dtype), f"column {column!r}, row {first_row + i}")
+        )
     return out
 
 
-def _convert_list_column(table: _Table, column: str, dtype: Optional[str], writer: _ChunkWriter,
-                         progress: bool) -> None:
+def _convert_list_column(
+    table: _Table, column: str, dtype: Optional[str], writer: _ChunkWriter, progress: bool
+) -> None:
     table.require([column])
     t = table.schema.field(column).type
     pa = table.pa
     csv_text = table.kind == "csv" and (pa.types.is_string(t) or pa.types.is_large_string(t))
     if not (_is_list(t) or csv_text):
-        raise UsageError(f"column {column!r} holds {t}, not lists; for one series from it pass "
-                         f"--value-column {column} (add --id-column to cut it into sequences)")
+        raise UsageError(
+            f"column {column!r} holds {t}, not lists; for one series from it pass "
+            f"--value-column {column} (add --id-column to cut it into sequences)"
+        )
     bar = _Progress(progress, table.num_rows, "seq", "converting")
     row = 0
     try:
@@ -371,8 +399,9 @@ def _read_values(table: _Table, columns: List[str], rows: int, dtype: Optional[s
             if row + batch.num_rows > rows:
                 raise ConvertError(f"{table.path}: changed while being read (more than {rows} rows)")
             for j, c in enumerate(columns):
-                out[row:row + batch.num_rows, j] = cast_exactly(_numeric(batch.column(j), c, row), target,
-                                                                f"column {c!r}", row)
+                out[row : row + batch.num_rows, j] = cast_exactly(
+                    _numeric(batch.column(j), c, row), target, f"column {c!r}", row
+                )
             row += batch.num_rows
             bar.update(batch.num_rows)
     finally:
@@ -399,8 +428,9 @@ def _group_codes(table: _Table, id_column: str) -> np.ndarray:
     return rank[inverse.reshape(-1)]
 
 
-def _convert_grouped(table: _Table, id_column: str, value_columns: List[str], dtype: Optional[str],
-                     writer: _ChunkWriter, progress: bool) -> None:
+def _convert_grouped(
+    table: _Table, id_column: str, value_columns: List[str], dtype: Optional[str], writer: _ChunkWriter, progress: bool
+) -> None:
     table.require([id_column, *value_columns])
     codes = _group_codes(table, id_column)
     values = _read_values(table, value_columns, len(codes), dtype, progress)
@@ -417,7 +447,7 @@ def _convert_grouped(table: _Table, id_column: str, value_columns: List[str], dt
             block_end = int(ends[end_group - 1])
             block = values[order[start:block_end]]
             for g in range(first_group, end_group):
-                writer.add(block[int(ends[g - 1] if g else 0) - start:int(ends[g]) - start])
+                writer.add(block[int(ends[g - 1] if g else 0) - start : int(ends[g]) - start])
             bar.update(end_group - first_group)
             start = block_end
     finally:
@@ -435,16 +465,25 @@ def _group_chunks(ends: np.ndarray, rows_per_chunk: int) -> Iterator[Tuple[int, 
         g = stop
 
 
-def _convert_single(table: _Table, value_columns: List[str], dtype: Optional[str], writer: _ChunkWriter,
-                    progress: bool) -> None:
+def _convert_single(
+    table: _Table, value_columns: List[str], dtype: Optional[str], writer: _ChunkWriter, progress: bool
+) -> None:
     table.require(value_columns)
     values = _read_values(table, value_columns, table.count_rows(value_columns[0]), dtype, progress)
     writer.add(values.reshape(-1) if len(value_columns) == 1 else values)
 
 
-def _convert_table(path: str, kind: str, column: Optional[str], id_column: Optional[str],
-                   value_columns: List[str], dtype: Optional[str], writer: _ChunkWriter, progress: bool,
-                   header: Optional[bool]) -> None:
+def _convert_table(
+    path: str,
+    kind: str,
+    column: Optional[str],
+    id_column: Optional[str],
+    value_columns: List[str],
+    dtype: Optional[str],
+    writer: _ChunkWriter,
+    progress: bool,
+    header: Optional[bool],
+) -> None:
     table = _Table(path, kind, header)
     if column is not None:
         _convert_list_column(table, column, dtype, writer, progress)
@@ -454,12 +493,15 @@ def _convert_table(path: str, kind: str, column: Optional[str], id_column: Optio
         else:
             _convert_single(table, value_columns, dtype, writer, progress)
     else:
-        raise UsageError(f"{path}: say which columns hold the data: --column C (a column of lists, one sequence "
-                         f"per row) or --value-column V [--id-column ID]; the columns are "
-                         f"{', '.join(map(repr, table.columns))}")
+        raise UsageError(
+            f"{path}: say which columns hold the data: --column C (a column of lists, one sequence "
+            f"per row) or --value-column V [--id-column ID]; the columns are "
+            f"{', '.join(map(repr, table.columns))}"
+        )
 
 
 # ----- the entry point --------------------------------------------------------------------------
+
 
 def _input_kind(path: str) -> str:
     lower = path.lower()
@@ -471,8 +513,10 @@ def _input_kind(path: str) -> str:
         return "csv"
     if lower.endswith(_PARQUET_SUFFIXES):
         return "parquet"
-    raise UsageError(f"{path}: unknown input type; expected a .npy file, a directory of .npy files, "
-                     f"{', '.join(_CSV_SUFFIXES)} or {', '.join(_PARQUET_SUFFIXES)}")
+    raise UsageError(
+        f"{path}: unknown input type; expected a .npy file, a directory of .npy files, "
+        f"{', '.join(_CSV_SUFFIXES)} or {', '.join(_PARQUET_SUFFIXES)}"
+    )
 
 
 def _remove_partial(output: str, existed: bool) -> None:
@@ -494,13 +538,24 @@ def _check_output(output: str, overwrite: bool) -> None:
         raise ConvertError(f"{output} exists and is not a directory")
     foreign = [n for n in (os.listdir(output) if os.path.isdir(output) else []) if n not in _DATASET_FILES]
     if foreign:
-        raise ConvertError(f"{output} holds files that are not part of a dataset ({', '.join(sorted(foreign)[:3])}); "
-                           "--overwrite only replaces a dataset: choose a new or empty directory")
+        raise ConvertError(
+            f"{output} holds files that are not part of a dataset ({', '.join(sorted(foreign)[:3])}); "
+            "--overwrite only replaces a dataset: choose a new or empty directory"
+        )
 
 
-def convert(input: str, output: str, *, column: Optional[str] = None, id_column: Optional[str] = None,
-            value_columns: Sequence[str] = (), dtype: Optional[str] = None, overwrite: bool = False,
-            progress: bool = True, header: Optional[bool] = None) -> DatasetInfo:
+def convert(
+    input: str,
+    output: str,
+    *,
+    column: Optional[str] = None,
+    id_column: Optional[str] = None,
+    value_columns: Sequence[str] = (),
+    dtype: Optional[str] = None,
+    overwrite: bool = False,
+    progress: bool = True,
+    header: Optional[bool] = None,
+) -> DatasetInfo:
     """Converts `input` (see the module documentation) into a dataset directory at `output`.
     A CSV's first row: `header=True` column names, `False` data (the columns are then named f0,
     f1, ...), None (the default) names unless every cell of it is a number, which is refused as

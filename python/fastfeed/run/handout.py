@@ -5,14 +5,15 @@ chunk at a time (views.CHUNK_BATCHES): per chunk it yields an iterator over the 
 batches, and `EpochIterator`, a chain over those iterators, hands the batches on at C speed.
 `Cursor` reads how far the consumer got off the current iterator, for state_dict() and the
 statistics."""
+
 from __future__ import annotations
 
 import itertools
 import operator
-from typing import Any, Generator, Iterator
+from typing import Any, Generator, Iterator, cast
 
 
-class EpochIterator(itertools.chain):  # type: ignore[type-arg]
+class EpochIterator(itertools.chain):
     """The batches of one epoch, in order. Like a generator it can be closed early; leaving it
     (or garbage-collecting it) stops the epoch's threads just the same."""
 
@@ -20,8 +21,8 @@ class EpochIterator(itertools.chain):  # type: ignore[type-arg]
     _blocks: Generator[Iterator[Any], None, None]
 
     @classmethod
-    def over(cls, blocks: Generator[Iterator[Any], None, None]) -> "EpochIterator":
-        it = cls.from_iterable(blocks)
+    def over(cls, blocks: Generator[Iterator[Any], None, None]) -> EpochIterator:
+        it = cast(EpochIterator, cls.from_iterable(blocks))  # typeshed's from_iterable returns a plain chain
         it._blocks = blocks
         return it
 
@@ -34,7 +35,7 @@ class Cursor:
     """How many batches of an epoch were handed out: those of finished chunks, plus what the
     current chunk's iterator has given so far."""
 
-    __slots__ = ("_before", "_size", "_pending")
+    __slots__ = ("_before", "_pending", "_size")
 
     def __init__(self, delivered: int) -> None:
         self._before, self._size, self._pending = delivered, 0, iter(())

@@ -10,13 +10,18 @@ does. Conversion and normalisation, when asked for, are
 PyTorch's kernels, done as the reference does them: standardised in float64, then cast
 (bfloat16 through float32). tests/test_source_cache.py checks both against the reference.
 """
+
 from __future__ import annotations
 
-from typing import Any, List, Optional, Sequence, Tuple
+from typing import TYPE_CHECKING, Any, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from . import _core
+from .. import _core
+
+if TYPE_CHECKING:
+    from ..modes.sequences import SequenceMode
+    from ..modes.windows import WindowMode
 
 # Dtypes PyTorch can index on a GPU (its unsigned types beyond uint8 have few kernels).
 CACHEABLE = ("bool", "int8", "int16", "int32", "int64", "uint8", "float16", "float32", "float64")
@@ -28,12 +33,27 @@ def host_view(item: Any) -> np.ndarray:
     if isinstance(item, np.ndarray):
         return item
     if isinstance(item, _core.NpyFile):
-        return np.memmap(item.path, dtype=np.dtype(item.dtype), mode="r", offset=item.data_offset,
-                         shape=tuple(item.shape))
+        return np.memmap(
+            item.path, dtype=np.dtype(item.dtype), mode="r", offset=item.data_offset, shape=tuple(item.shape)
+        )
     if isinstance(item, _core.RaggedFile):
-        return np.memmap(item.values_path, dtype=np.dtype(item.dtype).newbyteorder("<"), mode="r",
-                         shape=(item.num_steps, item.row_elems))
+        return np.memmap(
+            item.values_path,
+            dtype=np.dtype(item.dtype).newbyteorder("<"),
+            mode="r",
+            shape=(item.num_steps, item.row_elems),
+        )
     raise TypeError(f"cannot keep {type(item).__name__} on a device")
+
+
+def check_cacheable(dtypes: Sequence[Tuple[str, Optional[str]]]) -> None:
+    """Refuses data or outputs (`what`, dtype) PyTorch cannot index on a GPU; outputs may be bfloat16."""
+    for what, dt in dtypes:
+        if dt and dt not in CACHEABLE and not (what.endswith("output") and dt == "bfloat16"):
+            raise ValueError(
+                f"device_cache=True: the {what} dtype {dt} cannot be gathered on a GPU "
+                f"(supported: {', '.join(CACHEABLE)}, and bfloat16 for outputs)"
+            )
 
 
 class _Resident:
@@ -44,7 +64,8 @@ class _Resident:
 
         self._torch = torch
         self.device = torch.device(device)
-        self._kernel = None
+        # The core's gather kernels (_core.CudaGather), used only where the device is a GPU.
+        self._kernel: Any = None
         if self.device.type == "cuda":
             index = self.device.index if self.device.index is not None else torch.cuda.current_device()
             self.device = torch.device("cuda", index)
@@ -59,8 +80,10 @@ class _Resident:
             return
         free, _total = self._torch.cuda.mem_get_info(self.device)
         if need > free:
-            raise ValueError(f"device_cache=True: the source needs {need:,} bytes of GPU memory, but only "
-                             f"{free:,} are free on {self.device}; use device_cache=False (batches are uploaded)")
+            raise ValueError(
+                f"device_cache=True: the source needs {need:,} bytes of GPU memory, but only "
+                f"{free:,} are free on {self.device}; use device_cache=False (batches are uploaded)"
+            )
 
     def _upload(self, views: List[np.ndarray]) -> Any:
         torch = self._torch
@@ -71,8 +94,8 @@ class _Resident:
         for v in views:
             step = max(1, _CHUNK_BYTES // max(1, v[:1].nbytes))
             for a in range(0, len(v), step):
-                piece = np.array(v[a:a + step])  # one chunk at a time (a writable copy), never the whole source
-                out[at + a:at + a + len(piece)].copy_(torch.from_numpy(piece))
+                piece = np.array(v[a : a + step])  # one chunk at a time (a writable copy), never the whole source
+                out[at + a : at + a + len(piece)].copy_(torch.from_numpy(piece))
             at += len(v)
         return out
 
@@ -81,8 +104,10 @@ class _Resident:
         if not mean:
             return None
         t = self._torch
-        return (t.tensor(mean, dtype=t.float64, device=self.device).reshape(feat),
-                t.tensor(std, dtype=t.float64, device=self.device).reshape(feat))
+        return (
+            t.tensor(mean, dtype=t.float64, device=self.device).reshape(feat),
+            t.tensor(std, dtype=t.float64, device=self.device).reshape(feat),
+        )
 
     def _convert(self, x: Any, dtype: str, norm: Optional[Tuple[Any, Any]]) -> Any:
         torch = self._torch
@@ -105,9 +130,21 @@ class _Resident:
 class SourceCache(_Resident):
     """Series (and their targets) concatenated in device memory; gathers windows by start."""
 
-    def __init__(self, items: Sequence[Any], target_items: Optional[Sequence[Any]], feat: Tuple[int, ...],
-                 tfeat: Tuple[int, ...], device: Any, window: int, sampling_rate: int, horizon: int,
-                 x_dtype: str, y_dtype: str, x_norm: Tuple[list, list], y_norm: Tuple[list, list]) -> None:
+    def __init__(
+        self,
+        items: Sequence[Any],
+        target_items: Optional[Sequence[Any]],
+        feat: Tuple[int, ...],
+        tfeat: Tuple[int, ...],
+        device: Any,
+        window: int,
+        sampling_rate: int,
+        horizon: int,
+        x_dtype: str,
+        y_dtype: str,
+        x_norm: Tuple[list, list],
+        y_norm: Tuple[list, list],
+    ) -> None:
         super().__init__(device)
         torch = self._torch
         self.window, self.rate, self.horizon = window, sampling_rate, horizon
@@ -122,6 +159,34 @@ class SourceCache(_Resident):
         self._y_norm = self._norm(y_norm, tfeat)
         self._x_steps = torch.arange(window, device=self.device) * sampling_rate
         self._y_steps = (window - 1 + torch.arange(1, horizon + 1, device=self.device)) * sampling_rate
+
+    @classmethod
+    def for_windows(cls, mode: WindowMode, device: Any) -> SourceCache:
+        """The cache of a window mode's source and targets on `device`."""
+        targets = mode.targets
+        check_cacheable(
+            [
+                ("source", mode.series.dtype),
+                ("targets", targets.dtype if targets is not None else None),
+                ("output", mode.x_dtype),
+                ("target output", mode.y_dtype),
+            ]
+        )
+        t = targets if mode.horizon > 0 and targets is not None else None
+        tfeat = (targets if targets is not None else mode.series).feat
+        return cls(
+            list(mode.series.items),
+            None if t is None else list(t.items),
+            mode.series.feat,
+            tfeat,
+            device,
+            mode.window,
+            mode.sampling_rate,
+            mode.horizon,
+            mode.x_dtype,
+            mode.y_dtype,
+            *mode.norms,
+        )
 
     def gather(self, starts: np.ndarray) -> Tuple[Any, Optional[Any]]:
         """(x, y) of the samples whose first input steps are `starts` (in the concatenation)."""
@@ -147,8 +212,9 @@ class SourceCache(_Resident):
         parts = [self._part(self.source, self._source_row, x, 0, self.window)]
         y = None
         if self.horizon:
-            y = torch.empty((n, self.horizon) + tuple(self.targets.shape[1:]), dtype=self.targets.dtype,
-                            device=self.device)
+            y = torch.empty(
+                (n, self.horizon) + tuple(self.targets.shape[1:]), dtype=self.targets.dtype, device=self.device
+            )
             parts.append(self._part(self.targets, self._target_row, y, self.window * self.rate, self.horizon))
         # On the current stream: x and y were allocated for it, and the caller's work follows.
         self._kernel.gather_windows(starts, parts, self._stream())
@@ -158,24 +224,33 @@ class SourceCache(_Resident):
         return (src.data_ptr(), out.data_ptr(), row_bytes, first, steps, self.rate)
 
 
-# Where the core puts each output of a sequence batch (csrc/block.hpp, enum Output).
-_X, _Y, _MASK, _LENGTHS, _SEGMENT_IDS, _POSITION_IDS, _CU_SEQLENS = range(7)
-
-
 class SequenceCache(_Resident):
     """Whole sequences (and step targets) back to back in device memory; builds padded or
     packed batches there from the pieces the core lays out."""
 
-    def __init__(self, items: Sequence[Any], step_items: Optional[Sequence[Any]], lengths: Sequence[int],
-                 feat: Tuple[int, ...], tfeat: Tuple[int, ...], device: Any, x_dtype: str, y_dtype: str,
-                 x_norm: Tuple[list, list], pad_value: float, pack: bool, max_len: int, pad_multiple: int) -> None:
+    def __init__(
+        self,
+        items: Sequence[Any],
+        step_items: Optional[Sequence[Any]],
+        lengths: Sequence[int],
+        feat: Tuple[int, ...],
+        tfeat: Tuple[int, ...],
+        device: Any,
+        x_dtype: str,
+        y_dtype: str,
+        x_norm: Tuple[list, list],
+        pad_value: float,
+        pack: bool,
+        max_len: int,
+        pad_multiple: int,
+    ) -> None:
         super().__init__(device)
         torch = self._torch
         views = [host_view(i).reshape((-1,) + feat) for i in items]
         tviews = None if step_items is None else [host_view(i).reshape((-1,) + tfeat) for i in step_items]
         self._check_room(views, tviews)
         self.source = self._upload(views)
-        self.targets = None if tviews is None else self._upload(tviews)
+        self.targets: Any = None if tviews is None else self._upload(tviews)
         self._source_row = self._row_bytes(self.source)
         self._target_row = 0 if self.targets is None else self._row_bytes(self.targets)
         starts = np.zeros(len(lengths), dtype=np.int64)
@@ -186,6 +261,37 @@ class SequenceCache(_Resident):
         self.pack, self.max_len, self.pad_multiple = pack, max_len, pad_multiple
         self._pad_x = self._pad_scalar(pad_value, x_dtype)
         self._pad_y = self._pad_scalar(pad_value, y_dtype)
+
+    @classmethod
+    def for_sequences(cls, mode: SequenceMode, device: Any) -> SequenceCache:
+        """The cache of a sequence mode's sequences and step targets on `device`."""
+        steps, labels = mode.step_targets, mode.labels
+        check_cacheable(
+            [
+                ("source", mode.series.dtype),
+                ("targets", steps.dtype if steps is not None else None),
+                ("labels", labels.dtype if labels is not None else None),
+                ("output", mode.x_dtype),
+                ("target output", mode.y_dtype),
+            ]
+        )
+        target_set = mode.target_set()
+        x_feat, y_feat = mode.series.feat, (target_set.feat if target_set is not None else ())
+        return cls(
+            list(mode.series.items),
+            None if steps is None else list(steps.items),
+            mode.series.lengths,
+            x_feat,
+            y_feat,
+            device,
+            mode.x_dtype,
+            mode.y_dtype,
+            mode.norms[0],
+            mode.pad_value,
+            mode.pack,
+            mode.max_len or 0,
+            mode.pad_multiple,
+        )
 
     def _pad_scalar(self, value: float, dtype: str) -> Any:
         """pad_value as `dtype` holds it (rounded or truncated as NumPy and the core do)."""
@@ -200,17 +306,19 @@ class SequenceCache(_Resident):
         longest = int(lengths.max()) if len(lengths) else 0
         return -(-longest // self.pad_multiple) * self.pad_multiple
 
-    def batch(self, arrays: tuple) -> tuple:
-        """The core's tuple for one batch of pieces, as the arrays a host-built batch has: x, y,
+    def batch(self, fields: Dict[str, Any]) -> Dict[str, Any]:
+        """The core's fields for one batch of pieces, as the fields a host-built batch has: x, y,
         mask, segment and position ids on the device; lengths (NumPy) on the host."""
         torch = self._torch
-        pieces, lengths = arrays[_X], arrays[_LENGTHS]
+        pieces, lengths = fields["pieces"], fields["lengths"]
         rows, L = len(lengths), self._length(lengths)
         mask = torch.zeros((rows, L), dtype=torch.bool, device=self.device)
         ids = None
         if self.pack:
-            ids = (torch.zeros((rows, L), dtype=torch.int32, device=self.device),
-                   torch.zeros((rows, L), dtype=torch.int64, device=self.device))
+            ids = (
+                torch.zeros((rows, L), dtype=torch.int32, device=self.device),
+                torch.zeros((rows, L), dtype=torch.int64, device=self.device),
+            )
         x, x_direct = self._padded(self.source, rows, L, self.x_dtype, self._x_norm, self._pad_x)
         y, y_direct = None, True
         if self.targets is not None:
@@ -223,13 +331,14 @@ class SequenceCache(_Resident):
             x = self._finish(x, mask, self.x_dtype, self._x_norm, self._pad_x)
         if y is not None and not y_direct:
             y = self._finish(y, mask, self.y_dtype, None, self._pad_y)
-        if self.targets is None and arrays[_Y] is not None:  # labels: one row per sequence, from the host
-            y = self._host_to_device(arrays[_Y], self.y_dtype == "bfloat16")
-        out = [x, y, mask, lengths, None, None, None]
-        if self.pack:
-            out[_SEGMENT_IDS], out[_POSITION_IDS] = ids
-            out[_CU_SEQLENS] = self._host_to_device(arrays[_CU_SEQLENS], False)
-        return tuple(out)
+        if self.targets is None and "y" in fields:  # labels: one row per sequence, from the host
+            y = self._host_to_device(fields["y"], self.y_dtype == "bfloat16")
+        out = {"x": x} if y is None else {"x": x, "y": y}
+        out.update(mask=mask, lengths=lengths)
+        if ids is not None:
+            out["segment_ids"], out["position_ids"] = ids
+            out["cu_seqlens"] = self._host_to_device(fields["cu_seqlens"], False)
+        return out
 
     def _padded(self, src: Any, rows: int, L: int, dtype: str, norm: Any, pad: Any) -> Tuple[Any, bool]:
         """The output to gather into: filled with the pad value when no conversion follows
@@ -249,23 +358,25 @@ class SequenceCache(_Resident):
         t = self._torch.from_numpy(a)
         return (t.view(self._torch.bfloat16) if bfloat16 else t).to(self.device)
 
-    def _gather_on_gpu(self, pieces: np.ndarray, L: int, x: Any, y: Optional[Any], mask: Any,
-                       ids: Optional[Tuple[Any, Any]]) -> None:
+    def _gather_on_gpu(
+        self, pieces: np.ndarray, L: int, x: Any, y: Optional[Any], mask: Any, ids: Optional[Tuple[Any, Any]]
+    ) -> None:
         seg, pos = (ids[0].data_ptr(), ids[1].data_ptr()) if ids is not None else (0, 0)
         parts = [(self.source.data_ptr(), x.data_ptr(), self._source_row, L, mask.data_ptr(), seg, pos)]
         if y is not None:
             parts.append((self.targets.data_ptr(), y.data_ptr(), self._target_row, L, 0, 0, 0))
         self._kernel.gather_pieces(pieces, self._seq_offsets.data_ptr(), parts, self._stream())
 
-    def _gather_with_torch(self, pieces: np.ndarray, x: Any, y: Optional[Any], mask: Any,
-                           ids: Optional[Tuple[Any, Any]]) -> None:
+    def _gather_with_torch(
+        self, pieces: np.ndarray, x: Any, y: Optional[Any], mask: Any, ids: Optional[Tuple[Any, Any]]
+    ) -> None:
         torch = self._torch
         for row, col, seq, first, count, segment in pieces.tolist():
             at = int(self._seq_offsets[seq]) + first
-            x[row, col:col + count] = self.source[at:at + count]
+            x[row, col : col + count] = self.source[at : at + count]
             if y is not None:
-                y[row, col:col + count] = self.targets[at:at + count]
-            mask[row, col:col + count] = True
+                y[row, col : col + count] = self.targets[at : at + count]
+            mask[row, col : col + count] = True
             if ids is not None:
-                ids[0][row, col:col + count] = segment
-                ids[1][row, col:col + count] = torch.arange(count)
+                ids[0][row, col : col + count] = segment
+                ids[1][row, col : col + count] = torch.arange(count)

@@ -1,5 +1,6 @@
 """The resumable state of a Feeder: its format, and the fingerprint that ties it to a
 configuration and to the data."""
+
 from __future__ import annotations
 
 import hashlib
@@ -8,8 +9,8 @@ from typing import Any, Dict, Optional, Tuple
 
 import numpy as np
 
-from . import _core
-from .sources import SeriesSet
+from .. import _core
+from ..io.sources import SeriesSet
 
 STATE_VERSION = 4  # 2: whole-source digests, bucketed batches shuffled without shuffle=True;
 # 3: disjoint rank shares, virtual epochs of whole sequences in full batches; 4: with drop_last too,
@@ -52,22 +53,30 @@ def read_state(state: Any, fingerprint: Dict[str, Any], batches_per_epoch: int) 
     """The (epoch, batch) a state says comes next, after checking it belongs to a Feeder with
     this fingerprint. Raises ValueError naming every difference."""
     if not isinstance(state, dict) or "fastfeed_state" not in state:
-        raise ValueError("not a fastfeed Feeder state (expected the dict that Feeder.state_dict() returns, "
-                         f"version {STATE_VERSION})")
+        raise ValueError(
+            f"not a fastfeed Feeder state (expected the dict that Feeder.state_dict() returns, version {STATE_VERSION})"
+        )
     if state["fastfeed_state"] != STATE_VERSION:
-        raise ValueError(f"this Feeder state has version {state['fastfeed_state']!r}, from another fastfeed "
-                         f"release; this one reads version {STATE_VERSION} only (the order of batches may differ)")
+        raise ValueError(
+            f"this Feeder state has version {state['fastfeed_state']!r}, from another fastfeed "
+            f"release; this one reads version {STATE_VERSION} only (the order of batches may differ)"
+        )
     try:
         epoch, batch, theirs = int(state["epoch"]), int(state["batch"]), dict(state["fingerprint"])
     except (KeyError, TypeError, ValueError) as e:
         raise ValueError(f"malformed fastfeed state: {e}") from None
-    differences = [f"{k}: saved {theirs.get(k)!r}, this feeder {fingerprint.get(k)!r}"
-                   for k in sorted(set(fingerprint) | set(theirs)) if fingerprint.get(k) != theirs.get(k)]
+    differences = [
+        f"{k}: saved {theirs.get(k)!r}, this feeder {fingerprint.get(k)!r}"
+        for k in sorted(set(fingerprint) | set(theirs))
+        if fingerprint.get(k) != theirs.get(k)
+    ]
     if differences:
-        raise ValueError("this state comes from a Feeder with a different configuration or data: "
-                         + "; ".join(differences))
+        raise ValueError(
+            "this state comes from a Feeder with a different configuration or data: " + "; ".join(differences)
+        )
     if epoch < 0 or not 0 <= batch <= batches_per_epoch:
-        raise ValueError(f"state position epoch={epoch}, batch={batch} is out of range "
-                         f"(an epoch has {batches_per_epoch} batches)")
+        raise ValueError(
+            f"state position epoch={epoch}, batch={batch} is out of range (an epoch has {batches_per_epoch} batches)"
+        )
     # Every batch of the epoch delivered: what comes next is the next epoch's first.
     return (epoch, batch) if batch < batches_per_epoch else (epoch + 1, 0)

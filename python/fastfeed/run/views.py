@@ -1,5 +1,6 @@
 """Per-batch views of a block: the workers hand over blocks of many small batches, and each
 batch the user gets is a view into its block (no copy)."""
+
 from __future__ import annotations
 
 import contextlib
@@ -26,11 +27,15 @@ def _plain_view_guard() -> ContextManager[Any]:
     two views per batch. The batches are ordinary tensors that share the block's storage, so
     they keep it alive all the same."""
     global _plain_views
-    if _plain_views is None:
+    guard = _plain_views
+    if guard is None:
         import torch
 
-        _plain_views = getattr(torch._C, "_AutoDispatchBelowADInplaceOrView", contextlib.nullcontext)
-    return _plain_views()
+        found: Callable[[], ContextManager[Any]] = getattr(
+            torch._C, "_AutoDispatchBelowADInplaceOrView", contextlib.nullcontext
+        )
+        guard = _plain_views = found
+    return guard()
 
 
 def unbound_rows(tensor: Any, start: int, stop: int) -> List[Any]:
@@ -43,7 +48,7 @@ def torch_views_module() -> Any:
     """fastfeed._torch_views, or None where it was not built (the build had no torch). Import
     torch first: the module links against torch's libraries."""
     try:
-        from . import _torch_views
+        from .. import _torch_views
     except ImportError:
         return None
     return _torch_views
@@ -55,9 +60,9 @@ def native_row_views() -> Optional[RowViews]:
     import torch
 
     module = torch_views_module()
-    if module is None or module.TORCH_VERSION != torch.__version__:
+    if module is None or torch.__version__ != module.TORCH_VERSION:
         return None
-    return module.rows  # type: ignore[no-any-return]
+    return module.rows
 
 
 def row_views() -> RowViews:
@@ -77,13 +82,13 @@ def chunked_batches(block: Any, rows: int, total: int, batch_size: int) -> Itera
         yield [block]  # a block of one batch (large batches): hand it over as it is
         return
     full = rows // batch_size
-    parts = block[:full * batch_size].reshape((full, batch_size) + tuple(block.shape[1:]))
+    parts = block[: full * batch_size].reshape((full, batch_size) + tuple(block.shape[1:]))
     if isinstance(parts, np.ndarray):
         for lo in range(0, full, CHUNK_BATCHES):
-            yield list(parts[lo:lo + CHUNK_BATCHES])
+            yield list(parts[lo : lo + CHUNK_BATCHES])
     else:
         rows_of = row_views()
         for lo in range(0, full, CHUNK_BATCHES):
             yield rows_of(parts, lo, min(lo + CHUNK_BATCHES, full))
     if rows > full * batch_size:
-        yield [block[full * batch_size:rows]]
+        yield [block[full * batch_size : rows]]

@@ -1,4 +1,5 @@
 """`FeedStats`: what a Feeder has done so far, and the recorder that gathers it cheaply."""
+
 from __future__ import annotations
 
 import time
@@ -13,21 +14,42 @@ _RING = 1 << 16
 
 @dataclass(frozen=True)
 class FeedStats:
-    """Counters since the Feeder was made (or since ``reset_stats()``); SPEC 6."""
+    """Counters since the Feeder was made (or since ``reset_stats()``).
+
+    ``str()`` gives them in one line. The percentiles cover the most recent 65,536 blocks of
+    batches; ``elapsed``, ``wait_total``, ``wait_p50``, ``wait_p99`` and ``assembly_p50`` are
+    shorter names for the ``*_s`` attributes.
+
+    Attributes:
+        batches: batches handed out.
+        samples: samples in those batches.
+        bytes: bytes of their outputs.
+        elapsed_s: wall time spent inside iterations, in seconds.
+        samples_per_s: samples per second of `elapsed_s`.
+        mb_per_s: output megabytes (1e6 bytes) per second of `elapsed_s`.
+        wait_total_s: time the consumer waited for batches.
+        wait_p50_s: median wait for a batch.
+        wait_p99_s: 99th percentile of the wait for a batch.
+        assembly_p50_s: median time a worker took to assemble one batch.
+        mean_queue_depth: assembled batches waiting, on average, when one was handed over.
+        padding_fraction: padded steps over all steps of padded outputs (0 for windows).
+        dropped_steps: with ``Stream(on_full="drop_oldest")``, the steps dropped before the
+            consumer saw them (the windows that needed them are lost).
+    """
 
     batches: int
     samples: int
     bytes: int
-    elapsed_s: float           # wall time spent inside iterations
+    elapsed_s: float  # wall time spent inside iterations
     samples_per_s: float
-    mb_per_s: float            # output megabytes (1e6 bytes) per second of elapsed time
-    wait_total_s: float        # time the consumer waited for a batch
+    mb_per_s: float  # output megabytes (1e6 bytes) per second of elapsed time
+    wait_total_s: float  # time the consumer waited for a batch
     wait_p50_s: float
     wait_p99_s: float
-    assembly_p50_s: float      # time a worker took to assemble one batch
-    mean_queue_depth: float    # assembled batches waiting when one was handed over
-    padding_fraction: float    # padded steps / all steps of the padded outputs (0 for windows)
-    dropped_steps: int = 0     # Stream(on_full="drop_oldest"): steps the consumer missed (lost windows)
+    assembly_p50_s: float  # time a worker took to assemble one batch
+    mean_queue_depth: float  # assembled batches waiting when one was handed over
+    padding_fraction: float  # padded steps / all steps of the padded outputs (0 for windows)
+    dropped_steps: int = 0  # Stream(on_full="drop_oldest"): steps the consumer missed (lost windows)
 
     # Shorter names for the same numbers.
     @property
@@ -51,12 +73,14 @@ class FeedStats:
         return self.assembly_p50_s
 
     def __str__(self) -> str:
-        return (f"{self.batches} batches, {self.samples} samples, {self.bytes / 1e6:.1f} MB in {self.elapsed_s:.2f} s "
-                f"({self.samples_per_s:,.0f} samples/s, {self.mb_per_s:,.0f} MB/s); waited {self.wait_total_s:.3f} s "
-                f"(p50 {self.wait_p50_s * 1e6:.0f} us, p99 {self.wait_p99_s * 1e6:.0f} us); "
-                f"assembly p50 {self.assembly_p50_s * 1e6:.0f} us; queue {self.mean_queue_depth:.1f}; "
-                f"padding {100 * self.padding_fraction:.1f}%"
-                + (f"; dropped {self.dropped_steps} steps" if self.dropped_steps else ""))
+        return (
+            f"{self.batches} batches, {self.samples} samples, {self.bytes / 1e6:.1f} MB in {self.elapsed_s:.2f} s "
+            f"({self.samples_per_s:,.0f} samples/s, {self.mb_per_s:,.0f} MB/s); waited {self.wait_total_s:.3f} s "
+            f"(p50 {self.wait_p50_s * 1e6:.0f} us, p99 {self.wait_p99_s * 1e6:.0f} us); "
+            f"assembly p50 {self.assembly_p50_s * 1e6:.0f} us; queue {self.mean_queue_depth:.1f}; "
+            f"padding {100 * self.padding_fraction:.1f}%"
+            + (f"; dropped {self.dropped_steps} steps" if self.dropped_steps else "")
+        )
 
 
 class StatsRecorder:
@@ -117,17 +141,27 @@ class StatsRecorder:
     def totals(self) -> Tuple[int, int, int, float, float, int, int]:
         """(batches, samples, bytes, elapsed, wait, real steps, padded steps) so far: two of these
         apart describe what happened in between (an epoch, for its log line)."""
-        return (self.batches_n, self.samples, self.bytes, self._elapsed_now(), self.wait_total,
-                self.real_steps, self.padded_steps)
+        return (
+            self.batches_n,
+            self.samples,
+            self.bytes,
+            self._elapsed_now(),
+            self.wait_total,
+            self.real_steps,
+            self.padded_steps,
+        )
 
     @staticmethod
-    def describe(since: Tuple[int, int, int, float, float, int, int],
-                 until: Tuple[int, int, int, float, float, int, int]) -> str:
+    def describe(
+        since: Tuple[int, int, int, float, float, int, int], until: Tuple[int, int, int, float, float, int, int]
+    ) -> str:
         """What happened between two totals(), in one line."""
         batches, samples, nbytes, elapsed, wait, real, padded = (max(0, b - a) for a, b in zip(since, until))
         rate = samples / elapsed if elapsed > 0 else 0.0
-        line = (f"{batches} batches, {samples} samples, {nbytes / 1e6:.1f} MB in {elapsed:.2f} s "
-                f"({rate:,.0f} samples/s); waited {wait:.3f} s")
+        line = (
+            f"{batches} batches, {samples} samples, {nbytes / 1e6:.1f} MB in {elapsed:.2f} s "
+            f"({rate:,.0f} samples/s); waited {wait:.3f} s"
+        )
         if real + padded:
             line += f"; padding {100 * padded / (real + padded):.1f}%"
         return line
@@ -148,8 +182,12 @@ class StatsRecorder:
         per_s = (lambda v: v / elapsed) if elapsed > 0 else (lambda v: 0.0)
         batches, samples, nbytes = self.batches_n + pending[0], self.samples + pending[1], self.bytes + pending[2]
         return FeedStats(
-            batches=batches, samples=samples, bytes=nbytes, elapsed_s=elapsed,
-            samples_per_s=per_s(samples), mb_per_s=per_s(nbytes / 1e6),
+            batches=batches,
+            samples=samples,
+            bytes=nbytes,
+            elapsed_s=elapsed,
+            samples_per_s=per_s(samples),
+            mb_per_s=per_s(nbytes / 1e6),
             wait_total_s=self.wait_total,
             wait_p50_s=float(np.percentile(waits, 50)) if len(waits) else 0.0,
             wait_p99_s=float(np.percentile(waits, 99)) if len(waits) else 0.0,

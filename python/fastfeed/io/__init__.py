@@ -1,0 +1,1 @@
+"""Reading sources: arrays, .npy files and dataset directories, and writing dataset directories."""

@@ -1,0 +1,124 @@
+"""What the Feeder asks of a sample mode: `Mode`."""
+
+from __future__ import annotations
+
+from typing import Any, Callable, ClassVar, Dict, FrozenSet, Iterator, List, Optional, Tuple
+
+from .. import _core
+from ..batch import Batch
+from ..io.sources import SeriesSet
+from ..run.state import data_digest, normalization_digest
+from ..spec import FeedSpec
+from .common import NO_NORM, Norm
+
+Fields = Dict[str, Any]
+# Turns a block's named host arrays into what the user gets (tensors, on the device).
+Finish = Callable[[Fields], Fields]
+
+
+class Mode:
+    """One way of cutting a source into samples, and everything that depends on that: the
+    mode's own options and their checks, the core objects it builds, how a block of the core
+    becomes batches, its part of the state's fingerprint and its device cache.
+
+    The Feeder talks to every mode through the members below and never asks which mode it has.
+    """
+
+    name = ""
+    options: ClassVar[Dict[str, Any]] = {}  # the mode's own Feeder arguments and their defaults
+    unit_name = "samples"  # what ranks share out of a pass
+    streams_short_passes = True  # virtual epochs feed on item by item, even from a pass without a batch
+    batches_per_block = 1
+    bfloat16_fields: FrozenSet[str] = frozenset()  # fields that travel as bfloat16 bit patterns
+    num_samples = 0
+    skipped_samples = 0  # samples dropped by check_finite="skip"
+    x_dtype = y_dtype = ""
+
+    def __init__(self, series: SeriesSet, spec: FeedSpec) -> None:
+        self.series = series
+        self.spec = spec
+        self.norms: Tuple[Norm, Norm] = (NO_NORM, NO_NORM)  # (inputs, targets)
+        self.cache: Optional[Any] = None
+
+    @classmethod
+    def check_source(cls, series: SeriesSet) -> None:
+        """Refuses a source this mode cannot cut, before any option is looked at."""
+
+    # ----- sizes -------------------------------------------------------------------------
+
+    def units(self) -> int:
+        """What ranks share out of one pass (samples, sequences or packed rows)."""
+        raise NotImplementedError
+
+    def sizes(self) -> Any:
+        """The core's `EpochSizes` for this rank: per_rank, batches_per_pass, batches_per_epoch."""
+        return _core.epoch_sizes(self.units(), self.order_spec())
+
+    def order_spec(self) -> Any:
+        s = self.spec
+        return _core.OrderSpec(
+            shuffle=s.shuffle,
+            seed=s.seed,
+            rank=s.rank,
+            world_size=s.world_size,
+            batch_size=s.batch_size,
+            drop_last=s.drop_last,
+            steps_per_epoch=s.steps_per_epoch or 0,
+        )
+
+    def block_bytes(self) -> int:
+        """Bytes of one block of batches, to size the prefetch depth."""
+        raise NotImplementedError
+
+    # ----- feeding -----------------------------------------------------------------------
+
+    def open_pipeline(self, run: Any) -> Any:
+        """Starts the core's workers on one iteration (a `_core.RunSpec`)."""
+        raise NotImplementedError
+
+    def files_changed(self) -> str:
+        """What happened to a mapped file since it was mapped, or ''."""
+        raise NotImplementedError
+
+    def samples_in(self, fields: Fields) -> int:
+        """Samples a block of the core holds."""
+        raise NotImplementedError
+
+    def batches(self, fields: Fields, error: Optional[str], finish: Finish) -> Iterator[List[Batch]]:
+        """A block's batches, a chunk (list) at a time; only those before a failed sample."""
+        raise NotImplementedError
+
+    # ----- resuming ----------------------------------------------------------------------
+
+    def config(self) -> Dict[str, Any]:
+        """The mode's options that decide which batches come."""
+        raise NotImplementedError
+
+    def fingerprint(self) -> Dict[str, Any]:
+        """What ties a saved state to this configuration and data (not threads or prefetch)."""
+        s = self.spec
+        fp: Dict[str, Any] = {
+            "mode": self.name,
+            "batch_size": s.batch_size,
+            "shuffle": s.shuffle,
+            "seed": s.seed,
+            "drop_last": s.drop_last,
+            "steps_per_epoch": s.steps_per_epoch,
+            "rank": s.rank,
+            "world_size": s.world_size,
+            "dtype": self.x_dtype,
+            "target_dtype": self.y_dtype,
+            "check_finite": s.check_finite,
+            "normalize": normalization_digest(self.norms),
+        }
+        fp.update(self.config())
+        fp["data"] = data_digest(self.series, self.target_set())
+        return fp
+
+    def target_set(self) -> Optional[SeriesSet]:
+        """The targets read beside the source (for the data digest), or None."""
+        return None
+
+    def describe(self) -> str:
+        """The mode's part of the Feeder's repr."""
+        raise NotImplementedError

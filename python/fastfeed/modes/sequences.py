@@ -1,0 +1,293 @@
+"""Whole sequences: each sample is one sequence, padded to its batch's length or packed into rows."""
+
+from __future__ import annotations
+
+import math
+from typing import Any, ClassVar, Dict, Iterator, List, Optional, Tuple
+
+import numpy as np
+
+from .. import _core
+from ..arguments import check_bool, check_choice, check_int, check_optional_int
+from ..batch import Batch
+from ..dtypes import FLOATING, numpy_storage
+from ..io.sources import SeriesSet, load_source
+from ..spec import FeedSpec
+from .base import Fields, Finish, Mode
+from .common import NO_NORM, advise_access, output_spec, resolve_dtypes, resolve_normalization
+
+_DEFAULT_BUCKET_POOL = 256  # batches per sorted pool: <2% padding on lognormal(sigma=1) lengths
+
+
+class SequenceMode(Mode):
+    """Batches of whole sequences: padded (with mask and lengths), length-bucketed, or packed."""
+
+    name = "sequences"
+    options: ClassVar[Dict[str, Any]] = {
+        "targets": None,
+        "dtype": None,
+        "normalize": None,
+        "max_len": None,
+        "pad_multiple": 1,
+        "padding_side": "right",
+        "truncation_side": "right",
+        "pad_value": 0,
+        "bucket": False,
+        "bucket_pool": None,
+        "pack": False,
+    }
+    window = None  # (what a window mode's Feeder reports: every sample is a whole sequence)
+    horizon = 0
+
+    def __init__(
+        self,
+        series: SeriesSet,
+        spec: FeedSpec,
+        *,
+        targets: Any,
+        dtype: Any,
+        normalize: Any,
+        max_len: Any,
+        pad_multiple: Any,
+        padding_side: Any,
+        truncation_side: Any,
+        pad_value: Any,
+        bucket: Any,
+        bucket_pool: Any,
+        pack: Any,
+    ) -> None:
+        super().__init__(series, spec)
+        self.max_len = check_optional_int("max_len", max_len, 1)
+        self.pad_multiple = check_int("pad_multiple", pad_multiple, 1)
+        self.padding_side = check_choice("padding_side", padding_side, ("right", "left"))
+        self.truncation_side = check_choice("truncation_side", truncation_side, ("right", "left"))
+        self.bucket = check_bool("bucket", bucket)
+        self.pack = _check_pack(pack)
+        self.bucket_pool = _DEFAULT_BUCKET_POOL if bucket_pool is None else check_int("bucket_pool", bucket_pool, 1)
+        self._check_combination(bucket_pool)
+        self.labels, self.step_targets = _load_targets(series, targets)
+        if self.pack and self.labels is not None:
+            raise ValueError(
+                "pack=True cannot carry one label per sequence (a row holds several sequences); "
+                "pass step-aligned targets (a list) or use padding"
+            )
+        self.x_dtype, self.y_dtype = resolve_dtypes(series, dtype, normalize, self.target_set(), spec.output)
+        self.pad_value = self._resolve_pad_value(pad_value)
+        self.norms = (resolve_normalization(series, normalize, spec), NO_NORM)  # step targets are never normalised
+        self.bfloat16_fields = frozenset(
+            name for name, dt in (("x", self.x_dtype), ("y", self.y_dtype)) if dt == "bfloat16"
+        )
+        advise_access(spec.shuffle, self.step_targets)
+        keep = self._finite_sequences() if spec.check_finite == "skip" else None
+        self.data = _core.Sequences(
+            list(series.items),
+            list(self.step_targets.items) if self.step_targets is not None else [],
+            self.labels.items[0] if self.labels is not None else None,
+            [] if keep is None else keep.tolist(),
+        )
+        if keep is not None:
+            self.skipped_samples = series.count - len(keep)
+            if len(keep) == 0:
+                raise ValueError(f"check_finite='skip' dropped every sequence: all {series.count} hold a NaN or Inf")
+        self.num_samples = self.data.count
+        if self.pack and self.data.total_steps == 0:
+            raise ValueError("the configuration yields no sample: every sequence is empty, so pack=True has no row")
+        self.unit_name = "packed rows" if self.pack else "sequences"
+        # Bucketed batches are cut within each pass: a pass without a batch has nothing to stream.
+        self.streams_short_passes = not self.bucket
+        if spec.device_cache:
+            self.attach_cache(spec.device)
+
+    def attach_cache(self, device: Any) -> None:
+        """Keeps the whole source on `device` and builds batches there (tests use a CPU device)."""
+        from ..device.cache import SequenceCache
+
+        self.cache = SequenceCache.for_sequences(self, device)
+
+    @classmethod
+    def check_source(cls, series: SeriesSet) -> None:
+        if series.single:
+            raise ValueError(
+                "window is required for a single series (window=None means whole sequences of a list "
+                "of sequences or a dataset directory)"
+            )
+
+    # ----- checks ------------------------------------------------------------------------
+
+    def _check_combination(self, bucket_pool: Any) -> None:
+        if self.pack and self.max_len is None:
+            raise ValueError("pack=True needs max_len (the length of a packed row)")
+        if self.pack and self.bucket:
+            raise ValueError("pack=True and bucket=True are alternatives: packing leaves no padding to bucket away")
+        if self.pack:  # options of padding whole sequences that packed rows have no use for
+            unused = [
+                f"{name}={value!r}"
+                for name, value, default in (
+                    ("pad_multiple", self.pad_multiple, 1),
+                    ("padding_side", self.padding_side, "right"),
+                    ("truncation_side", self.truncation_side, "right"),
+                )
+                if value != default
+            ]
+            if unused:
+                raise ValueError(
+                    f"{', '.join(unused)} do{'es' if len(unused) == 1 else ''} not apply with pack=True: "
+                    f"sequences fill rows of max_len={self.max_len} back to back, a long one "
+                    f"continuing in the next row"
+                )
+        if bucket_pool is not None and not self.bucket:
+            raise ValueError(f"bucket_pool={bucket_pool!r} applies with bucket=True only")
+
+    def _finite_sequences(self) -> np.ndarray:
+        """The numbers of the sequences without a NaN or Inf in inputs, step targets or label."""
+        threads = self.spec.num_threads
+        n = self.series.count
+        ok = np.array([len(b) == 0 for b in _core.non_finite_steps(list(self.series.items), threads)])
+        if self.step_targets is not None:
+            ok &= np.array([len(b) == 0 for b in _core.non_finite_steps(list(self.step_targets.items), threads)])
+        if self.labels is not None:
+            (bad_rows,) = _core.non_finite_steps(list(self.labels.items), threads)
+            ok[bad_rows] = False
+        return np.flatnonzero(ok[:n]).astype(np.int64)
+
+    def _resolve_pad_value(self, pad_value: Any) -> float:
+        if isinstance(pad_value, (bool, np.bool_)):
+            return float(pad_value)
+        if not isinstance(pad_value, (int, float, np.integer, np.floating)):
+            raise ValueError(f"pad_value must be a number, got {pad_value!r}")
+        for name in {self.x_dtype, self.y_dtype if self.step_targets is not None else self.x_dtype}:
+            if name in FLOATING:
+                continue
+            if not math.isfinite(pad_value):
+                raise ValueError(
+                    f"pad_value={pad_value!r} does not fit the output dtype {name}: it holds no NaN or Inf"
+                )
+            if name == "bool":
+                if pad_value not in (0, 1):
+                    raise ValueError(f"pad_value={pad_value!r} is not a bool (0 or 1), the output dtype")
+                continue
+            info = np.iinfo(name)
+            if float(pad_value) != int(pad_value) or not info.min <= int(pad_value) <= info.max:
+                raise ValueError(
+                    f"pad_value={pad_value!r} does not fit the output dtype {name} (integers {info.min}..{info.max})"
+                )
+        return float(pad_value)
+
+    def target_set(self) -> Optional[SeriesSet]:
+        return self.step_targets if self.step_targets is not None else self.labels
+
+    def _feats(self) -> Tuple[Tuple[int, ...], Tuple[int, ...]]:
+        targets = self.target_set()
+        return self.series.feat, (targets.feat if targets is not None else ())
+
+    # ----- sizes -------------------------------------------------------------------------
+
+    def units(self) -> int:
+        return int(self.data.units(self.pack, self.max_len or 0))
+
+    def block_bytes(self) -> int:
+        """A typical padded batch: batch_size sequences of the mean (or max_len) length."""
+        lengths = self.data.lengths
+        steps = self.max_len or max(1, int(lengths.mean()) if len(lengths) else 1)
+        row = math.prod(self.series.feat) * numpy_storage(self.x_dtype).itemsize
+        return self.spec.batch_size * steps * max(1, row)
+
+    # ----- feeding -----------------------------------------------------------------------
+
+    def open_pipeline(self, run: Any) -> Any:
+        x_feat, y_feat = self._feats()
+        return _core.Pipeline.sequences(
+            self.data,
+            order=self.order_spec(),
+            pack=_core.PackSpec(bucket=self.bucket, bucket_pool=self.bucket_pool, pack=self.pack),
+            pad=_core.PadSpec(
+                max_len=self.max_len or 0,
+                pad_multiple=self.pad_multiple,
+                pad_left=self.padding_side == "left",
+                truncate_left=self.truncation_side == "left",
+                pad_value=self.pad_value,
+            ),
+            output=output_spec(
+                self.x_dtype,
+                self.y_dtype,
+                self.norms[0],
+                self.norms[1],
+                x_feat,
+                y_feat,
+                self.spec.check_finite == "raise",
+            ),
+            run=run,
+        )
+
+    def files_changed(self) -> str:
+        return str(self.data.files_changed())
+
+    def samples_in(self, fields: Fields) -> int:
+        return len(fields["lengths"])
+
+    def batches(self, fields: Fields, error: Optional[str], finish: Finish) -> Iterator[List[Batch]]:
+        """A block is one batch; a failed one has none before the failure."""
+        if error is not None:
+            return
+        if self.cache is not None:  # the block says where each row's pieces come from
+            fields = self.cache.batch(fields)
+        yield [Batch.from_fields(finish(fields))]
+
+    # ----- resuming ----------------------------------------------------------------------
+
+    def config(self) -> Dict[str, Any]:
+        return {
+            "max_len": self.max_len,
+            "pad_multiple": self.pad_multiple,
+            "padding_side": self.padding_side,
+            "truncation_side": self.truncation_side,
+            "pad_value": self.pad_value,
+            "bucket": self.bucket,
+            "bucket_pool": self.bucket_pool,
+            "pack": self.pack,
+        }
+
+    def describe(self) -> str:
+        return f"sequences, max_len={self.max_len}, bucket={self.bucket}, pack={self.pack}"
+
+
+def _check_pack(pack: Any) -> bool:
+    if isinstance(pack, str):
+        raise ValueError(
+            f"pack={pack!r} is not available: pack must be True or False (rows are filled back to "
+            "back, a sequence longer than the room left continuing in the next row)"
+        )
+    return check_bool("pack", pack)
+
+
+def _load_targets(series: SeriesSet, targets: Any) -> Tuple[Optional[SeriesSet], Optional[SeriesSet]]:
+    """(labels, step targets): an array with one row per sequence, or a list aligned step for step."""
+    if targets is None:  # a dataset directory's own targets, if it has some
+        labels = series.labels
+        return (None if labels is None else load_source(labels, "the dataset's labels")), series.targets
+    n = series.count
+    if (
+        isinstance(targets, (list, tuple))
+        and targets
+        and all(isinstance(t, (int, float, bool, np.generic)) for t in targets)
+    ):
+        targets = np.asarray(targets)  # a plain list of numbers: one label per sequence
+    if isinstance(targets, (list, tuple)):
+        t = load_source(targets, "targets")
+        if t.count != n:
+            raise ValueError(
+                f"targets must hold one sequence per source sequence: the source has {n}, targets have {t.count}"
+            )
+        for i, (a, b) in enumerate(zip(series.lengths, t.lengths)):
+            if a != b:
+                raise ValueError(
+                    f"targets[{i}] has {b} steps but sequence {i} has {a}; step targets must be aligned step for step"
+                )
+        return None, t
+    label_set = load_source(targets, "targets")
+    if label_set.lengths[0] != n:
+        raise ValueError(
+            f"targets (labels) must have one row per sequence: the source has {n} sequences, "
+            f"targets have {label_set.lengths[0]} rows (pass a list for step-aligned targets)"
+        )
+    return label_set, None

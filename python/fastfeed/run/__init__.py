@@ -1,0 +1,1 @@
+"""Running epochs: handing out a pipeline's blocks as batches, statistics, resumable state."""
