@@ -1,5 +1,5 @@
 # The two commands a newcomer needs: `make demo` and `make test`. Each sets up .venv itself.
-# `make test` runs the test suite, then `make lint` (ruff, mypy) and `make docs` (the API site).
+# `make test` runs `make lint` (ruff, mypy) and `make docs` (the API site), then the test suite.
 PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
@@ -22,8 +22,8 @@ demo: $(STAMP)
 	$(BIN)/fastfeed demo
 
 test: $(STAMP)
-	$(BIN)/python -m pytest -q tests
 	$(MAKE) --no-print-directory lint docs
+	$(BIN)/python -m pytest -q tests
 
 # Lint and format checks (configured in pyproject.toml), then the package's type check.
 LINT_PATHS := python bench tests $(wildcard fuzz/*.py)

@@ -33,19 +33,20 @@ inline std::string joined(const std::vector<std::string>& names) {
 }
 
 // Sets each keyword on `self`, a default instance: ValueError for a keyword that is no field,
-// TypeError naming the field for a value of the wrong type.
+// TypeError naming the field for a value of the wrong type. The fast path is one setattr per
+// keyword (a spec is made per iteration): the class's fields are listed only for an error.
 inline void set_fields(py::object& self, const py::kwargs& kwargs) {
-  const py::handle type = py::type::handle_of(self);
-  const std::string name = py::str(type.attr("__name__"));
-  const std::vector<std::string> fields = spec_fields(type);
   for (const auto& item : kwargs) {
-    const std::string key = py::str(item.first);
-    if (std::find(fields.begin(), fields.end(), key) == fields.end()) {
-      throw py::value_error(name + "() got an unknown keyword '" + key + "'; its fields are: " + joined(fields));
-    }
     try {
       py::setattr(self, item.first, item.second);
     } catch (py::error_already_set& e) {
+      const py::handle type = py::type::handle_of(self);
+      const std::string name = py::str(type.attr("__name__"));
+      const std::string key = py::str(item.first);
+      const std::vector<std::string> fields = spec_fields(type);
+      if (std::find(fields.begin(), fields.end(), key) == fields.end()) {
+        throw py::value_error(name + "() got an unknown keyword '" + key + "'; its fields are: " + joined(fields));
+      }
       if (!e.matches(PyExc_TypeError)) throw;
       const std::string want = py::str(py::type::handle_of(self.attr(item.first)).attr("__name__"));
       throw py::type_error(name + "." + key + " must be " + want + ", got " + std::string(py::repr(item.second)));

@@ -63,7 +63,8 @@ PassPlan PassPlan::build(const std::vector<int64_t>& lengths, const OrderSpec& o
     return plan;
   }
   // Bucketed: the batches, each sorted inside, go out in a shuffled order, with or without
-  // shuffle=True (SPEC 4); otherwise every pool would run from its shortest batch to its longest.
+  // shuffle=True (bucketing promises shuffled batches); otherwise every pool would run from its
+  // shortest batch to its longest.
   const Permutation batch_perm(static_cast<uint64_t>(nb), order.seed ^ kBatchOrderSalt, pass);
   std::vector<int64_t> seqs;
   seqs.reserve(plan.seqs_.size());

@@ -8,6 +8,7 @@ for x, y in Feeder(series, window=64, horizon=1, batch_size=256, shuffle=True):
 from __future__ import annotations
 
 from . import compat, reference
+from ._version import __version__
 from .batch import Batch
 from .build import build_info, cuda_available
 from .errors import FeedError, FormatError
@@ -16,7 +17,6 @@ from .io.dataset import DatasetInfo, append_dataset, open_dataset, write_dataset
 from .run.stats import FeedStats
 from .stream import Stream
 
-__version__ = "0.1.0"
 __all__ = [
     "Batch",
     "DatasetInfo",

@@ -7,8 +7,9 @@ from typing import Any, Dict
 
 import numpy as np
 
-from . import _core
-from .run.views import torch_views_module
+from ._core import build_info as native_build_info
+from ._core import cuda_device_count
+from ._version import __version__
 
 
 def build_info() -> Dict[str, Any]:
@@ -21,9 +22,7 @@ def build_info() -> Dict[str, Any]:
     importable) torch. ``"torch_views"`` is the torch version that the native row views
     (fastfeed._torch_views, which halve what small torch batches cost) were built for, or None
     where they were not built; only that version uses them."""
-    info = dict(_core.build_info())
-    from . import __version__
-
+    info = dict(native_build_info())
     info.update(fastfeed=__version__, numpy=np.__version__, python=platform.python_version())
     try:
         import torch
@@ -39,4 +38,14 @@ def build_info() -> Dict[str, Any]:
 def cuda_available() -> bool:
     """Whether a CUDA device can be used: CUDA support compiled in, a driver and a GPU present.
     (Where it is False, ``Feeder(..., device="cuda")`` is refused with the reason.)"""
-    return bool(_core.build_info()["cuda"]) and _core.cuda_device_count() > 0
+    return bool(native_build_info()["cuda"]) and cuda_device_count() > 0
+
+
+def torch_views_module() -> Any:
+    """fastfeed._torch_views, or None where it was not built (the build had no torch). Import
+    torch first: the module links against torch's libraries."""
+    try:
+        from . import _torch_views
+    except ImportError:
+        return None
+    return _torch_views

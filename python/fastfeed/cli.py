@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 from typing import Any, Callable, List, Optional, Sequence
 
-from . import __version__
+from ._version import __version__
 
 # torch and matplotlib are imported inside the commands that need them: `inspect` must work
 # without torch, and `--help` or `convert` should answer without paying seconds for the import.
@@ -115,7 +115,7 @@ def _human_bytes(n: int) -> str:
 def _cmd_inspect(args: argparse.Namespace) -> int:
     import numpy as np
 
-    from . import _core
+    from ._core import NpyFile
     from .dtypes import numpy_storage
     from .errors import FormatError
 
@@ -126,7 +126,7 @@ def _cmd_inspect(args: argparse.Namespace) -> int:
     if not os.path.exists(path):
         return _fail("inspect", f"no such file: {path}", 1)
     try:
-        npy = _core.NpyFile.open(path)
+        npy = NpyFile.open(path)
     except (FormatError, OSError) as e:
         return _fail("inspect", str(e), 1)
     shape = tuple(int(d) for d in npy.shape)

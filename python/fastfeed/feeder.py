@@ -12,7 +12,7 @@ from .errors import FeedError
 from .io.sources import Source, load_source
 from .modes import MODE_OPTIONS, Mode, make_mode
 from .run.counting import BlockCounter
-from .run.epoch import EpochRun, run_spec
+from .run.epoch import EpochRun
 from .run.handout import EpochIterator
 from .run.position import Position
 from .run.state import make_state, read_state
@@ -251,7 +251,7 @@ class Feeder:
         epoch, first_batch = self._position.begin()
         self._counter.restart(0)
         run = EpochRun(self._mode, self.spec, self._recorder, self._counter, self._position.cursor, len(self))
-        pipe = self._mode.open_pipeline(run_spec(self.spec, self._mode, epoch, first_batch, self.prefetch))
+        pipe = self._mode.open_pipeline(self._mode.run_spec(epoch, first_batch, self.prefetch))
         self._pipelines.add(pipe)
         return EpochIterator.over(self._epoch(run, pipe, epoch, first_batch))
 

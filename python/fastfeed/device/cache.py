@@ -13,15 +13,11 @@ PyTorch's kernels, done as the reference does them: standardised in float64, the
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from .. import _core
-
-if TYPE_CHECKING:
-    from ..modes.sequences import SequenceMode
-    from ..modes.windows import WindowMode
+from .._core import CudaGather, NpyFile, RaggedFile
 
 # Dtypes PyTorch can index on a GPU (its unsigned types beyond uint8 have few kernels).
 CACHEABLE = ("bool", "int8", "int16", "int32", "int64", "uint8", "float16", "float32", "float64")
@@ -32,11 +28,11 @@ def host_view(item: Any) -> np.ndarray:
     """An item of a SeriesSet as a NumPy array without copying (memory maps for files)."""
     if isinstance(item, np.ndarray):
         return item
-    if isinstance(item, _core.NpyFile):
+    if isinstance(item, NpyFile):
         return np.memmap(
             item.path, dtype=np.dtype(item.dtype), mode="r", offset=item.data_offset, shape=tuple(item.shape)
         )
-    if isinstance(item, _core.RaggedFile):
+    if isinstance(item, RaggedFile):
         return np.memmap(
             item.values_path,
             dtype=np.dtype(item.dtype).newbyteorder("<"),
@@ -64,12 +60,12 @@ class _Resident:
 
         self._torch = torch
         self.device = torch.device(device)
-        # The core's gather kernels (_core.CudaGather), used only where the device is a GPU.
+        # The core's gather kernels (CudaGather), used only where the device is a GPU.
         self._kernel: Any = None
         if self.device.type == "cuda":
             index = self.device.index if self.device.index is not None else torch.cuda.current_device()
             self.device = torch.device("cuda", index)
-            self._kernel = _core.CudaGather(index)
+            self._kernel = CudaGather(index)
 
     def _stream(self) -> int:
         return self._torch.cuda.current_stream(self.device).cuda_stream
@@ -160,34 +156,6 @@ class SourceCache(_Resident):
         self._x_steps = torch.arange(window, device=self.device) * sampling_rate
         self._y_steps = (window - 1 + torch.arange(1, horizon + 1, device=self.device)) * sampling_rate
 
-    @classmethod
-    def for_windows(cls, mode: WindowMode, device: Any) -> SourceCache:
-        """The cache of a window mode's source and targets on `device`."""
-        targets = mode.targets
-        check_cacheable(
-            [
-                ("source", mode.series.dtype),
-                ("targets", targets.dtype if targets is not None else None),
-                ("output", mode.x_dtype),
-                ("target output", mode.y_dtype),
-            ]
-        )
-        t = targets if mode.horizon > 0 and targets is not None else None
-        tfeat = (targets if targets is not None else mode.series).feat
-        return cls(
-            list(mode.series.items),
-            None if t is None else list(t.items),
-            mode.series.feat,
-            tfeat,
-            device,
-            mode.window,
-            mode.sampling_rate,
-            mode.horizon,
-            mode.x_dtype,
-            mode.y_dtype,
-            *mode.norms,
-        )
-
     def gather(self, starts: np.ndarray) -> Tuple[Any, Optional[Any]]:
         """(x, y) of the samples whose first input steps are `starts` (in the concatenation)."""
         if self._kernel is not None:
@@ -261,37 +229,6 @@ class SequenceCache(_Resident):
         self.pack, self.max_len, self.pad_multiple = pack, max_len, pad_multiple
         self._pad_x = self._pad_scalar(pad_value, x_dtype)
         self._pad_y = self._pad_scalar(pad_value, y_dtype)
-
-    @classmethod
-    def for_sequences(cls, mode: SequenceMode, device: Any) -> SequenceCache:
-        """The cache of a sequence mode's sequences and step targets on `device`."""
-        steps, labels = mode.step_targets, mode.labels
-        check_cacheable(
-            [
-                ("source", mode.series.dtype),
-                ("targets", steps.dtype if steps is not None else None),
-                ("labels", labels.dtype if labels is not None else None),
-                ("output", mode.x_dtype),
-                ("target output", mode.y_dtype),
-            ]
-        )
-        target_set = mode.target_set()
-        x_feat, y_feat = mode.series.feat, (target_set.feat if target_set is not None else ())
-        return cls(
-            list(mode.series.items),
-            None if steps is None else list(steps.items),
-            mode.series.lengths,
-            x_feat,
-            y_feat,
-            device,
-            mode.x_dtype,
-            mode.y_dtype,
-            mode.norms[0],
-            mode.pad_value,
-            mode.pack,
-            mode.max_len or 0,
-            mode.pad_multiple,
-        )
 
     def _pad_scalar(self, value: float, dtype: str) -> Any:
         """pad_value as `dtype` holds it (rounded or truncated as NumPy and the core do)."""

@@ -16,7 +16,7 @@ from typing import AbstractSet, Any, Deque, Dict, List, Optional, Tuple
 
 import numpy as np
 
-from .. import _core
+from .._core import CudaUploader
 
 _ALIGN = 256  # each array of a block starts 256-byte aligned in the block's device memory
 _MAX_IN_FLIGHT = 4  # blocks whose copies may still run; beyond that the caller waits
@@ -32,7 +32,7 @@ class DeviceUploader:
         d = torch.device(device)
         self.device = torch.device("cuda", d.index if d.index is not None else torch.cuda.current_device())
         self._stream = torch.cuda.Stream(device=self.device)
-        self._copier = _core.CudaUploader(self.device.index, self._stream.cuda_stream)
+        self._copier = CudaUploader(self.device.index, self._stream.cuda_stream)
         # (ticket, host arrays) of copies that may still be running: those buffers must live.
         self._in_flight: Deque[Tuple[int, tuple]] = collections.deque()
         self._dtypes: Dict[Tuple[str, bool], Any] = {}

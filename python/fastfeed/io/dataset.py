@@ -50,7 +50,7 @@ from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
-from .. import _core
+from .._core import RaggedFile
 from ..dtypes import SOURCE_DTYPES
 from ..errors import FormatError, MissingFileError
 
@@ -156,8 +156,8 @@ class DatasetSeries:
     """A dataset opened for the core: what `load_dataset_series` returns."""
 
     info: DatasetInfo
-    values: _core.RaggedFile
-    step_targets: Optional[_core.RaggedFile]  # targets of kind "steps", cut like the values
+    values: RaggedFile
+    step_targets: Optional[RaggedFile]  # targets of kind "steps", cut like the values
     labels: Optional[np.ndarray]  # targets of kind "labels": read-only (num_sequences, *feat)
 
 
@@ -328,14 +328,14 @@ def _open_all(path: PathLike, map_labels: bool) -> DatasetSeries:
     values_path, offsets_path = _data_file(directory, VALUES), _data_file(directory, OFFSETS)
     row_elems = int(np.prod(h.feat, dtype=np.int64))
     # The core validates sizes and offsets (the same checks the Feeder relies on).
-    values = _core.RaggedFile.open(values_path, offsets_path, h.num_sequences, h.num_steps, h.dtype, row_elems)
+    values = RaggedFile.open(values_path, offsets_path, h.num_sequences, h.num_steps, h.dtype, row_elems)
     step_targets, labels = None, None
     nbytes = h.num_steps * _row_bytes(h.dtype, h.feat) + 8 * (h.num_sequences + 1)
     if h.targets is not None:
         t = h.targets
         targets_path = _data_file(directory, TARGETS)
         if t.kind == "steps":
-            step_targets = _core.RaggedFile.open(
+            step_targets = RaggedFile.open(
                 targets_path, offsets_path, h.num_sequences, h.num_steps, t.dtype, int(np.prod(t.feat, dtype=np.int64))
             )
             nbytes += h.num_steps * _row_bytes(t.dtype, t.feat)

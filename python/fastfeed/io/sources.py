@@ -9,7 +9,7 @@ from typing import Any, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
-from .. import _core
+from .._core import NpyFile
 from ..dtypes import SOURCE_DTYPES
 from ..errors import MissingFileError
 from .dataset import HEADER, DatasetInfo, is_dataset_dir, load_dataset_series
@@ -22,8 +22,8 @@ Source = Union[SeriesLike, Sequence[SeriesLike]]
 class SeriesSet:
     """Series that share a dtype and a feature shape, ready for the core."""
 
-    # What the core's lists take: np.ndarray or _core.NpyFile (one series each), or one
-    # _core.RaggedFile standing for all the sequences of a dataset directory.
+    # What the core's lists take: np.ndarray or NpyFile (one series each), or one
+    # RaggedFile standing for all the sequences of a dataset directory.
     items: List[Any]
     lengths: List[int]  # one per series
     feat: Tuple[int, ...]
@@ -53,7 +53,7 @@ def _open_path(path: Union[str, os.PathLike[str]], what: str) -> Any:
         raise ValueError(
             f"{what}: {path!r} is a directory; a dataset directory is a source on its own, not an item of a list"
         )
-    return _core.NpyFile.open(path)
+    return NpyFile.open(path)
 
 
 def _dataset_source(path: Union[str, os.PathLike[str]], what: str) -> SeriesSet:

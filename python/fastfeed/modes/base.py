@@ -2,18 +2,15 @@
 
 from __future__ import annotations
 
-from typing import Any, Callable, ClassVar, Dict, FrozenSet, Iterator, List, Optional, Tuple
+from typing import Any, ClassVar, Dict, FrozenSet, Iterator, List, Optional, Tuple
 
-from .. import _core
+from .._core import OrderSpec, RunSpec, epoch_sizes
 from ..batch import Batch
 from ..io.sources import SeriesSet
+from ..run.epoch import Fields, Finish
 from ..run.state import data_digest, normalization_digest
 from ..spec import FeedSpec
 from .common import NO_NORM, Norm
-
-Fields = Dict[str, Any]
-# Turns a block's named host arrays into what the user gets (tensors, on the device).
-Finish = Callable[[Fields], Fields]
 
 
 class Mode:
@@ -39,6 +36,16 @@ class Mode:
         self.spec = spec
         self.norms: Tuple[Norm, Norm] = (NO_NORM, NO_NORM)  # (inputs, targets)
         self.cache: Optional[Any] = None
+        # The core's description of which sample comes when: fixed for the mode's lifetime.
+        self.order = OrderSpec(
+            shuffle=spec.shuffle,
+            seed=spec.seed,
+            rank=spec.rank,
+            world_size=spec.world_size,
+            batch_size=spec.batch_size,
+            drop_last=spec.drop_last,
+            steps_per_epoch=spec.steps_per_epoch or 0,
+        )
 
     @classmethod
     def check_source(cls, series: SeriesSet) -> None:
@@ -52,25 +59,25 @@ class Mode:
 
     def sizes(self) -> Any:
         """The core's `EpochSizes` for this rank: per_rank, batches_per_pass, batches_per_epoch."""
-        return _core.epoch_sizes(self.units(), self.order_spec())
-
-    def order_spec(self) -> Any:
-        s = self.spec
-        return _core.OrderSpec(
-            shuffle=s.shuffle,
-            seed=s.seed,
-            rank=s.rank,
-            world_size=s.world_size,
-            batch_size=s.batch_size,
-            drop_last=s.drop_last,
-            steps_per_epoch=s.steps_per_epoch or 0,
-        )
+        return epoch_sizes(self.units(), self.order)
 
     def block_bytes(self) -> int:
         """Bytes of one block of batches, to size the prefetch depth."""
         raise NotImplementedError
 
     # ----- feeding -----------------------------------------------------------------------
+
+    def run_spec(self, epoch: int, first_batch: int, prefetch: int) -> Any:
+        """The core's description of one iteration of this mode."""
+        return RunSpec(
+            epoch=epoch,
+            first_batch=first_batch,
+            batches_per_block=self.batches_per_block,
+            num_threads=self.spec.num_threads,
+            prefetch=prefetch,
+            pinned=self.spec.on_gpu and self.cache is None,
+            indices_only=self.cache is not None,
+        )
 
     def open_pipeline(self, run: Any) -> Any:
         """Starts the core's workers on one iteration (a `_core.RunSpec`)."""

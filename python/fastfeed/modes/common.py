@@ -7,7 +7,7 @@ from typing import Any, List, Optional, Tuple
 
 import numpy as np
 
-from .. import _core
+from .._core import OutputSpec, moments
 from ..dtypes import FLOATING, dtype_name
 from ..io.sources import SeriesSet
 from ..spec import FeedSpec
@@ -47,7 +47,7 @@ def resolve_normalization(series: SeriesSet, normalize: Any, spec: FeedSpec, sta
     if isinstance(normalize, str):
         if normalize != "standard":
             raise ValueError(f"normalize must be 'standard' or (mean, std), got {normalize!r}")
-        mean, std, _ = _core.moments(list(series.items), start, end, spec.check_finite == "skip")
+        mean, std, _ = moments(list(series.items), start, end, spec.check_finite == "skip")
         return mean, [s if s > 0 else 1.0 for s in std]  # constant features are centred, not scaled
     try:
         mean_in, std_in = normalize
@@ -90,7 +90,7 @@ def output_spec(
     check_finite: bool,
 ) -> Any:
     """The core's description of what a batch's x and y hold."""
-    return _core.OutputSpec(
+    return OutputSpec(
         x_dtype=x_dtype,
         y_dtype=y_dtype,
         x_mean=x_norm[0],

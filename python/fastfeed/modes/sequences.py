@@ -7,7 +7,7 @@ from typing import Any, ClassVar, Dict, Iterator, List, Optional, Tuple
 
 import numpy as np
 
-from .. import _core
+from .._core import PackSpec, PadSpec, Pipeline, Sequences, non_finite_steps
 from ..arguments import check_bool, check_choice, check_int, check_optional_int
 from ..batch import Batch
 from ..dtypes import FLOATING, numpy_storage
@@ -79,7 +79,7 @@ class SequenceMode(Mode):
         )
         advise_access(spec.shuffle, self.step_targets)
         keep = self._finite_sequences() if spec.check_finite == "skip" else None
-        self.data = _core.Sequences(
+        self.data = Sequences(
             list(series.items),
             list(self.step_targets.items) if self.step_targets is not None else [],
             self.labels.items[0] if self.labels is not None else None,
@@ -100,9 +100,34 @@ class SequenceMode(Mode):
 
     def attach_cache(self, device: Any) -> None:
         """Keeps the whole source on `device` and builds batches there (tests use a CPU device)."""
-        from ..device.cache import SequenceCache
+        from ..device.cache import SequenceCache, check_cacheable
 
-        self.cache = SequenceCache.for_sequences(self, device)
+        steps, labels = self.step_targets, self.labels
+        check_cacheable(
+            [
+                ("source", self.series.dtype),
+                ("targets", steps.dtype if steps is not None else None),
+                ("labels", labels.dtype if labels is not None else None),
+                ("output", self.x_dtype),
+                ("target output", self.y_dtype),
+            ]
+        )
+        x_feat, y_feat = self._feats()
+        self.cache = SequenceCache(
+            list(self.series.items),
+            None if steps is None else list(steps.items),
+            self.series.lengths,
+            x_feat,
+            y_feat,
+            device,
+            self.x_dtype,
+            self.y_dtype,
+            self.norms[0],
+            self.pad_value,
+            self.pack,
+            self.max_len or 0,
+            self.pad_multiple,
+        )
 
     @classmethod
     def check_source(cls, series: SeriesSet) -> None:
@@ -142,11 +167,11 @@ class SequenceMode(Mode):
         """The numbers of the sequences without a NaN or Inf in inputs, step targets or label."""
         threads = self.spec.num_threads
         n = self.series.count
-        ok = np.array([len(b) == 0 for b in _core.non_finite_steps(list(self.series.items), threads)])
+        ok = np.array([len(b) == 0 for b in non_finite_steps(list(self.series.items), threads)])
         if self.step_targets is not None:
-            ok &= np.array([len(b) == 0 for b in _core.non_finite_steps(list(self.step_targets.items), threads)])
+            ok &= np.array([len(b) == 0 for b in non_finite_steps(list(self.step_targets.items), threads)])
         if self.labels is not None:
-            (bad_rows,) = _core.non_finite_steps(list(self.labels.items), threads)
+            (bad_rows,) = non_finite_steps(list(self.labels.items), threads)
             ok[bad_rows] = False
         return np.flatnonzero(ok[:n]).astype(np.int64)
 
@@ -196,11 +221,11 @@ class SequenceMode(Mode):
 
     def open_pipeline(self, run: Any) -> Any:
         x_feat, y_feat = self._feats()
-        return _core.Pipeline.sequences(
+        return Pipeline.sequences(
             self.data,
-            order=self.order_spec(),
-            pack=_core.PackSpec(bucket=self.bucket, bucket_pool=self.bucket_pool, pack=self.pack),
-            pad=_core.PadSpec(
+            order=self.order,
+            pack=PackSpec(bucket=self.bucket, bucket_pool=self.bucket_pool, pack=self.pack),
+            pad=PadSpec(
                 max_len=self.max_len or 0,
                 pad_multiple=self.pad_multiple,
                 pad_left=self.padding_side == "left",

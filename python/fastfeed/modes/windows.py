@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 from typing import Any, ClassVar, Dict, Iterator, List, Optional, Tuple
 
-from .. import _core
+from .._core import Assembler, Pipeline, WindowSpec, make_pairs, non_finite_steps
 from ..arguments import check_int
 from ..batch import Batch
 from ..dtypes import numpy_storage
@@ -69,7 +69,7 @@ class WindowMode(Mode):
         self.horizon = _resolve_horizon(horizon, targets)
         self.targets = _load_targets(series, targets)
         self.start_index, self.end_index = _resolve_range(series, start_index, end_index)
-        self.window_spec = _core.WindowSpec(
+        self.window_spec = WindowSpec(
             window=self.window,
             sampling_rate=self.sampling_rate,
             stride=self.stride,
@@ -85,7 +85,7 @@ class WindowMode(Mode):
         self.bfloat16_fields = frozenset(
             name for name, dt in (("x", self.x_dtype), ("y", self.y_dtype)) if dt == "bfloat16"
         )
-        self.assembler = _core.Assembler(
+        self.assembler = Assembler(
             list(series.items),
             list(self._target_source().items) if self.horizon > 0 else [],
             window=self.window_spec,
@@ -115,9 +115,31 @@ class WindowMode(Mode):
 
     def attach_cache(self, device: Any) -> None:
         """Keeps the whole source on `device` and gathers batches there (tests use a CPU device)."""
-        from ..device.cache import SourceCache
+        from ..device.cache import SourceCache, check_cacheable
 
-        self.cache = SourceCache.for_windows(self, device)
+        targets = self.targets
+        check_cacheable(
+            [
+                ("source", self.series.dtype),
+                ("targets", targets.dtype if targets is not None else None),
+                ("output", self.x_dtype),
+                ("target output", self.y_dtype),
+            ]
+        )
+        read = targets if self.horizon > 0 and targets is not None else None
+        self.cache = SourceCache(
+            list(self.series.items),
+            None if read is None else list(read.items),
+            self.series.feat,
+            self._target_source().feat,
+            device,
+            self.window,
+            self.sampling_rate,
+            self.horizon,
+            self.x_dtype,
+            self.y_dtype,
+            *self.norms,
+        )
 
     # ----- checks ------------------------------------------------------------------------
 
@@ -149,8 +171,8 @@ class WindowMode(Mode):
 
     def _exclude_non_finite(self) -> None:
         threads = self.spec.num_threads
-        bad = _core.non_finite_steps(list(self.series.items), threads)
-        bad_targets = bad if self.targets is None else _core.non_finite_steps(list(self.targets.items), threads)
+        bad = non_finite_steps(list(self.series.items), threads)
+        bad_targets = bad if self.targets is None else non_finite_steps(list(self.targets.items), threads)
         self.assembler.exclude_touching(bad, bad_targets)
         self.skipped_samples = self.assembler.num_excluded
 
@@ -178,7 +200,7 @@ class WindowMode(Mode):
     # ----- feeding -----------------------------------------------------------------------
 
     def open_pipeline(self, run: Any) -> Any:
-        return _core.Pipeline.windows(self.assembler, order=self.order_spec(), run=run)
+        return Pipeline.windows(self.assembler, order=self.order, run=run)
 
     def files_changed(self) -> str:
         return str(self.assembler.files_changed())
@@ -198,11 +220,11 @@ class WindowMode(Mode):
         xs = chunked_batches(out["x"], rows, total, b)
         if "y" not in out:
             for x_chunk in xs:
-                yield _core.make_pairs(Batch, x_chunk, (None,) * len(x_chunk))
+                yield make_pairs(Batch, x_chunk, (None,) * len(x_chunk))
             return
         ys = chunked_batches(out["y"], rows, total, b)
         for x_chunk, y_chunk in zip(xs, ys):
-            yield _core.make_pairs(Batch, x_chunk, y_chunk)
+            yield make_pairs(Batch, x_chunk, y_chunk)
 
     # ----- resuming ----------------------------------------------------------------------
 

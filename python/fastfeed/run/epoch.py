@@ -5,11 +5,10 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import TYPE_CHECKING, Any, Callable, Generator, Iterator, Optional
+from typing import TYPE_CHECKING, Any, Callable, Dict, FrozenSet, Generator, Iterator, List, Optional, Protocol
 
 import numpy as np
 
-from .. import _core
 from ..batch import Batch
 from ..errors import FeedError
 from .counting import BlockCounter
@@ -17,7 +16,6 @@ from .handout import Cursor
 from .stats import StatsRecorder
 
 if TYPE_CHECKING:
-    from ..modes.base import Fields, Mode
     from ..spec import FeedSpec
 
 logger = logging.getLogger("fastfeed")
@@ -26,17 +24,21 @@ logger = logging.getLogger("fastfeed")
 HOST_FIELDS = frozenset({"lengths"})
 
 
-def run_spec(spec: FeedSpec, mode: Mode, epoch: int, first_batch: int, prefetch: int) -> Any:
-    """The core's description of one iteration."""
-    return _core.RunSpec(
-        epoch=epoch,
-        first_batch=first_batch,
-        batches_per_block=mode.batches_per_block,
-        num_threads=spec.num_threads,
-        prefetch=prefetch,
-        pinned=spec.on_gpu and mode.cache is None,
-        indices_only=mode.cache is not None,
-    )
+# A block's arrays by name, as the core hands them over ("x", "y", "mask", ...).
+Fields = Dict[str, Any]
+# Turns a block's named host arrays into what the user gets (tensors, on the device).
+Finish = Callable[[Fields], Fields]
+
+
+class BlockBatches(Protocol):
+    """What an epoch needs of a sample mode: how a block of the core becomes batches."""
+
+    bfloat16_fields: FrozenSet[str]  # fields that travel as bfloat16 bit patterns
+    cache: Optional[Any]  # a copy of the source on the device, or None
+
+    def samples_in(self, fields: Fields) -> int: ...
+
+    def batches(self, fields: Fields, error: Optional[str], finish: Finish) -> Iterator[List[Batch]]: ...
 
 
 class EpochRun:
@@ -44,7 +46,7 @@ class EpochRun:
 
     def __init__(
         self,
-        mode: Mode,
+        mode: BlockBatches,
         spec: FeedSpec,
         recorder: StatsRecorder,
         counter: BlockCounter,

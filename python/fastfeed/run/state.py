@@ -9,7 +9,7 @@ from typing import Any, Dict, Optional, Tuple
 
 import numpy as np
 
-from .. import _core
+from .._core import fingerprint
 from ..io.sources import SeriesSet
 
 STATE_VERSION = 4  # 2: whole-source digests, bucketed batches shuffled without shuffle=True;
@@ -29,7 +29,7 @@ def data_digest(series: SeriesSet, targets: Optional[SeriesSet]) -> str:
     h.update(np.asarray(series.lengths, dtype=np.int64).tobytes())
     for s in (series, targets):
         if s is not None:
-            h.update(str(_core.fingerprint(list(s.items), 8, _WHOLE_DIGEST_BYTES)).encode())
+            h.update(str(fingerprint(list(s.items), 8, _WHOLE_DIGEST_BYTES)).encode())
     return h.hexdigest()[:32]
 
 

@@ -8,6 +8,8 @@ from typing import Any, Callable, ContextManager, Iterator, List, Optional
 
 import numpy as np
 
+from ..build import torch_views_module
+
 # Views are made this many batches at a time. Objects that are still alive when the garbage
 # collector runs move to an older generation, and every object promoted brings the next full
 # collection nearer (one costs tens of milliseconds once torch is imported): a whole block of
@@ -42,16 +44,6 @@ def unbound_rows(tensor: Any, start: int, stop: int) -> List[Any]:
     """[tensor[start], ..., tensor[stop - 1]] by torch's own unbind(), one call for them all."""
     with _plain_view_guard():  # only around the unbind: the loop's own code must keep autograd
         return list(tensor[start:stop].unbind(0))
-
-
-def torch_views_module() -> Any:
-    """fastfeed._torch_views, or None where it was not built (the build had no torch). Import
-    torch first: the module links against torch's libraries."""
-    try:
-        from .. import _torch_views
-    except ImportError:
-        return None
-    return _torch_views
 
 
 def native_row_views() -> Optional[RowViews]:
