@@ -76,7 +76,7 @@ sanitize-python:
 	test -x $(ASAN_VENV)/bin/python || $(PY) -m venv $(ASAN_VENV)
 	$(ASAN_VENV)/bin/pip install -q -r requirements-dev.txt
 	cmake -S . -B build/asan-py -G Ninja -DCMAKE_BUILD_TYPE=Debug -DFASTFEED_SANITIZE=ON -DFASTFEED_CUDA=OFF \
-	  -DPython_EXECUTABLE=$(ASAN_VENV)/bin/python -Dpybind11_DIR=$$($(ASAN_VENV)/bin/python -m pybind11 --cmakedir)
+	  -DPython_EXECUTABLE=$(CURDIR)/$(ASAN_VENV)/bin/python -Dpybind11_DIR=$$($(ASAN_VENV)/bin/python -m pybind11 --cmakedir)
 	cmake --build build/asan-py --target _core _torch_views
 	rm -rf build/asan-pkg && mkdir -p build/asan-pkg && cp -r python/fastfeed build/asan-pkg/ && cp build/asan-py/_core*.so build/asan-py/_torch_views*.so build/asan-pkg/fastfeed/
 	LD_PRELOAD="$$(gcc -print-file-name=libasan.so) $$(gcc -print-file-name=libubsan.so)" \

@@ -1,4 +1,4 @@
-"""`fastfeed convert` (SPEC 10): .npy, folders of .npy, CSV and Parquet into dataset directories."""
+"""`fastfeed convert`: .npy, folders of .npy, CSV and Parquet into dataset directories."""
 
 from __future__ import annotations
 

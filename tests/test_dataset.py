@@ -1,4 +1,4 @@
-"""Dataset directories (SPEC 8): the format round trip, appends, damage, crashes, the Feeder on them."""
+"""Dataset directories: the format round trip, appends, damage, crashes, the Feeder on them."""
 
 from __future__ import annotations
 
@@ -779,3 +779,10 @@ def test_dataset_info_compares_by_value(tmp_path):
     before = open_dataset(tmp_path / "a")
     append_dataset(tmp_path / "a", [np.arange(4.0)])
     assert open_dataset(tmp_path / "a") != before
+
+
+def test_overwrite_must_be_a_boolean(tmp_path):
+    write_dataset(tmp_path / "ds", [np.arange(3.0)])
+    with pytest.raises(ValueError, match="overwrite must be True or False, got 'no'"):
+        write_dataset(tmp_path / "ds", [np.arange(5.0)], overwrite="no")
+    assert open_dataset(tmp_path / "ds").num_steps == 3  # untouched

@@ -311,3 +311,29 @@ def test_pad_value_that_an_integer_output_cannot_hold_names_pad_value():
     for bad in (float("nan"), float("inf")):
         with pytest.raises(ValueError, match=r"pad_value=.* does not fit the output dtype int32"):
             Feeder(ints, window=None, pad_value=bad)
+
+
+@pytest.mark.parametrize("arg", ["num_threads", "prefetch"])
+def test_thread_and_prefetch_counts_fit_the_core(arg):
+    with pytest.raises(ValueError, match=rf"{arg} must be <= 2147483647, got 2147483648"):
+        Feeder(S, window=5, **{arg: 2**31})
+
+
+def test_check_finite_takes_numpy_booleans():
+    assert Feeder(S, window=5, check_finite=np.True_).check_finite == "raise"
+    assert Feeder(S, window=5, check_finite=np.False_).check_finite is False
+
+
+@pytest.mark.parametrize(
+    "source, kw",
+    [
+        ([np.arange(3), np.arange(5)], dict(window=None, max_len=2**40)),  # a batch of sequences
+        (S, dict(window=4, batch_size=10**15)),  # one block of windows, built by the consumer
+        (S, dict(window=4, batch_size=10**12, steps_per_epoch=5)),  # blocks built by the worker threads
+    ],
+)
+def test_a_block_the_core_cannot_allocate_is_a_feed_error_at_its_batch(source, kw):
+    # (Sizes are not yet checked against the machine's memory; the allocation fails in the core.)
+    f = Feeder(source, output="numpy", **kw)
+    with pytest.raises(FeedError, match=r"assembling batch 0 of epoch 0 failed: .*bad_alloc"):
+        next(iter(f))

@@ -8,6 +8,7 @@ import os
 import subprocess
 import sys
 import textwrap
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -167,7 +168,7 @@ def test_set_epoch_and_load_state_dict_set_the_epoch_attribute():
     f = window_feeder()
     assert f.epoch == 0
     f.set_epoch(3)
-    assert f.epoch == 3  # SPEC 3: "set_epoch(e) sets it", before the iteration starts
+    assert f.epoch == 3  # set_epoch sets it at once, before the iteration starts
     it = iter(f)
     next(it)
     state = f.state_dict()
@@ -398,3 +399,31 @@ def test_reset_stats_in_the_middle_of_an_epoch_keeps_counting():
     rest = list(it)
     s = f.stats()
     assert s.batches == len(rest) and s.elapsed_s > 0 and s.samples_per_s > 0
+
+
+def test_a_state_saved_with_a_negative_seed_resumes_with_its_unsigned_equal():
+    # The previous release took seed=-1 and shuffled by it as 2**64 - 1; seeds must now lie in
+    # [0, 2**64). Its saved state (made by that release) resumes a Feeder with seed=2**64 - 1.
+    saved = json.loads((Path(__file__).parent / "fixtures" / "negative_seed_state.json").read_text())
+    s = np.arange(200, dtype=np.float32)
+    f = Feeder(s, window=5, horizon=1, batch_size=4, shuffle=True, seed=2**64 - 1, output="numpy")
+    f.load_state_dict(saved["state"])
+    x, y = next(iter(f))
+    np.testing.assert_array_equal(x, np.array(saved["next_x"], np.float32))
+    np.testing.assert_array_equal(y, np.array(saved["next_y"], np.float32))
+    other = Feeder(s, window=5, horizon=1, batch_size=4, shuffle=True, seed=7, output="numpy")
+    with pytest.raises(ValueError, match=r"seed: saved 18446744073709551615, this feeder 7"):
+        other.load_state_dict(saved["state"])
+
+
+def test_stats_count_bytes_exactly_in_the_middle_of_a_block():
+    # 125 batches of 8 windows (4 steps in, 2 out, float32: 192 bytes a batch) travel in one block
+    # whose last batch is short: bytes handed out so far are whole batches' bytes, not an average.
+    f = Feeder(np.arange(1000, dtype=np.float32), window=4, horizon=2, batch_size=8, output="numpy")
+    it = iter(f)
+    for _ in range(5):
+        next(it)
+    st = f.stats()
+    assert (st.batches, st.samples, st.bytes) == (5, 40, 5 * 192)
+    list(it)
+    assert f.stats().bytes == 995 * 24  # 995 windows of 6 float32 steps

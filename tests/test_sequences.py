@@ -306,7 +306,7 @@ def test_bucketing_cuts_padding_and_keeps_every_sequence_once():
 
 
 def test_bucketed_batches_go_out_shuffled_even_without_shuffle():
-    # SPEC 4: batches are cut from length-sorted pools "and the batches are then shuffled".
+    # Bucketed batches are cut from length-sorted pools and then shuffled, with or without shuffle=True.
     # With shuffle=False the pools are cut from the sequences in order, and still the batches
     # of a pool must not run from the shortest to the longest.
     lengths = [int(n) for n in lognormal_lengths(64 * 20, seed=3)]

@@ -1,4 +1,4 @@
-"""Stream (SPEC 7): windows over steps pushed in chunks equal a Feeder over the concatenation."""
+"""Stream: windows over steps pushed in chunks equal a Feeder over the concatenation."""
 
 from __future__ import annotations
 

@@ -13,6 +13,22 @@ namespace {
 // while a training step ran, or while the loop paused for validation.
 constexpr std::chrono::microseconds kFirstRecheck{200};
 constexpr std::chrono::microseconds kLastRecheck{50'000};
+
+// Block k, timed; a builder that throws (out of memory, say) gives a failed block instead, so
+// the error reaches the consumer at that block rather than ending the process on a worker.
+Block build_timed(const BlockBuilder& builder, int64_t k) {
+  const auto start = std::chrono::steady_clock::now();
+  Block b;
+  try {
+    b = builder.build(k);
+  } catch (const std::exception& e) {
+    b = Block{};
+    b.failed_at = 0;
+    b.error = std::string("building a block of batches failed: ") + e.what();
+  }
+  b.build_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  return b;
+}
 }  // namespace
 
 Pipeline::Pipeline(std::shared_ptr<const BlockBuilder> builder, int num_threads, int prefetch)
@@ -67,9 +83,7 @@ void Pipeline::run_worker() {
       if (stopping_ || next_to_claim_ >= num_blocks_) return;
       k = next_to_claim_++;
     }
-    const auto start = std::chrono::steady_clock::now();
-    Block b = builder_->build(k);
-    b.build_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    Block b = build_timed(*builder_, k);
     {
       std::lock_guard<std::mutex> lk(mu_);
       if (stopping_) return;
@@ -85,9 +99,7 @@ Pipeline::Status Pipeline::next(Block* out, std::chrono::milliseconds timeout) {
   std::unique_lock<std::mutex> lk(mu_);
   if (stopping_ || next_to_deliver_ >= num_blocks_) return Status::Finished;
   if (workers_.empty()) {
-    const auto start = std::chrono::steady_clock::now();
-    *out = builder_->build(next_to_deliver_++);
-    out->build_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    *out = build_timed(*builder_, next_to_deliver_++);
     return Status::Ready;
   }
   Slot& slot = slots_[static_cast<size_t>(next_to_deliver_ % prefetch_)];

@@ -44,9 +44,9 @@ namespace {
 struct PyPipeline {
   std::unique_ptr<Pipeline> pipeline;
 
-  // (fields, first_batch, num_batches, error, build_seconds, queued): fields a dict of the
+  // (fields, num_samples, num_batches, error, build_seconds, queued): fields a dict of the
   // block's arrays by name, in the order the builder set them; after a failure the per-row
-  // arrays hold only the rows before the failed sample.
+  // arrays hold only the rows before the failed sample, and num_samples counts those rows.
   py::object next() {
     Block block;
     for (;;) {
@@ -64,8 +64,10 @@ struct PyPipeline {
     for (const auto& [name, array] : block.fields) {
       if (array) fields[py::str(name)] = wrap_array(array, array.per_row ? rows : -1);
     }
-    py::object error = block.failed_at >= 0 ? py::object(py::str(block.error)) : py::none();
-    return py::make_tuple(fields, block.first_batch, block.num_batches, error, block.build_seconds, block.queued);
+    const bool failed = block.failed_at >= 0;
+    py::object error = failed ? py::object(py::str(block.error)) : py::none();
+    const int64_t samples = failed ? block.failed_at : block.num_samples;
+    return py::make_tuple(fields, samples, block.num_batches, error, block.build_seconds, block.queued);
   }
 
   void close() {
@@ -271,11 +273,6 @@ void bind_pipeline(py::module_& m) {
 }
 
 void bind_functions(py::module_& m) {
-  m.def("rank_share_size", &rank_share_size, py::arg("n"), py::arg("rank"), py::arg("world"), py::arg("unit"),
-        py::arg("drop_last"),
-        "How many of a pass's n items (samples, sequences or packed rows, in batches of `unit`) a rank "
-        "reads: disjoint shares, the same number of batches on every rank.");
-
   m.def("make_pairs", &make_pairs, py::arg("cls"), py::arg("xs"), py::arg("ys"),
         "A list of cls (a tuple subclass) instances, each holding (xs[i], ys[i]).");
 

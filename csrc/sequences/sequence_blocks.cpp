@@ -29,9 +29,8 @@ std::vector<std::byte> constant_row(double value, int64_t row_elems, DType dtype
 }
 
 // The pool keeps this many idle buffers per batch it must cover (idle_buffers()). A batch takes
-// x, y or labels, mask, lengths and, packed, the two id arrays and cu_seqlens: seven at most,
-// with packed step targets; six is the sizing the pool has always had, kept as it was.
-constexpr size_t kBuffersPerBatch = 6;
+// x, y or labels, mask, lengths and, packed, the two id arrays and cu_seqlens: seven at most.
+constexpr size_t kBuffersPerBatch = 7;
 
 }  // namespace
 

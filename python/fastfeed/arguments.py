@@ -6,8 +6,10 @@ from typing import Any, Optional, Tuple
 
 import numpy as np
 
-# Integer arguments cross into the core as signed 64-bit numbers.
+# Integer arguments cross into the core as signed 64-bit numbers; thread and prefetch counts as
+# 32-bit ones.
 INT64_MAX = 2**63 - 1
+INT32_MAX = 2**31 - 1
 
 
 def check_int(name: str, value: Any, minimum: int, maximum: int = INT64_MAX) -> int:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from operator import itemgetter
-from typing import Any, Dict, Mapping
+from typing import Any, Dict
 
 
 class Batch(tuple):
@@ -34,12 +34,6 @@ class Batch(tuple):
         batch = tuple.__new__(_FieldBatch, (x, y))
         batch.__dict__.update(fields)
         return batch
-
-    @staticmethod
-    def from_fields(fields: Mapping[str, Any]) -> Batch:
-        """A batch of the named arrays ("x" required, "y" and the rest optional)."""
-        rest = {k: v for k, v in fields.items() if k not in ("x", "y")}
-        return Batch(fields["x"], fields.get("y"), **rest)
 
     def as_dict(self) -> Dict[str, Any]:
         """The fields that are set, by name: ``x`` first, then ``y`` and the others."""

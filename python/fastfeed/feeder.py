@@ -6,11 +6,11 @@ import logging
 import weakref
 from typing import Any, Dict, Generator, Iterator, Optional, Tuple, Union
 
-from .arguments import check_int
+from .arguments import INT32_MAX, check_int
 from .batch import Batch
 from .errors import FeedError
 from .io.sources import Source, load_source
-from .modes import MODE_OPTIONS, Mode, make_mode
+from .modes import Mode, make_mode
 from .run.counting import BlockCounter
 from .run.epoch import EpochRun
 from .run.handout import EpochIterator
@@ -147,10 +147,27 @@ class Feeder:
             num_threads=num_threads,
             progress=progress,
         )
-        given = locals()
-        self._mode_options = {name: given[name] for name in MODE_OPTIONS}
+        self._mode_options = dict(  # the sample mode's own options, checked by the mode that takes them
+            window=window,
+            horizon=horizon,
+            targets=targets,
+            sampling_rate=sampling_rate,
+            stride=stride,
+            start_index=start_index,
+            end_index=end_index,
+            dtype=dtype,
+            normalize=normalize,
+            max_len=max_len,
+            pad_multiple=pad_multiple,
+            padding_side=padding_side,
+            truncation_side=truncation_side,
+            pad_value=pad_value,
+            bucket=bucket,
+            bucket_pool=bucket_pool,
+            pack=pack,
+        )
         self._mode = self._make_mode(series)
-        self.prefetch = self._default_prefetch() if prefetch is None else check_int("prefetch", prefetch, 1)
+        self.prefetch = self._default_prefetch() if prefetch is None else check_int("prefetch", prefetch, 1, INT32_MAX)
         self._position = Position()
         self._recorder = StatsRecorder()
         self._counter = BlockCounter(self._recorder, self.spec.batch_size)
@@ -184,11 +201,11 @@ class Feeder:
 
     def __getattr__(self, name: str) -> Any:
         """The resolved options: ``feeder.batch_size``, ``feeder.window``, ``feeder.max_len``..."""
-        if name.startswith("_") or name in ("spec",):
-            raise AttributeError(name)
-        for owner in (self.spec, self._mode):
-            if hasattr(owner, name) and not name.startswith("_"):
-                return getattr(owner, name)
+        if name in FeedSpec.__dataclass_fields__:
+            return getattr(self.spec, name)
+        mode = self.__dict__.get("_mode")
+        if mode is not None and name in mode.public_names:
+            return getattr(mode, name)
         raise AttributeError(f"'Feeder' object has no attribute {name!r}")
 
     @property
@@ -251,12 +268,13 @@ class Feeder:
         epoch, first_batch = self._position.begin()
         self._counter.restart(0)
         run = EpochRun(self._mode, self.spec, self._recorder, self._counter, self._position.cursor, len(self))
-        pipe = self._mode.open_pipeline(self._mode.run_spec(epoch, first_batch, self.prefetch))
-        self._pipelines.add(pipe)
-        return EpochIterator.over(self._epoch(run, pipe, epoch, first_batch))
+        core_run = self._mode.run_spec(epoch, first_batch, self.prefetch)
+        return EpochIterator.over(self._epoch(run, core_run, epoch, first_batch))
 
-    def _epoch(self, run: EpochRun, pipe: Any, epoch: int, first_batch: int) -> Generator[Iterator[Batch], None, None]:
-        yield from run.blocks(pipe, epoch, first_batch, lambda: self._closed)
+    def _epoch(
+        self, run: EpochRun, core_run: Any, epoch: int, first_batch: int
+    ) -> Generator[Iterator[Batch], None, None]:
+        yield from run.blocks(core_run, epoch, first_batch, lambda: self._closed, self._pipelines.add)
         self._position.finish()
 
     # ----- observing ---------------------------------------------------------------------

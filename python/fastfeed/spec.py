@@ -7,7 +7,9 @@ import sys
 from dataclasses import dataclass
 from typing import Any, Optional, Tuple, Union
 
-from .arguments import check_bool, check_choice, check_int, check_optional_int, check_seed
+import numpy as np
+
+from .arguments import INT32_MAX, check_bool, check_choice, check_int, check_optional_int, check_seed
 from .device.upload import cuda_device_ready
 
 
@@ -56,7 +58,9 @@ def resolve_spec(
     finite = _resolve_check_finite(check_finite)
     cache = check_bool("device_cache", device_cache)
     dev = _resolve_device(device, cache, out, finite)
-    threads = _default_threads(dev, cache) if num_threads is None else check_int("num_threads", num_threads, 1)
+    threads = (
+        _default_threads(dev, cache) if num_threads is None else check_int("num_threads", num_threads, 1, INT32_MAX)
+    )
     return FeedSpec(
         batch_size=check_int("batch_size", batch_size, 1),
         shuffle=check_bool("shuffle", shuffle),
@@ -131,9 +135,11 @@ def _resolve_output(output: Any) -> str:
 
 
 def _resolve_check_finite(check_finite: Any) -> Union[bool, str]:
-    if check_finite is False or check_finite is None:
+    if isinstance(check_finite, (bool, np.bool_)):
+        return "raise" if check_finite else False
+    if check_finite is None:
         return False
-    if check_finite is True or check_finite == "raise":
+    if check_finite == "raise":
         return "raise"
     if check_finite == "skip":
         return "skip"

@@ -19,17 +19,13 @@ from typing import Any, Deque, Iterator, Optional, Tuple
 
 import numpy as np
 
+from ._core import WindowSpec
+from .arguments import check_bool, check_int
 from .batch import Batch
 from .dtypes import dtype_name
 from .run.stats import FeedStats, StatsRecorder
 
 _POLL_S = 0.05  # waits are sliced so Ctrl-C reaches a blocked thread
-
-
-def _positive(name: str, value: Any, minimum: int = 1) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
-        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
-    return int(value)
 
 
 class StreamClosed(RuntimeError):
@@ -79,16 +75,16 @@ class Stream:
         dtype: Any = None,
         output: Optional[str] = None,
     ) -> None:
-        self.window = _positive("window", window)
-        self.horizon = _positive("horizon", horizon, 0)
-        self.batch_size = _positive("batch_size", batch_size)
-        self.sampling_rate = _positive("sampling_rate", sampling_rate)
-        self.stride = _positive("stride", stride)
-        self.drop_last = bool(drop_last)
-        self.span = (self.window - 1 + self.horizon) * self.sampling_rate + 1
+        self.window = check_int("window", window, 1)
+        self.horizon = check_int("horizon", horizon, 0)
+        self.batch_size = check_int("batch_size", batch_size, 1)
+        self.sampling_rate = check_int("sampling_rate", sampling_rate, 1)
+        self.stride = check_int("stride", stride, 1)
+        self.drop_last = check_bool("drop_last", drop_last)
+        self.span = WindowSpec(window=self.window, sampling_rate=self.sampling_rate, horizon=self.horizon).span
         # The steps a full batch of windows needs at once, plus room for the next chunk.
         need = self.span + (self.batch_size - 1) * self.stride
-        self.capacity = max(4 * need, 1 << 16) if capacity is None else _positive("capacity", capacity)
+        self.capacity = max(4 * need, 1 << 16) if capacity is None else check_int("capacity", capacity, 1)
         if self.capacity < need:
             raise ValueError(
                 f"capacity={self.capacity} steps cannot hold one batch: {self.batch_size} windows "

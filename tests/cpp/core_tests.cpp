@@ -6,6 +6,7 @@
 #include <filesystem>
 #include <fstream>
 #include <functional>
+#include <new>
 #include <set>
 #include <stdexcept>
 #include <string>
@@ -719,6 +720,35 @@ static void window_blocks_fields() {
   CHECK(throws_argument_error([&] { Assembler({s}, {}, WindowSpec{4, 1, 1, 0, 0, -1}, out); }, "OutputSpec.x_feat"));
 }
 
+// A builder that throws (out of memory, say) gives a failed block at its place in the order, on a
+// worker thread and in the consumer alike, instead of ending the process.
+static void a_throwing_builder_gives_a_failed_block() {
+  struct Throwing : BlockBuilder {
+    int64_t blocks;
+    explicit Throwing(int64_t n) : blocks(n) {}
+    int64_t num_blocks() const override { return blocks; }
+    Block build(int64_t k) const override {
+      if (k == 2 || blocks == 1) throw std::bad_alloc();
+      Block b;
+      b.first_batch = k;
+      b.num_batches = 1;
+      return b;
+    }
+  };
+  for (int64_t blocks : {1, 5}) {  // one block: built by the consumer; five: by the workers
+    Pipeline pipe(std::make_shared<Throwing>(blocks), 2, 2);
+    Block b;
+    int64_t k = 0;
+    while (pipe.next(&b, std::chrono::milliseconds(1000)) == Pipeline::Status::Ready) {
+      const bool should_fail = k == 2 || blocks == 1;
+      CHECK((b.failed_at == 0) == should_fail);
+      if (should_fail) CHECK(b.error.find("bad_alloc") != std::string::npos);
+      ++k;
+    }
+    CHECK(k == blocks);
+  }
+}
+
 int main() {
   packing_keeps_every_step_once();
   permutation_is_a_bijection();
@@ -741,6 +771,7 @@ int main() {
   sequence_data_make_checks_its_parts();
   sequence_blocks_always_carry_mask_and_lengths();
   window_blocks_fields();
+  a_throwing_builder_gives_a_failed_block();
   std::filesystem::remove_all(scratch_dir());
   if (failures == 0) std::printf("core_tests: all passed\n");
   return failures == 0 ? 0 : 1;

@@ -51,6 +51,7 @@ from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple, Union
 import numpy as np
 
 from .._core import RaggedFile
+from ..arguments import check_bool
 from ..dtypes import SOURCE_DTYPES
 from ..errors import FormatError, MissingFileError
 
@@ -700,7 +701,7 @@ def write_dataset(
     seqs, layout = _check_sequences(sequences, None)
     new_targets = _check_targets(targets, [a.shape[0] for a in seqs])
     directory = os.path.abspath(os.fspath(path))
-    _prepare_directory(directory, overwrite)
+    _prepare_directory(directory, check_bool("overwrite", overwrite))
     with _locked(directory):
         empty = _Header(layout.dtype, layout.feat, 0, 0, None if new_targets is None else new_targets.info)
         # An empty dataset is offsets [0]; the rows then go in exactly as an append writes them.

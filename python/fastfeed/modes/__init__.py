@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, Dict
+from typing import Any, Dict, Type
 
 from ..io.sources import SeriesSet
 from ..spec import FeedSpec
@@ -18,17 +18,42 @@ MODE_OPTIONS: Dict[str, Any] = {**WindowMode.options, **SequenceMode.options}
 
 
 def make_mode(series: SeriesSet, spec: FeedSpec, options: Dict[str, Any]) -> Mode:
-    """The mode `options` ask for (window=None: whole sequences), built over `series`. Options
-    that belong to another mode only are refused: they would silently do nothing."""
-    chosen = SequenceMode if options["window"] is None else WindowMode
-    chosen.check_source(series)
-    others = {k: v for k, v in MODE_OPTIONS.items() if k not in chosen.options}
-    why = (
-        "to windows; with window=None each sample is a whole sequence"
-        if chosen is SequenceMode
-        else "to whole sequences (window=None); windows all have the same length and are never padded"
+    """The mode `options` ask for (window=None: whole sequences), built over `series`."""
+    if options["window"] is None:
+        SequenceMode.check_source(series)
+        _refuse_foreign_options(SequenceMode, options)
+        return SequenceMode(
+            series,
+            spec,
+            targets=options["targets"],
+            dtype=options["dtype"],
+            normalize=options["normalize"],
+            max_len=options["max_len"],
+            pad_multiple=options["pad_multiple"],
+            padding_side=options["padding_side"],
+            truncation_side=options["truncation_side"],
+            pad_value=options["pad_value"],
+            bucket=options["bucket"],
+            bucket_pool=options["bucket_pool"],
+            pack=options["pack"],
+        )
+    _refuse_foreign_options(WindowMode, options)
+    return WindowMode(
+        series,
+        spec,
+        window=options["window"],
+        horizon=options["horizon"],
+        targets=options["targets"],
+        sampling_rate=options["sampling_rate"],
+        stride=options["stride"],
+        start_index=options["start_index"],
+        end_index=options["end_index"],
+        dtype=options["dtype"],
+        normalize=options["normalize"],
     )
-    if chosen is SequenceMode:
-        others.pop("window")
-    refuse_options(options, others, why)
-    return chosen(series, spec, **{k: options[k] for k in chosen.options})
+
+
+def _refuse_foreign_options(mode: Type[Mode], options: Dict[str, Any]) -> None:
+    """Options that only another mode takes were set: refused, since here they would do nothing."""
+    foreign = {k: v for k, v in MODE_OPTIONS.items() if k not in mode.options}
+    refuse_options(options, foreign, mode.foreign_options_why)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, ClassVar, Dict, FrozenSet, Iterator, List, Optional, Tuple
+from typing import Any, ClassVar, Dict, FrozenSet, Iterable, List, Optional, Tuple
 
 from .._core import OrderSpec, RunSpec, epoch_sizes
 from ..batch import Batch
@@ -24,9 +24,12 @@ class Mode:
     name = ""
     options: ClassVar[Dict[str, Any]] = {}  # the mode's own Feeder arguments and their defaults
     unit_name = "samples"  # what ranks share out of a pass
+    foreign_options_why = ""  # why other modes' options do nothing here (ends "... appl(y|ies) <why>")
     streams_short_passes = True  # virtual epochs feed on item by item, even from a pass without a batch
     batches_per_block = 1
-    bfloat16_fields: FrozenSet[str] = frozenset()  # fields that travel as bfloat16 bit patterns
+    host_fields: FrozenSet[str] = frozenset()  # fields that stay in host memory when batches go to a GPU
+    # What a Feeder shows of its mode as attributes (feeder.window, feeder.num_samples, ...).
+    public_names: ClassVar[Tuple[str, ...]] = ("num_samples", "skipped_samples")
     num_samples = 0
     skipped_samples = 0  # samples dropped by check_finite="skip"
     x_dtype = y_dtype = ""
@@ -65,6 +68,11 @@ class Mode:
         """Bytes of one block of batches, to size the prefetch depth."""
         raise NotImplementedError
 
+    @property
+    def bfloat16_fields(self) -> FrozenSet[str]:
+        """Fields that travel as bfloat16 bit patterns (NumPy has no bfloat16)."""
+        return frozenset(name for name, dt in (("x", self.x_dtype), ("y", self.y_dtype)) if dt == "bfloat16")
+
     # ----- feeding -----------------------------------------------------------------------
 
     def run_spec(self, epoch: int, first_batch: int, prefetch: int) -> Any:
@@ -87,13 +95,14 @@ class Mode:
         """What happened to a mapped file since it was mapped, or ''."""
         raise NotImplementedError
 
-    def samples_in(self, fields: Fields) -> int:
-        """Samples a block of the core holds."""
+    def batches(self, fields: Fields, failed: bool, finish: Finish) -> Iterable[List[Batch]]:
+        """A block's batches, a chunk (list) at a time; when a sample `failed`, only the whole
+        batches before it (the core cut the arrays at the failed sample)."""
         raise NotImplementedError
 
-    def batches(self, fields: Fields, error: Optional[str], finish: Finish) -> Iterator[List[Batch]]:
-        """A block's batches, a chunk (list) at a time; only those before a failed sample."""
-        raise NotImplementedError
+    def padding(self, fields: Fields) -> Optional[Tuple[int, int]]:
+        """(real, padded) steps of a block, for the statistics; None where nothing is padded."""
+        return None
 
     # ----- resuming ----------------------------------------------------------------------
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from typing import Any, ClassVar, Dict, Iterator, List, Optional, Tuple
+from typing import Any, ClassVar, Dict, List, Optional, Tuple
 
 import numpy as np
 
@@ -36,7 +36,23 @@ class SequenceMode(Mode):
         "bucket_pool": None,
         "pack": False,
     }
-    window = None  # (what a window mode's Feeder reports: every sample is a whole sequence)
+    foreign_options_why = "to windows; with window=None each sample is a whole sequence"
+    host_fields = frozenset({"lengths"})  # pack_padded_sequence wants lengths on the CPU
+    public_names = (
+        "window",
+        "horizon",
+        "max_len",
+        "pad_multiple",
+        "padding_side",
+        "truncation_side",
+        "pad_value",
+        "bucket",
+        "bucket_pool",
+        "pack",
+        "num_samples",
+        "skipped_samples",
+    )
+    window = None  # what a Feeder of whole sequences reports as its window: none, each sample is a sequence
     horizon = 0
 
     def __init__(
@@ -74,10 +90,7 @@ class SequenceMode(Mode):
         self.x_dtype, self.y_dtype = resolve_dtypes(series, dtype, normalize, self.target_set(), spec.output)
         self.pad_value = self._resolve_pad_value(pad_value)
         self.norms = (resolve_normalization(series, normalize, spec), NO_NORM)  # step targets are never normalised
-        self.bfloat16_fields = frozenset(
-            name for name, dt in (("x", self.x_dtype), ("y", self.y_dtype)) if dt == "bfloat16"
-        )
-        advise_access(spec.shuffle, self.step_targets)
+        advise_access(spec.shuffle, series, self.step_targets)
         keep = self._finite_sequences() if spec.check_finite == "skip" else None
         self.data = Sequences(
             list(series.items),
@@ -95,6 +108,18 @@ class SequenceMode(Mode):
         self.unit_name = "packed rows" if self.pack else "sequences"
         # Bucketed batches are cut within each pass: a pass without a batch has nothing to stream.
         self.streams_short_passes = not self.bucket
+        x_feat, y_feat = self._feats()
+        self._pack_spec = PackSpec(bucket=self.bucket, bucket_pool=self.bucket_pool, pack=self.pack)
+        self._pad_spec = PadSpec(
+            max_len=self.max_len or 0,
+            pad_multiple=self.pad_multiple,
+            pad_left=self.padding_side == "left",
+            truncate_left=self.truncation_side == "left",
+            pad_value=self.pad_value,
+        )
+        self._output_spec = output_spec(
+            self.x_dtype, self.y_dtype, *self.norms, x_feat, y_feat, spec.check_finite == "raise"
+        )
         if spec.device_cache:
             self.attach_cache(spec.device)
 
@@ -220,43 +245,27 @@ class SequenceMode(Mode):
     # ----- feeding -----------------------------------------------------------------------
 
     def open_pipeline(self, run: Any) -> Any:
-        x_feat, y_feat = self._feats()
         return Pipeline.sequences(
-            self.data,
-            order=self.order,
-            pack=PackSpec(bucket=self.bucket, bucket_pool=self.bucket_pool, pack=self.pack),
-            pad=PadSpec(
-                max_len=self.max_len or 0,
-                pad_multiple=self.pad_multiple,
-                pad_left=self.padding_side == "left",
-                truncate_left=self.truncation_side == "left",
-                pad_value=self.pad_value,
-            ),
-            output=output_spec(
-                self.x_dtype,
-                self.y_dtype,
-                self.norms[0],
-                self.norms[1],
-                x_feat,
-                y_feat,
-                self.spec.check_finite == "raise",
-            ),
-            run=run,
+            self.data, order=self.order, pack=self._pack_spec, pad=self._pad_spec, output=self._output_spec, run=run
         )
 
     def files_changed(self) -> str:
         return str(self.data.files_changed())
 
-    def samples_in(self, fields: Fields) -> int:
-        return len(fields["lengths"])
-
-    def batches(self, fields: Fields, error: Optional[str], finish: Finish) -> Iterator[List[Batch]]:
+    def batches(self, fields: Fields, failed: bool, finish: Finish) -> List[List[Batch]]:
         """A block is one batch; a failed one has none before the failure."""
-        if error is not None:
-            return
+        if failed:
+            return []
         if self.cache is not None:  # the block says where each row's pieces come from
             fields = self.cache.batch(fields)
-        yield [Batch.from_fields(finish(fields))]
+        out = finish(fields)
+        x, y = out.pop("x"), out.pop("y", None)
+        return [[Batch(x, y, **out)]]
+
+    def padding(self, fields: Fields) -> Optional[Tuple[int, int]]:
+        real = int(fields["lengths"].sum())
+        rows, length = fields["mask"].shape  # (a tensor when built on the device)
+        return real, rows * length - real
 
     # ----- resuming ----------------------------------------------------------------------
 

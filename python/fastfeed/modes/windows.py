@@ -46,6 +46,17 @@ class WindowMode(Mode):
         "normalize": None,
     }
     unit_name = "samples"
+    public_names = (
+        "window",
+        "horizon",
+        "sampling_rate",
+        "stride",
+        "start_index",
+        "end_index",
+        "num_samples",
+        "skipped_samples",
+    )
+    foreign_options_why = "to whole sequences (window=None); windows all have the same length and are never padded"
 
     def __init__(
         self,
@@ -82,9 +93,6 @@ class WindowMode(Mode):
         x_norm = resolve_normalization(series, normalize, spec, self.start_index, self.window_spec.end_index)
         y_norm = x_norm if self.targets is None else NO_NORM  # explicit targets are never normalised
         self.norms = (x_norm, y_norm)
-        self.bfloat16_fields = frozenset(
-            name for name, dt in (("x", self.x_dtype), ("y", self.y_dtype)) if dt == "bfloat16"
-        )
         self.assembler = Assembler(
             list(series.items),
             list(self._target_source().items) if self.horizon > 0 else [],
@@ -179,7 +187,7 @@ class WindowMode(Mode):
     # ----- sizes -------------------------------------------------------------------------
 
     def units(self) -> int:
-        return self.num_samples
+        return int(self.assembler.units)
 
     def batch_bytes(self) -> int:
         x = self.window * math.prod(self.series.feat) * numpy_storage(self.x_dtype).itemsize
@@ -205,18 +213,15 @@ class WindowMode(Mode):
     def files_changed(self) -> str:
         return str(self.assembler.files_changed())
 
-    def samples_in(self, fields: Fields) -> int:
-        return len(fields["starts"] if self.cache is not None else fields["x"])
-
-    def batches(self, fields: Fields, error: Optional[str], finish: Finish) -> Iterator[List[Batch]]:
+    def batches(self, fields: Fields, failed: bool, finish: Finish) -> Iterator[List[Batch]]:
         """Batches of views into the block's arrays, made a chunk at a time (run/views.py)."""
         if self.cache is not None:  # the block holds sample starts: gather them on the device
             x, y = self.cache.gather(fields["starts"])
             fields = {"x": x} if y is None else {"x": x, "y": y}
+        total = len(fields["x"])
         out = finish(fields)
         b = self.spec.batch_size
-        total = len(fields["x"])
-        rows = total if error is None else (total // b) * b
+        rows = (total // b) * b if failed else total  # after a failure: the whole batches before it
         xs = chunked_batches(out["x"], rows, total, b)
         if "y" not in out:
             for x_chunk in xs:

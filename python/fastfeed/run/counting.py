@@ -46,4 +46,5 @@ class BlockCounter:
             return None
         if done == batches:
             return done, rows, nbytes
-        return done, min(rows, done * self._batch_size), nbytes * done // max(1, batches)
+        samples = min(rows, done * self._batch_size)  # all but a block's last batch are full
+        return done, samples, nbytes * samples // max(1, rows)  # every row of a block has the same size

@@ -5,7 +5,20 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import TYPE_CHECKING, Any, Callable, Dict, FrozenSet, Generator, Iterator, List, Optional, Protocol
+from typing import (
+    TYPE_CHECKING,
+    Any,
+    Callable,
+    Dict,
+    FrozenSet,
+    Generator,
+    Iterable,
+    Iterator,
+    List,
+    Optional,
+    Protocol,
+    Tuple,
+)
 
 import numpy as np
 
@@ -20,9 +33,6 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger("fastfeed")
 
-# Fields that stay in host memory when batches go to a GPU (pack_padded_sequence wants lengths there).
-HOST_FIELDS = frozenset({"lengths"})
-
 
 # A block's arrays by name, as the core hands them over ("x", "y", "mask", ...).
 Fields = Dict[str, Any]
@@ -33,12 +43,17 @@ Finish = Callable[[Fields], Fields]
 class BlockBatches(Protocol):
     """What an epoch needs of a sample mode: how a block of the core becomes batches."""
 
-    bfloat16_fields: FrozenSet[str]  # fields that travel as bfloat16 bit patterns
+    @property
+    def bfloat16_fields(self) -> FrozenSet[str]: ...  # fields that travel as bfloat16 bit patterns
+
+    host_fields: FrozenSet[str]  # fields that stay in host memory when batches go to a GPU
     cache: Optional[Any]  # a copy of the source on the device, or None
 
-    def samples_in(self, fields: Fields) -> int: ...
+    def open_pipeline(self, run: Any) -> Any: ...
 
-    def batches(self, fields: Fields, error: Optional[str], finish: Finish) -> Iterator[List[Batch]]: ...
+    def batches(self, fields: Fields, failed: bool, finish: Finish) -> Iterable[List[Batch]]: ...
+
+    def padding(self, fields: Fields) -> Optional[Tuple[int, int]]: ...
 
 
 class EpochRun:
@@ -57,36 +72,41 @@ class EpochRun:
         self.recorder, self.counter, self.cursor = recorder, counter, cursor
         self.batches_per_epoch = batches_per_epoch
         self._uploader: Any = None
+        self._torch: Any = None
+        # The block being made into batches: where it starts in the epoch, its batches and rows.
+        self._block = (0, 0, 0)
 
     def blocks(
-        self, pipe: Any, epoch: int, first_batch: int, closed: Callable[[], bool]
+        self, run: Any, epoch: int, first_batch: int, closed: Callable[[], bool], opened: Callable[[Any], None]
     ) -> Generator[Iterator[Batch], None, None]:
         """Iterators over the epoch's batches, a chunk of a block each, in order (see handout.py):
         a chunk's batches are made at once (views in one call, pairs in C), so that handing one
-        out runs no Python code. Ends the epoch's threads however it is left."""
-        recorder, cursor = self.recorder, self.cursor
-        bar = self._progress_bar(epoch, first_batch)
-        if self.spec.on_gpu and self.mode.cache is None:
-            from ..device.upload import DeviceUploader
-
-            self._uploader = DeviceUploader(self.spec.device)
+        out runs no Python code. The core's workers start at the first batch asked for (`run`
+        says how; `opened` is told of the pipeline) and stop however the epoch is left."""
+        recorder, cursor, mode = self.recorder, self.cursor, self.mode
+        pipe = bar = None
         recorder.start()
         epoch_start = recorder.totals()
         try:
+            pipe = mode.open_pipeline(run)
+            opened(pipe)
+            bar = self._progress_bar(epoch, first_batch)
+            self._start_output()
             while True:
                 t0 = time.perf_counter()
                 block = pipe.next()
                 wait = time.perf_counter() - t0
                 if block is None:
                     break
-                fields, _, num_batches, error, build, queued = block
+                fields, rows, num_batches, error, build, queued = block
                 recorder.block(wait, build, num_batches, queued)
-                finish = self._finisher(cursor.delivered(), num_batches, self.mode.samples_in(fields))
-                for batches in self.mode.batches(fields, error, finish):
-                    handed = iter(batches)
-                    cursor.begin_chunk(len(batches), handed)
-                    yield handed if bar is None else _counted(handed, bar)
-                    cursor.end_chunk()
+                self._block = (cursor.delivered(), num_batches, rows)
+                if rows > 0 or error is None:  # (a block that failed at its first sample has no batch)
+                    for batches in mode.batches(fields, error is not None, self._finish):
+                        handed = iter(batches)
+                        cursor.begin_chunk(len(batches), handed)
+                        yield handed if bar is None else _counted(handed, bar)
+                        cursor.end_chunk()
                 self.counter.close(cursor.delivered())
                 if error is not None:
                     raise FeedError(f"assembling batch {cursor.delivered()} of epoch {epoch} failed: {error}")
@@ -102,41 +122,42 @@ class EpochRun:
                 bar.close()
             if self._uploader is not None:
                 self._uploader.close()
-            pipe.close()
+            if pipe is not None:
+                pipe.close()
 
-    def _finisher(self, block_start: int, num_batches: int, rows: int) -> Callable[[Fields], Fields]:
-        """What makes a block's arrays the user's: counts its padding, converts or uploads them,
-        and opens the block for counting (stats() is exact in the middle of it)."""
+    def _start_output(self) -> None:
+        """What _finish needs to make the user's arrays: an uploader to the GPU, or torch."""
+        if self.spec.on_gpu and self.mode.cache is None:
+            from ..device.upload import DeviceUploader
 
-        def finish(fields: Fields) -> Fields:
-            if "mask" in fields and "lengths" in fields:
-                self._record_padding(fields)
-            out = self._to_output(fields)
-            self.counter.open(block_start, num_batches, rows, sum(a.nbytes for a in out.values()))
-            return out
+            self._uploader = DeviceUploader(self.spec.device)
+        elif self.spec.output == "torch":
+            import torch
 
-        return finish
+            self._torch = torch
 
-    def _record_padding(self, fields: Fields) -> None:
-        real = int(fields["lengths"].sum())
-        rows, length = fields["mask"].shape  # (a tensor when built on the device)
-        self.recorder.steps(real, rows * length - real)
+    def _finish(self, fields: Fields) -> Fields:
+        """Makes a block's arrays the user's: counts its padding, converts or uploads them, and
+        opens the block for counting (stats() is exact in the middle of it)."""
+        padding = self.mode.padding(fields)
+        if padding is not None:
+            self.recorder.steps(*padding)
+        out = self._to_output(fields)
+        self.counter.open(*self._block, sum(a.nbytes for a in out.values()))
+        return out
 
     def _to_output(self, fields: Fields) -> Fields:
-        bf16 = self.mode.bfloat16_fields
         if self._uploader is not None:
-            return self._uploader.upload(fields, bf16, HOST_FIELDS)
-        if self.spec.output == "numpy":
+            return self._uploader.upload(fields, self.mode.bfloat16_fields, self.mode.host_fields)
+        if self._torch is None:
             return fields
-        import torch
+        return {name: self._tensor(name, a) for name, a in fields.items()}
 
-        def tensor(name: str, a: Any) -> Any:
-            if not isinstance(a, np.ndarray):
-                return a  # already a tensor: gathered on the device
-            t = torch.from_numpy(a)  # shares the buffer, no copy
-            return t.view(torch.bfloat16) if name in bf16 else t
-
-        return {name: tensor(name, a) for name, a in fields.items()}
+    def _tensor(self, name: str, a: Any) -> Any:
+        if not isinstance(a, np.ndarray):
+            return a  # already a tensor: gathered on the device
+        t = self._torch.from_numpy(a)  # shares the buffer, no copy
+        return t.view(self._torch.bfloat16) if name in self.mode.bfloat16_fields else t
 
     def _progress_bar(self, epoch: int, first_batch: int) -> Optional[Any]:
         if not self.spec.progress:

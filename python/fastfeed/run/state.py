@@ -65,6 +65,10 @@ def read_state(state: Any, fingerprint: Dict[str, Any], batches_per_epoch: int) 
         epoch, batch, theirs = int(state["epoch"]), int(state["batch"]), dict(state["fingerprint"])
     except (KeyError, TypeError, ValueError) as e:
         raise ValueError(f"malformed fastfeed state: {e}") from None
+    if isinstance(theirs.get("seed"), int):
+        # Earlier releases took any integer seed and shuffled by it modulo 2**64; seeds are now
+        # given in [0, 2**64), so a state saved with seed=-1 resumes a Feeder with seed=2**64 - 1.
+        theirs["seed"] %= 2**64
     differences = [
         f"{k}: saved {theirs.get(k)!r}, this feeder {fingerprint.get(k)!r}"
         for k in sorted(set(fingerprint) | set(theirs))
