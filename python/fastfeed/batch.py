@@ -35,6 +35,14 @@ class Batch(tuple):
         batch.__dict__.update(fields)
         return batch
 
+    @staticmethod
+    def of_fields(fields: Dict[str, Any]) -> Batch:
+        """A batch of named arrays: "x", then "y" if set, then any others (taken from `fields`)."""
+        x, y = fields.pop("x"), fields.pop("y", None)
+        batch = tuple.__new__(_FieldBatch, (x, y))
+        batch.__dict__.update(fields)
+        return batch
+
     def as_dict(self) -> Dict[str, Any]:
         """The fields that are set, by name: ``x`` first, then ``y`` and the others."""
         fields = {"x": self[0]}

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import weakref
-from typing import Any, Dict, Generator, Iterator, Optional, Tuple, Union
+from typing import Any, Dict, Iterator, Optional, Tuple, Union
 
 from .arguments import INT32_MAX, check_int
 from .batch import Batch
@@ -267,15 +267,11 @@ class Feeder:
         self._reload_if_grown()
         epoch, first_batch = self._position.begin()
         self._counter.restart(0)
-        run = EpochRun(self._mode, self.spec, self._recorder, self._counter, self._position.cursor, len(self))
+        run = EpochRun(self._mode, self.spec, self._recorder, self._counter, self._position, len(self))
         core_run = self._mode.run_spec(epoch, first_batch, self.prefetch)
-        return EpochIterator.over(self._epoch(run, core_run, epoch, first_batch))
-
-    def _epoch(
-        self, run: EpochRun, core_run: Any, epoch: int, first_batch: int
-    ) -> Generator[Iterator[Batch], None, None]:
-        yield from run.blocks(core_run, epoch, first_batch, lambda: self._closed, self._pipelines.add)
-        self._position.finish()
+        return EpochIterator.over(
+            run.blocks(core_run, epoch, first_batch, closed=lambda: self._closed, opened=self._pipelines.add)
+        )
 
     # ----- observing ---------------------------------------------------------------------
 

@@ -258,9 +258,7 @@ class SequenceMode(Mode):
             return []
         if self.cache is not None:  # the block says where each row's pieces come from
             fields = self.cache.batch(fields)
-        out = finish(fields)
-        x, y = out.pop("x"), out.pop("y", None)
-        return [[Batch(x, y, **out)]]
+        return [[Batch.of_fields(finish(fields))]]
 
     def padding(self, fields: Fields) -> Optional[Tuple[int, int]]:
         real = int(fields["lengths"].sum())

@@ -25,7 +25,7 @@ import numpy as np
 from ..batch import Batch
 from ..errors import FeedError
 from .counting import BlockCounter
-from .handout import Cursor
+from .position import Position
 from .stats import StatsRecorder
 
 if TYPE_CHECKING:
@@ -65,14 +65,15 @@ class EpochRun:
         spec: FeedSpec,
         recorder: StatsRecorder,
         counter: BlockCounter,
-        cursor: Cursor,
+        position: Position,
         batches_per_epoch: int,
     ) -> None:
         self.mode, self.spec = mode, spec
-        self.recorder, self.counter, self.cursor = recorder, counter, cursor
+        self.recorder, self.counter, self.position = recorder, counter, position
         self.batches_per_epoch = batches_per_epoch
         self._uploader: Any = None
         self._torch: Any = None
+        self._bf16: FrozenSet[str] = frozenset()
         # The block being made into batches: where it starts in the epoch, its batches and rows.
         self._block = (0, 0, 0)
 
@@ -83,7 +84,7 @@ class EpochRun:
         a chunk's batches are made at once (views in one call, pairs in C), so that handing one
         out runs no Python code. The core's workers start at the first batch asked for (`run`
         says how; `opened` is told of the pipeline) and stop however the epoch is left."""
-        recorder, cursor, mode = self.recorder, self.cursor, self.mode
+        recorder, cursor, mode = self.recorder, self.position.cursor, self.mode
         pipe = bar = None
         recorder.start()
         epoch_start = recorder.totals()
@@ -112,6 +113,7 @@ class EpochRun:
                     raise FeedError(f"assembling batch {cursor.delivered()} of epoch {epoch} failed: {error}")
             if closed():
                 raise RuntimeError("the Feeder was closed during iteration")
+            self.position.finish()
             if logger.isEnabledFor(logging.INFO):
                 logger.info("epoch %d done: %s", epoch, recorder.describe(epoch_start, recorder.totals()))
         finally:
@@ -127,6 +129,7 @@ class EpochRun:
 
     def _start_output(self) -> None:
         """What _finish needs to make the user's arrays: an uploader to the GPU, or torch."""
+        self._bf16 = self.mode.bfloat16_fields
         if self.spec.on_gpu and self.mode.cache is None:
             from ..device.upload import DeviceUploader
 
@@ -142,22 +145,24 @@ class EpochRun:
         padding = self.mode.padding(fields)
         if padding is not None:
             self.recorder.steps(*padding)
-        out = self._to_output(fields)
-        self.counter.open(*self._block, sum(a.nbytes for a in out.values()))
-        return out
-
-    def _to_output(self, fields: Fields) -> Fields:
+        self.counter.open(*self._block, sum([a.nbytes for a in fields.values()]))
         if self._uploader is not None:
-            return self._uploader.upload(fields, self.mode.bfloat16_fields, self.mode.host_fields)
+            return self._uploader.upload(fields, self._bf16, self.mode.host_fields)
         if self._torch is None:
             return fields
-        return {name: self._tensor(name, a) for name, a in fields.items()}
+        return self._tensors(fields)
 
-    def _tensor(self, name: str, a: Any) -> Any:
-        if not isinstance(a, np.ndarray):
-            return a  # already a tensor: gathered on the device
-        t = self._torch.from_numpy(a)  # shares the buffer, no copy
-        return t.view(self._torch.bfloat16) if name in self.mode.bfloat16_fields else t
+    def _tensors(self, fields: Fields) -> Fields:
+        """The fields as tensors sharing their buffers (no copy); bfloat16 bits viewed as such."""
+        from_numpy, bf16 = self._torch.from_numpy, self._bf16
+        out = {}
+        for name, a in fields.items():
+            if isinstance(a, np.ndarray):  # (else already a tensor: gathered on the device)
+                a = from_numpy(a)
+                if name in bf16:
+                    a = a.view(self._torch.bfloat16)
+            out[name] = a
+        return out
 
     def _progress_bar(self, epoch: int, first_batch: int) -> Optional[Any]:
         if not self.spec.progress:
