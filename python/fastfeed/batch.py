@@ -37,7 +37,12 @@ class Batch(tuple):
 
     @staticmethod
     def of_fields(fields: Dict[str, Any]) -> Batch:
-        """A batch of named arrays: "x", then "y" if set, then any others (taken from `fields`)."""
+        """A batch of named arrays.
+
+        Args:
+            fields: "x", optionally "y", and any other fields by name; "x" and "y" are taken out
+                of the dict, the rest become the batch's attributes.
+        """
         x, y = fields.pop("x"), fields.pop("y", None)
         batch = tuple.__new__(_FieldBatch, (x, y))
         batch.__dict__.update(fields)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import platform
 from typing import Any, Dict
 
@@ -45,7 +46,6 @@ def torch_views_module() -> Any:
     """fastfeed._torch_views, or None where it was not built (the build had no torch). Import
     torch first: the module links against torch's libraries."""
     try:
-        from . import _torch_views
+        return importlib.import_module("fastfeed._torch_views")
     except ImportError:
         return None
-    return _torch_views
