@@ -70,7 +70,8 @@ fuzz-corpus: $(STAMP)
 
 # The Python test suite against a Debug build of the extension under ASan and UBSan, in a
 # venv of its own (.venv's editable install would shadow it). Leak checks are off: CPython's
-# own allocations would drown them; the C++ tests (make sanitize) check leaks.
+# own allocations would drown them; the C++ tests (make sanitize) check leaks. A failed allocation
+# returns null, as malloc does, so the tests of sizes too large for memory see the error users see.
 ASAN_VENV := .venv-asan
 sanitize-python:
 	test -x $(ASAN_VENV)/bin/python || $(PY) -m venv $(ASAN_VENV)
@@ -80,7 +81,7 @@ sanitize-python:
 	cmake --build build/asan-py --target _core _torch_views
 	rm -rf build/asan-pkg && mkdir -p build/asan-pkg && cp -r python/fastfeed build/asan-pkg/ && cp build/asan-py/_core*.so build/asan-py/_torch_views*.so build/asan-pkg/fastfeed/
 	LD_PRELOAD="$$(gcc -print-file-name=libasan.so) $$(gcc -print-file-name=libubsan.so)" \
-	  ASAN_OPTIONS=detect_leaks=0,handle_sigbus=0,allow_user_segv_handler=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+	  ASAN_OPTIONS=detect_leaks=0,handle_sigbus=0,allow_user_segv_handler=1,allocator_may_return_null=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
 	  PYTHONPATH=build/asan-pkg $(ASAN_VENV)/bin/python -m pytest -q -p no:cacheprovider tests \
 	  --ignore=tests/test_cli.py --ignore=tests/test_convert.py -k "not torchrun"
 
