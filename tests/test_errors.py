@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 
 import numpy as np
 import pytest
@@ -325,15 +326,60 @@ def test_check_finite_takes_numpy_booleans():
 
 
 @pytest.mark.parametrize(
-    "source, kw",
+    "source, kw, named",
     [
-        ([np.arange(3), np.arange(5)], dict(window=None, max_len=2**40)),  # a batch of sequences
-        (S, dict(window=4, batch_size=10**15)),  # one block of windows, built by the consumer
-        (S, dict(window=4, batch_size=10**12, steps_per_epoch=5)),  # blocks built by the worker threads
+        (S, dict(window=4, batch_size=10**15), "batch_size=1000000000000000 with window=4"),
+        (S, dict(window=4, batch_size=10**12, steps_per_epoch=5), "batch_size=1000000000000 with window=4"),
+        ([np.arange(3), np.arange(5)], dict(window=None, max_len=2**40), "batch_size=1 with max_len=1099511627776"),
+        ([np.arange(3), np.arange(5)], dict(window=None, pad_multiple=2**40), "pad_multiple=1099511627776"),
+        ([np.arange(3), np.arange(5)], dict(window=None, pack=True, max_len=2**40), "max_len=1099511627776"),
     ],
 )
-def test_a_block_the_core_cannot_allocate_is_a_feed_error_at_its_batch(source, kw):
-    # (Sizes are not yet checked against the machine's memory; the allocation fails in the core.)
-    f = Feeder(source, output="numpy", **kw)
-    with pytest.raises(FeedError, match=r"assembling batch 0 of epoch 0 failed: .*bad_alloc"):
-        next(iter(f))
+def test_batches_larger_than_the_memory_budget_are_refused_before_anything_is_allocated(source, kw, named):
+    with pytest.raises(
+        ValueError,
+        match=rf"{re.escape(named)}.* makes batches of [0-9,]+ bytes, more than the "
+        r"[0-9,]+ bytes a Feeder may hold on this machine",
+    ):
+        Feeder(source, output="numpy", **kw)
+
+
+def test_a_prefetch_deeper_than_the_memory_budget_is_refused():
+    big = np.zeros(100_000, np.float32)
+    with pytest.raises(
+        ValueError,
+        match=r"prefetch=1000000 blocks of [0-9,]+ bytes would hold [0-9,]+ bytes, more "
+        r"than the [0-9,]+ bytes a Feeder may hold.*lower prefetch \(at most \d+",
+    ):
+        Feeder(big, window=100, batch_size=1000, prefetch=10**6)
+
+
+def test_more_threads_than_four_per_core_are_clamped():
+    f = Feeder(S, window=5, batch_size=4, num_threads=10**6, output="numpy")
+    assert f.num_threads == 4 * (len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count())
+    assert sum(len(b.x) for b in f) == 96
+
+
+@pytest.mark.parametrize(
+    "source, kw, name",
+    [
+        (S, dict(window=2**63), "window"),
+        (S, dict(window=5, stride=2**64), "stride"),
+        (S, dict(window=5, sampling_rate=2**63), "sampling_rate"),
+        (S, dict(window=5, horizon=2**63), "horizon"),
+        (S, dict(window=5, batch_size=2**63), "batch_size"),
+        (S, dict(window=5, start_index=2**63), "start_index"),
+        (S, dict(window=5, end_index=2**63), "end_index"),
+        (S, dict(window=5, steps_per_epoch=2**63), "steps_per_epoch"),
+        (S, dict(window=5, rank=0, world_size=2**63), "world_size"),
+        (S, dict(window=5, prefetch=2**63), "prefetch"),
+        (SEQS, dict(window=None, max_len=2**63), "max_len"),
+        (SEQS, dict(window=None, pad_multiple=2**63), "pad_multiple"),
+        (SEQS, dict(window=None, bucket=True, bucket_pool=2**63), "bucket_pool"),
+    ],
+)
+def test_integers_beyond_the_core_are_value_errors_naming_the_argument(source, kw, name):
+    with pytest.raises(ValueError, match=rf"^{name} must be <= \d+, got \d+$"):
+        Feeder(source, **kw)
+    with pytest.raises(ValueError, match=r"epoch must be <= \d+"):
+        Feeder(S, window=5).set_epoch(2**63)

@@ -14,6 +14,7 @@ from typing import Any, Dict, Iterator, Optional, Sequence, Tuple
 import numpy as np
 
 from ._core import gather_windows
+from .arguments import INT64_MAX
 from .dtypes import SOURCE_DTYPES
 
 __all__ = ["TimeseriesGenerator", "pad_sequences"]
@@ -171,6 +172,7 @@ class TimeseriesGenerator:
             or y is None
             or len(x) != len(y)
             or min(length, rate, stride, batch_size) < 1
+            or max(length, rate, stride, batch_size) > INT64_MAX  # beyond the core's integers: Keras' code
             or first - length < 0
             or last >= len(x)
         ):

@@ -10,6 +10,7 @@ from .arguments import INT32_MAX, check_int
 from .batch import Batch
 from .errors import FeedError
 from .io.sources import Source, load_source
+from .memory import check_batch_memory, check_prefetch_memory, prefetch_that_fits
 from .modes import Mode, make_mode
 from .run.counting import BlockCounter
 from .run.epoch import EpochRun
@@ -80,15 +81,22 @@ class Feeder:
         device_cache: keep the whole source in GPU memory and gather batches there (needs a
             CUDA device); only sample indices cross the bus.
         num_threads: native worker threads. Default: one per core (fewer when feeding a GPU).
+            More than four per core are clamped to four per core (logged at INFO).
         prefetch: blocks of batches assembled ahead. Default: two per thread, and enough for
-            about 32 MB of batches.
+            about 32 MB of batches, within the memory budget below.
         check_finite: ``False``; ``"raise"`` (or True): a NaN or Inf raises ``FeedError``
             naming series and step; ``"skip"``: the samples touching one are left out.
         progress: show a tqdm progress bar with throughput.
 
+    Memory: a Feeder may hold at most half of the machine's memory (or of its cgroup's limit) in
+    batches. A batch larger than that (``batch_size`` with ``window``, ``max_len`` or
+    ``pad_multiple``), or ``prefetch`` blocks larger than that, are refused when the Feeder is
+    made, before anything is allocated.
+
     Raises:
-        ValueError: an argument is out of range or of the wrong type, or the configuration
-            yields no batch; the message names the argument and the numbers involved.
+        ValueError: an argument is out of range or of the wrong type, the batches would not fit
+            the memory budget, or the configuration yields no batch; the message names the
+            argument and the numbers involved.
         fastfeed.FormatError: a file cannot be read; the message names it.
     """
 
@@ -167,7 +175,12 @@ class Feeder:
             pack=pack,
         )
         self._mode = self._make_mode(series)
-        self.prefetch = self._default_prefetch() if prefetch is None else check_int("prefetch", prefetch, 1, INT32_MAX)
+        check_batch_memory(*self._mode.largest_batch())
+        if prefetch is None:
+            self.prefetch = prefetch_that_fits(self._default_prefetch(), self._mode.block_bytes())
+        else:
+            self.prefetch = check_int("prefetch", prefetch, 1, INT32_MAX)
+            check_prefetch_memory(self.prefetch, self._mode.block_bytes())
         self._position = Position()
         self._recorder = StatsRecorder()
         self._counter = BlockCounter(self._recorder, self.spec.batch_size)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import sys
 from dataclasses import dataclass
@@ -11,6 +12,8 @@ import numpy as np
 
 from .arguments import INT32_MAX, check_bool, check_choice, check_int, check_optional_int, check_seed
 from .device.upload import cuda_device_ready
+
+logger = logging.getLogger("fastfeed")
 
 
 @dataclass(frozen=True)
@@ -58,9 +61,7 @@ def resolve_spec(
     finite = _resolve_check_finite(check_finite)
     cache = check_bool("device_cache", device_cache)
     dev = _resolve_device(device, cache, out, finite)
-    threads = (
-        _default_threads(dev, cache) if num_threads is None else check_int("num_threads", num_threads, 1, INT32_MAX)
-    )
+    threads = _default_threads(dev, cache) if num_threads is None else _clamped_threads(num_threads)
     return FeedSpec(
         batch_size=check_int("batch_size", batch_size, 1),
         shuffle=check_bool("shuffle", shuffle),
@@ -101,6 +102,20 @@ def _default_threads(device: str, device_cache: bool) -> int:
     if device_cache:
         return min(8, max(2, cores // 2), cores)
     return max(1, cores - 2) if device != "cpu" else cores
+
+
+# More worker threads than this many per core only contend for the cores (and each holds buffers).
+MAX_THREADS_PER_CORE = 4
+
+
+def _clamped_threads(num_threads: Any) -> int:
+    """`num_threads`, at most MAX_THREADS_PER_CORE per core: a config written for a larger
+    machine still runs here, without thousands of threads."""
+    asked = check_int("num_threads", num_threads, 1, INT32_MAX)
+    most = MAX_THREADS_PER_CORE * cpu_count()
+    if asked > most:
+        logger.info("fastfeed: num_threads=%d is more than %d per core; using %d", asked, MAX_THREADS_PER_CORE, most)
+    return min(asked, most)
 
 
 def _distributed_defaults() -> Tuple[int, int]:

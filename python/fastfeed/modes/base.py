@@ -64,6 +64,11 @@ class Mode:
         """The core's `EpochSizes` for this rank: per_rank, batches_per_pass, batches_per_epoch."""
         return epoch_sizes(self.units(), self.order)
 
+    def largest_batch(self) -> Tuple[int, str]:
+        """(bytes, what sizes it): the most memory one batch of this mode may take, and the
+        arguments that decide it (for an error message)."""
+        raise NotImplementedError
+
     def block_bytes(self) -> int:
         """Bytes of one block of batches, to size the prefetch depth."""
         raise NotImplementedError

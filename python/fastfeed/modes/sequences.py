@@ -242,6 +242,22 @@ class SequenceMode(Mode):
         row = math.prod(self.series.feat) * numpy_storage(self.x_dtype).itemsize
         return self.spec.batch_size * steps * max(1, row)
 
+    def largest_batch(self) -> Tuple[int, str]:
+        """Padded to max_len, or to the longest sequence rounded up to pad_multiple; each step
+        takes its inputs, step targets, mask and (packed) segment and position ids."""
+        B, longest = self.spec.batch_size, int(self.data.lengths.max()) if self.data.count else 0
+        if self.max_len is not None:
+            steps, sized_by = self.max_len, f"batch_size={B} with max_len={self.max_len}"
+        else:
+            steps = -(-max(1, longest) // self.pad_multiple) * self.pad_multiple
+            sized_by = f"batch_size={B} with pad_multiple={self.pad_multiple} (sequences of up to {longest} steps)"
+        step = math.prod(self.series.feat) * numpy_storage(self.x_dtype).itemsize + 1  # + the mask
+        if self.step_targets is not None:
+            step += math.prod(self.step_targets.feat) * numpy_storage(self.y_dtype).itemsize
+        if self.pack:
+            step += 4 + 8  # segment_ids int32, position_ids int64
+        return B * steps * step, sized_by
+
     # ----- feeding -----------------------------------------------------------------------
 
     def open_pipeline(self, run: Any) -> Any:

@@ -197,6 +197,9 @@ class WindowMode(Mode):
     def block_bytes(self) -> int:
         return self.batches_per_block * self.batch_bytes()
 
+    def largest_batch(self) -> Tuple[int, str]:
+        return self.batch_bytes(), f"batch_size={self.spec.batch_size} with window={self.window}"
+
     def _choose_batches_per_block(self) -> int:
         spec = self.spec
         block = _CACHE_BLOCK_BYTES if spec.device_cache else _UPLOAD_BLOCK_BYTES if spec.on_gpu else _BLOCK_BYTES
