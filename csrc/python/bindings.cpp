@@ -173,6 +173,11 @@ void bind_specs(py::module_& m) {
 void bind_sources(py::module_& m) {
   py::class_<NpyFile>(m, "NpyFile")
       .def_static("open", &NpyFile::open, py::arg("path"), py::call_guard<py::gil_scoped_release>())
+      .def_static("open_raw",
+                  [](const std::string& path, const std::string& dtype, std::vector<int64_t> shape) {
+                    return NpyFile::open_raw(path, dtype_named(dtype), std::move(shape));
+                  },
+                  py::arg("path"), py::arg("dtype"), py::arg("shape"), py::call_guard<py::gil_scoped_release>())
       .def_property_readonly("dtype", [](const NpyFile& f) { return dtype_name(f.header.dtype); })
       .def_property_readonly("shape", [](const NpyFile& f) {
         py::tuple t(f.header.shape.size());

@@ -43,10 +43,12 @@ void on_sigbus(int sig, siginfo_t* info, void* context) {
   for (Slot& s : g_slots) {
     const uintptr_t begin = s.begin.load(std::memory_order_acquire);
     if (begin == 0 || addr < begin || addr >= s.end.load(std::memory_order_acquire)) continue;
+    // Marked first: once the zero page is in, other threads read it without a fault, and
+    // one of them checking the mark after its read must see it set.
+    s.damaged.store(true, std::memory_order_seq_cst);
     // mmap is a plain system call, safe in a signal handler.
     void* page = reinterpret_cast<void*>(addr & ~(g_page_size - 1));
     ::mmap(page, g_page_size, PROT_READ, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED, -1, 0);
-    s.damaged.store(true, std::memory_order_release);
     return;
   }
   forward(sig, info, context);

@@ -184,4 +184,36 @@ NpyFile NpyFile::open(const std::string& path) {
   return f;
 }
 
+NpyFile NpyFile::open_raw(const std::string& path, DType dtype, std::vector<int64_t> shape) {
+  // Bounded as parse_npy_header bounds a shape: readers may multiply any of the dimensions,
+  // so the non-zero ones are bounded even when another is 0.
+  uint64_t nonzero = itemsize(dtype);
+  bool empty = false;
+  std::string dims;
+  for (int64_t d : shape) {
+    if (d < 0) throw ArgumentError(path + ": a raw array's dimensions must be >= 0, got " + std::to_string(d));
+    dims += (dims.empty() ? "" : ", ") + std::to_string(d);
+    if (d == 0) {
+      empty = true;
+      continue;
+    }
+    if (nonzero > std::numeric_limits<uint64_t>::max() / 16 / static_cast<uint64_t>(d)) {
+      throw ArgumentError(path + ": the raw array's shape (" + dims + ", ...) is too large");
+    }
+    nonzero *= static_cast<uint64_t>(d);
+  }
+  const uint64_t nbytes = empty ? 0 : nonzero;
+  NpyFile f;
+  f.file = MappedFile::open(path);
+  if (f.file->size() < nbytes) {
+    fail(path, "too short: " + std::string(dtype_name(dtype)) + " values of shape (" + dims +
+                   (shape.size() == 1 ? "," : "") + ") need " + std::to_string(nbytes) +
+                   " bytes, but the file holds " + std::to_string(f.file->size()));
+  }
+  f.header.dtype = dtype;
+  f.header.shape = std::move(shape);
+  f.header.data_offset = 0;
+  return f;
+}
+
 }  // namespace fastfeed

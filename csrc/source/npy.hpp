@@ -28,6 +28,11 @@ struct NpyFile {
   NpyHeader header;
 
   static NpyFile open(const std::string& path);
+  // A file of bare values without a header, such as a dataset's labels (targets.bin): `shape`
+  // C-ordered little-endian values of `dtype` from its first byte; bytes past them are ignored.
+  // Mapped like a .npy file, so the bus guard and a FileWatch know it. Throws FormatError naming
+  // the file when it holds fewer bytes, ArgumentError for a negative or overflowing shape.
+  static NpyFile open_raw(const std::string& path, DType dtype, std::vector<int64_t> shape);
   const std::byte* values() const { return file->data() + header.data_offset; }
 };
 

@@ -10,6 +10,10 @@ class FormatError(ValueError): ...
 class NpyFile:
     @staticmethod
     def open(path: str) -> NpyFile: ...
+    @staticmethod
+    def open_raw(path: str, dtype: str, shape: Sequence[int]) -> NpyFile:
+        """A file of bare little-endian values without a header (a dataset's labels): `shape`
+        values of `dtype` from its first byte, mapped like a .npy file (data_offset 0)."""
     @property
     def dtype(self) -> str: ...
     @property

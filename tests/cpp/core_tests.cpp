@@ -14,6 +14,8 @@
 #include <thread>
 #include <vector>
 
+#include <unistd.h>
+
 #include "common/errors.hpp"
 #include "common/half.hpp"
 #include "order/epoch_sizes.hpp"
@@ -315,6 +317,59 @@ static std::string ragged_error(const std::string& values, const std::string& of
 
 static bool contains(const std::string& text, const std::string& part) {
   return text.find(part) != std::string::npos;
+}
+
+// A dataset's labels: bare values without a header, mapped like a .npy file, so that the bus
+// guard and the sequences' file watch know them (a shrunk labels file once killed the process).
+static void npy_file_maps_raw_values() {
+  std::vector<int64_t> labels{7, 8, 9, 10, 11, 12, 99};  // 3 rows of 2, then an uncommitted append
+  auto path = write_vector("labels.bin", labels);
+  NpyFile f = NpyFile::open_raw(path, DType::Int64, {3, 2});
+  CHECK(f.header.dtype == DType::Int64 && f.header.data_offset == 0);
+  CHECK((f.header.shape == std::vector<int64_t>{3, 2}));
+  CHECK(f.file != nullptr && f.file->path() == path && f.file->size() == labels.size() * sizeof(int64_t));
+  CHECK(reinterpret_cast<const int64_t*>(f.values())[5] == 12);
+  auto error = [](const std::string& file, DType dtype, std::vector<int64_t> shape) -> std::string {
+    try {
+      NpyFile::open_raw(file, dtype, std::move(shape));
+    } catch (const std::exception& e) {
+      return e.what();
+    }
+    return "";
+  };
+  CHECK(error(path, DType::Int64, {7}).empty() && error(path, DType::Int8, {0, 5}).empty());
+  CHECK(contains(error(path, DType::Int64, {4, 2}),
+                 "labels.bin: too short: int64 values of shape (4, 2) need 64 bytes, but the file holds 56"));
+  CHECK(contains(error(path, DType::Float32, {15}), "values of shape (15,) need 60 bytes"));
+  CHECK(contains(error(path, DType::Int64, {-1}), "dimensions must be >= 0"));
+  CHECK(contains(error(path, DType::Int64, {0, int64_t{1} << 62, 8}), "too large"));
+  CHECK(contains(error(scratch_dir() + "/no_labels.bin", DType::Int64, {1}), "no_labels.bin: cannot open"));
+
+  // Labels of two pages for two sequences, the file then cut to one page: the sequences' watch
+  // names it, and a read of the page that is gone gives zeros and marks the map damaged.
+  const size_t page = static_cast<size_t>(::sysconf(_SC_PAGESIZE));
+  std::vector<int64_t> wide(page / 4, 5);  // two rows of a page each
+  auto big = write_vector("labels2.bin", wide);
+  NpyFile g = NpyFile::open_raw(big, DType::Int64, {2, static_cast<int64_t>(page / 8)});
+  Series rows;
+  rows.data = g.values();
+  rows.length = 2;
+  rows.row_elems = static_cast<int64_t>(page / 8);
+  rows.dtype = DType::Int64;
+  rows.file = g.file;
+  Series input;
+  input.data = reinterpret_cast<const std::byte*>(wide.data());
+  input.length = 1;
+  input.dtype = DType::Int64;
+  auto data = SequenceData::make({input, input}, {}, rows, {});
+  CHECK(data->watch.check_now().empty());
+  std::filesystem::resize_file(big, page);
+  CHECK(contains(data->watch.check_now(), "labels2.bin shrank from " + std::to_string(2 * page)));
+  CHECK(!g.file->damaged());
+  const volatile int64_t* second = reinterpret_cast<const int64_t*>(data->labels.row(1));
+  CHECK(second[0] == 0);  // a SIGBUS caught by the guard, not the end of the process
+  CHECK(g.file->damaged());
+  CHECK(contains(data->watch.problem(), "labels2.bin shrank while it was being read"));
 }
 
 static void ragged_file_cuts_sequences() {
@@ -757,6 +812,7 @@ int main() {
   fingerprint_sees_every_value_of_small_sources();
   npy_header_parsing();
   npy_fuzz_regressions();
+  npy_file_maps_raw_values();
   half_conversions_round_to_nearest_even();
   pipeline_delivers_every_batch_in_order();
   ragged_file_cuts_sequences();

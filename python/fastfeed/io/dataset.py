@@ -50,7 +50,7 @@ from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
-from .._core import RaggedFile
+from .._core import NpyFile, RaggedFile
 from ..arguments import check_bool
 from ..dtypes import SOURCE_DTYPES
 from ..errors import FormatError, MissingFileError
@@ -159,7 +159,9 @@ class DatasetSeries:
     info: DatasetInfo
     values: RaggedFile
     step_targets: Optional[RaggedFile]  # targets of kind "steps", cut like the values
-    labels: Optional[np.ndarray]  # targets of kind "labels": read-only (num_sequences, *feat)
+    # Targets of kind "labels", (num_sequences, *feat): the core's guarded map of targets.bin (a
+    # file that shrinks is a FeedError, never a SIGBUS), or an empty array when they take no bytes.
+    labels: Union[NpyFile, np.ndarray, None]
 
 
 def _human_bytes(n: int) -> str:
@@ -310,7 +312,7 @@ def _check_directory(path: PathLike) -> str:
     return directory
 
 
-def _open_labels(path: str, h: _Header, mapped: bool) -> Optional[np.ndarray]:
+def _open_labels(path: str, h: _Header, mapped: bool) -> Union[NpyFile, np.ndarray, None]:
     t = h.targets
     assert t is not None
     need = h.num_sequences * _row_bytes(t.dtype, t.feat)
@@ -320,7 +322,13 @@ def _open_labels(path: str, h: _Header, mapped: bool) -> Optional[np.ndarray]:
             f"{path}: too short: {h.num_sequences} labels of {_row_bytes(t.dtype, t.feat)} bytes "
             f"({t.dtype}) need {need} bytes, but the file holds {size}"
         )
-    return _map_rows(path, 0, h.num_sequences, t.dtype, t.feat) if mapped else None
+    if not mapped:
+        return None
+    if need == 0:  # nothing to map (NumPy cannot map zero bytes, nor the core hand on an empty map)
+        return _map_rows(path, 0, h.num_sequences, t.dtype, t.feat)
+    # Mapped by the core, as the values are, never by NumPy: the core's reads are guarded, and
+    # the Feeder's file watch sees this map too.
+    return NpyFile.open_raw(path, t.dtype, (h.num_sequences,) + t.feat)
 
 
 def _open_all(path: PathLike, map_labels: bool) -> DatasetSeries:
@@ -376,7 +384,7 @@ def committed_sequences(path: PathLike) -> int:
 
 def load_dataset_series(path: PathLike) -> DatasetSeries:
     """Opens a dataset for the core: its values (and step targets) as memory-mapped
-    `_core.RaggedFile` objects, its labels as a read-only memory-mapped array."""
+    `_core.RaggedFile` objects, its labels as a `_core.NpyFile` (a map of targets.bin)."""
     return _open_all(path, map_labels=True)
 
 

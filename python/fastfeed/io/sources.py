@@ -30,9 +30,10 @@ class SeriesSet:
     dtype: str
     single: bool  # one series (an array or one .npy file), as opposed to a list
     # From a dataset directory only: its step targets (aligned with these series, same
-    # `lengths`), its labels (read-only memory map of shape (count, *label_feat)), its header.
+    # `lengths`), its labels (shape (count, *label_feat): the core's map of the file, an
+    # NpyFile, or an empty array when they take no bytes), its header.
     targets: Optional[SeriesSet] = None
-    labels: Optional[np.ndarray] = None
+    labels: Union[NpyFile, np.ndarray, None] = None
     dataset: Optional[DatasetInfo] = None
 
     @property

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import math
-from typing import Any, ClassVar, Dict, List, Optional, Tuple
+from typing import Any, ClassVar, Dict, List, Optional, Tuple, Union
 
 import numpy as np
 
-from .._core import PackSpec, PadSpec, Pipeline, Sequences, non_finite_steps
+from .._core import NpyFile, PackSpec, PadSpec, Pipeline, Sequences, non_finite_steps
 from ..arguments import check_bool, check_choice, check_int, check_optional_int
 from ..batch import Batch
 from ..dtypes import FLOATING, numpy_storage
@@ -308,11 +308,22 @@ def _check_pack(pack: Any) -> bool:
     return check_bool("pack", pack)
 
 
+def _dataset_labels(labels: Union[NpyFile, np.ndarray, None]) -> Optional[SeriesSet]:
+    """A dataset's labels as one series of a row per sequence. The core has them mapped (an
+    NpyFile), so its reads are guarded and its file watch knows the file: a labels file that
+    shrinks mid-epoch is a FeedError naming it, not a SIGBUS."""
+    if labels is None:
+        return None
+    if isinstance(labels, np.ndarray):  # labels of no bytes: nothing to map
+        return load_source(labels, "the dataset's labels")
+    shape = tuple(int(d) for d in labels.shape)
+    return SeriesSet([labels], [shape[0]], shape[1:], labels.dtype, single=True)
+
+
 def _load_targets(series: SeriesSet, targets: Any) -> Tuple[Optional[SeriesSet], Optional[SeriesSet]]:
     """(labels, step targets): an array with one row per sequence, or a list aligned step for step."""
     if targets is None:  # a dataset directory's own targets, if it has some
-        labels = series.labels
-        return (None if labels is None else load_source(labels, "the dataset's labels")), series.targets
+        return _dataset_labels(series.labels), series.targets
     n = series.count
     if (
         isinstance(targets, (list, tuple))
