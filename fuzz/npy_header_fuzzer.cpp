@@ -20,8 +20,13 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* bytes, size_t size) {
   try {
     h = fastfeed::parse_npy_header(data, size, "fuzz.npy");
   } catch (const FormatError& e) {
-    // The message must name the file.
-    if (std::string(e.what()).rfind("fuzz.npy: ", 0) != 0) __builtin_trap();
+    // The message must name the file, and be text: Python decodes it as UTF-8 (quoted header
+    // bytes are escaped, so nothing in it is past ASCII).
+    const std::string message = e.what();
+    if (message.rfind("fuzz.npy: ", 0) != 0) __builtin_trap();
+    for (const char c : message) {
+      if (static_cast<unsigned char>(c) >= 0x80) __builtin_trap();
+    }
     return 0;
   }
   // The values lie inside the image...

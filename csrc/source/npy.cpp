@@ -16,6 +16,28 @@ constexpr size_t kMagicLen = 6;
   throw FormatError(name + ": " + what);
 }
 
+// Header text as a message may quote it: bytes outside printable ASCII (and backslashes) as
+// \xNN, and no more than the first 64 bytes. A message is text (Python decodes it as UTF-8),
+// and the header's bytes may be anything.
+std::string printable(const std::string& text) {
+  constexpr size_t kMaxShown = 64;
+  static const char kHex[] = "0123456789abcdef";
+  std::string out;
+  for (size_t i = 0; i < text.size(); ++i) {
+    if (i == kMaxShown) return out + "...";
+    const char ch = text[i];
+    const auto c = static_cast<unsigned char>(ch);
+    if (c >= 0x20 && c < 0x7f && c != '\\') {
+      out += ch;
+    } else {
+      out += "\\x";
+      out += kHex[c >> 4];
+      out += kHex[c & 0xf];
+    }
+  }
+  return out;
+}
+
 // Finds `'key':` in the header dict and returns the position just after the colon.
 size_t find_key(const std::string& header, const std::string& key, const std::string& name) {
   for (const char quote : {'\'', '"'}) {
@@ -44,28 +66,29 @@ DType parse_descr(const std::string& header, const std::string& name) {
   size_t end = header.find(quote, pos + 1);
   if (end == std::string::npos) fail(name, "malformed 'descr' in the .npy header");
   std::string descr = header.substr(pos + 1, end - pos - 1);
-  if (descr.size() < 2) fail(name, "malformed dtype '" + descr + "' in the .npy header");
+  const std::string shown = printable(descr);
+  if (descr.size() < 2) fail(name, "malformed dtype '" + shown + "' in the .npy header");
   char order = descr[0];
   char kind = descr[1];
-  if (kind == 'O') fail(name, "object arrays (dtype '" + descr + "') cannot be memory-mapped");
+  if (kind == 'O') fail(name, "object arrays (dtype '" + shown + "') cannot be memory-mapped");
   if (order == '>') {
-    fail(name, "big-endian dtype '" + descr + "' is not supported; save it little-endian "
+    fail(name, "big-endian dtype '" + shown + "' is not supported; save it little-endian "
                "(arr.astype(arr.dtype.newbyteorder('<')))");
   }
   if (order != '<' && order != '|' && order != '=') {
-    fail(name, "malformed dtype '" + descr + "' in the .npy header");
+    fail(name, "malformed dtype '" + shown + "' in the .npy header");
   }
   size_t itemsz = 0;
   for (size_t i = 2; i < descr.size(); ++i) {
     if (!std::isdigit(static_cast<unsigned char>(descr[i]))) {
-      fail(name, "unsupported dtype '" + descr + "'");
+      fail(name, "unsupported dtype '" + shown + "'");
     }
     itemsz = itemsz * 10 + static_cast<size_t>(descr[i] - '0');
-    if (itemsz > 1024) fail(name, "unsupported dtype '" + descr + "'");
+    if (itemsz > 1024) fail(name, "unsupported dtype '" + shown + "'");
   }
   DType dtype;
   if (!dtype_from_kind(kind, itemsz, &dtype)) {
-    fail(name, "unsupported dtype '" + descr +
+    fail(name, "unsupported dtype '" + shown +
                    "' (supported: bool, int8-64, uint8-64, float16/32/64)");
   }
   return dtype;
@@ -144,6 +167,17 @@ NpyHeader parse_npy_header(const std::byte* data, size_t size, const std::string
                "(np.save(path, np.ascontiguousarray(arr)))");
   }
   out.shape = parse_shape(header, name);
+  // NumPy writes every dtype the core reads with a header of ASCII text (a format 3.0 header is
+  // UTF-8 only for the field names of structured dtypes, refused above); NumPy itself would
+  // not read one with other bytes.
+  for (size_t i = 0; i < header_len; ++i) {
+    const auto c = static_cast<unsigned char>(header[i]);
+    if (c >= 0x80) {
+      static const char kHex[] = "0123456789abcdef";
+      fail(name, std::string("the .npy header is not ASCII text (byte 0x") + kHex[c >> 4] + kHex[c & 0xf] +
+                     " at offset " + std::to_string(prefix + i) + " of the file)");
+    }
+  }
   out.data_offset = prefix + header_len;
   // The core reads values in place through typed pointers, so they must be aligned to their
   // size (the map starts on a page). NumPy pads every header to 64 (formerly 16) bytes.

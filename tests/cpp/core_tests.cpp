@@ -159,6 +159,24 @@ static void npy_header_parsing() {
   CHECK(throws_format_error(npy_image("{'descr': '<f4', 'fortran_order': False, 'shape': (99999999999999999999,), }", 0)));
   std::vector<std::byte> junk(3);
   CHECK(throws_format_error(junk));
+  // Bytes that are not ASCII text: refused, and a message quotes them escaped, so that it is
+  // text (Python decodes messages as UTF-8; a raw \xff made a UnicodeDecodeError of it).
+  auto message_of = [](const std::vector<std::byte>& img) {
+    try {
+      parse_npy_header(img.data(), img.size(), "x.npy");
+    } catch (const FormatError& e) {
+      return std::string(e.what());
+    }
+    return std::string("accepted");
+  };
+  CHECK(message_of(npy_image("{'descr': '<\xff" "4', 'fortran_order': False, 'shape': (3,), }", 12))
+            .rfind("x.npy: unsupported dtype '<\\xff4' (supported: ", 0) == 0);
+  CHECK(message_of(npy_image("{'descr': '<f4', 'fortran_order': False, 'shape': (3,), 'x': '\xc3\xa9'}", 12)) ==
+        "x.npy: the .npy header is not ASCII text (byte 0xc3 at offset 72 of the file)");
+  std::string escaped;  // at most 64 bytes of the dtype are shown
+  for (int i = 0; i < 64; ++i) escaped += "\\x5c";
+  CHECK(message_of(npy_image("{'descr': '" + std::string(100, '\\') + "', 'fortran_order': False, 'shape': (3,), }",
+                             12)) == "x.npy: malformed dtype '" + escaped + "...' in the .npy header");
 }
 
 static std::vector<std::byte> bytes_of(const char* s, size_t n) {

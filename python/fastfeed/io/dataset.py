@@ -15,6 +15,8 @@ A dataset is a directory with these files (all numbers little-endian, arrays in 
     bool, int8, int16, int32, int64, uint8, uint16, uint32, uint64, float16, float32, float64.
     ``feat`` is the shape of one step (``[]`` for scalar steps); a step is ``prod(feat)``
     elements, its *row*. ``targets`` is absent (or null) when the dataset has none.
+    The file holds at most 1 MiB of JSON nested at most 16 levels deep, and ``feat`` at most
+    32 dimensions.
 
 ``values.bin``
     ``num_steps`` rows of ``dtype``: the sequences one after another.
@@ -27,6 +29,10 @@ A dataset is a directory with these files (all numbers little-endian, arrays in 
     kind ``"labels"``: ``num_sequences`` rows of the targets' dtype and feat, one per sequence;
     kind ``"steps"``: ``num_steps`` rows aligned step for step with values.bin (cut by the same
     offsets).
+
+Each file is a regular file, or a symbolic link to one inside the directory: a link leading
+out of it, a FIFO, a device or a socket is refused (a FormatError naming it) before anything
+opens it.
 
 Commits and crashes
 -------------------
@@ -45,6 +51,8 @@ import contextlib
 import errno
 import json
 import os
+import re
+import stat
 from dataclasses import dataclass
 from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple, Union
 
@@ -217,9 +225,14 @@ def _parse_dtype(v: Any, where: str) -> str:
 
 # Any count or size in a header must fit an int64 (the core's index type) with room to multiply.
 _MAX_COUNT = 2**62
+# A step's shape has at most this many dimensions (NumPy's arrays have at most 64, and a step's
+# rows add one to the shape).
+_MAX_FEAT_DIMS = 32
 
 
 def _parse_feat(v: Any, where: str) -> Feat:
+    if isinstance(v, list) and len(v) > _MAX_FEAT_DIMS:
+        raise FormatError(f"{where}: 'feat' has {len(v)} dimensions; a step may have at most {_MAX_FEAT_DIMS}")
     if not isinstance(v, list) or not all(_is_int(d) and d >= 0 for d in v):
         raise FormatError(f"{where}: 'feat' must be a list of integers >= 0 (the shape of one step), got {v!r}")
     elems = 1
@@ -252,22 +265,78 @@ def _parse_targets(v: Any, where: str) -> Optional[TargetsInfo]:
     )
 
 
-def _load_json(path: str) -> Any:
-    if not os.path.exists(path):
-        raise MissingFileError(errno.ENOENT, f"{path}: missing: the header of a fastfeed dataset directory", path)
+# header.json is read with limits, so that no header can make the reader read without end,
+# allocate without bound or recurse without bound: a real one is about 200 bytes, 3 levels deep.
+_HEADER_MAX_BYTES = 1 << 20
+_HEADER_MAX_DEPTH = 16
+_JSON_STRING = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"', re.DOTALL)
+_JSON_NESTING = np.zeros(256, np.int64)  # +1 for each byte that opens a level, -1 for each that closes one
+_JSON_NESTING[list(b"[{")], _JSON_NESTING[list(b"]}")] = 1, -1
+
+
+def _json_depth(raw: bytes) -> int:
+    """How deeply the arrays and objects of JSON text `raw` nest (brackets inside strings do not
+    count), found without parsing it: Python's parser recurses once per level."""
+    skeleton = np.frombuffer(_JSON_STRING.sub(b"", raw), np.uint8)
+    return int(np.cumsum(_JSON_NESTING[skeleton]).max(initial=0))
+
+
+def _read_header_bytes(directory: str) -> Tuple[str, bytes]:
+    """header.json's path and bytes, read only once it passed `_data_file` and at most one byte
+    past the limit."""
+    for _ in range(3):
+        path = _data_file(directory, HEADER, "the header of a fastfeed dataset directory")
+        try:
+            checked = os.stat(path)
+            if checked.st_size > _HEADER_MAX_BYTES:
+                raise FormatError(_header_too_large(path))
+            # O_NONBLOCK: should the file have become a FIFO since it was checked, opening it
+            # returns at once instead of waiting for a writer (fstat then tells the change).
+            fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0))
+        except FileNotFoundError:
+            raise MissingFileError(
+                errno.ENOENT, f"{path}: missing: the header of a fastfeed dataset directory", path
+            ) from None
+        with open(fd, "rb") as f:
+            opened = os.fstat(fd)
+            if (opened.st_dev, opened.st_ino) == (checked.st_dev, checked.st_ino):
+                return path, f.read(_HEADER_MAX_BYTES + 1)
+        # Replaced between the check and the open (an append commits by replacing it): again.
+    raise FormatError(f"{path}: replaced again and again while it was being opened")
+
+
+def _load_json(directory: str) -> Any:
+    path, raw = _read_header_bytes(directory)
+    if len(raw) > _HEADER_MAX_BYTES:
+        raise FormatError(_header_too_large(path))
+    depth = _json_depth(raw)
+    if depth > _HEADER_MAX_DEPTH:
+        raise FormatError(
+            f"{path}: JSON nested deeper than {_HEADER_MAX_DEPTH} levels ({depth}); "
+            "a dataset header is an object a few levels deep"
+        )
     try:
-        with open(path, "rb") as f:
-            raw = f.read()
         return json.loads(raw.decode("utf-8"))
     except UnicodeDecodeError as e:
         raise FormatError(f"{path}: not JSON (not UTF-8 text: {e.reason} at byte {e.start})") from None
     except json.JSONDecodeError as e:
         raise FormatError(f"{path}: not JSON ({e.msg} at line {e.lineno}, column {e.colno})") from None
+    except ValueError as e:  # e.g. an integer of more digits than Python converts
+        raise FormatError(f"{path}: not JSON that can be read ({e})") from None
+    except RecursionError:  # the depth limit above keeps the parser far from this
+        raise FormatError(f"{path}: JSON nested too deeply") from None
+
+
+def _header_too_large(path: str) -> str:
+    return (
+        f"{path}: larger than {_HEADER_MAX_BYTES} bytes (1 MiB), the most a dataset header may hold "
+        "(a real one is a few hundred bytes)"
+    )
 
 
 def _read_header(directory: str) -> _Header:
     where = os.path.join(directory, HEADER)
-    h = _load_json(where)
+    h = _load_json(directory)
     if not isinstance(h, dict):
         raise FormatError(f"{where}: expected a JSON object, found {type(h).__name__}")
     if h.get("format") != FORMAT_NAME:
@@ -296,10 +365,49 @@ def _read_header(directory: str) -> _Header:
 # ----- opening ---------------------------------------------------------------------------------
 
 
-def _data_file(directory: str, name: str) -> str:
+def file_kind(mode: int) -> str:
+    """What a file that is not a regular file is, for a message: "a FIFO (named pipe)", ..."""
+    for test, kind in (
+        (stat.S_ISFIFO, "a FIFO (named pipe)"),
+        (stat.S_ISCHR, "a character device"),
+        (stat.S_ISBLK, "a block device"),
+        (stat.S_ISSOCK, "a socket"),
+        (stat.S_ISDIR, "a directory"),
+    ):
+        if test(mode):
+            return kind
+    return "a special file"
+
+
+def _data_file(directory: str, name: str, what: str = "the dataset's header promises it") -> str:
+    """The path of the dataset file `name`, after checking that it is data: a regular file, or a
+    symbolic link that leads to one inside the directory. Nothing is opened here (opening a
+    FIFO would block), so the core and the header reader open only files that passed."""
     path = os.path.join(directory, name)
-    if not os.path.exists(path):
-        raise MissingFileError(errno.ENOENT, f"{path}: missing: the dataset's header promises it", path)
+    try:
+        st = os.lstat(path)
+    except FileNotFoundError:
+        raise MissingFileError(errno.ENOENT, f"{path}: missing: {what}", path) from None
+    if stat.S_ISLNK(st.st_mode):
+        target = os.path.realpath(path)
+        root = os.path.realpath(directory)
+        if os.path.commonpath([root, target]) != root:
+            raise FormatError(
+                f"{path}: a symbolic link to {target}, outside the dataset directory {directory}; a dataset's "
+                "files are read as data, never as pointers (a link is followed only to a file inside the directory)"
+            )
+        try:
+            st = os.stat(path)
+        except FileNotFoundError:
+            raise MissingFileError(
+                errno.ENOENT, f"{path}: missing: a symbolic link to {target}, which does not exist ({what})", path
+            ) from None
+        except OSError as e:  # a loop of links, or a link through something that is not a directory
+            raise FormatError(f"{path}: a symbolic link that cannot be followed ({e.strerror})") from None
+    if not stat.S_ISREG(st.st_mode):
+        raise FormatError(
+            f"{path}: {file_kind(st.st_mode)}, not a regular file; a dataset directory holds regular files"
+        )
     return path
 
 
@@ -389,8 +497,9 @@ def load_dataset_series(path: PathLike) -> DatasetSeries:
 
 
 def is_dataset_dir(path: PathLike) -> bool:
-    """Whether `path` is a directory with a dataset header (it may still be damaged)."""
-    return os.path.isfile(os.path.join(os.fspath(path), HEADER))
+    """Whether `path` is a directory with a dataset header (it may still be damaged, or not be
+    a regular file: opening the dataset says so)."""
+    return os.path.lexists(os.path.join(os.fspath(path), HEADER))
 
 
 # ----- reading rows back into NumPy ----------------------------------------------------------
@@ -613,7 +722,12 @@ def _fsync_dir(directory: str) -> None:
 def _commit_header(directory: str, header: _Header) -> None:
     """Replaces header.json atomically and durably: the commit point of every write."""
     tmp = os.path.join(directory, _HEADER_TMP)
-    with open(tmp, "w", encoding="utf-8") as f:
+    # A new file, never whatever an interrupted writer (or anyone) left under the name: writing
+    # through a symbolic link found there would overwrite the file it points to.
+    with contextlib.suppress(FileNotFoundError):
+        os.remove(tmp)
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0), 0o666)
+    with open(fd, "w", encoding="utf-8") as f:
         f.write(json.dumps(header.to_json()) + "\n")
         f.flush()
         os.fsync(f.fileno())

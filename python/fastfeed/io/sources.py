@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import errno
 import os
+import stat
 from dataclasses import dataclass
 from typing import Any, List, Optional, Sequence, Tuple, Union
 
@@ -11,8 +12,8 @@ import numpy as np
 
 from .._core import NpyFile
 from ..dtypes import SOURCE_DTYPES
-from ..errors import MissingFileError
-from .dataset import HEADER, DatasetInfo, is_dataset_dir, load_dataset_series
+from ..errors import FormatError, MissingFileError
+from .dataset import HEADER, DatasetInfo, file_kind, is_dataset_dir, load_dataset_series
 
 SeriesLike = Union[np.ndarray, str, "os.PathLike[str]"]
 Source = Union[SeriesLike, Sequence[SeriesLike]]
@@ -54,6 +55,11 @@ def _open_path(path: Union[str, os.PathLike[str]], what: str) -> Any:
         raise ValueError(
             f"{what}: {path!r} is a directory; a dataset directory is a source on its own, not an item of a list"
         )
+    # Checked before the core opens it: opening a FIFO blocks until someone writes to it. A
+    # symbolic link to a regular file is fine (the check follows it).
+    mode = os.stat(path).st_mode
+    if not stat.S_ISREG(mode):
+        raise FormatError(f"{path}: {file_kind(mode)}, not a regular file ({what} must be a .npy file)")
     return NpyFile.open(path)
 
 
