@@ -3,6 +3,8 @@
 #include <cstdlib>
 #include <new>
 
+#include <unistd.h>
+
 #include "cuda/cuda_runtime.hpp"
 
 namespace fastfeed {
@@ -10,6 +12,8 @@ namespace fastfeed {
 std::shared_ptr<BufferPool> BufferPool::create(size_t max_idle, bool pinned) {
   return std::shared_ptr<BufferPool>(new BufferPool(max_idle, pinned));
 }
+
+BufferPool::BufferPool(size_t max_idle, bool pinned) : max_idle_(max_idle), pinned_(pinned), owner_(::getpid()) {}
 
 BufferPool::~BufferPool() {
   for (const Idle& b : free_) release(b.data, b.pinned);
@@ -72,6 +76,10 @@ std::shared_ptr<std::byte> BufferPool::acquire(size_t bytes) {
 }
 
 void BufferPool::give_back(std::byte* p, size_t capacity, bool pinned) {
+  if (::getpid() != owner_) {  // a forked child: the pool's lock may be held by a thread that is gone
+    if (!pinned) std::free(p);  // (page-locked memory belongs to the parent's CUDA context: left alone)
+    return;
+  }
   std::byte* evict = p;
   bool evict_pinned = pinned;
   {

@@ -7,6 +7,8 @@
 #include <mutex>
 #include <vector>
 
+#include <sys/types.h>
+
 namespace fastfeed {
 
 class BufferPool : public std::enable_shared_from_this<BufferPool> {
@@ -26,7 +28,7 @@ class BufferPool : public std::enable_shared_from_this<BufferPool> {
     size_t capacity;
     bool pinned;
   };
-  BufferPool(size_t max_idle, bool pinned) : max_idle_(max_idle), pinned_(pinned) {}
+  BufferPool(size_t max_idle, bool pinned);
   // A new buffer; `*pinned` says whether it came page-locked.
   std::byte* allocate(size_t bytes, bool* pinned) const;
   static void release(std::byte* p, bool pinned);
@@ -34,6 +36,9 @@ class BufferPool : public std::enable_shared_from_this<BufferPool> {
 
   size_t max_idle_;
   bool pinned_;
+  // The process that made the pool. In a child forked from it, a worker of the parent may have
+  // held mu_ at the fork, for good: buffers released there never touch the pool.
+  pid_t owner_;
   mutable std::mutex mu_;
   std::vector<Idle> free_;
 };

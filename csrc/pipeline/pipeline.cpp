@@ -1,6 +1,11 @@
 #include "pipeline/pipeline.hpp"
 
 #include <algorithm>
+#include <atomic>
+#include <stdexcept>
+#include <string>
+
+#include <unistd.h>
 
 #include "common/errors.hpp"
 
@@ -31,17 +36,22 @@ Block build_timed(const BlockBuilder& builder, int64_t k) {
 }
 }  // namespace
 
+std::atomic<Pipeline::State*> Pipeline::abandoned_{nullptr};
+
 Pipeline::Pipeline(std::shared_ptr<const BlockBuilder> builder, int num_threads, int prefetch)
-    : builder_(std::move(builder)), prefetch_(prefetch) {
-  if (!builder_ || num_threads < 1 || prefetch < 1) throw ArgumentError("invalid pipeline configuration");
-  num_blocks_ = builder_->num_blocks();
-  slots_.resize(static_cast<size_t>(prefetch_));
+    : state_(std::make_unique<State>()), owner_(::getpid()) {
+  State& s = *state_;
+  s.builder = std::move(builder);
+  s.prefetch = prefetch;
+  if (!s.builder || num_threads < 1 || prefetch < 1) throw ArgumentError("invalid pipeline configuration");
+  s.num_blocks = num_blocks_ = s.builder->num_blocks();
+  s.slots.resize(static_cast<size_t>(prefetch));
   // A single block is built by the consumer itself in next(): starting threads would cost
   // more than the work (a whole small epoch often fits one block).
   const int64_t threads = num_blocks_ <= 1 ? 0 : std::min<int64_t>(num_threads, num_blocks_);
-  workers_.reserve(static_cast<size_t>(threads));
+  s.workers.reserve(static_cast<size_t>(threads));
   try {
-    for (int64_t i = 0; i < threads; ++i) workers_.emplace_back([this] { run_worker(); });
+    for (int64_t i = 0; i < threads; ++i) s.workers.emplace_back([&s] { s.run_worker(); });
   } catch (...) {
     close();  // the threads already started must be joined before the exception leaves
     throw;
@@ -50,75 +60,102 @@ Pipeline::Pipeline(std::shared_ptr<const BlockBuilder> builder, int num_threads,
 
 Pipeline::~Pipeline() { close(); }
 
-void Pipeline::close() {
-  // One closer joins the workers; a concurrent one (Feeder.close() beside the iterator's own
-  // clean-up, both without the GIL) waits for it. Joining a thread twice hangs or aborts.
-  std::lock_guard<std::mutex> closing(close_mu_);
-  {
-    std::lock_guard<std::mutex> lk(mu_);
-    if (stopping_ && workers_.empty()) return;
-    stopping_ = true;
+bool Pipeline::foreign() const { return ::getpid() != owner_; }
+
+void Pipeline::abandon() {
+  // Kept reachable from a global list, so that leak checkers see it as held on purpose. The
+  // push is one atomic exchange: no lock a thread of the parent could have held at the fork.
+  State* s = state_.release();
+  if (s == nullptr) return;
+  s->next_abandoned = abandoned_.load(std::memory_order_relaxed);
+  while (!abandoned_.compare_exchange_weak(s->next_abandoned, s, std::memory_order_release,
+                                            std::memory_order_relaxed)) {
   }
-  space_cv_.notify_all();
-  ready_cv_.notify_all();
-  for (auto& t : workers_) {
-    if (t.joinable()) t.join();
-  }
-  std::lock_guard<std::mutex> lk(mu_);
-  workers_.clear();
-  for (auto& s : slots_) s = Slot{};
 }
 
-void Pipeline::run_worker() {
+void Pipeline::close() {
+  if (!state_) return;  // abandoned in a forked child
+  if (foreign()) {
+    abandon();
+    return;
+  }
+  State& s = *state_;
+  // One closer joins the workers; a concurrent one (Feeder.close() beside the iterator's own
+  // clean-up, both without the GIL) waits for it. Joining a thread twice hangs or aborts.
+  std::lock_guard<std::mutex> closing(s.close_mu);
+  {
+    std::lock_guard<std::mutex> lk(s.mu);
+    if (s.stopping && s.workers.empty()) return;
+    s.stopping = true;
+  }
+  s.space_cv.notify_all();
+  s.ready_cv.notify_all();
+  for (auto& t : s.workers) {
+    if (t.joinable()) t.join();
+  }
+  std::lock_guard<std::mutex> lk(s.mu);
+  s.workers.clear();
+  for (auto& slot : s.slots) slot = State::Slot{};
+}
+
+void Pipeline::State::run_worker() {
   for (;;) {
     int64_t k;
     {
-      std::unique_lock<std::mutex> lk(mu_);
+      std::unique_lock<std::mutex> lk(mu);
       const auto can_go = [this] {
-        return stopping_ || next_to_claim_ >= num_blocks_ || next_to_claim_ < next_to_deliver_ + prefetch_;
+        return stopping || next_to_claim >= num_blocks || next_to_claim < next_to_deliver + prefetch;
       };
       for (auto pause = kFirstRecheck; !can_go(); pause = std::min(2 * pause, kLastRecheck)) {
-        space_cv_.wait_for(lk, pause);
+        space_cv.wait_for(lk, pause);
       }
-      if (stopping_ || next_to_claim_ >= num_blocks_) return;
-      k = next_to_claim_++;
+      if (stopping || next_to_claim >= num_blocks) return;
+      k = next_to_claim++;
     }
-    Block b = build_timed(*builder_, k);
+    Block b = build_timed(*builder, k);
     {
-      std::lock_guard<std::mutex> lk(mu_);
-      if (stopping_) return;
-      Slot& slot = slots_[static_cast<size_t>(k % prefetch_)];
+      std::lock_guard<std::mutex> lk(mu);
+      if (stopping) return;
+      Slot& slot = slots[static_cast<size_t>(k % prefetch)];
       slot.data = std::move(b);
       slot.block = k;
     }
-    ready_cv_.notify_all();
+    ready_cv.notify_all();
   }
 }
 
 Pipeline::Status Pipeline::next(Block* out, std::chrono::milliseconds timeout) {
-  std::unique_lock<std::mutex> lk(mu_);
-  if (stopping_ || next_to_deliver_ >= num_blocks_) return Status::Finished;
-  if (workers_.empty()) {
-    *out = build_timed(*builder_, next_to_deliver_++);
+  if (foreign()) {
+    throw std::runtime_error("this epoch's worker threads run in process " + std::to_string(owner_) +
+                             ", not in this one (" + std::to_string(::getpid()) +
+                             ", forked from it): an iteration started before a fork cannot go on in the "
+                             "child; make a new Feeder in the child");
+  }
+  if (!state_) return Status::Finished;
+  State& s = *state_;
+  std::unique_lock<std::mutex> lk(s.mu);
+  if (s.stopping || s.next_to_deliver >= s.num_blocks) return Status::Finished;
+  if (s.workers.empty()) {
+    *out = build_timed(*s.builder, s.next_to_deliver++);
     return Status::Ready;
   }
-  Slot& slot = slots_[static_cast<size_t>(next_to_deliver_ % prefetch_)];
-  const int64_t want = next_to_deliver_;
-  if (!ready_cv_.wait_for(lk, timeout, [&] { return stopping_ || slot.block == want; })) {
+  State::Slot& slot = s.slots[static_cast<size_t>(s.next_to_deliver % s.prefetch)];
+  const int64_t want = s.next_to_deliver;
+  if (!s.ready_cv.wait_for(lk, timeout, [&] { return s.stopping || slot.block == want; })) {
     return Status::Timeout;
   }
-  if (stopping_) return Status::Finished;
+  if (s.stopping) return Status::Finished;
   *out = std::move(slot.data);
-  slot = Slot{};
-  ++next_to_deliver_;
-  for (int64_t k = next_to_deliver_; k < next_to_deliver_ + prefetch_ - 1; ++k) {
-    if (slots_[static_cast<size_t>(k % prefetch_)].block == k) ++out->queued;
+  slot = State::Slot{};
+  ++s.next_to_deliver;
+  for (int64_t k = s.next_to_deliver; k < s.next_to_deliver + s.prefetch - 1; ++k) {
+    if (s.slots[static_cast<size_t>(k % s.prefetch)].block == k) ++out->queued;
   }
   lk.unlock();
   // Waking a sleeping worker is a system call that can cost the consumer ~100 us on a VM, every
   // batch. While other blocks are ready the workers have time: they find the free slot when
   // they look again. Only when the ring ran dry does the consumer pay for the wake-up.
-  if (out->queued == 0) space_cv_.notify_all();
+  if (out->queued == 0) s.space_cv.notify_all();
   return Status::Ready;
 }
 

@@ -1,6 +1,7 @@
 // The prefetching pipeline: worker threads build blocks of whole batches into pooled
 // buffers, at most `prefetch` blocks ahead of the consumer, and hand them over in order.
 #pragma once
+#include <atomic>
 #include <chrono>
 #include <condition_variable>
 #include <cstdint>
@@ -8,6 +9,8 @@
 #include <mutex>
 #include <thread>
 #include <vector>
+
+#include <sys/types.h>
 
 #include "pipeline/block.hpp"
 
@@ -23,33 +26,54 @@ class Pipeline {
   Pipeline& operator=(const Pipeline&) = delete;
 
   // The next block in order, waiting at most `timeout` (so a caller can look for signals).
+  // In a process forked from the one that made the pipeline, throws std::runtime_error: the
+  // workers exist only in the parent.
   Status next(Block* out, std::chrono::milliseconds timeout);
-  // Stops the workers and joins them; blocks not yet delivered are dropped. Idempotent.
+  // Stops the workers and joins them; blocks not yet delivered are dropped. Idempotent. In a
+  // forked child it joins nothing and frees nothing (see abandon()).
   void close();
 
   int64_t num_blocks() const { return num_blocks_; }
 
  private:
-  void run_worker();
+  // Everything the workers touch. A forked child leaks it rather than destroy it: see abandon().
+  struct State {
+    std::shared_ptr<const BlockBuilder> builder;
+    int64_t num_blocks = 0;
+    int prefetch = 1;
 
-  std::shared_ptr<const BlockBuilder> builder_;
-  int64_t num_blocks_ = 0;
-  int prefetch_ = 1;
+    struct Slot {
+      int64_t block = -1;  // which block the slot holds, -1 when empty
+      Block data;
+    };
 
-  struct Slot {
-    int64_t block = -1;  // which block the slot holds, -1 when empty
-    Block data;
+    std::mutex close_mu;  // serialises close(): held while joining, so workers only shrinks under it
+    std::mutex mu;
+    std::condition_variable ready_cv;  // a slot was filled (the consumer waits)
+    std::condition_variable space_cv;  // the consumer moved on, or we stop (workers wait)
+    std::vector<Slot> slots;
+    int64_t next_to_claim = 0;
+    int64_t next_to_deliver = 0;
+    bool stopping = false;
+    std::vector<std::thread> workers;
+    State* next_abandoned = nullptr;  // the list of abandoned states (abandoned_)
+
+    void run_worker();
   };
 
-  std::mutex close_mu_;  // serialises close(): held while joining, so workers_ only shrinks under it
-  std::mutex mu_;
-  std::condition_variable ready_cv_;  // a slot was filled (the consumer waits)
-  std::condition_variable space_cv_;  // the consumer moved on, or we stop (workers wait)
-  std::vector<Slot> slots_;
-  int64_t next_to_claim_ = 0;
-  int64_t next_to_deliver_ = 0;
-  bool stopping_ = false;
-  std::vector<std::thread> workers_;
+  // In a child forked while the workers ran (or might have), they do not exist: joining them
+  // fails, and whatever they held at the fork (the mutex, a buffer pool's lock, a condition
+  // variable's count of waiters, a half-built block) stays held forever, so that destroying
+  // it would hang or abort. The child touches none of it: the state is leaked, never destroyed.
+  void abandon();
+  bool foreign() const;  // true in a process other than the one that made the pipeline
+
+  // The states this process abandoned, kept reachable so that leak checkers see them as held.
+  static std::atomic<State*> abandoned_;
+
+  std::unique_ptr<State> state_;  // null once abandoned
+  int64_t num_blocks_ = 0;
+  pid_t owner_;  // the process whose threads are the workers
 };
 
 }  // namespace fastfeed

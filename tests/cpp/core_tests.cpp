@@ -1,5 +1,6 @@
 // Tests of the C++ core on its own (no Python): `make sanitize` runs them under ASan/UBSan.
 #include <chrono>
+#include <csignal>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -14,6 +15,7 @@
 #include <thread>
 #include <vector>
 
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "common/errors.hpp"
@@ -532,6 +534,55 @@ static void buffers_outlive_their_pipeline() {
   }
 }
 
+// A child forked while a pipeline's workers run (waiting for space, or building) cannot use
+// it: next() says so, and close() and the destructor neither join threads that do not exist
+// there (std::system_error, then terminate) nor touch what they held (a hang). Blocks the
+// child holds go back without the pool's lock.
+static void pipeline_in_a_forked_child() {
+  std::vector<float> data(20000, 1.0f);
+  auto assembler = float_assembler(data, 64);
+  for (int round = 0; round < 4; ++round) {
+    auto pipe = std::make_unique<Pipeline>(
+        std::make_shared<WindowBlocks>(assembler, order_of(8, true, 1), run_of(round, 2, 3, 2)), 3, 2);
+    Block held;
+    CHECK(pipe->next(&held, std::chrono::milliseconds(5000)) == Pipeline::Status::Ready);
+    std::this_thread::sleep_for(std::chrono::milliseconds(round));  // workers waiting, or building
+    const pid_t child = ::fork();
+    if (child == 0) {
+      int code = 0;
+      try {
+        Block b;
+        pipe->next(&b, std::chrono::milliseconds(100));
+        code = 2;  // no exception: the child would wait forever for workers that are not there
+      } catch (const std::runtime_error& e) {
+        if (!contains(e.what(), "make a new Feeder in the child")) code = 3;
+      }
+      pipe->close();
+      pipe.reset();
+      held = Block{};
+      std::_Exit(code);
+    }
+    CHECK(child > 0);
+    int status = -1;
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(20);
+    while (::waitpid(child, &status, WNOHANG) == 0) {
+      if (std::chrono::steady_clock::now() > deadline) {
+        ::kill(child, SIGKILL);
+        ::waitpid(child, &status, 0);
+        std::fprintf(stderr, "pipeline_in_a_forked_child: the child hung\n");
+        break;
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    }
+    CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    // The parent's pipeline goes on as if nothing happened.
+    int64_t delivered = 1;
+    Block b;
+    while (pipe->next(&b, std::chrono::milliseconds(5000)) == Pipeline::Status::Ready) ++delivered;
+    CHECK(delivered == pipe->num_blocks());
+  }
+}
+
 // Whole sequences with several workers over virtual epochs that span passes: the workers share
 // the builder's cache of pass plans.
 static void sequence_workers_share_pass_plans() {
@@ -838,6 +889,7 @@ int main() {
   ragged_file_refuses_damage();
   pipeline_close_races_next_and_close();
   buffers_outlive_their_pipeline();
+  pipeline_in_a_forked_child();
   sequence_workers_share_pass_plans();
   block_fields_by_name();
   epoch_sizes_exact_cases();
