@@ -21,6 +21,7 @@
 #include "pipeline/pipeline.hpp"
 #include "pipeline/run_spec.hpp"
 #include "python/arrays.hpp"
+#include "python/chunk_chain.hpp"
 #include "python/pairs.hpp"
 #include "python/specs.hpp"
 #include "sequences/sequence_blocks.hpp"
@@ -460,6 +461,7 @@ PYBIND11_MODULE(_core, m) {
   bind_windows(m);
   bind_sequences(m);
   bind_pipeline(m);
+  add_chunk_chain(m);
   bind_functions(m);
   bind_cuda(m);
 }

@@ -1,6 +1,6 @@
 """Type stub for fastfeed's private native module (csrc/python/bindings.cpp)."""
 
-from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
+from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import numpy.typing as npt
@@ -211,6 +211,16 @@ class Sequences:
 # A block's arrays by name, in the order the core set them: "x", "y", "mask", "lengths",
 # "segment_ids", "position_ids", "cu_seqlens" (host batches), "starts" / "pieces" (indices_only).
 _Fields = Dict[str, np.ndarray]
+
+class ChunkChain:
+    """The items of the iterators `source` yields, in order, handed out from C; threads may
+    share it (one at a time advances `source`)."""
+
+    def __init__(self, source: Iterable[Iterable[Any]]) -> None: ...
+    def __iter__(self) -> ChunkChain: ...
+    def __next__(self) -> Any: ...
+    def fail(self, message: str) -> None:
+        """Every later next() raises RuntimeError(message); the chunk under way is dropped."""
 
 class Pipeline:
     @staticmethod

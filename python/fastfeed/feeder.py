@@ -16,6 +16,7 @@ from .run.counting import BlockCounter
 from .run.epoch import EpochRun
 from .run.handout import EpochIterator
 from .run.position import Position
+from .run.process import refuse_data_loader_workers
 from .run.state import make_state, read_state
 from .run.stats import FeedStats, StatsRecorder
 from .spec import FeedSpec, resolve_spec
@@ -276,6 +277,7 @@ class Feeder:
         """The batches of one epoch; each new iteration starts the next epoch."""
         if self._closed:
             raise RuntimeError("this Feeder is closed")
+        refuse_data_loader_workers()
         self._check_files()
         self._reload_if_grown()
         epoch, first_batch = self._position.begin()
@@ -293,8 +295,7 @@ class Feeder:
 
         Throughput, time waited for batches, queue depth, padding: exact to the batch, also in
         the middle of an epoch."""
-        pending = self._counter.pending(self._position.delivered) if self._position.running else (0, 0, 0)
-        return self._recorder.snapshot(pending=pending)
+        return self._counter.snapshot(self._position)
 
     def reset_stats(self) -> None:
         """Starts the counters again (an iteration under way goes on being counted from here)."""

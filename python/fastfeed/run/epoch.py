@@ -4,6 +4,7 @@ run per batch."""
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from typing import (
     TYPE_CHECKING,
@@ -106,8 +107,7 @@ class EpochRun:
                     for batches in mode.batches(fields, error is not None, self._finish):
                         handed = iter(batches)
                         cursor.begin_chunk(len(batches), handed)
-                        yield handed if bar is None else _counted(handed, bar)
-                        cursor.end_chunk()
+                        yield handed if bar is None else _Counted(handed, bar)
                 self.counter.close(cursor.delivered())
                 if error is not None:
                     raise FeedError(f"assembling batch {cursor.delivered()} of epoch {epoch} failed: {error}")
@@ -175,8 +175,25 @@ class EpochRun:
         return tqdm(total=self.batches_per_epoch, initial=first_batch, desc=f"epoch {epoch}", unit="batch", leave=False)
 
 
-def _counted(batches: Iterator[Batch], bar: Any) -> Iterator[Batch]:
-    """`batches`, moving a progress bar on by one after each is handed out."""
-    for batch in batches:
-        yield batch
-        bar.update(1)
+class _Counted:
+    """`batches`, moving a progress bar on by one after each is handed out (when the loop comes
+    back for the next). Python code per batch, only with progress=True; a lock rather than a
+    generator, so that threads sharing the epoch wait for each other here instead of meeting
+    "generator already executing"."""
+
+    __slots__ = ("_bar", "_batches", "_lock", "_owed")
+
+    def __init__(self, batches: Iterator[Batch], bar: Any) -> None:
+        self._batches, self._bar, self._lock, self._owed = batches, bar, threading.Lock(), False
+
+    def __iter__(self) -> _Counted:
+        return self
+
+    def __next__(self) -> Batch:
+        with self._lock:
+            if self._owed:
+                self._owed = False
+                self._bar.update(1)
+            batch = next(self._batches)
+            self._owed = True
+        return batch

@@ -134,6 +134,10 @@ class StatsRecorder:
     def batch(self, samples: int, nbytes: int) -> None:
         self.batches(1, samples, nbytes)
 
+    def counts(self) -> Tuple[int, int, int]:
+        """(batches, samples, bytes) counted so far."""
+        return self.batches_n, self.samples, self.bytes
+
     def steps(self, real: int, padded: int) -> None:
         self.real_steps += real
         self.padded_steps += padded
@@ -167,20 +171,28 @@ class StatsRecorder:
         return line
 
     def _elapsed_now(self) -> float:
-        return self.elapsed + (time.perf_counter() - self._started if self._started is not None else 0.0)
+        started = self._started  # read once: another thread may stop the clock meanwhile
+        return self.elapsed + (time.perf_counter() - started if started is not None else 0.0)
 
-    def snapshot(self, dropped_steps: int = 0, pending: Tuple[int, int, int] = (0, 0, 0)) -> FeedStats:
+    def snapshot(
+        self,
+        dropped_steps: int = 0,
+        pending: Tuple[int, int, int] = (0, 0, 0),
+        counts: Optional[Tuple[int, int, int]] = None,
+    ) -> FeedStats:
         """The counters as FeedStats; `pending` adds (batches, samples, bytes) handed out from a
-        block that is not counted yet (the Feeder counts a block when it is done with it)."""
+        block that is not counted yet (the Feeder counts a block when it is done with it), to
+        `counts`, the counts() read at the same moment (default: read now)."""
+        counted = self.counts() if counts is None else counts
         elapsed = self._elapsed_now()
         n = min(self._n_blocks, _RING)
-        counts = self._block_batches[:n]
+        per_block = self._block_batches[:n]
         # Per batch: a block's first batch waited `wait`, its other batches not at all.
-        waits = np.concatenate([self._waits[:n], np.zeros(int(counts.sum()) - n)])
-        builds = np.repeat(self._builds[:n], counts)
+        waits = np.concatenate([self._waits[:n], np.zeros(int(per_block.sum()) - n)])
+        builds = np.repeat(self._builds[:n], per_block)
         total_steps = self.real_steps + self.padded_steps
         per_s = (lambda v: v / elapsed) if elapsed > 0 else (lambda v: 0.0)
-        batches, samples, nbytes = self.batches_n + pending[0], self.samples + pending[1], self.bytes + pending[2]
+        batches, samples, nbytes = (c + p for c, p in zip(counted, pending))
         return FeedStats(
             batches=batches,
             samples=samples,
