@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <new>
 #include <stdexcept>
 #include <string>
 
@@ -26,6 +27,10 @@ Block build_timed(const BlockBuilder& builder, int64_t k) {
   Block b;
   try {
     b = builder.build(k);
+  } catch (const std::bad_alloc&) {
+    b = Block{};
+    b.failed_at = 0;
+    b.error = "out of memory for the block's buffers (std::bad_alloc): use smaller batches or a lower prefetch";
   } catch (const std::exception& e) {
     b = Block{};
     b.failed_at = 0;

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cstring>
+#include <new>
 #include <stdexcept>
 #include <string>
 
@@ -129,6 +130,9 @@ Block SequenceBlocks::build(int64_t k) const {
     } else {
       fill(layout, b);
     }
+  } catch (const std::bad_alloc&) {
+    b.error = "out of memory for the batch's buffers (std::bad_alloc): use smaller batches or a lower prefetch";
+    if (b.failed_at < 0) b.failed_at = 0;
   } catch (const std::exception& e) {
     b.error = e.what();
     if (b.failed_at < 0) b.failed_at = 0;
