@@ -7,7 +7,7 @@ two disagree, this file is right. It never imports the core.
 
 from __future__ import annotations
 
-from typing import Any, List, Optional, Tuple, cast
+from typing import Any, Dict, List, Optional, Tuple, cast
 
 import numpy as np
 
@@ -69,6 +69,16 @@ def shuffled_positions(n: int, seed: int, epoch: int, positions: np.ndarray) -> 
 # ----- windows -----------------------------------------------------------------------------
 
 
+def series_range(length: int, start_index: int = 0, end_index: Optional[int] = None) -> Tuple[int, int]:
+    """The steps [lo, hi) of a series of `length` steps that its windows may read.
+
+    As in Python slicing: a negative index counts from the series' end (length + v), values
+    are then clipped into [0, length], and end_index None is the length."""
+    lo = start_index + length if start_index < 0 else start_index
+    hi = length if end_index is None else (end_index + length if end_index < 0 else end_index)
+    return min(max(lo, 0), length), min(max(hi, 0), length)
+
+
 def window_starts(
     lengths: List[int],
     window: int,
@@ -80,20 +90,45 @@ def window_starts(
 ) -> List[Tuple[int, int]]:
     """(series, start) of every sample, series by series, start by start.
 
-    A window starting at t exists iff t + (window - 1 + horizon) * sampling_rate <= end - 1,
-    where end is end_index or the series' length, and t = start_index + k * stride.
-    """
+    A window starting at t exists iff t + (window - 1 + horizon) * sampling_rate <= hi - 1,
+    where t = lo + k * stride and [lo, hi) = series_range(length, start_index, end_index).
+    `horizon` is how far the sample reads past the window's last step, in steps of
+    sampling_rate: the horizon, or the target shift."""
     out = []
     for s, length in enumerate(lengths):
-        end = length if end_index is None else min(end_index, length)
-        t = start_index
-        while t + (window - 1 + horizon) * sampling_rate <= end - 1:
+        lo, hi = series_range(length, start_index, end_index)
+        t = lo
+        while t + (window - 1 + horizon) * sampling_rate <= hi - 1:
             out.append((s, t))
             t += stride
     return out
 
 
+def input_steps(t: int, window: int, sampling_rate: int = 1) -> np.ndarray:
+    """The steps a window starting at t reads for its inputs (and covariates): t + j*r, j < w."""
+    return t + sampling_rate * np.arange(window, dtype=np.int64)
+
+
+def target_steps(
+    t: int, window: int, sampling_rate: int = 1, horizon: int = 0, target_shift: Optional[int] = None
+) -> np.ndarray:
+    """The target steps of the window starting at t: t + (w-1+j)*r, j = 1..horizon, or, with
+    target_shift k, t + (j+k)*r, j = 0..w-1."""
+    if target_shift is not None:
+        return t + sampling_rate * (np.arange(window, dtype=np.int64) + target_shift)
+    return t + sampling_rate * (window - 1 + np.arange(1, horizon + 1, dtype=np.int64))
+
+
+def known_steps(t: int, window: int, sampling_rate: int = 1, lead: int = 0) -> np.ndarray:
+    """The steps of `known` for the window starting at t: its own, then every step up to its
+    last target (`lead` = the horizon or target shift): t + j*r, j = 0..w-1+lead."""
+    return t + sampling_rate * np.arange(window + lead, dtype=np.int64)
+
+
 # ----- dtype conversion and normalisation ----------------------------------------------
+
+FLOATING = ("float16", "float32", "float64", "bfloat16")
+NORMALIZED_FIELDS = ("x", "covariates", "known")  # the fields `normalize` may apply to
 
 
 def to_bfloat16_bits(x: np.ndarray) -> np.ndarray:
@@ -109,22 +144,158 @@ def convert(x: np.ndarray, dtype: str, mean: Any = None, std: Any = None) -> np.
     """Casts like NumPy's astype; with (mean, std) standardises in float64 first.
     bfloat16 results come as uint16 bit patterns."""
     if mean is not None:
-        x = (x.astype(np.float64) - mean) / std
+        with np.errstate(invalid="ignore", over="ignore"):
+            x = (x.astype(np.float64) - mean) / std
     if dtype == "bfloat16":
         return to_bfloat16_bits(x)
-    return x.astype(dtype)
+    with np.errstate(invalid="ignore", over="ignore"):
+        return x.astype(dtype)
+
+
+def finite_mask(a: np.ndarray) -> np.ndarray:
+    """True where a value is finite (integers and bools are always finite)."""
+    a = np.asarray(a)
+    return np.isfinite(a) if a.dtype.kind in "fc" else np.ones(a.shape, dtype=bool)
+
+
+def all_finite(a: np.ndarray) -> bool:
+    """No NaN or Inf (integers and bools are always finite)."""
+    return bool(finite_mask(a).all())
 
 
 def standard_stats(
-    series: List[np.ndarray], start_index: int = 0, end_index: Optional[int] = None, finite_rows_only: bool = False
+    series: List[np.ndarray],
+    start_index: int = 0,
+    end_index: Optional[int] = None,
+    *,
+    field: str = "x",
+    check_finite: Any = False,
 ) -> Tuple[np.ndarray, np.ndarray]:
-    """Per-feature mean and population std over steps [start_index, end_index) of all series
-    (only the steps without NaN/Inf with `finite_rows_only`); a std of 0 becomes 1."""
-    steps = np.concatenate([np.asarray(s)[start_index:end_index] for s in series]).astype(np.float64)
-    if finite_rows_only:
-        steps = steps[np.isfinite(steps.reshape(len(steps), -1)).all(axis=1)]
-    mean, std = steps.mean(axis=0), steps.std(axis=0)
-    return mean, np.where(std > 0, std, 1.0)
+    """Per-element (feature) mean and population std, in float64, over steps [lo_i, hi_i) of
+    every series i (series_range), counting only the element's finite values.
+
+    A std of 0 becomes 1; an element without any finite value gets mean 0 and std 1. Unless
+    check_finite is "skip" or "mask", a non-finite value there is a ValueError naming `field`,
+    the series and the step."""
+    feat = np.asarray(series[0]).shape[1:]
+    width = int(np.prod(feat, dtype=np.int64))
+    parts = [np.zeros((0, width))]
+    for i, s in enumerate(series):
+        lo, hi = series_range(len(s), start_index, end_index)
+        part = np.asarray(s[lo:hi])
+        bad = ~finite_mask(part)
+        if check_finite not in ("skip", "mask") and bad.any():
+            where = tuple(int(v) for v in np.argwhere(bad)[0])
+            raise ValueError(
+                f"normalize='standard' on {field}: series {i} holds {part[where]} at step {lo + where[0]}"
+                f"{' (element ' + str(where[1:]) + ')' if len(where) > 1 else ''}; "
+                "check_finite='skip' or 'mask' computes the statistics from the finite values"
+            )
+        parts.append(part.astype(np.float64).reshape(len(part), width))
+    steps = np.concatenate(parts)
+    mean = np.zeros(steps.shape[1])
+    std = np.ones(steps.shape[1])
+    for e in range(steps.shape[1]):
+        column = steps[:, e]
+        column = column[np.isfinite(column)]
+        if len(column):
+            mean[e] = column.mean()
+            std[e] = column.std()
+    std = np.where(std > 0, std, 1.0)
+    return mean.reshape(feat), std.reshape(feat)
+
+
+def normalize_plan(normalize: Any, given: Tuple[str, ...] = ("x",)) -> Dict[str, Any]:
+    """Which of the `given` fields `normalize` applies to, and how ("standard" or (mean, std)).
+
+    None: none; "standard": every given field among x, covariates and known; a pair
+    (mean, std): x only; a dict {"x" | "covariates" | "known": "standard" | (mean, std) | None}:
+    the fields it names with a value other than None."""
+    if normalize is None:
+        return {}
+    if isinstance(normalize, str):
+        if normalize != "standard":
+            raise ValueError(f"normalize must be 'standard', (mean, std) or a dict, got {normalize!r}")
+        return {f: "standard" for f in NORMALIZED_FIELDS if f in given}
+    if isinstance(normalize, dict):
+        unknown = [k for k in normalize if k not in NORMALIZED_FIELDS]
+        if unknown:
+            raise ValueError(f"normalize: unknown field(s) {unknown}; the fields are {list(NORMALIZED_FIELDS)}")
+        plan = {}
+        for name, how in normalize.items():
+            if how is None:
+                continue
+            if name not in given:
+                raise ValueError(f"normalize names {name!r}, but {name}= is not given")
+            if isinstance(how, str) and how != "standard":
+                raise ValueError(f"normalize[{name!r}] must be 'standard' or (mean, std), got {how!r}")
+            plan[name] = how
+        return plan
+    return {"x": normalize}
+
+
+def field_stats(
+    series: List[np.ndarray],
+    how: Any,
+    start_index: int = 0,
+    end_index: Optional[int] = None,
+    field: str = "x",
+    check_finite: Any = False,
+) -> Tuple[np.ndarray, np.ndarray]:
+    """(mean, std) of one field, float64 in its feature shape: standard_stats for "standard",
+    or a user's (mean, std) broadcast to the feature shape."""
+    if isinstance(how, str):
+        return standard_stats(series, start_index, end_index, field=field, check_finite=check_finite)
+    feat = np.asarray(series[0]).shape[1:]
+    return (
+        np.broadcast_to(np.asarray(how[0], np.float64), feat),
+        np.broadcast_to(np.asarray(how[1], np.float64), feat),
+    )
+
+
+def normalization_stats(
+    source: Any,
+    normalize: Any,
+    *,
+    covariates: Any = None,
+    known: Any = None,
+    start_index: int = 0,
+    end_index: Optional[int] = None,
+    check_finite: Any = False,
+) -> Dict[str, Tuple[np.ndarray, np.ndarray]]:
+    """(mean, std) per normalised field ("x", "covariates", "known"), float64 arrays in the
+    field's feature shape: what a Feeder with these arguments reports as `normalization`.
+
+    Fields are given as window_batches takes them (an array, or a list for a list source)."""
+    single = not isinstance(source, (list, tuple))
+    fields = {"x": _series_of(source, single)}
+    if covariates is not None:
+        fields["covariates"] = _series_of(covariates, single)
+    if known is not None:
+        fields["known"] = _series_of(known, single)
+    plan = normalize_plan(normalize, tuple(fields))
+    return {
+        name: field_stats(fields[name], how, start_index, end_index, name, check_finite) for name, how in plan.items()
+    }
+
+
+def window_scale(x: np.ndarray, how: str) -> Tuple[np.ndarray, Optional[np.ndarray]]:
+    """(scale, loc) per window and feature of windows x (B, w, *feat), float64 (B, *feat), over
+    each window's finite values: "mean": scale = mean |v| and loc None; "standard": loc = mean,
+    scale = population std. A scale of 0 becomes 1 (loc stays the mean); a window and feature
+    without any finite value gets scale 1 (and loc 0)."""
+    v = np.asarray(x).astype(np.float64)
+    ok = finite_mask(x)
+    n = ok.sum(axis=1)
+    counted = np.maximum(n, 1)
+    with np.errstate(invalid="ignore"):
+        if how == "mean":
+            scale = np.where(ok, np.abs(v), 0.0).sum(axis=1) / counted
+            loc = None
+        else:
+            loc = np.where(ok, v, 0.0).sum(axis=1) / counted
+            scale = np.sqrt(np.where(ok, (v - loc[:, None]) ** 2, 0.0).sum(axis=1) / counted)
+    return np.where((scale > 0) & (n > 0), scale, 1.0), loc
 
 
 # ----- ranks and virtual epochs ------------------------------------------------------------
@@ -153,6 +324,179 @@ def epoch_stream(epoch: int, per_rank: int, count: int, steps: Optional[int]) ->
 # ----- whole epochs of windows -------------------------------------------------------------
 
 
+def window_batches(
+    source: Any,
+    *,
+    window: int,
+    horizon: Optional[int] = None,
+    targets: Any = None,
+    target_shift: Optional[int] = None,
+    covariates: Any = None,
+    known: Any = None,
+    static: Any = None,
+    with_index: bool = False,
+    sampling_rate: int = 1,
+    stride: int = 1,
+    start_index: int = 0,
+    end_index: Optional[int] = None,
+    batch_size: int = 1,
+    shuffle: bool = False,
+    seed: int = 0,
+    epoch: int = 0,
+    drop_last: bool = False,
+    dtype: Optional[str] = None,
+    normalize: Any = None,
+    scale: Optional[str] = None,
+    rank: int = 0,
+    world_size: int = 1,
+    steps_per_epoch: Optional[int] = None,
+    check_finite: Any = False,
+) -> List[Dict[str, np.ndarray]]:
+    """Every batch of one epoch of windows, as a dict of the fields that are set: what a Feeder
+    with the same arguments yields (`batch.as_dict()`). `dtype` is a dtype name ("float32",
+    "bfloat16", ...); bfloat16 values come as uint16 bit patterns.
+
+    Fields: "x" always; "y" with targets; "covariates", "known", "static"; "series" and "start"
+    with `with_index`; "scale" (and "loc") with `scale`; "observed" (and "y_observed") with
+    check_finite="mask". `source` is an array (T, *feat) (or a .npy path) or a list of them;
+    `targets`, `covariates` and `known` are aligned step for step with it; `static` holds one
+    row per series."""
+    if check_finite not in (False, True, "raise", "skip", "mask"):
+        raise ValueError(f"check_finite must be False, 'raise', 'skip' or 'mask', got {check_finite!r}")
+    if scale not in (None, "mean", "standard"):
+        raise ValueError(f"scale must be None, 'mean' or 'standard', got {scale!r}")
+    single = not isinstance(source, (list, tuple))
+    series = _series_of(source, single)
+    target_series = series if targets is None else _series_of(targets, single)
+    fields = {"x": series}  # the fields read step for step, as lists of series
+    if covariates is not None:
+        fields["covariates"] = _series_of(covariates, single)
+    if known is not None:
+        fields["known"] = _series_of(known, single)
+    static_rows = None if static is None else np.asarray(static)
+
+    horizon, lead = _reach(horizon, target_shift, targets is not None)
+    has_y = lead > 0
+
+    plan = normalize_plan(normalize, tuple(fields))
+    if scale is not None and "x" in plan:
+        raise ValueError("scale and normalize on x exclude each other: normalize x, or scale each window")
+    stats = {
+        name: field_stats(fields[name], how, start_index, end_index, name, check_finite) for name, how in plan.items()
+    }
+    x_dtype, y_dtype = _output_dtypes(
+        series[0].dtype.name, dtype, stats.get("x"), None if targets is None else target_series[0].dtype.name
+    )
+    y_stats = stats.get("x") if targets is None else None  # targets from the source share x's statistics
+    dtypes = {name: _field_dtype(fields[name][0].dtype.name, dtype, name in stats) for name in fields}
+    dtypes["x"] = x_dtype
+    if static_rows is not None:
+        dtypes["static"] = _field_dtype(static_rows.dtype.name, dtype, False)
+
+    def reads(s: int, t: int) -> Dict[str, np.ndarray]:
+        """The source values the sample (s, t) reads, per field."""
+        steps = input_steps(t, window, sampling_rate)
+        out = {"x": series[s][steps]}
+        if has_y:
+            out["y"] = target_series[s][target_steps(t, window, sampling_rate, horizon, target_shift)]
+        if "covariates" in fields:
+            out["covariates"] = fields["covariates"][s][steps]
+        if "known" in fields:
+            out["known"] = fields["known"][s][known_steps(t, window, sampling_rate, lead)]
+        if static_rows is not None:
+            out["static"] = static_rows[s]
+        return out
+
+    starts = window_starts([len(s) for s in series], window, sampling_rate, stride, lead, start_index, end_index)
+    if check_finite == "skip":  # drop the samples that read a NaN or Inf in any field
+        starts = [(s, t) for s, t in starts if all(all_finite(v) for v in reads(s, t).values())]
+    share = rank_share(len(starts), rank, world_size, drop_last, unit=batch_size)
+    per_rank = len(share)
+    if steps_per_epoch is None:
+        count = per_rank // batch_size * batch_size if drop_last else per_rank
+    else:
+        count = steps_per_epoch * batch_size
+    stream = epoch_stream(epoch, per_rank, count, steps_per_epoch)
+
+    orders = {}
+
+    def sample_at(pass_: int, q: int) -> int:
+        if pass_ not in orders:
+            orders[pass_] = permutation(len(starts), seed, pass_) if shuffle else np.arange(len(starts))
+        return int(orders[pass_][share[q]])
+
+    out = []
+    for b in range(0, count, batch_size):
+        samples = [starts[sample_at(pass_, q)] for pass_, q in stream[b : b + batch_size]]
+        read = [reads(s, t) for s, t in samples]
+        raw = {name: np.stack([r[name] for r in read]) for name in read[0]}
+        if check_finite in (True, "raise"):
+            _refuse_non_finite(raw, samples)
+        out.append(
+            _window_batch(
+                raw, samples, dtypes, y_dtype, stats, y_stats, targets is None, scale, check_finite, with_index
+            )
+        )
+    return out
+
+
+def _window_batch(
+    raw: Dict[str, np.ndarray],
+    samples: List[Tuple[int, int]],
+    dtypes: Dict[str, str],
+    y_dtype: str,
+    stats: Dict[str, Tuple[np.ndarray, np.ndarray]],
+    y_stats: Optional[Tuple[np.ndarray, np.ndarray]],
+    y_from_source: bool,
+    scale: Optional[str],
+    check_finite: Any,
+    with_index: bool,
+) -> Dict[str, np.ndarray]:
+    """One batch's fields from the source values its samples read (`raw`, per field)."""
+    batch: Dict[str, np.ndarray] = {}
+    if scale is not None:  # per window and feature, from the window's own inputs
+        window_sc, window_loc = window_scale(raw["x"], scale)
+        loc = np.zeros_like(window_sc) if window_loc is None else window_loc
+        batch["x"] = convert(raw["x"], dtypes["x"], loc[:, None], window_sc[:, None])
+        if "y" in raw:
+            batch["y"] = (
+                convert(raw["y"], y_dtype, loc[:, None], window_sc[:, None])
+                if y_from_source
+                else convert(raw["y"], y_dtype)
+            )
+    else:
+        batch["x"] = convert(raw["x"], dtypes["x"], *stats.get("x", (None, None)))
+        if "y" in raw:
+            batch["y"] = convert(raw["y"], y_dtype, *(y_stats or (None, None)))
+    for name in ("covariates", "known", "static"):
+        if name in raw:
+            batch[name] = convert(raw[name], dtypes[name], *stats.get(name, (None, None)))
+    if check_finite == "mask":  # non-finite source values become 0, and are marked unobserved
+        for name in ("x", "y", "covariates", "known", "static"):
+            if name in raw:
+                batch[name][~finite_mask(raw[name])] = 0
+        batch["observed"] = finite_mask(raw["x"])
+        if "y" in raw:
+            batch["y_observed"] = finite_mask(raw["y"])
+    if with_index:
+        batch["series"] = np.array([s for s, _ in samples], dtype=np.int64)
+        batch["start"] = np.array([t for _, t in samples], dtype=np.int64)
+    if scale is not None:
+        batch["scale"] = window_sc.astype(np.float32)
+        if window_loc is not None:
+            batch["loc"] = window_loc.astype(np.float32)
+    return batch
+
+
+def _refuse_non_finite(raw: Dict[str, np.ndarray], samples: List[Tuple[int, int]]) -> None:
+    """check_finite="raise": a ValueError naming the field and sample of the first NaN or Inf."""
+    for name, values in raw.items():
+        bad = ~finite_mask(values)
+        if bad.any():
+            s, t = samples[int(np.argwhere(bad)[0][0])]
+            raise ValueError(f"check_finite='raise': {name} of the window at series {s}, start {t} holds a NaN or Inf")
+
+
 def batches(
     source: Any,
     *,
@@ -175,78 +519,67 @@ def batches(
     steps_per_epoch: Optional[int] = None,
     check_finite: Any = False,
 ) -> List[Tuple[np.ndarray, Optional[np.ndarray]]]:
-    """Every batch of one epoch as (x, y) NumPy arrays: what a Feeder with the same arguments
-    yields. `dtype` is a dtype name ("float32", "bfloat16", ...)."""
-    single = not isinstance(source, (list, tuple))
-    series = [np.load(source, mmap_mode="r") if isinstance(source, str) else source] if single else list(source)
-    series = [np.asarray(s) for s in series]
-    if targets is None:
-        horizon = 0 if horizon is None else horizon
-        target_series = series
-    else:
-        horizon = 1 if horizon is None else horizon
-        target_series = [np.asarray(targets)] if single else [np.asarray(t) for t in targets]
-
-    x_dtype, y_dtype = _output_dtypes(
-        series[0].dtype.name, dtype, normalize, None if targets is None else target_series[0].dtype.name
+    """Every batch of one epoch as (x, y) NumPy arrays (y None without targets): window_batches'
+    x and y fields."""
+    made = window_batches(
+        source,
+        window=window,
+        horizon=horizon,
+        targets=targets,
+        sampling_rate=sampling_rate,
+        stride=stride,
+        start_index=start_index,
+        end_index=end_index,
+        batch_size=batch_size,
+        shuffle=shuffle,
+        seed=seed,
+        epoch=epoch,
+        drop_last=drop_last,
+        dtype=dtype,
+        normalize=normalize,
+        rank=rank,
+        world_size=world_size,
+        steps_per_epoch=steps_per_epoch,
+        check_finite=check_finite,
     )
-    mean, std = _normalization(series, normalize, start_index, end_index, check_finite == "skip")
-    y_mean, y_std = (mean, std) if targets is None else (None, None)
-
-    starts = window_starts([len(s) for s in series], window, sampling_rate, stride, horizon, start_index, end_index)
-    if check_finite == "skip":  # drop the samples whose inputs or targets touch a NaN or Inf
-
-        def touches_bad(s: int, t: int) -> bool:
-            last = t + (window - 1) * sampling_rate
-            return not (
-                all_finite(series[s][t : last + 1 : sampling_rate])
-                and all_finite(
-                    target_series[s][last + sampling_rate : last + horizon * sampling_rate + 1 : sampling_rate]
-                )
-            )
-
-        starts = [(s, t) for s, t in starts if not touches_bad(s, t)]
-    share = rank_share(len(starts), rank, world_size, drop_last, unit=batch_size)
-    per_rank = len(share)
-    if steps_per_epoch is None:
-        count = per_rank // batch_size * batch_size if drop_last else per_rank
-    else:
-        count = steps_per_epoch * batch_size
-    stream = epoch_stream(epoch, per_rank, count, steps_per_epoch)
-
-    orders = {}
-
-    def sample_at(pass_: int, q: int) -> int:
-        if pass_ not in orders:
-            orders[pass_] = permutation(len(starts), seed, pass_) if shuffle else np.arange(len(starts))
-        return int(orders[pass_][share[q]])
-
-    out = []
-    for b in range(0, count, batch_size):
-        xs, ys = [], []
-        for pass_, q in stream[b : b + batch_size]:
-            s, t = starts[sample_at(pass_, q)]
-            last = t + (window - 1) * sampling_rate
-            xs.append(series[s][t : last + 1 : sampling_rate])
-            ys.append(target_series[s][last + sampling_rate : last + horizon * sampling_rate + 1 : sampling_rate])
-        x = convert(np.stack(xs), x_dtype, mean, std)
-        y = convert(np.stack(ys), y_dtype, y_mean, y_std) if horizon > 0 else None
-        out.append((x, y))
-    return out
+    return [(d["x"], d.get("y")) for d in made]
 
 
-def all_finite(a: np.ndarray) -> bool:
-    """No NaN or Inf (integers and bools are always finite)."""
-    a = np.asarray(a)
-    return a.dtype.kind != "f" or bool(np.isfinite(a).all())
+def _series_of(field: Any, single: bool) -> List[np.ndarray]:
+    """A field as a list of series: [the array] for a single-series source (a str is a .npy
+    path, memory-mapped), else the list's arrays."""
+    items = [field] if single else list(field)
+    return [np.load(a, mmap_mode="r") if isinstance(a, str) else np.asarray(a) for a in items]
+
+
+def _reach(horizon: Optional[int], target_shift: Optional[int], has_targets: bool) -> Tuple[int, int]:
+    """(horizon, lead): the horizon (0 without one) and how many steps of sampling_rate past a
+    window's last step a sample reads (the horizon, or the target shift)."""
+    if target_shift is not None:
+        if horizon:
+            raise ValueError("target_shift replaces horizon: pass one of them")
+        if target_shift < 1:
+            raise ValueError(f"target_shift must be >= 1, got {target_shift}")
+        return 0, target_shift
+    h = (1 if has_targets else 0) if horizon is None else horizon
+    return h, h
 
 
 def _output_dtypes(src: str, dtype: Optional[str], normalize: Any, target: Optional[str]) -> Tuple[str, str]:
-    floating = ("float16", "float32", "float64", "bfloat16")
-    x_dtype = dtype or ("float32" if normalize is not None and src not in floating else src)
+    """(x dtype, y dtype): `normalize` is what applies to x (None for nothing); `target` the
+    dtype of explicit targets (None when the targets are the source)."""
+    x_dtype = dtype or ("float32" if normalize is not None and src not in FLOATING else src)
     if target is None:
         return x_dtype, x_dtype
-    return x_dtype, (x_dtype if dtype is not None and target in floating and x_dtype in floating else target)
+    return x_dtype, (x_dtype if dtype is not None and target in FLOATING and x_dtype in FLOATING else target)
+
+
+def _field_dtype(src: str, dtype: Optional[str], normalized: bool) -> str:
+    """The output dtype of covariates, known or static: a normalised field is `dtype`, else its
+    source's dtype when floating, else float32; any other follows `dtype` only when floating."""
+    if normalized:
+        return dtype or (src if src in FLOATING else "float32")
+    return dtype if dtype is not None and src in FLOATING else src
 
 
 def _normalization(
@@ -254,17 +587,13 @@ def _normalization(
     normalize: Any,
     start_index: int = 0,
     end_index: Optional[int] = None,
-    finite_rows_only: bool = False,
+    check_finite: Any = False,
 ) -> Tuple[Optional[np.ndarray], Optional[np.ndarray]]:
-    if normalize is None:
+    """(mean, std) of the inputs `series` under `normalize`, or (None, None)."""
+    how = normalize_plan(normalize).get("x")
+    if how is None:
         return None, None
-    if isinstance(normalize, str):
-        return standard_stats(series, start_index, end_index, finite_rows_only)
-    feat = series[0].shape[1:]
-    return (
-        np.broadcast_to(np.asarray(normalize[0], np.float64), feat),
-        np.broadcast_to(np.asarray(normalize[1], np.float64), feat),
-    )
+    return field_stats(series, how, start_index, end_index, "x", check_finite)
 
 
 # ----- whole sequences ---------------------------------------------------------------------
@@ -383,7 +712,7 @@ def sequence_batches(
         steps = [np.asarray(t) for t in targets]
     elif targets is not None:
         labels = np.asarray(targets)
-    mean, std = _normalization(seqs, normalize, finite_rows_only=check_finite == "skip")
+    mean, std = _normalization(seqs, normalize, check_finite=check_finite)
     if check_finite == "skip":  # drop the sequences holding a NaN or Inf (inputs, step targets or label)
         keep = [
             i
