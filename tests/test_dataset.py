@@ -672,7 +672,7 @@ def test_feeder_refuses_datasets_it_cannot_feed(tmp_path):
     with pytest.raises(ValueError, match="holds no sequences"):
         Feeder(str(tmp_path / "e"), window=1)
     write_dataset(tmp_path / "s", [np.zeros(2), np.zeros(0)])
-    with pytest.raises(ValueError, match=r"longer than every series \(the longest has 2 steps\)"):
+    with pytest.raises(ValueError, match=r"longer than every series' range \(the longest range holds 2 steps"):
         Feeder(str(tmp_path / "s"), window=3)
     with pytest.raises(ValueError, match="a dataset directory is a source on its own"):
         Feeder([np.zeros(3), str(tmp_path / "s")], window=1)

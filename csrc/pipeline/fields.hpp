@@ -12,6 +12,12 @@ namespace fastfeed::field {
 inline constexpr std::string_view kX = "x", kY = "y", kMask = "mask", kLengths = "lengths",
                                   kSegmentIds = "segment_ids", kPositionIds = "position_ids",
                                   kCuSeqlens = "cu_seqlens";
+// Beside windows (each optional): covariates (B, window, *cfeat), known (B, window + lookahead,
+// *kfeat), static (B, *sfeat), series and start (B,) int64, observed and y_observed (bool,
+// the shapes of x and y, with check_finite="mask"), scale and loc (B, *feat) float32.
+inline constexpr std::string_view kCovariates = "covariates", kKnown = "known", kStatic = "static",
+                                  kSeries = "series", kStart = "start", kObserved = "observed",
+                                  kYObserved = "y_observed", kScale = "scale", kLoc = "loc";
 // Indices only, for a source kept whole on a GPU: windows carry each sample's flat start
 // (n,) int64 instead of x and y; sequences carry the pieces table (n_pieces, 6) int64 (row,
 // col, sequence, first step, steps, segment; not per row) instead of x, mask and the ids.

@@ -19,6 +19,9 @@ struct OutputSpec {
   // whole sequences never normalise their targets or labels.
   Normalization y_norm;
   bool check_finite = false;   // a NaN or Inf in a sample's steps fails that sample
+  // check_finite="mask": a NaN or Inf is written as 0, and the finite values are marked in the
+  // x and y fields' "observed" masks.
+  bool mask_non_finite = false;
   std::vector<int64_t> x_feat;  // the feature shape of one input step (x_dtype elements)
   std::vector<int64_t> y_feat;  // of one target step, or of one label
 };

@@ -115,9 +115,16 @@ void bind_specs(py::module_& m) {
       .def_readwrite("horizon", &WindowSpec::horizon)
       .def_readwrite("start_index", &WindowSpec::start_index)
       .def_readwrite("end_index", &WindowSpec::end_index)
+      .def_readwrite("target_shift", &WindowSpec::target_shift)
       .def_property_readonly("span", &WindowSpec::span,
-                             "Steps from a window's first input to its last target: (window - 1 + horizon) * "
-                             "sampling_rate + 1.");
+                             "Steps from a window's first input to its last target: (window - 1 + horizon or "
+                             "target_shift) * sampling_rate + 1.");
+  m.attr("SERIES_END") = kSeriesEnd;
+
+  auto field_output = bind_spec<FieldOutput>(m, "FieldOutput");
+  def_dtype(field_output, "dtype", &FieldOutput::dtype);
+  def_normalization(field_output, "mean", "std", &FieldOutput::norm);
+  field_output.def_readwrite("feat", &FieldOutput::feat);
 
   auto output = bind_spec<OutputSpec>(m, "OutputSpec");
   def_dtype(output, "x_dtype", &OutputSpec::x_dtype);
@@ -126,7 +133,8 @@ void bind_specs(py::module_& m) {
   def_normalization(output, "y_mean", "y_std", &OutputSpec::y_norm);
   output.def_readwrite("x_feat", &OutputSpec::x_feat)
       .def_readwrite("y_feat", &OutputSpec::y_feat)
-      .def_readwrite("check_finite", &OutputSpec::check_finite);
+      .def_readwrite("check_finite", &OutputSpec::check_finite)
+      .def_readwrite("mask_non_finite", &OutputSpec::mask_non_finite);
 
   bind_spec<OrderSpec>(m, "OrderSpec")
       .def_readwrite("shuffle", &OrderSpec::shuffle)
@@ -217,10 +225,38 @@ void bind_sources(py::module_& m) {
 void bind_windows(py::module_& m) {
   py::class_<Assembler, std::shared_ptr<Assembler>>(m, "Assembler")
       .def(py::init([](const py::list& inputs, const py::list& targets, const WindowSpec& window,
-                       const OutputSpec& output) {
-             return std::make_shared<Assembler>(to_series_list(inputs), to_series_list(targets), window, output);
+                       const OutputSpec& output, const py::object& covariates, const FieldOutput& covariates_output,
+                       const py::object& known, const FieldOutput& known_output, const py::object& statics,
+                       const FieldOutput& static_output, bool with_index, const std::string& scale) {
+             WindowExtras extras;
+             if (!covariates.is_none()) extras.covariates = to_series_list(covariates.cast<py::list>());
+             if (!known.is_none()) extras.known = to_series_list(known.cast<py::list>());
+             if (!statics.is_none()) extras.statics = {to_series(statics)};
+             extras.covariates_out = covariates_output;
+             extras.known_out = known_output;
+             extras.static_out = static_output;
+             extras.with_index = with_index;
+             if (scale == "mean") extras.scaling = Scaling::Mean;
+             else if (scale == "standard") extras.scaling = Scaling::Standard;
+             else if (!scale.empty()) throw ArgumentError("scale must be '', 'mean' or 'standard', got '" + scale + "'");
+             return std::make_shared<Assembler>(to_series_list(inputs), to_series_list(targets), window, output,
+                                                std::move(extras));
            }),
-           py::arg("inputs"), py::arg("targets"), py::arg("window"), py::arg("output"))
+           py::arg("inputs"), py::arg("targets"), py::arg("window"), py::arg("output"), py::kw_only(),
+           py::arg("covariates") = py::none(), py::arg("covariates_output") = FieldOutput{},
+           py::arg("known") = py::none(), py::arg("known_output") = FieldOutput{}, py::arg("static") = py::none(),
+           py::arg("static_output") = FieldOutput{}, py::arg("with_index") = false, py::arg("scale") = "",
+           "Cuts windows of `inputs`; `targets` (aligned, or the inputs themselves) are read when the window "
+           "spec has targets. The keywords add the optional fields: covariates and known (lists aligned with "
+           "inputs), static (one row per series), with_index (series and start) and scale ('mean' or "
+           "'standard': per-window scaling of the inputs and of targets that are the inputs).")
+      .def_property_readonly("layouts", [](const Assembler& a) {
+        py::list out;
+        for (const FieldLayout& l : a.layouts()) {
+          out.append(py::make_tuple(l.name, std::string(dtype_name(l.dtype)), l.tail, l.sample_bytes));
+        }
+        return out;
+      }, "(name, dtype, shape after the rows axis, bytes per sample) of each array a block carries.")
       .def_property_readonly("num_samples", &Assembler::num_samples)
       .def_property_readonly("num_excluded", &Assembler::num_excluded)
       .def_property_readonly("span", &Assembler::span)
@@ -228,8 +264,10 @@ void bind_windows(py::module_& m) {
       .def("files_changed", [](const Assembler& a) { return a.files().check_now(); },
            py::call_guard<py::gil_scoped_release>(),
            "What happened to a mapped source file since it was mapped (gone, replaced, shrunk), or ''.")
-      .def("exclude_touching", &Assembler::exclude_touching, py::arg("bad_inputs"), py::arg("bad_targets"),
-           "Drops the samples touching the given steps (per series); call before any Pipeline uses it.");
+      .def("exclude_non_finite", &Assembler::exclude_non_finite, py::arg("threads"),
+           py::call_guard<py::gil_scoped_release>(),
+           "Drops the samples that read a NaN or Inf in any field (one scan with `threads` threads); call before "
+           "any Pipeline uses it.");
 }
 
 void bind_sequences(py::module_& m) {
@@ -342,17 +380,19 @@ void bind_functions(py::module_& m) {
         "Per series, the steps holding a NaN or Inf (one parallel pass over the data).");
 
   m.def("moments",
-        [](const py::list& series, int64_t start, int64_t end, bool finite_rows_only) {
+        [](const py::list& series, int64_t start, int64_t end, bool skip_non_finite) {
           std::vector<Series> s = to_series_list(series);
           Moments mo;
           {
             py::gil_scoped_release nogil;
-            mo = compute_moments(s, start, end, finite_rows_only);
+            mo = compute_moments(s, start, end, skip_non_finite ? NonFinite::Skip : NonFinite::Fail);
           }
           return py::make_tuple(mo.mean, mo.std, mo.count);
         },
-        py::arg("series"), py::arg("start"), py::arg("end"), py::arg("finite_rows_only") = false,
-        "Per-element (mean, std, count) over steps [start, end) of every series.");
+        py::arg("series"), py::arg("start") = 0, py::arg("end") = kSeriesEnd, py::arg("skip_non_finite") = false,
+        "Per-element (mean, std, steps seen) over the steps [start, end) of every series (Python slicing: "
+        "negative values count from each series' end). A NaN or Inf is a ValueError naming series and step, or "
+        "with skip_non_finite left out of its element's statistics.");
 
   m.def("gather_windows",
         [](const py::object& source, const py::array_t<int64_t, py::array::c_style | py::array::forcecast>& starts,

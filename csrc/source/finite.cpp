@@ -12,22 +12,25 @@ namespace fastfeed {
 
 namespace {
 
+// Whether element i of a row is finite (integers and bools always are).
+bool finite_at(const std::byte* row, DType dtype, int64_t i) {
+  switch (dtype) {
+    case DType::Float16: {
+      uint16_t h;
+      std::memcpy(&h, row + 2 * i, 2);
+      return (h & 0x7c00) != 0x7c00;
+    }
+    case DType::Float32: return std::isfinite(reinterpret_cast<const float*>(row)[i]);
+    case DType::Float64: return std::isfinite(reinterpret_cast<const double*>(row)[i]);
+    default: return true;
+  }
+}
+
 // The element of a floating row that is NaN or Inf, or -1.
 int64_t first_non_finite(const std::byte* row, DType dtype, int64_t n) {
+  if (!is_floating(dtype)) return -1;
   for (int64_t i = 0; i < n; ++i) {
-    bool finite = true;
-    switch (dtype) {
-      case DType::Float16: {
-        uint16_t h;
-        std::memcpy(&h, row + 2 * i, 2);
-        finite = (h & 0x7c00) != 0x7c00;
-        break;
-      }
-      case DType::Float32: finite = std::isfinite(reinterpret_cast<const float*>(row)[i]); break;
-      case DType::Float64: finite = std::isfinite(reinterpret_cast<const double*>(row)[i]); break;
-      default: return -1;  // integers and bools are always finite
-    }
-    if (!finite) return i;
+    if (!finite_at(row, dtype, i)) return i;
   }
   return -1;
 }
@@ -48,13 +51,34 @@ void require_finite(const Series& series, const char* noun, int64_t index, int64
   }
 }
 
-void require_finite_label(const Series& labels, int64_t sequence) {
-  if (!is_floating(labels.dtype)) return;
-  const int64_t e = first_non_finite(labels.row(sequence), labels.dtype, labels.row_elems);
+void mask_non_finite(const Series& series, int64_t start, int64_t count, int64_t rate, std::byte* dst,
+                     DType dst_type, bool* observed) {
+  const int64_t n = series.row_elems;
+  if (!is_floating(series.dtype)) {
+    if (observed) std::fill(observed, observed + count * n, true);
+    return;
+  }
+  const size_t size = itemsize(dst_type);
+  for (int64_t k = 0; k < count; ++k) {
+    const std::byte* row = series.row(start + k * rate);
+    for (int64_t i = 0; i < n; ++i) {
+      const bool finite = finite_at(row, series.dtype, i);
+      if (observed) observed[k * n + i] = finite;
+      if (!finite) std::memset(dst + static_cast<size_t>(k * n + i) * size, 0, size);  // 0 in every dtype
+    }
+  }
+}
+
+void require_finite_row(const Series& rows, int64_t row, const char* what) {
+  const int64_t e = first_non_finite(rows.row(row), rows.dtype, rows.row_elems);
   if (e >= 0) {
-    throw std::runtime_error("non-finite value (NaN or Inf) in the label of sequence " + std::to_string(sequence) +
+    throw std::runtime_error(std::string("non-finite value (NaN or Inf) in ") + what + " " + std::to_string(row) +
                              ", element " + std::to_string(e));
   }
+}
+
+void require_finite_label(const Series& labels, int64_t sequence) {
+  require_finite_row(labels, sequence, "the label of sequence");
 }
 
 std::vector<std::vector<int64_t>> non_finite_steps(const std::vector<Series>& series, int threads) {

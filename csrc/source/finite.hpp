@@ -12,8 +12,18 @@ namespace fastfeed {
 void require_finite(const Series& series, const char* noun, int64_t index, int64_t start,
                     int64_t count, int64_t rate, const char* what);
 
+// The same for row `row` of `rows` (a table with one row per series or sequence): the message
+// names `what` followed by the row number.
+void require_finite_row(const Series& rows, int64_t row, const char* what);
+
 // The same for the label of one sequence (row `sequence` of `labels`; a label has no steps).
 void require_finite_label(const Series& labels, int64_t sequence);
+
+// check_finite="mask" for `count` steps taken every `rate` steps from `start`, already written
+// to `dst` (contiguous, `dst_type`): each element whose source value is NaN or Inf becomes 0,
+// and `observed` (one bool per element, may be null) says which ones were finite.
+void mask_non_finite(const Series& series, int64_t start, int64_t count, int64_t rate, std::byte* dst,
+                     DType dst_type, bool* observed);
 
 // For each series, the steps holding a NaN or Inf in any element, in increasing order. The
 // rows are scanned once by `threads` threads; integer and bool series have none.

@@ -21,14 +21,10 @@ WindowBlocks::WindowBlocks(std::shared_ptr<const Assembler> assembler, const Ord
   }
   // Virtual epochs stream the passes: a pass with nothing for this rank would never end one.
   if (order_.steps_per_epoch > 0 && sizes_.per_rank == 0) throw ArgumentError("a pass holds no sample for this rank");
-  const WindowSpec& spec = assembler_->index().spec();
-  const OutputSpec& out = assembler_->output();
-  x_shape_tail_ = shape_of({spec.window}, out.x_feat);
-  y_shape_tail_ = shape_of({spec.horizon}, out.y_feat);
   num_blocks_ = (end_batch - run_.first_batch + run_.batches_per_block - 1) / run_.batches_per_block;
   const size_t max_idle = idle_buffers(run_.prefetch, run_.pinned);
-  x_pool_ = BufferPool::create(max_idle, run_.pinned);
-  if (assembler_->has_targets() && !run_.indices_only) y_pool_ = BufferPool::create(max_idle, run_.pinned);
+  const size_t arrays = run_.indices_only ? 1 : assembler_->layouts().size();
+  for (size_t i = 0; i < arrays; ++i) pools_.push_back(BufferPool::create(max_idle, run_.pinned));
 }
 
 Block WindowBlocks::build(int64_t k) const {
@@ -44,23 +40,18 @@ Block WindowBlocks::build(int64_t k) const {
   b.num_samples = end - first;
 
   const bool indices = run_.indices_only;
-  const size_t xs = indices ? sizeof(int64_t) : assembler_->x_sample_bytes();
-  const size_t ys = assembler_->y_sample_bytes();
   const size_t capacity = static_cast<size_t>(run_.batches_per_block * B);
   // The fields are named once here; the loop below writes through plain pointers.
-  b.fields.reserve(2);
-  Array& x = b.set(indices ? field::kStarts : field::kX);
-  x.data = x_pool_->acquire(capacity * xs);
-  x.dtype = indices ? DType::Int64 : assembler_->x_dtype();
-  x.shape = indices ? std::vector<int64_t>{b.num_samples} : shape_of({b.num_samples}, x_shape_tail_);
-  std::byte* xp = x.data.get();
-  std::byte* yp = nullptr;
-  if (y_pool_) {
-    Array& y = b.set(field::kY);
-    y.data = y_pool_->acquire(capacity * ys);
-    y.dtype = assembler_->y_dtype();
-    y.shape = shape_of({b.num_samples}, y_shape_tail_);
-    yp = y.data.get();
+  const std::vector<FieldLayout> starts_only{{std::string(field::kStarts), DType::Int64, {}, sizeof(int64_t)}};
+  const std::vector<FieldLayout>& layouts = indices ? starts_only : assembler_->layouts();
+  std::vector<std::byte*> base(layouts.size()), dst(layouts.size());
+  b.fields.reserve(layouts.size());
+  for (size_t f = 0; f < layouts.size(); ++f) {
+    Array& a = b.set(layouts[f].name);
+    a.data = pools_[f]->acquire(capacity * layouts[f].sample_bytes);
+    a.dtype = layouts[f].dtype;
+    a.shape = shape_of({b.num_samples}, layouts[f].tail);
+    base[f] = a.data.get();
   }
 
   std::optional<PassOrder> order;
@@ -75,11 +66,12 @@ Block WindowBlocks::build(int64_t k) const {
     const int64_t sample = order->sample_at(at.index);
     if (i == 0) first_sample = sample;
     if (indices) {
-      reinterpret_cast<int64_t*>(xp)[i] = assembler_->flat_start(sample);
+      reinterpret_cast<int64_t*>(base[0])[i] = assembler_->flat_start(sample);
       continue;
     }
+    for (size_t f = 0; f < layouts.size(); ++f) dst[f] = base[f] + static_cast<size_t>(i) * layouts[f].sample_bytes;
     try {
-      assembler_->fill_sample(sample, xp + i * xs, yp ? yp + i * ys : nullptr);
+      assembler_->fill_sample(sample, dst.data());
     } catch (const std::exception& e) {
       b.failed_at = i;
       b.error = assembler_->describe(sample) + ": " + e.what();

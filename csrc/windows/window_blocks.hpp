@@ -16,9 +16,9 @@ namespace fastfeed {
 class WindowBlocks : public BlockBuilder {
  public:
   // Rank order.rank's batches [run.first_batch, end of epoch run.epoch) of the assembler's
-  // samples. Blocks carry x (and y with targets), shaped by the assembler's OutputSpec; with
-  // run.indices_only they carry only each sample's flat_start() as "starts" (for a source kept
-  // whole on the GPU: only these cross the bus).
+  // samples. Blocks carry the assembler's layouts() (x, y with targets, and the optional
+  // fields); with run.indices_only they carry only each sample's flat_start() as "starts" (for
+  // a source kept whole on the GPU: only these cross the bus).
   WindowBlocks(std::shared_ptr<const Assembler> assembler, const OrderSpec& order, const RunSpec& run);
 
   int64_t num_blocks() const override { return num_blocks_; }
@@ -32,9 +32,9 @@ class WindowBlocks : public BlockBuilder {
   RunSpec run_;
   int64_t units_ = 0;  // samples in a pass
   EpochSizes sizes_;
-  std::vector<int64_t> x_shape_tail_, y_shape_tail_;
   int64_t num_blocks_ = 0;
-  std::shared_ptr<BufferPool> x_pool_, y_pool_;  // x_pool_ holds the starts with indices_only
+  // One per layout of the assembler, or one for the starts with indices_only.
+  std::vector<std::shared_ptr<BufferPool>> pools_;
 };
 
 }  // namespace fastfeed

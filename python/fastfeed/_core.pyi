@@ -55,8 +55,9 @@ class WindowSpec:
     sampling_rate: int
     stride: int
     horizon: int
-    start_index: int
-    end_index: int  # -1: each series' end
+    start_index: int  # negative: from each series' end (Python slicing)
+    end_index: int  # SERIES_END: each series' end; negative: from it
+    target_shift: int  # >= 1 instead of horizon: the targets are the window shifted by this many steps
     def __init__(
         self,
         *,
@@ -65,11 +66,31 @@ class WindowSpec:
         stride: int = 1,
         horizon: int = 0,
         start_index: int = 0,
-        end_index: int = -1,
+        end_index: int = ...,
+        target_shift: int = 0,
     ) -> None: ...
     @property
     def span(self) -> int:
-        """Steps from a window's first input to its last target: (window - 1 + horizon) * sampling_rate + 1."""
+        """Steps from a window's first input to its last target: (window - 1 + horizon or target_shift) *
+        sampling_rate + 1."""
+
+SERIES_END: int  # WindowSpec.end_index and moments' end for "to each series' end"
+
+class FieldOutput:
+    """How a field beside x and y (covariates, known, static) is written."""
+
+    dtype: str
+    mean: List[float]  # empty: not normalised
+    std: List[float]
+    feat: List[int]
+    def __init__(
+        self,
+        *,
+        dtype: str = "float32",
+        mean: Sequence[float] = ...,
+        std: Sequence[float] = ...,
+        feat: Sequence[int] = ...,
+    ) -> None: ...
 
 class OutputSpec:
     x_dtype: str  # "float32", "bfloat16", "int64", ...
@@ -81,6 +102,7 @@ class OutputSpec:
     x_feat: List[int]  # the feature shape of one input step (set with a tuple or list; reads back a list)
     y_feat: List[int]  # of one target step, or of one label
     check_finite: bool
+    mask_non_finite: bool  # check_finite="mask": NaN/Inf written as 0, observed masks for x and y
     def __init__(
         self,
         *,
@@ -93,6 +115,7 @@ class OutputSpec:
         x_feat: Sequence[int] = ...,
         y_feat: Sequence[int] = ...,
         check_finite: bool = False,
+        mask_non_finite: bool = False,
     ) -> None: ...
 
 class OrderSpec:
@@ -171,8 +194,24 @@ def epoch_sizes(units: int, order: OrderSpec) -> EpochSizes:
 
 class Assembler:
     def __init__(
-        self, inputs: List[_SeriesItem], targets: List[_SeriesItem], window: WindowSpec, output: OutputSpec
+        self,
+        inputs: List[_SeriesItem],
+        targets: List[_SeriesItem],
+        window: WindowSpec,
+        output: OutputSpec,
+        *,
+        covariates: Optional[List[_SeriesItem]] = None,
+        covariates_output: FieldOutput = ...,
+        known: Optional[List[_SeriesItem]] = None,
+        known_output: FieldOutput = ...,
+        static: Optional[_SeriesItem] = None,
+        static_output: FieldOutput = ...,
+        with_index: bool = False,
+        scale: str = "",
     ) -> None: ...
+    @property
+    def layouts(self) -> List[Tuple[str, str, List[int], int]]:
+        """(name, dtype, shape after the rows axis, bytes per sample) of each array a block carries."""
     @property
     def num_samples(self) -> int: ...
     @property
@@ -183,9 +222,8 @@ class Assembler:
     def units(self) -> int:
         """What the ranks share out of one pass: num_samples."""
     def files_changed(self) -> str: ...
-    def exclude_touching(
-        self, bad_inputs: List[npt.NDArray[np.int64]], bad_targets: List[npt.NDArray[np.int64]]
-    ) -> None: ...
+    def exclude_non_finite(self, threads: int) -> None:
+        """Drops the samples that read a NaN or Inf in any field."""
 
 class Sequences:
     """Whole sequences (and their step targets or labels) as the core reads them."""
@@ -238,8 +276,11 @@ class Pipeline:
 def fingerprint(series: List[_SeriesItem], rows: int, full_bytes: int) -> int: ...
 def permutation(n: int, seed: int, epoch: int, positions: npt.NDArray[np.int64]) -> npt.NDArray[np.int64]: ...
 def moments(
-    series: List[_SeriesItem], start: int, end: int, finite_rows_only: bool = False
-) -> Tuple[List[float], List[float], int]: ...
+    series: List[_SeriesItem], start: int = 0, end: int = ..., skip_non_finite: bool = False
+) -> Tuple[List[float], List[float], int]:
+    """Per-element (mean, std, steps seen) over steps [start, end) of every series; a NaN or Inf is a
+    ValueError naming series and step unless skip_non_finite."""
+
 def gather_windows(
     source: Union[np.ndarray, NpyFile],
     starts: npt.ArrayLike,

@@ -12,7 +12,12 @@ class Batch(tuple):
     Every other field is an attribute that is None unless the option that makes it is on:
     whole sequences always carry ``mask`` (bool ``(B, L)``, True on real steps) and
     ``lengths`` (int64 ``(B,)``), packed rows also ``segment_ids``, ``position_ids`` and
-    ``cu_seqlens``. [`as_dict`][fastfeed.Batch.as_dict] gives the fields that are set, by name.
+    ``cu_seqlens``. Windows may carry ``covariates`` ``(B, window, *cfeat)``, ``known``
+    ``(B, window + horizon, *kfeat)``, ``static`` ``(B, *sfeat)``, ``series`` and ``start``
+    (int64 ``(B,)``, with ``with_index=True``), ``observed`` and ``y_observed`` (bool, the
+    shapes of ``x`` and ``y``, with ``check_finite="mask"``), and ``scale`` and ``loc``
+    (float32 ``(B, *feat)``, with ``scale=``). [`as_dict`][fastfeed.Batch.as_dict] gives the
+    fields that are set, by name.
 
     A batch shares memory with fastfeed's output buffers; the buffer is recycled only after
     every array or tensor taken from it is gone, so a batch stays valid for as long as you hold it.
@@ -27,6 +32,16 @@ class Batch(tuple):
     segment_ids: Any = None
     position_ids: Any = None
     cu_seqlens: Any = None
+    covariates: Any = None
+    known: Any = None
+    static: Any = None
+    series: Any = None
+    start: Any = None
+    source: Any = None
+    observed: Any = None
+    y_observed: Any = None
+    scale: Any = None
+    loc: Any = None
 
     def __new__(cls, x: Any, y: Any = None, **fields: Any) -> Batch:
         if not fields:

@@ -45,13 +45,30 @@ class Feeder:
         window: steps per sample. ``None`` makes each whole sequence of a list a sample.
         horizon: target steps after each window (windows only). Default 0 without
             ``targets`` (no targets), 1 with them.
+        target_shift: instead of ``horizon``: the targets are the window itself shifted by this
+            many steps, ``(B, window, *feat)`` (``target_shift=1`` over tokens gives a language
+            model's next-token pairs).
         targets: targets aligned step for step with the source (an array, or a list for a list
             source). With whole sequences also an array of one row per sequence (labels).
             Without them, window targets are the source's own next steps.
+        covariates: windows: observed features aligned step for step with the source (an array,
+            or a list for a list source); ``batch.covariates`` holds each window's own steps,
+            ``(B, window, *cfeat)``.
+        known: windows: features known ahead (calendar, plans), aligned like ``covariates``;
+            ``batch.known`` holds the window's steps and every step up to its last target,
+            ``(B, window + horizon, *kfeat)`` (``window + target_shift`` with a shift).
+        static: one row of features per series (an array ``(num_series, *sfeat)``);
+            ``batch.static`` is each sample's row, ``(B, *sfeat)``.
+        with_index: add ``batch.series`` and ``batch.start`` (int64 ``(B,)``): which series
+            each sample comes from and the step its window starts at.
         sampling_rate: take every ``sampling_rate``-th step inside a window.
         stride: distance between consecutive window starts.
-        start_index: first step windows may read, on a single series.
-        end_index: steps at and after this are never read (exclusive), on a single series.
+        start_index: first step windows may read, in every series; a negative value counts
+            from each series' end, as in Python slicing.
+        end_index: steps at and after this are never read (exclusive, targets included), in
+            every series; negative values count from each series' end (``end_index=-24``
+            keeps each series' last 24 steps out, for validation). On a list, an index past a
+            series' end stands for that end.
         batch_size: samples per batch.
         shuffle: a new permutation of all samples each epoch, a pure function of
             ``(seed, epoch)``.
@@ -59,8 +76,18 @@ class Feeder:
         drop_last: leave out an epoch's short last batch.
         dtype: output dtype of the inputs (NumPy or torch dtype, or a name such as
             ``"bfloat16"``); floating targets follow it, integer or bool targets keep theirs.
-        normalize: ``"standard"`` (per-feature mean and std, computed in one pass) or a pair
-            ``(mean, std)`` broadcast to the feature shape.
+        normalize: ``"standard"``: per-feature mean and std of the steps windows may read,
+            computed in one pass, for the inputs (and targets taken from them), ``covariates``
+            and ``known``, each its own; a pair ``(mean, std)`` for the inputs, broadcast to
+            the feature shape; or a dict ``{"x": ..., "covariates": ..., "known": ...}`` of
+            either, per field (a field left out is not normalised).
+            [`normalization`][fastfeed.Feeder.normalization] of another Feeder applies its
+            statistics (a validation Feeder).
+        scale: windows: ``"mean"`` divides each window's inputs (and targets taken from them)
+            by the mean absolute value of its steps, per feature; ``"standard"`` subtracts their
+            mean (``batch.loc``) and divides by their standard deviation. ``batch.scale``
+            holds the divisor (a 0 becomes 1), so predictions can be mapped back. Not together
+            with normalising the inputs.
         max_len: whole sequences: pad every batch to this length, truncating longer ones;
             with ``pack=True`` the length of a packed row.
         pad_multiple: whole sequences: round each batch's length up to a multiple of this.
@@ -86,7 +113,11 @@ class Feeder:
         prefetch: blocks of batches assembled ahead. Default: two per thread, and enough for
             about 32 MB of batches, within the memory budget below.
         check_finite: ``False``; ``"raise"`` (or True): a NaN or Inf raises ``FeedError``
-            naming series and step; ``"skip"``: the samples touching one are left out.
+            naming series and step; ``"skip"``: the samples touching one are left out;
+            ``"mask"`` (windows): each NaN or Inf is written as 0 and ``batch.observed`` /
+            ``batch.y_observed`` (bool, the shapes of ``x`` and ``y``) are True where values
+            were finite. Normalisation statistics never use a NaN or Inf: with ``False`` or
+            ``"raise"`` one among the steps they are computed over is a ``ValueError``.
         progress: show a tqdm progress bar with throughput.
 
     Memory: a Feeder may hold at most half of the machine's memory (or of its cgroup's limit) in
@@ -107,7 +138,12 @@ class Feeder:
         *,
         window: Optional[int] = None,
         horizon: Optional[int] = None,
+        target_shift: Optional[int] = None,
         targets: Optional[Source] = None,
+        covariates: Optional[Source] = None,
+        known: Optional[Source] = None,
+        static: Any = None,
+        with_index: bool = False,
         sampling_rate: int = 1,
         stride: int = 1,
         start_index: int = 0,
@@ -117,7 +153,8 @@ class Feeder:
         seed: int = 0,
         drop_last: bool = False,
         dtype: Any = None,
-        normalize: Union[str, Tuple[Any, Any], None] = None,
+        normalize: Union[str, Tuple[Any, Any], Dict[str, Any], None] = None,
+        scale: Optional[str] = None,
         max_len: Optional[int] = None,
         pad_multiple: int = 1,
         padding_side: str = "right",
@@ -159,13 +196,19 @@ class Feeder:
         self._mode_options = dict(  # the sample mode's own options, checked by the mode that takes them
             window=window,
             horizon=horizon,
+            target_shift=target_shift,
             targets=targets,
+            covariates=covariates,
+            known=known,
+            static=static,
+            with_index=with_index,
             sampling_rate=sampling_rate,
             stride=stride,
             start_index=start_index,
             end_index=end_index,
             dtype=dtype,
             normalize=normalize,
+            scale=scale,
             max_len=max_len,
             pad_multiple=pad_multiple,
             padding_side=padding_side,
@@ -226,6 +269,14 @@ class Feeder:
     def sequences(self) -> bool:
         """True when each sample is a whole sequence (window=None)."""
         return self._mode.name == "sequences"
+
+    @property
+    def normalization(self) -> Dict[str, Tuple[Any, Any]]:
+        """The statistics applied to each normalised field: ``{"x": (mean, std), ...}``, float64
+        arrays of the field's feature shape (empty without ``normalize``). Pass it as another
+        Feeder's ``normalize=`` to apply the same statistics, or use it to map predictions back
+        (``pred * std + mean``)."""
+        return self._mode.normalization()
 
     @property
     def epoch(self) -> int:

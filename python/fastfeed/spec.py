@@ -28,7 +28,7 @@ class FeedSpec:
     rank: int
     world_size: int
     output: str  # "torch" or "numpy"
-    check_finite: Union[bool, str]  # False, "raise" or "skip"
+    check_finite: Union[bool, str]  # False, "raise", "skip" or "mask"
     device: str  # "cpu" or "cuda[:n]"
     device_cache: bool
     num_threads: int
@@ -156,9 +156,9 @@ def _resolve_check_finite(check_finite: Any) -> Union[bool, str]:
         return False
     if check_finite == "raise":
         return "raise"
-    if check_finite == "skip":
-        return "skip"
-    raise ValueError(f"check_finite must be False, 'raise' or 'skip', got {check_finite!r}")
+    if check_finite in ("skip", "mask"):
+        return str(check_finite)
+    raise ValueError(f"check_finite must be False, 'raise', 'skip' or 'mask', got {check_finite!r}")
 
 
 def _resolve_device(device: Any, device_cache: bool, output: str, check_finite: Union[bool, str]) -> str:

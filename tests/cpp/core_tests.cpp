@@ -120,7 +120,7 @@ static void fingerprint_sees_every_value_of_small_sources() {
 }
 
 static void window_index_skips_short_series() {
-  WindowSpec spec{3, 1, 1, 1, 0, -1};  // span 4
+  WindowSpec spec{3, 1, 1, 1};  // span 4
   SampleIndex idx({5, 2, 0, 4}, spec);
   CHECK(idx.size() == 3);  // 2 + 0 + 0 + 1
   CHECK(idx.locate(1).series == 0 && idx.locate(1).start == 1);
@@ -233,7 +233,7 @@ static void pipeline_delivers_every_batch_in_order() {
   s.length = 1000;
   s.dtype = DType::Float32;
   OutputSpec out;
-  WindowSpec spec{4, 1, 1, 1, 0, -1};
+  WindowSpec spec{4, 1, 1, 1};
   auto assembler = std::make_shared<Assembler>(std::vector<Series>{s}, std::vector<Series>{s}, spec, out);
   const int64_t n = assembler->num_samples();  // 996
   for (int threads : {1, 3}) {
@@ -466,7 +466,7 @@ static std::shared_ptr<Assembler> float_assembler(const std::vector<float>& data
   s.dtype = DType::Float32;
   OutputSpec out;
   out.x_dtype = DType::Float64;  // a conversion, so that building a block takes a moment
-  WindowSpec spec{window, 1, 1, 1, 0, -1};
+  WindowSpec spec{window, 1, 1, 1};
   return std::make_shared<Assembler>(std::vector<Series>{s}, std::vector<Series>{s}, spec, out);
 }
 
@@ -703,13 +703,13 @@ static void epoch_sizes_exact_cases() {
 }
 
 static void window_span_and_validation() {
-  CHECK((WindowSpec{1, 1, 1, 0, 0, -1}.span() == 1));
-  CHECK((WindowSpec{10, 1, 1, 1, 0, -1}.span() == 11));
-  CHECK((WindowSpec{4, 3, 2, 2, 0, -1}.span() == 16));  // (4 - 1 + 2) * 3 + 1
-  CHECK(SampleIndex::count_windows(16, WindowSpec{4, 3, 2, 2, 0, -1}) == 1);
-  CHECK(SampleIndex::count_windows(15, WindowSpec{4, 3, 2, 2, 0, -1}) == 0);
-  CHECK(throws_argument_error([] { SampleIndex({10}, WindowSpec{0, 1, 1, 0, 0, -1}); }, "WindowSpec.window"));
-  CHECK(throws_argument_error([] { SampleIndex({10}, WindowSpec{2, 1, 0, 0, 0, -1}); }, "WindowSpec.stride"));
+  CHECK((WindowSpec{1, 1, 1, 0}.span() == 1));
+  CHECK((WindowSpec{10, 1, 1, 1}.span() == 11));
+  CHECK((WindowSpec{4, 3, 2, 2}.span() == 16));  // (4 - 1 + 2) * 3 + 1
+  CHECK(SampleIndex::count_windows(16, WindowSpec{4, 3, 2, 2}) == 1);
+  CHECK(SampleIndex::count_windows(15, WindowSpec{4, 3, 2, 2}) == 0);
+  CHECK(throws_argument_error([] { SampleIndex({10}, WindowSpec{0, 1, 1, 0}); }, "WindowSpec.window"));
+  CHECK(throws_argument_error([] { SampleIndex({10}, WindowSpec{2, 1, 0, 0}); }, "WindowSpec.stride"));
 }
 
 // `n` int32 sequences of the given lengths over `values` (kept alive by the caller).
@@ -820,8 +820,8 @@ static void window_blocks_fields() {
   s.length = 50;
   OutputSpec out;
   auto with_targets = std::make_shared<Assembler>(std::vector<Series>{s}, std::vector<Series>{s},
-                                                  WindowSpec{4, 1, 1, 1, 0, -1}, out);
-  auto without = std::make_shared<Assembler>(std::vector<Series>{s}, std::vector<Series>{}, WindowSpec{4, 1, 1, 0, 0, -1},
+                                                  WindowSpec{4, 1, 1, 1}, out);
+  auto without = std::make_shared<Assembler>(std::vector<Series>{s}, std::vector<Series>{}, WindowSpec{4, 1, 1, 0},
                                              out);
   CHECK(with_targets->units() == 46 && without->units() == 47 && with_targets->span() == 5);
   Block b = WindowBlocks(with_targets, order_of(8), run_of(0, 2)).build(0);
@@ -841,7 +841,7 @@ static void window_blocks_fields() {
   late.first_batch = 7;  // the epoch has 6
   CHECK(throws_argument_error([&] { WindowBlocks(with_targets, order_of(8), late); }, "RunSpec.first_batch"));
   out.x_feat = {2};
-  CHECK(throws_argument_error([&] { Assembler({s}, {}, WindowSpec{4, 1, 1, 0, 0, -1}, out); }, "OutputSpec.x_feat"));
+  CHECK(throws_argument_error([&] { Assembler({s}, {}, WindowSpec{4, 1, 1, 0}, out); }, "OutputSpec.x_feat"));
 }
 
 // A builder that throws (out of memory, say) gives a failed block at its place in the order, on a

@@ -43,13 +43,19 @@ def make_mode(series: SeriesSet, spec: FeedSpec, options: Dict[str, Any]) -> Mod
         spec,
         window=options["window"],
         horizon=options["horizon"],
+        target_shift=options["target_shift"],
         targets=options["targets"],
+        covariates=options["covariates"],
+        known=options["known"],
+        static=options["static"],
+        with_index=options["with_index"],
         sampling_rate=options["sampling_rate"],
         stride=options["stride"],
         start_index=options["start_index"],
         end_index=options["end_index"],
         dtype=options["dtype"],
         normalize=options["normalize"],
+        scale=options["scale"],
     )
 
 

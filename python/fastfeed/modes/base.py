@@ -10,7 +10,7 @@ from ..io.sources import SeriesSet
 from ..run.epoch import Fields, Finish
 from ..run.state import data_digest, normalization_digest
 from ..spec import FeedSpec
-from .common import NO_NORM, Norm
+from .common import NO_NORM, Norm, normalization_arrays
 
 
 class Mode:
@@ -38,6 +38,8 @@ class Mode:
         self.series = series
         self.spec = spec
         self.norms: Tuple[Norm, Norm] = (NO_NORM, NO_NORM)  # (inputs, targets)
+        # The statistics each normalised field gets, with its feature shape (feeder.normalization).
+        self.normalized: Dict[str, Tuple[Norm, Tuple[int, ...]]] = {}
         self.cache: Optional[Any] = None
         # The core's description of which sample comes when: fixed for the mode's lifetime.
         self.order = OrderSpec(
@@ -73,10 +75,18 @@ class Mode:
         """Bytes of one block of batches, to size the prefetch depth."""
         raise NotImplementedError
 
+    def field_dtypes(self) -> Dict[str, str]:
+        """The output dtype of each field that may be converted (x, y and fields beside them)."""
+        return {"x": self.x_dtype, "y": self.y_dtype}
+
     @property
     def bfloat16_fields(self) -> FrozenSet[str]:
         """Fields that travel as bfloat16 bit patterns (NumPy has no bfloat16)."""
-        return frozenset(name for name, dt in (("x", self.x_dtype), ("y", self.y_dtype)) if dt == "bfloat16")
+        return frozenset(name for name, dt in self.field_dtypes().items() if dt == "bfloat16")
+
+    def normalization(self) -> Dict[str, Tuple[Any, Any]]:
+        """{field: (mean, std)} of every normalised field, as float64 arrays of its feature shape."""
+        return {name: normalization_arrays(norm, feat) for name, (norm, feat) in self.normalized.items()}
 
     # ----- feeding -----------------------------------------------------------------------
 
@@ -130,15 +140,23 @@ class Mode:
             "dtype": self.x_dtype,
             "target_dtype": self.y_dtype,
             "check_finite": s.check_finite,
-            "normalize": normalization_digest(self.norms),
+            "normalize": normalization_digest(self.norm_values()),
         }
         fp.update(self.config())
-        fp["data"] = data_digest(self.series, self.target_set())
+        fp["data"] = data_digest(self.series, self.target_set(), *self.side_sets())
         return fp
+
+    def norm_values(self) -> Tuple[Norm, ...]:
+        """Every (mean, std) applied, for the fingerprint: inputs, targets, then other fields."""
+        return self.norms
 
     def target_set(self) -> Optional[SeriesSet]:
         """The targets read beside the source (for the data digest), or None."""
         return None
+
+    def side_sets(self) -> Tuple[SeriesSet, ...]:
+        """Data read beside the source and its targets (for the data digest)."""
+        return ()
 
     def describe(self) -> str:
         """The mode's part of the Feeder's repr."""

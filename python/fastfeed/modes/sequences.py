@@ -14,7 +14,7 @@ from ..dtypes import FLOATING, numpy_storage
 from ..io.sources import SeriesSet, load_source
 from ..spec import FeedSpec
 from .base import Fields, Finish, Mode
-from .common import NO_NORM, advise_access, output_spec, resolve_dtypes, resolve_normalization
+from .common import NO_NORM, advise_access, output_spec, resolve_dtypes, resolve_normalization, split_normalize
 
 _DEFAULT_BUCKET_POOL = 256  # batches per sorted pool: <2% padding on lognormal(sigma=1) lengths
 
@@ -87,9 +87,19 @@ class SequenceMode(Mode):
                 "pack=True cannot carry one label per sequence (a row holds several sequences); "
                 "pass step-aligned targets (a list) or use padding"
             )
-        self.x_dtype, self.y_dtype = resolve_dtypes(series, dtype, normalize, self.target_set(), spec.output)
+        if spec.check_finite == "mask":
+            raise ValueError(
+                "check_finite='mask' applies to windows; with whole sequences use 'skip' (leave out the "
+                "sequences holding a NaN or Inf) or 'raise'"
+            )
+        x_norm = split_normalize(normalize, ("x",)).get("x")
+        transform = None if x_norm is None else "normalize"
+        self.x_dtype, self.y_dtype = resolve_dtypes(series, dtype, transform, self.target_set(), spec.output)
         self.pad_value = self._resolve_pad_value(pad_value)
-        self.norms = (resolve_normalization(series, normalize, spec), NO_NORM)  # step targets are never normalised
+        # Step targets are never normalised.
+        self.norms = (resolve_normalization(series, x_norm, spec.check_finite), NO_NORM)
+        if x_norm is not None:
+            self.normalized["x"] = (self.norms[0], series.feat)
         advise_access(spec.shuffle, series, self.step_targets)
         keep = self._finite_sequences() if spec.check_finite == "skip" else None
         self.data = Sequences(
@@ -117,9 +127,7 @@ class SequenceMode(Mode):
             truncate_left=self.truncation_side == "left",
             pad_value=self.pad_value,
         )
-        self._output_spec = output_spec(
-            self.x_dtype, self.y_dtype, *self.norms, x_feat, y_feat, spec.check_finite == "raise"
-        )
+        self._output_spec = output_spec(self.x_dtype, self.y_dtype, *self.norms, x_feat, y_feat, spec.check_finite)
         if spec.device_cache:
             self.attach_cache(spec.device)
 

@@ -19,15 +19,16 @@ STATE_VERSION = 4  # 2: whole-source digests, bucketed batches shuffled without 
 _WHOLE_DIGEST_BYTES = 256 << 20
 
 
-def data_digest(series: SeriesSet, targets: Optional[SeriesSet]) -> str:
+def data_digest(series: SeriesSet, targets: Optional[SeriesSet], *beside: SeriesSet) -> str:
     """A hash of the data's shape and values. Sources up to _WHOLE_DIGEST_BYTES are hashed
     whole, so any changed value is caught (tens of milliseconds at the limit, once per Feeder);
     larger ones by a few rows at the ends, so that a state of a many-GiB file costs a few pages
-    read: that catches a different file, a changed length or different values at the ends."""
+    read: that catches a different file, a changed length or different values at the ends.
+    `beside`: other data the samples read (covariates, known and static fields)."""
     h = hashlib.sha256()
     h.update(json.dumps([series.dtype, list(series.feat), series.count]).encode())
     h.update(np.asarray(series.lengths, dtype=np.int64).tobytes())
-    for s in (series, targets):
+    for s in (series, targets, *beside):
         if s is not None:
             h.update(str(fingerprint(list(s.items), 8, _WHOLE_DIGEST_BYTES)).encode())
     return h.hexdigest()[:32]
