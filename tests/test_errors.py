@@ -61,18 +61,22 @@ def test_start_index_on_a_list_is_refused():
         Feeder([S, S], window=2, start_index=1)
 
 
-def test_non_contiguous_array():
-    with pytest.raises(ValueError, match=r"not C-contiguous \(shape \(50,\), strides \(16,\)\)"):
-        Feeder(S.astype(np.float64)[::2], window=2)
-    with pytest.raises(ValueError, match=r"source\[1\] is not C-contiguous"):
-        Feeder([S, np.ones((10, 4))[:, 1]], window=2)
+def test_non_contiguous_array_is_copied_once_and_logged(caplog):
+    # Once refused; now copied once into a C-contiguous array, logged at INFO (tests/test_sources_copy.py).
+    with caplog.at_level("INFO", logger="fastfeed"):
+        assert len(Feeder(S.astype(np.float64)[::2], window=2)) == 49
+        assert len(Feeder([S, np.ones((10, 4), np.float32)[:, 1]], window=2)) == 99 + 9
+    text = caplog.text
+    assert "source is not C-contiguous (shape (50,), strides (16,), float64); copied once" in text
+    assert "source[1] is not C-contiguous (shape (10,), strides (16,), float32); copied once" in text
 
 
-def test_misaligned_array_is_refused_for_what_it_is():
+def test_misaligned_array_is_copied_for_what_it_is(caplog):
     raw = np.zeros(8 * 20 + 1, np.uint8)
     odd = np.frombuffer(raw.data, np.float64, offset=1, count=20)  # C-contiguous, not aligned
-    with pytest.raises(ValueError, match=r"source is not aligned: .* 8-byte float64 elements .*arr\.copy\(\)"):
-        Feeder(odd, window=2)
+    with caplog.at_level("INFO", logger="fastfeed"):
+        assert len(Feeder(odd, window=2)) == 19
+    assert re.search(r"source is not aligned .* 8-byte float64 elements\); copied once .* of 160 B", caplog.text)
     assert len(Feeder(odd.copy(), window=2)) == 19
 
 

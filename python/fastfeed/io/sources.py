@@ -1,22 +1,29 @@
-"""Turning what users pass as data (arrays, .npy paths, lists of either, dataset directories) into validated series."""
+"""Turning what users pass as data (arrays, pandas objects, .npy paths, lists of these, dataset directories)
+into validated series."""
 
 from __future__ import annotations
 
 import errno
+import logging
 import os
 import stat
 from dataclasses import dataclass
-from typing import Any, List, Optional, Sequence, Tuple, Union
+from typing import TYPE_CHECKING, Any, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
 from .._core import NpyFile
 from ..dtypes import SOURCE_DTYPES
 from ..errors import FormatError, MissingFileError
-from .dataset import HEADER, DatasetInfo, file_kind, is_dataset_dir, load_dataset_series
+from .dataset import HEADER, DatasetInfo, _human_bytes, file_kind, is_dataset_dir, load_dataset_series
 
-SeriesLike = Union[np.ndarray, str, "os.PathLike[str]"]
+if TYPE_CHECKING:  # pandas is optional, and never imported at run time to read an array
+    import pandas as pd
+
+SeriesLike = Union[np.ndarray, "pd.DataFrame", "pd.Series", str, "os.PathLike[str]"]
 Source = Union[SeriesLike, Sequence[SeriesLike]]
+
+logger = logging.getLogger("fastfeed")
 
 
 @dataclass
@@ -87,27 +94,155 @@ def _dataset_source(path: Union[str, os.PathLike[str]], what: str) -> SeriesSet:
     )
 
 
-def _check_array(arr: np.ndarray, what: str) -> np.ndarray:
-    if arr.dtype == object:
-        raise ValueError(f"{what} is an object array; fastfeed needs numbers (dtype one of {', '.join(SOURCE_DTYPES)})")
-    if arr.dtype.name not in SOURCE_DTYPES or not arr.dtype.isnative:
+def _is_pandas(obj: Any) -> bool:
+    """Whether `obj` is a pandas object (told by its type's module: pandas is never imported to ask)."""
+    return type(obj).__module__.startswith("pandas")
+
+
+def _is_torch(obj: Any) -> bool:
+    return type(obj).__module__.startswith("torch")
+
+
+def _pandas_column(values: Any, label: str) -> Tuple[np.dtype, Any]:
+    """The NumPy dtype a pandas column (a Series, Index or ExtensionArray) becomes, and a
+    function of ``(start, stop)`` giving those rows as NumPy values of that dtype.
+
+    NumPy-backed columns of the core's dtypes keep their dtype (their rows are views). Nullable
+    and Arrow-backed numbers (``Int64``, ``Float64``, ``int32[pyarrow]``, ...) become floats with
+    NaN where a value is missing: float64, or their own float type for float columns. Anything
+    else (text, categories, dates, nullable booleans) is refused naming `label` and the dtype."""
+    dt = values.dtype
+    if isinstance(dt, np.dtype):
+        _check_dtype(dt, label)
+        arr = values.to_numpy()  # a view for a NumPy-backed column: nothing is copied here
+
+        def rows(a: int, b: int) -> Any:
+            return arr[a:b]
+
+        return dt, rows
+    import pandas.api.types as pdt  # pandas is loaded: `values` is one of its objects
+
+    if not pdt.is_bool_dtype(dt) and (pdt.is_float_dtype(dt) or pdt.is_integer_dtype(dt)):
+        own = getattr(dt, "numpy_dtype", None)
+        target = own if isinstance(own, np.dtype) and own.kind == "f" else np.dtype(np.float64)
+        ext = values.array if hasattr(values, "array") else values  # slicing an ExtensionArray is cheap
+
+        def rows(a: int, b: int) -> Any:
+            return ext[a:b].to_numpy(dtype=target, na_value=np.nan)
+
+        return target, rows
+    raise ValueError(
+        f"{label} has dtype {dt}, which fastfeed cannot read: it needs numbers (dtype one of "
+        f"{', '.join(SOURCE_DTYPES)}, or pandas' nullable integers and floats, read as floats with NaN "
+        "for missing values); convert the column first (e.g. .astype('float32'))"
+    )
+
+
+def _from_pandas(obj: Any, what: str) -> np.ndarray:
+    """The values of a pandas DataFrame (shape ``(rows, columns)``) or Series/Index (shape
+    ``(rows,)``) copied once into a new C-contiguous array, filled a block of rows at a time
+    (``df.to_numpy()`` would give a Fortran-ordered array, and a second copy to reorder it)."""
+    kind = f"a pandas {type(obj).__name__}"
+    ndim = getattr(obj, "ndim", None)
+    if ndim == 1 and hasattr(obj, "to_numpy"):
+        columns = [_pandas_column(obj, what)]
+        shape: Tuple[int, ...] = (len(obj),)
+    elif ndim == 2 and hasattr(obj, "items"):
+        columns = [_pandas_column(col, f"{what} column {name!r}") for name, col in obj.items()]
+        shape = (len(obj), len(columns))
+        if not columns:
+            raise ValueError(f"{what} is {kind} with no columns; there are no values to feed")
+    else:
+        raise ValueError(f"{what} is {kind}; fastfeed reads a pandas DataFrame or Series (or a NumPy array)")
+    dtypes = [dt for dt, _ in columns]
+    if any(dt.kind == "b" for dt in dtypes) and not all(dt.kind == "b" for dt in dtypes):
+        listed = ", ".join(f"{name!r}: {dt}" for name, dt in zip(obj.columns, dtypes))
         raise ValueError(
-            f"{what} has unsupported dtype {arr.dtype} (supported: {', '.join(SOURCE_DTYPES)}, native byte order)"
+            f"{what} is {kind} whose columns have no common numeric dtype ({listed}; bool does not mix "
+            "with numbers, df.to_numpy() gives object): convert it first (e.g. df.astype('float32'))"
         )
+    dtype = np.result_type(*dtypes)
+    out = np.empty(shape, dtype)
+    step = max(1, (1 << 20) // max(1, dtype.itemsize * len(columns)))  # about 1 MiB of rows at a time
+    for a in range(0, shape[0], step):
+        b = min(a + step, shape[0])
+        if len(shape) == 1:
+            out[a:b] = columns[0][1](a, b)
+        else:
+            for j, (_, rows) in enumerate(columns):
+                out[a:b, j] = rows(a, b)
+    return out
+
+
+def _check_dtype(dt: np.dtype, what: str) -> None:
+    if dt.kind == "O":
+        raise ValueError(
+            f"{what} is an object array (dtype object: text or mixed values?); fastfeed needs numbers "
+            f"(dtype one of {', '.join(SOURCE_DTYPES)})"
+        )
+    if dt.name not in SOURCE_DTYPES or not dt.isnative:
+        raise ValueError(
+            f"{what} has unsupported dtype {dt} (supported: {', '.join(SOURCE_DTYPES)}, native byte order)"
+        )
+
+
+def _log_copy(what: str, why: str, out: np.ndarray) -> None:
+    logger.info(
+        "fastfeed: %s %s; copied once into a C-contiguous array of %s", what, why, _human_bytes(int(out.nbytes))
+    )
+
+
+def _as_array(obj: Any, what: str, needs: str) -> np.ndarray:
+    """`obj` as an array the core reads in place (see `as_series_array`); `needs` says what the
+    first axis is, for the message refusing a 0-d array."""
+    if _is_torch(obj):
+        raise ValueError(f"{what} is a torch tensor; pass tensor.numpy() (shares memory) instead")
+    if _is_pandas(obj):
+        out = _from_pandas(obj, what)
+        _log_copy(what, f"is not C-contiguous (a pandas {type(obj).__name__}, shape {out.shape} {out.dtype})", out)
+        arr = out
+    elif isinstance(obj, np.ndarray):
+        arr = obj
+    else:
+        raise ValueError(f"{what} must be a NumPy array or a pandas DataFrame/Series, not {type(obj).__name__}")
+    _check_dtype(arr.dtype, what)
     if arr.ndim < 1:
-        raise ValueError(f"{what} is a 0-d array; a series needs a time axis (shape (T, *feat))")
+        raise ValueError(f"{what} is a 0-d array; {needs}")
     if not arr.flags.c_contiguous:
-        raise ValueError(
-            f"{what} is not C-contiguous (shape {arr.shape}, strides {arr.strides}); fastfeed reads "
-            "arrays in place and never copies a whole dataset: pass np.ascontiguousarray(...)"
-        )
+        out = np.array(arr, order="C", copy=True, subok=False)
+        _log_copy(what, f"is not C-contiguous (shape {arr.shape}, strides {arr.strides}, {arr.dtype})", out)
+        return out
     if not arr.flags.aligned:
-        raise ValueError(
-            f"{what} is not aligned: its data starts at address {arr.ctypes.data:#x}, not a multiple of its "
-            f"{arr.dtype.itemsize}-byte {arr.dtype} elements (a view at an odd byte offset?); fastfeed reads "
-            "arrays in place: pass a copy (arr.copy())"
+        out = np.array(arr, order="C", copy=True, subok=False)  # a new allocation: aligned
+        _log_copy(
+            what,
+            f"is not aligned (its data starts at address {arr.ctypes.data:#x}, not a multiple of its "
+            f"{arr.dtype.itemsize}-byte {arr.dtype} elements)",
+            out,
         )
+        return out
     return arr
+
+
+def as_series_array(obj: Any, what: str) -> np.ndarray:
+    """`obj` (one series, shape ``(T, *feat)``) as an array the core reads: a C-contiguous,
+    aligned NumPy array of a supported dtype in native byte order.
+
+    Such an array is returned as it is, never copied. A pandas DataFrame (shape ``(rows,
+    columns)``) or Series, a Fortran-ordered or strided array (``a[:, 1]``, ``a[::2]``) or a
+    misaligned view is copied once into a new C-contiguous array, and the copy is logged at
+    INFO on the ``"fastfeed"`` logger with its size. pandas' nullable integers and floats
+    become floats with NaN for missing values. Object arrays, unsupported dtypes, a DataFrame
+    whose columns share no numeric dtype, torch tensors and 0-d arrays are refused with a
+    ValueError naming `what` (e.g. ``"source"``, ``"covariates[3]"``) and the dtype."""
+    return _as_array(obj, what, "a series needs a time axis (shape (T, *feat))")
+
+
+def as_table_array(obj: Any, what: str) -> np.ndarray:
+    """`obj`, a table with one row per series (``static=``: shape ``(series, *sfeat)``), as an
+    array the core reads, under the rules of `as_series_array`: used in place when C-contiguous
+    and aligned, else copied once (logged at INFO); numeric, native byte order, at least 1-d."""
+    return _as_array(obj, what, "a table needs one row per series (shape (series, *feat))")
 
 
 def _one(item: Any, what: str) -> Tuple[Any, int, Tuple[int, ...], str]:
@@ -117,12 +252,12 @@ def _one(item: Any, what: str) -> Tuple[Any, int, Tuple[int, ...], str]:
         if len(shape) < 1:
             raise ValueError(f"{what} ({f.path}) holds a 0-d array; a series needs a time axis")
         return f, shape[0], shape[1:], f.dtype
-    if isinstance(item, np.ndarray):
-        arr = _check_array(item, what)
+    if isinstance(item, np.ndarray) or _is_pandas(item) or _is_torch(item):
+        arr = as_series_array(item, what)
         return arr, int(arr.shape[0]), tuple(int(d) for d in arr.shape[1:]), arr.dtype.name
-    if type(item).__module__.startswith("torch"):
-        raise ValueError(f"{what} is a torch tensor; pass tensor.numpy() (shares memory) instead")
-    raise ValueError(f"{what} must be a NumPy array or a path to a .npy file, not {type(item).__name__}")
+    raise ValueError(
+        f"{what} must be a NumPy array, a pandas DataFrame/Series or a path to a .npy file, not {type(item).__name__}"
+    )
 
 
 def load_source(source: Any, what: str = "source") -> SeriesSet:
