@@ -46,9 +46,12 @@ def test_window_longer_than_series_names_the_numbers():
     [
         (100, None, r"start_index=100 is out of range for a series of 100 steps"),
         (0, 101, r"end_index=101 is out of range for a series of 100 steps"),
-        (50, 50, r"end_index=50 must be greater than start_index=50"),
-        (-1, None, r"start_index must be >= 0, got -1"),
+        (50, 50, r"end_index=50 must be after start_index=50: they select steps \[50, 50\)"),
+        (-101, None, r"start_index=-101 is out of range for a series of 100 steps \(from -100 to 99\)"),
+        (0, -101, r"end_index=-101 is out of range for a series of 100 steps"),
+        (-5, -10, r"end_index=-10 must be after start_index=-5: they select steps \[95, 95\)"),
         (90, None, r"spans 20 steps, longer than steps \[90, 100\) \(10 steps\)"),
+        (-10, None, r"spans 20 steps, longer than steps \[90, 100\) \(10 steps\) selected by start_index=-10"),
     ],
 )
 def test_start_end_index_out_of_range(start, end, msg):
@@ -56,9 +59,13 @@ def test_start_end_index_out_of_range(start, end, msg):
         Feeder(S, window=20, start_index=start, end_index=end)
 
 
-def test_start_index_on_a_list_is_refused():
-    with pytest.raises(ValueError, match="restrict a single series"):
-        Feeder([S, S], window=2, start_index=1)
+def test_ranges_on_a_list_that_leave_no_window_name_the_numbers():
+    with pytest.raises(
+        ValueError,
+        match=r"spans 20 steps, longer than every series' range of start_index=-30, end_index=-15 "
+        r"\(the longest range holds 15 steps; the series have 40 to 100\)",
+    ):
+        Feeder([S, S[:40]], window=20, start_index=-30, end_index=-15)
 
 
 def test_non_contiguous_array_is_copied_once_and_logged(caplog):
@@ -123,7 +130,9 @@ def test_misaligned_targets():
 
 
 def test_no_sample_at_all_says_why():
-    with pytest.raises(ValueError, match=r"spans 6 steps, longer than every series \(the longest has 4 steps\)"):
+    with pytest.raises(
+        ValueError, match=r"spans 6 steps, longer than every series' range \(the longest range holds 4 steps"
+    ):
         Feeder([S[:3], S[:4]], window=5, horizon=1)
     with pytest.raises(
         ValueError, match="drop_last=True with batch_size=50 leaves no batch: there are only 10 samples"

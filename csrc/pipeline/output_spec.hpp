@@ -11,6 +11,14 @@
 
 namespace fastfeed {
 
+// How one field beside x and y (covariates, known, static) is written: element type,
+// statistics and feature shape.
+struct FieldOutput {
+  DType dtype = DType::Float32;
+  Normalization norm;
+  std::vector<int64_t> feat;
+};
+
 struct OutputSpec {
   DType x_dtype = DType::Float32;
   DType y_dtype = DType::Float32;
@@ -24,6 +32,8 @@ struct OutputSpec {
   bool mask_non_finite = false;
   std::vector<int64_t> x_feat;  // the feature shape of one input step (x_dtype elements)
   std::vector<int64_t> y_feat;  // of one target step, or of one label
+  bool with_index = false;      // "series" and "start" (int64) per sample: the series or sequence, the first step
+  FieldOutput static_out;       // "static": the row of a table with one row per series or sequence, when given
 };
 
 // Refuses a feature shape that does not hold `row_elems` elements, the size of `what` (one

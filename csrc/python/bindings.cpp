@@ -134,7 +134,9 @@ void bind_specs(py::module_& m) {
   output.def_readwrite("x_feat", &OutputSpec::x_feat)
       .def_readwrite("y_feat", &OutputSpec::y_feat)
       .def_readwrite("check_finite", &OutputSpec::check_finite)
-      .def_readwrite("mask_non_finite", &OutputSpec::mask_non_finite);
+      .def_readwrite("mask_non_finite", &OutputSpec::mask_non_finite)
+      .def_readwrite("with_index", &OutputSpec::with_index)
+      .def_readwrite("static_output", &OutputSpec::static_out);
 
   bind_spec<OrderSpec>(m, "OrderSpec")
       .def_readwrite("shuffle", &OrderSpec::shuffle)
@@ -227,15 +229,13 @@ void bind_windows(py::module_& m) {
       .def(py::init([](const py::list& inputs, const py::list& targets, const WindowSpec& window,
                        const OutputSpec& output, const py::object& covariates, const FieldOutput& covariates_output,
                        const py::object& known, const FieldOutput& known_output, const py::object& statics,
-                       const FieldOutput& static_output, bool with_index, const std::string& scale) {
+                       const std::string& scale) {
              WindowExtras extras;
              if (!covariates.is_none()) extras.covariates = to_series_list(covariates.cast<py::list>());
              if (!known.is_none()) extras.known = to_series_list(known.cast<py::list>());
              if (!statics.is_none()) extras.statics = {to_series(statics)};
              extras.covariates_out = covariates_output;
              extras.known_out = known_output;
-             extras.static_out = static_output;
-             extras.with_index = with_index;
              if (scale == "mean") extras.scaling = Scaling::Mean;
              else if (scale == "standard") extras.scaling = Scaling::Standard;
              else if (!scale.empty()) throw ArgumentError("scale must be '', 'mean' or 'standard', got '" + scale + "'");
@@ -245,10 +245,10 @@ void bind_windows(py::module_& m) {
            py::arg("inputs"), py::arg("targets"), py::arg("window"), py::arg("output"), py::kw_only(),
            py::arg("covariates") = py::none(), py::arg("covariates_output") = FieldOutput{},
            py::arg("known") = py::none(), py::arg("known_output") = FieldOutput{}, py::arg("static") = py::none(),
-           py::arg("static_output") = FieldOutput{}, py::arg("with_index") = false, py::arg("scale") = "",
+           py::arg("scale") = "",
            "Cuts windows of `inputs`; `targets` (aligned, or the inputs themselves) are read when the window "
            "spec has targets. The keywords add the optional fields: covariates and known (lists aligned with "
-           "inputs), static (one row per series), with_index (series and start) and scale ('mean' or "
+           "inputs), static (one row per series, written as output.static_output says) and scale ('mean' or "
            "'standard': per-window scaling of the inputs and of targets that are the inputs).")
       .def_property_readonly("layouts", [](const Assembler& a) {
         py::list out;
@@ -273,11 +273,13 @@ void bind_windows(py::module_& m) {
 void bind_sequences(py::module_& m) {
   py::class_<SequenceData, std::shared_ptr<SequenceData>>(m, "Sequences")
       .def(py::init([](const py::list& inputs, const py::list& step_targets, const py::object& labels,
-                       std::vector<int64_t> keep) {
+                       std::vector<int64_t> keep, const py::object& statics) {
              return SequenceData::make(to_series_list(inputs), to_series_list(step_targets),
-                                       labels.is_none() ? Series{} : to_series(labels), std::move(keep));
+                                       labels.is_none() ? Series{} : to_series(labels), std::move(keep),
+                                       statics.is_none() ? Series{} : to_series(statics));
            }),
-           py::arg("inputs"), py::arg("step_targets"), py::arg("labels"), py::arg("keep") = std::vector<int64_t>{})
+           py::arg("inputs"), py::arg("step_targets"), py::arg("labels"), py::arg("keep") = std::vector<int64_t>{},
+           py::kw_only(), py::arg("static") = py::none())
       .def("files_changed", [](const SequenceData& d) { return d.watch.check_now(); },
            py::call_guard<py::gil_scoped_release>(),
            "What happened to a mapped source file since it was mapped (gone, replaced, shrunk), or ''.")

@@ -30,7 +30,8 @@ std::vector<std::byte> constant_row(double value, int64_t row_elems, DType dtype
 }
 
 // The pool keeps this many idle buffers per batch it must cover (idle_buffers()). A batch takes
-// x, y or labels, mask, lengths and, packed, the two id arrays and cu_seqlens: seven at most.
+// x, y or labels, mask, lengths and either the two id arrays and cu_seqlens (packed) or static,
+// series and start (padded): seven at most.
 constexpr size_t kBuffersPerBatch = 7;
 
 }  // namespace
@@ -230,7 +231,7 @@ void SequenceBlocks::fill(const BatchLayout& layout, Block& b) const {
   // Every field is set before a step is copied: the names are looked up once per batch, the
   // loop below writes through plain pointers. Mask and lengths come with every batch, padded
   // or not.
-  b.fields.reserve(7);
+  b.fields.reserve(10);
   std::byte* x = add(b, field::kX, out_.x_dtype, shape_of({rows, L}, out_.x_feat));
   std::byte* y = steps ? add(b, field::kY, out_.y_dtype, shape_of({rows, L}, out_.y_feat)) : nullptr;
   std::byte* labels = add_labels(layout, b);
@@ -265,12 +266,13 @@ void SequenceBlocks::fill(const BatchLayout& layout, Block& b) const {
     }
   }
   if (labels != nullptr) fill_labels(layout, labels, b);
+  add_row_fields(layout, b);
   b.failed_at = -1;
 }
 
 void SequenceBlocks::fill_pieces(const BatchLayout& layout, Block& b) const {
   const auto n = static_cast<int64_t>(layout.pieces.size());
-  b.fields.reserve(4);
+  b.fields.reserve(7);
   // A table, not rows of the batch: a packed row holds several pieces.
   std::byte* pieces = add(b, field::kPieces, DType::Int64, {n, 6}, /*per_row=*/false);
   static_assert(sizeof(Piece) == 6 * sizeof(int64_t), "a piece is six int64");
@@ -278,6 +280,7 @@ void SequenceBlocks::fill_pieces(const BatchLayout& layout, Block& b) const {
   std::byte* labels = add_labels(layout, b);
   add_row_info(layout, b);
   if (labels != nullptr) fill_labels(layout, labels, b);
+  add_row_fields(layout, b);
   b.failed_at = -1;
 }
 
@@ -288,6 +291,30 @@ void SequenceBlocks::add_row_info(const BatchLayout& layout, Block& b) const {
     const auto n = static_cast<int64_t>(layout.cu_seqlens.size());
     auto* cu = reinterpret_cast<int32_t*>(add(b, field::kCuSeqlens, DType::Int32, {n}, /*per_row=*/false));
     std::copy(layout.cu_seqlens.begin(), layout.cu_seqlens.end(), cu);
+  }
+}
+
+void SequenceBlocks::add_row_fields(const BatchLayout& layout, Block& b) const {
+  // Python refuses these with packing, where a row holds several sequences: one piece per row here.
+  if (data_->has_statics()) {
+    const Series& rows = data_->statics;
+    const FieldOutput& out = out_.static_out;
+    std::byte* dst = add(b, field::kStatic, out.dtype, shape_of({layout.rows}, out.feat));
+    const size_t bytes = static_cast<size_t>(rows.row_elems) * itemsize(out.dtype);
+    for (const Piece& p : layout.pieces) {
+      b.failed_at = p.row;
+      if (out_.check_finite) require_finite_row(rows, p.seq, "the static features of sequence");
+      convert_rows(rows.row(p.seq), rows.dtype, rows.row_bytes(), 1, rows.row_elems,
+                   dst + static_cast<size_t>(p.row) * bytes, out.dtype, out.norm);
+    }
+  }
+  if (out_.with_index) {
+    auto* series = reinterpret_cast<int64_t*>(add(b, field::kSeries, DType::Int64, {layout.rows}));
+    auto* start = reinterpret_cast<int64_t*>(add(b, field::kStart, DType::Int64, {layout.rows}));
+    for (const Piece& p : layout.pieces) {
+      series[p.row] = p.seq;
+      start[p.row] = 0;  // a whole sequence starts at its first step
+    }
   }
 }
 

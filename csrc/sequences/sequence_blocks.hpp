@@ -80,6 +80,8 @@ class SequenceBlocks : public BlockBuilder {
   // The labels field, when the sequences have labels (its rows are filled by fill_labels).
   std::byte* add_labels(const BatchLayout& layout, Block& b) const;
   void fill_labels(const BatchLayout& layout, std::byte* dst, Block& b) const;
+  // The fields with one row per sequence beside labels: static features and the index.
+  void add_row_fields(const BatchLayout& layout, Block& b) const;
   // Writes `count` steps of `s` from `start` at `dst`, converted; checks them when asked.
   void copy_steps(const Series& s, int64_t seq, int64_t start, int64_t count, std::byte* dst,
                   DType dtype, const Normalization& norm, const char* what) const;

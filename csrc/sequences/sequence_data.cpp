@@ -7,7 +7,7 @@
 namespace fastfeed {
 
 std::shared_ptr<SequenceData> SequenceData::make(std::vector<Series> inputs, std::vector<Series> step_targets,
-                                                 Series labels, std::vector<int64_t> keep) {
+                                                 Series labels, std::vector<int64_t> keep, Series statics) {
   const auto n = static_cast<int64_t>(inputs.size());
   for (int64_t k : keep) {
     if (k < 0 || k >= n) throw ArgumentError("keep: no sequence " + std::to_string(k));
@@ -33,7 +33,12 @@ std::shared_ptr<SequenceData> SequenceData::make(std::vector<Series> inputs, std
     throw ArgumentError("labels have " + std::to_string(labels.length) + " rows for " + std::to_string(n) +
                         " sequences");
   }
+  if (statics.data != nullptr && statics.length != n) {
+    throw ArgumentError("static has " + std::to_string(statics.length) + " rows, but there are " + std::to_string(n) +
+                        " sequences (one row per sequence)");
+  }
   auto d = std::make_shared<SequenceData>();
+  d->statics = std::move(statics);
   d->inputs = std::move(inputs);
   d->step_targets = std::move(step_targets);
   d->labels = std::move(labels);
@@ -43,6 +48,7 @@ std::shared_ptr<SequenceData> SequenceData::make(std::vector<Series> inputs, std
     for (const auto& f : files_of(*list)) files.push_back(f);
   }
   if (d->labels.file) files.push_back(d->labels.file);
+  if (d->statics.file) files.push_back(d->statics.file);
   d->watch = FileWatch(std::move(files));
   return d;
 }

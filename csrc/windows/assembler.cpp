@@ -103,7 +103,6 @@ Assembler::Assembler(std::vector<Series> inputs, std::vector<Series> targets, co
       out_(std::move(out)),
       index_(lengths_of(inputs_), spec),
       statics_(std::move(extras.statics)),
-      static_out_(std::move(extras.static_out)),
       scaling_(extras.scaling) {
   if (inputs_.empty()) throw ArgumentError("no series to read from");
   series_offset_.reserve(inputs_.size());
@@ -138,10 +137,10 @@ Assembler::Assembler(std::vector<Series> inputs, std::vector<Series> targets, co
       throw ArgumentError("static has " + std::to_string(statics_[0].length) + " rows, but there are " +
                           std::to_string(inputs_.size()) + " series (one row per series)");
     }
-    check_feat(static_out_.feat, statics_[0].row_elems, "static", "a row of static");
-    static_slot_ = add_layout(std::string(field::kStatic), static_out_.dtype, static_out_.feat);
+    check_feat(out_.static_out.feat, statics_[0].row_elems, "static", "a row of static");
+    static_slot_ = add_layout(std::string(field::kStatic), out_.static_out.dtype, out_.static_out.feat);
   }
-  if (extras.with_index) {
+  if (out_.with_index) {
     series_slot_ = add_layout(std::string(field::kSeries), DType::Int64, {});
     start_slot_ = add_layout(std::string(field::kStart), DType::Int64, {});
   }
@@ -281,8 +280,8 @@ void Assembler::fill_sample(int64_t sample, std::byte* const* dst) const {
   }
   if (static_slot_ >= 0) {
     convert_rows(statics_[0].row(ref.series), statics_[0].dtype, statics_[0].row_bytes(), 1, statics_[0].row_elems,
-                 dst[static_slot_], static_out_.dtype, static_out_.norm);
-    if (out_.mask_non_finite) mask_non_finite(statics_[0], ref.series, 1, 1, dst[static_slot_], static_out_.dtype, nullptr);
+                 dst[static_slot_], out_.static_out.dtype, out_.static_out.norm);
+    if (out_.mask_non_finite) mask_non_finite(statics_[0], ref.series, 1, 1, dst[static_slot_], out_.static_out.dtype, nullptr);
   }
   if (series_slot_ >= 0) {
     std::memcpy(dst[series_slot_], &ref.series, sizeof(int64_t));

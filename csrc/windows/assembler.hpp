@@ -26,13 +26,6 @@ void copy_window(const Series& series, int64_t start, int64_t window, int64_t ra
 void gather_windows(const Series& series, const int64_t* starts, int64_t n, int64_t window,
                     int64_t rate, std::byte* dst, DType dst_type);
 
-// How one field beside x and y is written: element type, statistics and feature shape.
-struct FieldOutput {
-  DType dtype = DType::Float32;
-  Normalization norm;
-  std::vector<int64_t> feat;
-};
-
 // Per-window scaling of the inputs and of targets taken from them (scale=).
 enum class Scaling { None, Mean, Standard };
 
@@ -42,9 +35,7 @@ struct WindowExtras {
   FieldOutput covariates_out;
   std::vector<Series> known;  // aligned with the inputs; the window's steps and every step to its last target
   FieldOutput known_out;
-  std::vector<Series> statics;  // empty, or one series whose row s describes series s
-  FieldOutput static_out;
-  bool with_index = false;  // "series" and "start" (int64) per sample
+  std::vector<Series> statics;  // empty, or one series whose row s describes series s (OutputSpec::static_out)
   Scaling scaling = Scaling::None;
 };
 
@@ -130,7 +121,6 @@ class Assembler {
   std::vector<StepField> fields_;  // x first
   std::vector<FieldLayout> layouts_;
   std::vector<Series> statics_;
-  FieldOutput static_out_;
   int static_slot_ = -1, series_slot_ = -1, start_slot_ = -1, scale_slot_ = -1, loc_slot_ = -1;
   Scaling scaling_ = Scaling::None;
   std::vector<int64_t> series_offset_;  // steps before each series in the concatenation

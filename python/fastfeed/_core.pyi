@@ -103,6 +103,8 @@ class OutputSpec:
     y_feat: List[int]  # of one target step, or of one label
     check_finite: bool
     mask_non_finite: bool  # check_finite="mask": NaN/Inf written as 0, observed masks for x and y
+    with_index: bool  # "series" and "start" per sample
+    static_output: FieldOutput  # how "static" rows are written, when a table of them is given
     def __init__(
         self,
         *,
@@ -116,6 +118,8 @@ class OutputSpec:
         y_feat: Sequence[int] = ...,
         check_finite: bool = False,
         mask_non_finite: bool = False,
+        with_index: bool = False,
+        static_output: FieldOutput = ...,
     ) -> None: ...
 
 class OrderSpec:
@@ -233,6 +237,8 @@ class Sequences:
         step_targets: List[_SeriesItem],
         labels: Optional[Union[np.ndarray, NpyFile]],
         keep: Sequence[int] = ...,
+        *,
+        static: Optional[np.ndarray] = None,
     ) -> None: ...
     def files_changed(self) -> str: ...
     @property

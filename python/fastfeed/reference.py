@@ -384,8 +384,11 @@ def window_batches(
     stats = {
         name: field_stats(fields[name], how, start_index, end_index, name, check_finite) for name, how in plan.items()
     }
-    x_dtype, y_dtype = _output_dtypes(
-        series[0].dtype.name, dtype, stats.get("x"), None if targets is None else target_series[0].dtype.name
+    x_dtype, y_dtype = _output_dtypes(  # scaled values, like standardised ones, need a floating type
+        series[0].dtype.name,
+        dtype,
+        stats.get("x", scale),
+        None if targets is None else target_series[0].dtype.name,
     )
     y_stats = stats.get("x") if targets is None else None  # targets from the source share x's statistics
     dtypes = {name: _field_dtype(fields[name][0].dtype.name, dtype, name in stats) for name in fields}
@@ -700,12 +703,17 @@ def sequence_batches(
     world_size: int = 1,
     steps_per_epoch: Optional[int] = None,
     check_finite: Any = False,
+    static: Any = None,
+    with_index: bool = False,
 ) -> List[dict]:
     """Every batch of one epoch of whole sequences, as dicts with x, y, mask, lengths and, when
     packing, segment_ids, position_ids and cu_seqlens: what a Feeder(window=None) yields.
 
-    `targets`: None, an array with one row per sequence (labels), or a list aligned step for step."""
+    `targets`: None, an array with one row per sequence (labels), or a list aligned step for step.
+    `static` (one row per sequence) adds "static"; `with_index` adds "series" (the sequence's
+    number in `sequences`) and "start" (0) (padded batches only)."""
     seqs = [np.asarray(s) for s in sequences]
+    numbers = list(range(len(seqs)))  # each fed sequence's number in `sequences`
     lengths = [len(s) for s in seqs]
     labels = steps = None
     if isinstance(targets, (list, tuple)):
@@ -721,7 +729,10 @@ def sequence_batches(
             and (steps is None or all_finite(steps[i]))
             and (labels is None or all_finite(labels[i]))
         ]
+        if static is not None:
+            keep = [i for i in keep if all_finite(np.asarray(static)[i])]
         seqs = [seqs[i] for i in keep]
+        numbers = keep
         lengths = [lengths[i] for i in keep]
         steps = None if steps is None else [steps[i] for i in keep]
         labels = None if labels is None else labels[keep]
@@ -801,6 +812,12 @@ def sequence_batches(
                 mean,
                 std,
             )
+        if static is not None:
+            rows = np.asarray(static)[[numbers[i] for i in batch]]
+            made["static"] = convert(rows, _field_dtype(rows.dtype.name, dtype, False))
+        if with_index:
+            made["series"] = np.asarray([numbers[i] for i in batch], np.int64)
+            made["start"] = np.zeros(len(batch), np.int64)
         out.append(made)  # mask and lengths always, also where no step was padded
     return out
 

@@ -36,6 +36,8 @@ def make_mode(series: SeriesSet, spec: FeedSpec, options: Dict[str, Any]) -> Mod
             bucket=options["bucket"],
             bucket_pool=options["bucket_pool"],
             pack=options["pack"],
+            static=options["static"],
+            with_index=options["with_index"],
         )
     _refuse_foreign_options(WindowMode, options)
     return WindowMode(

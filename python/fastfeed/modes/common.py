@@ -9,7 +9,7 @@ import numpy as np
 
 from .._core import SERIES_END, FieldOutput, OutputSpec, moments
 from ..dtypes import FLOATING, dtype_name
-from ..io.sources import SeriesSet
+from ..io.sources import SeriesSet, as_table_array
 
 # (mean, std) per element of a step, or ([], []) for no normalisation.
 Norm = Tuple[List[float], List[float]]
@@ -129,6 +129,22 @@ def field_dtype(name: str, src: str, dtype: Any, normalized: bool, output: str) 
     return out
 
 
+def load_static(series: SeriesSet, static: Any) -> Optional[SeriesSet]:
+    """One row of features per series, as a one-item SeriesSet (its steps are the series)."""
+    if static is None:
+        return None
+    table = as_table_array(static, "static")
+    rows = int(table.shape[0])
+    if rows != series.count:
+        what = (
+            "the source is one series: pass shape (1, *features)"
+            if series.single
+            else f"the source has {series.count} series"
+        )
+        raise ValueError(f"static has {rows} rows, but {what} (static holds one row per series or sequence)")
+    return SeriesSet([table], [rows], tuple(int(d) for d in table.shape[1:]), table.dtype.name, single=True)
+
+
 def advise_access(shuffle: bool, *sets: Optional[SeriesSet]) -> None:
     """Shuffled epochs touch pages at random: read-ahead would only waste I/O and memory."""
     for s in sets:
@@ -152,6 +168,9 @@ def output_spec(
     x_feat: Tuple[int, ...],
     y_feat: Tuple[int, ...],
     check_finite: Any,
+    *,
+    with_index: bool = False,
+    static: Optional[Tuple[str, Tuple[int, ...]]] = None,
 ) -> Any:
     """The core's description of what a batch's x and y hold (`check_finite` as the Feeder takes it)."""
     return OutputSpec(
@@ -165,9 +184,11 @@ def output_spec(
         y_feat=list(y_feat),
         check_finite=check_finite == "raise",
         mask_non_finite=check_finite == "mask",
+        with_index=with_index,
+        static_output=field_output(*(static or ("float32", ())), NO_NORM),
     )
 
 
-def field_output(dtype: str, norm: Norm, feat: Tuple[int, ...]) -> Any:
+def field_output(dtype: str, feat: Tuple[int, ...], norm: Norm) -> Any:
     """The core's description of a field beside x and y."""
     return FieldOutput(dtype=dtype, mean=norm[0], std=norm[1], feat=list(feat))

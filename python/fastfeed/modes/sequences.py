@@ -14,7 +14,16 @@ from ..dtypes import FLOATING, numpy_storage
 from ..io.sources import SeriesSet, load_source
 from ..spec import FeedSpec
 from .base import Fields, Finish, Mode
-from .common import NO_NORM, advise_access, output_spec, resolve_dtypes, resolve_normalization, split_normalize
+from .common import (
+    NO_NORM,
+    advise_access,
+    field_dtype,
+    load_static,
+    output_spec,
+    resolve_dtypes,
+    resolve_normalization,
+    split_normalize,
+)
 
 _DEFAULT_BUCKET_POOL = 256  # batches per sorted pool: <2% padding on lognormal(sigma=1) lengths
 
@@ -35,6 +44,8 @@ class SequenceMode(Mode):
         "bucket": False,
         "bucket_pool": None,
         "pack": False,
+        "static": None,
+        "with_index": False,
     }
     foreign_options_why = "to windows; with window=None each sample is a whole sequence"
     host_fields = frozenset({"lengths"})  # pack_padded_sequence wants lengths on the CPU
@@ -49,6 +60,7 @@ class SequenceMode(Mode):
         "bucket",
         "bucket_pool",
         "pack",
+        "with_index",
         "num_samples",
         "skipped_samples",
     )
@@ -71,6 +83,8 @@ class SequenceMode(Mode):
         bucket: Any,
         bucket_pool: Any,
         pack: Any,
+        static: Any,
+        with_index: Any,
     ) -> None:
         super().__init__(series, spec)
         self.max_len = check_optional_int("max_len", max_len, 1)
@@ -82,6 +96,13 @@ class SequenceMode(Mode):
         self.bucket_pool = _DEFAULT_BUCKET_POOL if bucket_pool is None else check_int("bucket_pool", bucket_pool, 1)
         self._check_combination(bucket_pool)
         self.labels, self.step_targets = _load_targets(series, targets)
+        self.with_index = check_bool("with_index", with_index)
+        self.static = load_static(series, static)
+        if self.pack and (self.static is not None or self.with_index):
+            raise ValueError(
+                "static and with_index describe one sequence per row, and pack=True puts several sequences "
+                "in a row (segment_ids tells them apart); use padding (pack=False) for these fields"
+            )
         if self.pack and self.labels is not None:
             raise ValueError(
                 "pack=True cannot carry one label per sequence (a row holds several sequences); "
@@ -98,6 +119,11 @@ class SequenceMode(Mode):
         self.pad_value = self._resolve_pad_value(pad_value)
         # Step targets are never normalised.
         self.norms = (resolve_normalization(series, x_norm, spec.check_finite), NO_NORM)
+        self.static_dtype: Optional[str] = None
+        self.static_feat: Tuple[int, ...] = ()
+        if self.static is not None:
+            self.static_dtype = field_dtype("static", self.static.dtype, dtype, False, spec.output)
+            self.static_feat = self.static.feat
         if x_norm is not None:
             self.normalized["x"] = (self.norms[0], series.feat)
         advise_access(spec.shuffle, series, self.step_targets)
@@ -107,6 +133,7 @@ class SequenceMode(Mode):
             list(self.step_targets.items) if self.step_targets is not None else [],
             self.labels.items[0] if self.labels is not None else None,
             [] if keep is None else keep.tolist(),
+            static=None if self.static is None else self.static.items[0],
         )
         if keep is not None:
             self.skipped_samples = series.count - len(keep)
@@ -127,7 +154,16 @@ class SequenceMode(Mode):
             truncate_left=self.truncation_side == "left",
             pad_value=self.pad_value,
         )
-        self._output_spec = output_spec(self.x_dtype, self.y_dtype, *self.norms, x_feat, y_feat, spec.check_finite)
+        self._output_spec = output_spec(
+            self.x_dtype,
+            self.y_dtype,
+            *self.norms,
+            x_feat,
+            y_feat,
+            spec.check_finite,
+            with_index=self.with_index,
+            static=None if self.static_dtype is None else (self.static_dtype, self.static_feat),
+        )
         if spec.device_cache:
             self.attach_cache(spec.device)
 
@@ -135,6 +171,11 @@ class SequenceMode(Mode):
         """Keeps the whole source on `device` and builds batches there (tests use a CPU device)."""
         from ..device.cache import SequenceCache, check_cacheable
 
+        if self.static is not None or self.with_index:
+            raise ValueError(
+                "device_cache=True builds batches of whole sequences on the GPU from x and its targets; static "
+                "and with_index need device_cache=False (batches are then assembled on the CPU and uploaded)"
+            )
         steps, labels = self.step_targets, self.labels
         check_cacheable(
             [
@@ -197,15 +238,17 @@ class SequenceMode(Mode):
             raise ValueError(f"bucket_pool={bucket_pool!r} applies with bucket=True only")
 
     def _finite_sequences(self) -> np.ndarray:
-        """The numbers of the sequences without a NaN or Inf in inputs, step targets or label."""
+        """The numbers of the sequences without a NaN or Inf in inputs, step targets, label or
+        static row."""
         threads = self.spec.num_threads
         n = self.series.count
         ok = np.array([len(b) == 0 for b in non_finite_steps(list(self.series.items), threads)])
         if self.step_targets is not None:
             ok &= np.array([len(b) == 0 for b in non_finite_steps(list(self.step_targets.items), threads)])
-        if self.labels is not None:
-            (bad_rows,) = non_finite_steps(list(self.labels.items), threads)
-            ok[bad_rows] = False
+        for rows in (self.labels, self.static):
+            if rows is not None:
+                (bad_rows,) = non_finite_steps(list(rows.items), threads)
+                ok[bad_rows] = False
         return np.flatnonzero(ok[:n]).astype(np.int64)
 
     def _resolve_pad_value(self, pad_value: Any) -> float:
@@ -301,7 +344,19 @@ class SequenceMode(Mode):
             "bucket": self.bucket,
             "bucket_pool": self.bucket_pool,
             "pack": self.pack,
+            # Added later: recorded only when on, so that states saved before them still load.
+            **({"with_index": True} if self.with_index else {}),
+            **({"static": [self.static_dtype, list(self.static.feat)]} if self.static is not None else {}),
         }
+
+    def side_sets(self) -> Tuple[SeriesSet, ...]:
+        return () if self.static is None else (self.static,)
+
+    def field_dtypes(self) -> Dict[str, str]:
+        dtypes = super().field_dtypes()
+        if self.static_dtype is not None:
+            dtypes["static"] = self.static_dtype
+        return dtypes
 
     def describe(self) -> str:
         return f"sequences, max_len={self.max_len}, bucket={self.bucket}, pack={self.pack}"

@@ -7,7 +7,7 @@ from typing import Any, ClassVar, Dict, Iterator, List, Optional, Tuple
 from .._core import SERIES_END, Assembler, Pipeline, WindowSpec, make_pairs
 from ..arguments import INT64_MAX, check_bool, check_choice, check_int
 from ..batch import Batch
-from ..io.sources import SeriesSet, as_table_array, load_source
+from ..io.sources import SeriesSet, load_source
 from ..run.views import chunked_batches
 from ..spec import FeedSpec
 from .base import Fields, Finish, Mode
@@ -17,6 +17,7 @@ from .common import (
     advise_access,
     field_dtype,
     field_output,
+    load_static,
     output_spec,
     resolve_dtypes,
     resolve_normalization,
@@ -159,10 +160,10 @@ class WindowMode(Mode):
             if field is not None:
                 norm = self._field_norm(name, field, asked)
                 out = field_dtype(name, field.dtype, dtype, name in asked, spec.output)
-                self.side_outputs[name] = (out, norm, field.feat)
+                self.side_outputs[name] = (out, field.feat, norm)
         if self.static is not None:
             out = field_dtype("static", self.static.dtype, dtype, False, spec.output)
-            self.side_outputs["static"] = (out, NO_NORM, self.static.feat)
+            self.side_outputs["static"] = (out, self.static.feat, NO_NORM)
 
     def _field_norm(self, name: str, field: SeriesSet, asked: Dict[str, Any]) -> Norm:
         end = SERIES_END if self.end_index is None else self.end_index
@@ -173,6 +174,7 @@ class WindowMode(Mode):
 
     def _make_assembler(self) -> Any:
         outputs = {name: field_output(*out) for name, out in self.side_outputs.items()}
+        static = self.side_outputs.get("static")
         read_targets = self.horizon > 0 or self.target_shift is not None
         return Assembler(
             list(self.series.items),
@@ -185,14 +187,14 @@ class WindowMode(Mode):
                 self.series.feat,
                 self._target_source().feat,
                 self.spec.check_finite,
+                with_index=self.with_index,
+                static=None if static is None else static[:2],
             ),
             covariates=None if self.covariates is None else list(self.covariates.items),
-            covariates_output=outputs.get("covariates", field_output("float32", NO_NORM, ())),
+            covariates_output=outputs.get("covariates", field_output("float32", (), NO_NORM)),
             known=None if self.known is None else list(self.known.items),
-            known_output=outputs.get("known", field_output("float32", NO_NORM, ())),
+            known_output=outputs.get("known", field_output("float32", (), NO_NORM)),
             static=None if self.static is None else self.static.items[0],
-            static_output=outputs.get("static", field_output("float32", NO_NORM, ())),
-            with_index=self.with_index,
             scale=self.scale or "",
         )
 
@@ -345,7 +347,7 @@ class WindowMode(Mode):
             "end_index": self.end_index,
         }
         # Options added later are recorded only when on, so that states saved before them still load.
-        beside = {name: [out[0], list(out[2])] for name, out in self.side_outputs.items()}
+        beside = {name: [out[0], list(out[1])] for name, out in self.side_outputs.items()}
         for key, value in (
             ("target_shift", self.target_shift),
             ("with_index", self.with_index or None),
@@ -357,7 +359,7 @@ class WindowMode(Mode):
         return config
 
     def norm_values(self) -> Tuple[Norm, ...]:
-        return self.norms + tuple(out[1] for out in self.side_outputs.values())
+        return self.norms + tuple(out[2] for out in self.side_outputs.values())
 
     def target_set(self) -> Optional[SeriesSet]:
         return self.targets
@@ -403,22 +405,6 @@ def load_aligned(series: SeriesSet, data: Any, name: str) -> Optional[SeriesSet]
             where = "" if t.single else f" of series {i}"
             raise ValueError(f"{name}{where} have {b} steps but the source has {a}; they must be aligned step for step")
     return t
-
-
-def load_static(series: SeriesSet, static: Any) -> Optional[SeriesSet]:
-    """One row of features per series, as a one-item SeriesSet (its steps are the series)."""
-    if static is None:
-        return None
-    table = as_table_array(static, "static")
-    rows = int(table.shape[0])
-    if rows != series.count:
-        what = (
-            "the source is one series: pass shape (1, *features)"
-            if series.single
-            else f"the source has {series.count} series"
-        )
-        raise ValueError(f"static has {rows} rows, but {what} (static holds one row per series)")
-    return SeriesSet([table], [rows], tuple(int(d) for d in table.shape[1:]), table.dtype.name, single=True)
 
 
 def series_range(length: int, start: int, end: Optional[int]) -> Tuple[int, int]:
