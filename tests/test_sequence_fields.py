@@ -1,4 +1,5 @@
-"""Whole sequences with the fields beside them: static rows and the index (series, start)."""
+"""Whole sequences with the fields beside them: static rows, the index (series, start) and the
+observed masks of check_finite="mask"."""
 
 import numpy as np
 import pytest
@@ -15,10 +16,10 @@ def _compare(got, expected):
         assert set(g) == set(e)
         for name in e:
             assert g[name].dtype == e[name].dtype, name
-            np.testing.assert_array_equal(g[name], e[name], err_msg=name)
+            np.testing.assert_array_equal(g[name], e[name], err_msg=name)  # NaN == NaN here
 
 
-@settings(max_examples=40, deadline=None)
+@settings(max_examples=60, deadline=None)
 @given(
     lengths=st.lists(st.integers(1, 9), min_size=1, max_size=12),
     batch_size=st.integers(1, 4),
@@ -27,17 +28,32 @@ def _compare(got, expected):
     with_index=st.booleans(),
     static_dtype=st.sampled_from(["float64", "int16", "float32"]),
     dtype=st.sampled_from([None, "float32"]),
-    skip=st.booleans(),
+    finite=st.sampled_from([False, "skip", "mask"]),
+    targets=st.sampled_from([None, "steps", "labels"]),
+    pack=st.booleans(),
     seed=st.integers(0, 2**64 - 1),
 )
-def test_static_and_index_match_the_reference(
-    lengths, batch_size, shuffle, bucket, with_index, static_dtype, dtype, skip, seed
+def test_fields_beside_sequences_match_the_reference(
+    lengths, batch_size, shuffle, bucket, with_index, static_dtype, dtype, finite, targets, pack, seed
 ):
     rng = np.random.default_rng(seed % 2**32)
     seqs = [rng.normal(size=(n, 2)).astype(np.float32) for n in lengths]
     static = (rng.normal(size=(len(seqs), 3)) * 10).astype(static_dtype)
-    if skip and static_dtype != "int16":
-        static[rng.integers(len(seqs))] = np.nan
+    tgt = None
+    if targets == "steps":
+        tgt = [rng.normal(size=(n,)) for n in lengths]
+    elif targets == "labels":
+        tgt = rng.normal(size=(len(seqs), 2))
+    if finite:  # a few NaN and Inf among the values, targets and static rows
+        for arr in [*seqs[::2], *(tgt if isinstance(tgt, list) else [])][::3]:
+            arr.flat[rng.integers(arr.size)] = np.nan
+        if isinstance(tgt, np.ndarray):
+            tgt[rng.integers(len(seqs)), 1] = np.inf
+        if static_dtype != "int16":
+            static[rng.integers(len(seqs))] = np.nan
+    pack = pack and targets != "labels" and not bucket
+    if pack:  # a packed row holds several sequences: no static row or index
+        static, with_index = None, False
     kw = dict(
         batch_size=batch_size,
         shuffle=shuffle,
@@ -47,17 +63,23 @@ def test_static_and_index_match_the_reference(
         static=static,
         with_index=with_index,
         dtype=dtype,
-        check_finite="skip" if skip else False,
+        check_finite=finite,
+        targets=tgt,
+        pack=pack,
+        max_len=4 if pack else None,
     )
     try:
         feeder = Feeder(seqs, window=None, output="numpy", **kw)
     except ValueError as e:  # every sequence dropped
-        assert skip and "dropped every sequence" in str(e)
+        assert finite == "skip" and "dropped every sequence" in str(e)
         return
     kw["bucket_pool"] = kw["bucket_pool"] or 256
     for epoch in range(2):
         feeder.set_epoch(epoch)
-        _compare([b.as_dict() for b in feeder], reference.sequence_batches(seqs, epoch=epoch, **kw))
+        got = [b.as_dict() for b in feeder]
+        _compare(got, reference.sequence_batches(seqs, epoch=epoch, **kw))
+        if finite == "mask":  # nothing non-finite is handed out
+            assert all(np.isfinite(b[k]).all() for b in got for k in ("x", "y", "static") if k in b)
 
 
 def test_static_rows_and_index_by_hand():

@@ -30,9 +30,9 @@ std::vector<std::byte> constant_row(double value, int64_t row_elems, DType dtype
 }
 
 // The pool keeps this many idle buffers per batch it must cover (idle_buffers()). A batch takes
-// x, y or labels, mask, lengths and either the two id arrays and cu_seqlens (packed) or static,
-// series and start (padded): seven at most.
-constexpr size_t kBuffersPerBatch = 7;
+// x, y or labels, mask, lengths, observed and y_observed, and either the two id arrays and
+// cu_seqlens (packed) or static, series and start (padded): nine at most.
+constexpr size_t kBuffersPerBatch = 9;
 
 }  // namespace
 
@@ -102,10 +102,11 @@ std::byte* SequenceBlocks::add(Block& b, std::string_view name, DType dtype, std
 }
 
 void SequenceBlocks::copy_steps(const Series& s, int64_t seq, int64_t start, int64_t count, std::byte* dst,
-                                DType dtype, const Normalization& norm, const char* what) const {
+                                DType dtype, const Normalization& norm, const char* what, bool* observed) const {
   if (count <= 0) return;
   if (out_.check_finite) require_finite(s, "sequence", seq, start, count, 1, what);
   convert_rows(s.row(start), s.dtype, s.row_bytes(), count, s.row_elems, dst, dtype, norm);
+  if (out_.mask_non_finite) mask_non_finite(s, start, count, 1, dst, dtype, observed);
 }
 
 void SequenceBlocks::fill_padding(std::byte* dst, int64_t steps, const std::vector<std::byte>& pad_row) const {
@@ -231,11 +232,22 @@ void SequenceBlocks::fill(const BatchLayout& layout, Block& b) const {
   // Every field is set before a step is copied: the names are looked up once per batch, the
   // loop below writes through plain pointers. Mask and lengths come with every batch, padded
   // or not.
-  b.fields.reserve(10);
+  b.fields.reserve(12);
   std::byte* x = add(b, field::kX, out_.x_dtype, shape_of({rows, L}, out_.x_feat));
   std::byte* y = steps ? add(b, field::kY, out_.y_dtype, shape_of({rows, L}, out_.y_feat)) : nullptr;
   std::byte* labels = add_labels(layout, b);
   auto* mask = reinterpret_cast<bool*>(add(b, field::kMask, DType::Bool, {rows, L}));
+  // check_finite="mask": which values were finite (padding was none).
+  bool* observed = nullptr;
+  bool* y_observed = nullptr;
+  if (out_.mask_non_finite) {
+    observed = reinterpret_cast<bool*>(add(b, field::kObserved, DType::Bool, shape_of({rows, L}, out_.x_feat)));
+    std::fill(observed, observed + rows * L * product(out_.x_feat), false);
+    if (steps) {
+      y_observed = reinterpret_cast<bool*>(add(b, field::kYObserved, DType::Bool, shape_of({rows, L}, out_.y_feat)));
+      std::fill(y_observed, y_observed + rows * L * product(out_.y_feat), false);
+    }
+  }
   int32_t* seg = nullptr;
   int64_t* pos = nullptr;
   if (pack_.pack) {
@@ -254,10 +266,10 @@ void SequenceBlocks::fill(const BatchLayout& layout, Block& b) const {
     b.failed_at = p.row;  // until the row is complete
     const int64_t at = p.row * L + p.col;
     copy_steps(data_->inputs[p.seq], p.seq, p.first, p.count, x + static_cast<size_t>(at) * x_step, out_.x_dtype,
-               out_.x_norm, "the inputs");
+               out_.x_norm, "the inputs", observed ? observed + at * product(out_.x_feat) : nullptr);
     if (steps) {
       copy_steps(data_->step_targets[p.seq], p.seq, p.first, p.count, y + static_cast<size_t>(at) * y_step,
-                 out_.y_dtype, Normalization{}, "the targets");
+                 out_.y_dtype, Normalization{}, "the targets", y_observed ? y_observed + at * product(out_.y_feat) : nullptr);
     }
     std::fill(mask + at, mask + at + p.count, true);
     if (seg != nullptr) {
@@ -304,8 +316,9 @@ void SequenceBlocks::add_row_fields(const BatchLayout& layout, Block& b) const {
     for (const Piece& p : layout.pieces) {
       b.failed_at = p.row;
       if (out_.check_finite) require_finite_row(rows, p.seq, "the static features of sequence");
-      convert_rows(rows.row(p.seq), rows.dtype, rows.row_bytes(), 1, rows.row_elems,
-                   dst + static_cast<size_t>(p.row) * bytes, out.dtype, out.norm);
+      std::byte* row = dst + static_cast<size_t>(p.row) * bytes;
+      convert_rows(rows.row(p.seq), rows.dtype, rows.row_bytes(), 1, rows.row_elems, row, out.dtype, out.norm);
+      if (out_.mask_non_finite) mask_non_finite(rows, p.seq, 1, 1, row, out.dtype, nullptr);
     }
   }
   if (out_.with_index) {
@@ -324,13 +337,18 @@ std::byte* SequenceBlocks::add_labels(const BatchLayout& layout, Block& b) const
 }
 
 void SequenceBlocks::fill_labels(const BatchLayout& layout, std::byte* dst, Block& b) const {
+  bool* y_observed = out_.mask_non_finite ? reinterpret_cast<bool*>(add(b, field::kYObserved, DType::Bool,
+                                                                        shape_of({layout.rows}, out_.y_feat)))
+                                          : nullptr;
   const Series& labels = data_->labels;
   const size_t bytes = static_cast<size_t>(labels.row_elems) * itemsize(out_.y_dtype);
   for (const Piece& p : layout.pieces) {  // padded batches: one piece per row
     b.failed_at = p.row;
     if (out_.check_finite) require_finite_label(labels, p.seq);
-    convert_rows(labels.row(p.seq), labels.dtype, labels.row_bytes(), 1, labels.row_elems,
-                 dst + static_cast<size_t>(p.row) * bytes, out_.y_dtype, Normalization{});
+    std::byte* row = dst + static_cast<size_t>(p.row) * bytes;
+    convert_rows(labels.row(p.seq), labels.dtype, labels.row_bytes(), 1, labels.row_elems, row, out_.y_dtype,
+                 Normalization{});
+    if (y_observed) mask_non_finite(labels, p.seq, 1, 1, row, out_.y_dtype, y_observed + p.row * labels.row_elems);
   }
 }
 

@@ -82,9 +82,10 @@ class SequenceBlocks : public BlockBuilder {
   void fill_labels(const BatchLayout& layout, std::byte* dst, Block& b) const;
   // The fields with one row per sequence beside labels: static features and the index.
   void add_row_fields(const BatchLayout& layout, Block& b) const;
-  // Writes `count` steps of `s` from `start` at `dst`, converted; checks them when asked.
+  // Writes `count` steps of `s` from `start` at `dst`, converted; checks them when asked, or
+  // with check_finite="mask" writes 0 for NaN/Inf and marks the finite values in `observed`.
   void copy_steps(const Series& s, int64_t seq, int64_t start, int64_t count, std::byte* dst,
-                  DType dtype, const Normalization& norm, const char* what) const;
+                  DType dtype, const Normalization& norm, const char* what, bool* observed) const;
   void fill_padding(std::byte* dst, int64_t steps, const std::vector<std::byte>& pad_row) const;
   // Sets field `name` of `b` to a pooled buffer of `shape` elements of `dtype`; returns the data.
   std::byte* add(Block& b, std::string_view name, DType dtype, std::vector<int64_t> shape, bool per_row = true) const;

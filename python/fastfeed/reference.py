@@ -791,30 +791,43 @@ def sequence_batches(
                 flat[pass_] = [i for b in plan_of(pass_) for i in b]
         items = [flat[pass_][q] for pass_, q in stream]
         batches = [items[k : k + batch_size] for k in range(0, len(items), batch_size)]
+    masking = check_finite == "mask"
     out = []
     for batch in batches:
-        if pack:
-            made = _packed_batch(batch, seqs, steps, max_len, pad_value, x_dtype, y_dtype, mean, std)
-        else:
-            made = _padded_batch(
-                batch,
-                seqs,
-                steps,
-                labels,
-                lengths,
-                max_len,
-                pad_multiple,
-                padding_side,
-                truncation_side,
-                pad_value,
-                x_dtype,
-                y_dtype,
-                mean,
-                std,
+
+        def made_of(xs: Any, ys: Any, ls: Any, pad: Any, xd: str, yd: Any, mu: Any, sd: Any) -> dict:
+            if pack:
+                return _packed_batch(batch, xs, ys, max_len, pad, xd, yd, mu, sd)
+            return _padded_batch(
+                batch, xs, ys, ls, lengths, max_len, pad_multiple, padding_side, truncation_side, pad, xd, yd, mu, sd
             )
+
+        made = made_of(seqs, steps, labels, pad_value, x_dtype, y_dtype, mean, std)
+        if masking:  # the same batch of "is finite": real non-finite values become 0
+            finite = made_of(
+                [finite_mask(s) for s in seqs],
+                None if steps is None else [finite_mask(s) for s in steps],
+                None if labels is None else finite_mask(labels),
+                False,
+                "bool",
+                None if y_dtype is None else "bool",
+                None,
+                None,
+            )
+            def real(a: np.ndarray) -> Any:  # the steps that are not padding, broadcast to `a`
+                return made["mask"].reshape(made["mask"].shape + (1,) * (a.ndim - 2))
+
+            made["x"][real(made["x"]) & ~finite["x"]] = 0
+            made["observed"] = finite["x"]
+            if made["y"] is not None:
+                y_real = real(made["y"]) if steps is not None else True
+                made["y"][y_real & ~finite["y"]] = 0
+                made["y_observed"] = finite["y"]
         if static is not None:
             rows = np.asarray(static)[[numbers[i] for i in batch]]
             made["static"] = convert(rows, _field_dtype(rows.dtype.name, dtype, False))
+            if masking:
+                made["static"][~finite_mask(rows)] = 0
         if with_index:
             made["series"] = np.asarray([numbers[i] for i in batch], np.int64)
             made["start"] = np.zeros(len(batch), np.int64)

@@ -108,11 +108,6 @@ class SequenceMode(Mode):
                 "pack=True cannot carry one label per sequence (a row holds several sequences); "
                 "pass step-aligned targets (a list) or use padding"
             )
-        if spec.check_finite == "mask":
-            raise ValueError(
-                "check_finite='mask' applies to windows; with whole sequences use 'skip' (leave out the "
-                "sequences holding a NaN or Inf) or 'raise'"
-            )
         x_norm = split_normalize(normalize, ("x",)).get("x")
         transform = None if x_norm is None else "normalize"
         self.x_dtype, self.y_dtype = resolve_dtypes(series, dtype, transform, self.target_set(), spec.output)
@@ -171,10 +166,19 @@ class SequenceMode(Mode):
         """Keeps the whole source on `device` and builds batches there (tests use a CPU device)."""
         from ..device.cache import SequenceCache, check_cacheable
 
-        if self.static is not None or self.with_index:
+        beside = [
+            name
+            for name, on in (
+                ("static=", self.static is not None),
+                ("with_index=True", self.with_index),
+                ("check_finite='mask'", self.spec.check_finite == "mask"),
+            )
+            if on
+        ]
+        if beside:
             raise ValueError(
-                "device_cache=True builds batches of whole sequences on the GPU from x and its targets; static "
-                "and with_index need device_cache=False (batches are then assembled on the CPU and uploaded)"
+                "device_cache=True builds batches of whole sequences on the GPU from x and its targets; "
+                f"{', '.join(beside)} need device_cache=False (batches are then assembled on the CPU and uploaded)"
             )
         steps, labels = self.step_targets, self.labels
         check_cacheable(
