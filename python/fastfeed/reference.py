@@ -795,7 +795,9 @@ def sequence_batches(
     out = []
     for batch in batches:
 
-        def made_of(xs: Any, ys: Any, ls: Any, pad: Any, xd: str, yd: Any, mu: Any, sd: Any) -> dict:
+        def made_of(
+            xs: Any, ys: Any, ls: Any, pad: Any, xd: str, yd: Any, mu: Any, sd: Any, batch: Any = batch
+        ) -> dict:
             if pack:
                 return _packed_batch(batch, xs, ys, max_len, pad, xd, yd, mu, sd)
             return _padded_batch(
@@ -814,8 +816,9 @@ def sequence_batches(
                 None,
                 None,
             )
-            def real(a: np.ndarray) -> Any:  # the steps that are not padding, broadcast to `a`
-                return made["mask"].reshape(made["mask"].shape + (1,) * (a.ndim - 2))
+
+            def real(a: np.ndarray, mask: np.ndarray = made["mask"]) -> Any:  # not padding, broadcast to `a`
+                return mask.reshape(mask.shape + (1,) * (a.ndim - 2))
 
             made["x"][real(made["x"]) & ~finite["x"]] = 0
             made["observed"] = finite["x"]
