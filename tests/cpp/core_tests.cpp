@@ -1,5 +1,6 @@
 // Tests of the C++ core on its own (no Python): `make sanitize` runs them under ASan/UBSan.
 #include <chrono>
+#include <cmath>
 #include <csignal>
 #include <cstdio>
 #include <cstdlib>
@@ -29,6 +30,7 @@
 #include "sequences/sequence_blocks.hpp"
 #include "sequences/sequence_data.hpp"
 #include "source/fingerprint.hpp"
+#include "source/moments.hpp"
 #include "source/npy.hpp"
 #include "source/ragged_file.hpp"
 #include "windows/assembler.hpp"
@@ -844,6 +846,92 @@ static void window_blocks_fields() {
   CHECK(throws_argument_error([&] { Assembler({s}, {}, WindowSpec{4, 1, 1, 0}, out); }, "OutputSpec.x_feat"));
 }
 
+// Ranges read as Python's slicing reads them, per series.
+static void window_ranges_follow_slicing() {
+  CHECK(slice_steps(10, -3, kSeriesEnd).lo == 7 && slice_steps(10, -3, kSeriesEnd).hi == 10);
+  CHECK(slice_steps(10, 0, -4).hi == 6 && slice_steps(10, -20, 40).lo == 0 && slice_steps(10, -20, 40).hi == 10);
+  CHECK(slice_steps(10, 12, kSeriesEnd).lo == 10 && slice_steps(3, 0, -5).hi == 0);
+  WindowSpec spec{2, 1, 1, 1};
+  spec.start_index = -6;
+  spec.end_index = -1;  // series of 10: steps [4, 9) hold 3 windows of span 3; of 4: none ([0, 3) holds 1)
+  SampleIndex idx({10, 4}, spec);
+  CHECK(idx.size() == 4 && idx.locate(0).start == 4 && idx.locate(3).series == 1 && idx.locate(3).start == 0);
+  WindowSpec shifted{3, 2, 1, 0};
+  shifted.target_shift = 2;
+  CHECK(shifted.span() == 9 && shifted.target_steps() == 3 && shifted.target_offset() == 2);
+  shifted.horizon = 1;
+  CHECK(throws_argument_error([&] { shifted.validate(); }, "target_shift and horizon"));
+}
+
+// Every field of a window sample, written in one pass: values checked by hand.
+static void window_extras_by_hand() {
+  std::vector<float> x(12), cov(24), known(12);
+  for (size_t i = 0; i < 12; ++i) {
+    x[i] = static_cast<float>(i);
+    known[i] = 100.0f + static_cast<float>(i);
+    cov[2 * i] = static_cast<float>(i);
+    cov[2 * i + 1] = -static_cast<float>(i);
+  }
+  x[5] = std::nanf("");
+  std::vector<double> statics{7.0, 8.0};
+  auto series_of = [](const void* data, int64_t length, int64_t elems, DType dtype) {
+    Series s;
+    s.data = static_cast<const std::byte*>(data);
+    s.length = length;
+    s.row_elems = elems;
+    s.dtype = dtype;
+    return s;
+  };
+  const Series xs = series_of(x.data(), 12, 1, DType::Float32);
+  WindowExtras extras;
+  extras.covariates = {series_of(cov.data(), 12, 2, DType::Float32)};
+  extras.covariates_out.feat = {2};
+  extras.known = {series_of(known.data(), 12, 1, DType::Float32)};
+  extras.statics = {series_of(statics.data(), 1, 2, DType::Float64)};
+  extras.scaling = Scaling::Mean;
+  OutputSpec out;
+  out.mask_non_finite = true;
+  out.with_index = true;
+  out.static_out.dtype = DType::Float32;
+  out.static_out.feat = {2};
+  WindowSpec spec{3, 1, 1, 2};  // window 3, horizon 2
+  Assembler a({xs}, {xs}, spec, out, extras);
+  std::vector<std::string> names;
+  for (const auto& l : a.layouts()) names.push_back(l.name);
+  CHECK((names == std::vector<std::string>{"x", "observed", "y", "y_observed", "covariates", "known", "static", "series",
+                                           "start", "scale"}));
+  std::vector<std::vector<std::byte>> buffers;
+  std::vector<std::byte*> dst;
+  for (const auto& l : a.layouts()) buffers.emplace_back(l.sample_bytes);
+  for (auto& buffer : buffers) dst.push_back(buffer.data());
+  a.fill_sample(3, dst.data());  // the window of steps 3, 4, 5 (5 is NaN); targets 6, 7
+  auto at = [&](size_t field, size_t i) { return reinterpret_cast<const float*>(buffers[field].data())[i]; };
+  auto flag = [&](size_t field, size_t i) { return reinterpret_cast<const bool*>(buffers[field].data())[i]; };
+  const float scale = 3.5f;  // the mean absolute value of the finite steps 3 and 4
+  CHECK(at(9, 0) == scale);
+  CHECK(at(0, 0) == static_cast<float>(3.0 / 3.5) && at(0, 1) == static_cast<float>(4.0 / 3.5) && at(0, 2) == 0.0f);
+  CHECK(flag(1, 0) && flag(1, 1) && !flag(1, 2));
+  CHECK(at(2, 0) == static_cast<float>(6.0 / 3.5) && flag(3, 0) && flag(3, 1));
+  CHECK(at(4, 0) == 3.0f && at(4, 1) == -3.0f && at(4, 5) == -5.0f);
+  CHECK(at(5, 0) == 103.0f && at(5, 4) == 107.0f);  // known: the window's steps, then to the last target
+  CHECK(at(6, 0) == 7.0f && at(6, 1) == 8.0f);
+  CHECK(reinterpret_cast<const int64_t*>(buffers[7].data())[0] == 0 && reinterpret_cast<const int64_t*>(buffers[8].data())[0] == 3);
+  // check_finite="skip" leaves out every window reading step 5 (inputs or targets): starts 1..5.
+  out.mask_non_finite = false;
+  extras.scaling = Scaling::None;
+  Assembler skipping({xs}, {xs}, spec, out, extras);
+  const int64_t before = skipping.num_samples();  // starts 0..7
+  skipping.exclude_non_finite(2);
+  CHECK(before == 8 && skipping.num_samples() == 3);
+  // Statistics never come from a NaN: they fail naming it, or skip it.
+  CHECK(throws_argument_error([&] { compute_moments({xs}, 0, kSeriesEnd, NonFinite::Fail); }, "series 0, step 5"));
+  const Moments m = compute_moments({xs}, 4, -5, NonFinite::Skip);  // steps 4, 6 (5 is NaN)
+  CHECK(m.mean[0] == 5.0 && m.std[0] == 1.0 && m.count == 3);
+  // Fields beside x must be aligned and shaped.
+  extras.known = {series_of(known.data(), 11, 1, DType::Float32)};
+  CHECK(throws_argument_error([&] { Assembler({xs}, {xs}, spec, out, extras); }, "the known fields of series 0 have 11 steps"));
+}
+
 // A builder that throws (out of memory, say) gives a failed block at its place in the order, on a
 // worker thread and in the consumer alike, instead of ending the process.
 static void a_throwing_builder_gives_a_failed_block() {
@@ -897,6 +985,8 @@ int main() {
   sequence_data_make_checks_its_parts();
   sequence_blocks_always_carry_mask_and_lengths();
   window_blocks_fields();
+  window_ranges_follow_slicing();
+  window_extras_by_hand();
   a_throwing_builder_gives_a_failed_block();
   std::filesystem::remove_all(scratch_dir());
   if (failures == 0) std::printf("core_tests: all passed\n");
