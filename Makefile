@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint docs bench build sanitize sanitize-python tsan fuzz fuzz-corpus clean
+.PHONY: demo demo-forecast test lint docs bench build sanitize sanitize-python tsan fuzz fuzz-corpus clean
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -20,6 +20,10 @@ build: $(STAMP)
 
 demo: $(STAMP)
 	$(BIN)/fastfeed demo
+
+# A year-ahead forecast of El Nino sea temperatures (statsmodels' data) against the seasonal-naive forecast.
+demo-forecast: $(STAMP)
+	$(BIN)/fastfeed demo --forecast
 
 test: $(STAMP)
 	$(MAKE) --no-print-directory lint docs

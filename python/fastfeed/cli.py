@@ -63,18 +63,20 @@ def _cmd_demo(args: argparse.Namespace) -> int:
         import torch  # noqa: F401
     except ImportError:
         return _fail("demo", "the demo trains a PyTorch model: pip install torch", 1)
-    from .demo import run_demo
+    if args.forecast:
+        return _cmd_demo_forecast(args)
+    from .demo import DEFAULT_PLOT, run_demo
 
-    plot = None if args.no_plot else args.plot
+    plot = None if args.no_plot else (DEFAULT_PLOT if args.plot is None else args.plot)
     problem = _unwritable(plot) if plot is not None else None
     if problem:  # said before a minute of training, not after it
         return _fail("demo", f"cannot write the loss plot to {plot}: {problem} (or pass --no-plot)", 2)
     try:
         run_demo(
-            epochs=args.epochs,
-            batch_size=args.batch_size,
-            window=args.window,
-            lr=args.lr,
+            epochs=args.epochs or 20,
+            batch_size=args.batch_size or 1,
+            window=args.window or 10,
+            lr=args.lr or 1e-3,
             seed=args.seed,
             plot=plot,
             threads=args.threads,
@@ -86,6 +88,36 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     except OSError as e:  # the plot could not be written after all (disk full, removed meanwhile)
         return _fail("demo", f"cannot write the loss plot to {plot}: {e.strerror or e}", 1)
     except (ValueError, RuntimeError, OverflowError) as e:  # settings the model or the data refuse
+        return _fail("demo", str(e).splitlines()[0] if str(e) else type(e).__name__, 2)
+    return 0
+
+
+def _cmd_demo_forecast(args: argparse.Namespace) -> int:
+    from .demo_forecast import DEFAULT_FORECAST_PLOT, _statsmodels_missing, run_forecast_demo
+
+    missing = _statsmodels_missing()
+    if missing:
+        return _fail("demo", missing, 1)
+    plot = None if args.no_plot else (DEFAULT_FORECAST_PLOT if args.plot is None else args.plot)
+    problem = _unwritable(plot) if plot is not None else None
+    if problem:
+        return _fail("demo", f"cannot write the forecast plot to {plot}: {problem} (or pass --no-plot)", 2)
+    # Options left out keep run_forecast_demo's own defaults.
+    given = {name: getattr(args, name) for name in ("epochs", "batch_size", "window", "lr")}
+    try:
+        run_forecast_demo(
+            **{name: value for name, value in given.items() if value is not None},
+            seed=args.seed,
+            plot=plot,
+            threads=args.threads,
+            progress=not args.no_progress,
+        )
+    except KeyboardInterrupt:
+        print("\ninterrupted", file=sys.stderr)
+        return 130
+    except OSError as e:
+        return _fail("demo", f"cannot write the forecast plot to {plot}: {e.strerror or e}", 1)
+    except (ValueError, RuntimeError, OverflowError) as e:
         return _fail("demo", str(e).splitlines()[0] if str(e) else type(e).__name__, 2)
     return 0
 
@@ -274,22 +306,41 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
     from .demo import DEFAULT_PLOT  # no heavy imports: demo.py loads torch only when run
+    from .demo_forecast import DEFAULT_FORECAST_PLOT
 
     demo = sub.add_parser(
         "demo",
-        help="train a small RNN on a sine wave, fed by a Feeder",
+        help="train a small RNN on a sine wave (or, with --forecast, a forecaster on real data), fed by a Feeder",
         description="Next-step prediction of a sine wave with two stacked ReLU RNN layers "
-        "(a Keras example redone in PyTorch).",
+        "(a Keras example redone in PyTorch). With --forecast: a GRU encoder-decoder forecasts "
+        "a year of monthly El Nino sea surface temperatures (statsmodels' elnino data) from "
+        "covariates and calendar features, validated on the last ten years against the "
+        "seasonal-naive forecast.",
     )
-    demo.add_argument("--epochs", type=_pos_int, default=20, help="epochs to train (default 20)")
-    demo.add_argument("--batch-size", type=_pos_int, default=1, help="windows per batch (default 1)")
-    demo.add_argument("--window", type=_pos_int, default=10, help="steps per input window (default 10)")
-    demo.add_argument("--lr", type=_pos_float, default=1e-3, help="Adam learning rate (default 1e-3)")
+    demo.add_argument(
+        "--forecast",
+        action="store_true",
+        help="run the forecasting demo instead (needs statsmodels and pandas: pip install 'fastfeed[demo]')",
+    )
+    demo.add_argument("--epochs", type=_pos_int, default=None, help="epochs to train (default 20; 12 with --forecast)")
+    demo.add_argument(
+        "--batch-size", type=_pos_int, default=None, help="windows per batch (default 1; 32 with --forecast)"
+    )
+    demo.add_argument(
+        "--window", type=_pos_int, default=None, help="steps per input window (default 10; 24 months with --forecast)"
+    )
+    demo.add_argument(
+        "--lr", type=_pos_float, default=None, help="Adam learning rate (default 1e-3; 3e-3 with --forecast)"
+    )
     demo.add_argument("--seed", type=_seed, default=0, help="seed of the weights and the shuffle (default 0)")
     demo.add_argument(
-        "--plot", default=DEFAULT_PLOT, metavar="PATH", help=f"where the loss plot (PNG) goes (default {DEFAULT_PLOT})"
+        "--plot",
+        default=None,
+        metavar="PATH",
+        help=f"where the plot (PNG) goes (default {DEFAULT_PLOT}: the loss; "
+        f"{DEFAULT_FORECAST_PLOT} with --forecast: forecasts against the truth)",
     )
-    demo.add_argument("--no-plot", action="store_true", help="write no loss plot")
+    demo.add_argument("--no-plot", action="store_true", help="write no plot")
     demo.add_argument(
         "--threads",
         type=_pos_int,
