@@ -39,6 +39,35 @@ def test_windows_on_the_gpu_equal_the_reference(shuffle, dtype):
         np.testing.assert_array_equal(host(y), wy)
 
 
+def test_every_window_field_is_uploaded_with_the_batch():
+    rng = np.random.default_rng(2)
+    series = [rng.normal(size=(n, 2)).astype(np.float32) for n in (300, 250)]
+    series[0][7, 1] = np.nan
+    kw = dict(
+        window=24,
+        horizon=6,
+        covariates=[rng.normal(size=(len(s), 3)) for s in series],
+        known=[rng.normal(size=(len(s),)).astype(np.float32) for s in series],
+        static=rng.normal(size=(2, 4)),
+        with_index=True,
+        scale="standard",
+        check_finite="mask",
+        end_index=-5,
+        batch_size=32,
+        shuffle=True,
+        dtype="float32",
+    )
+    got = list(Feeder(series, device="cuda", **kw))
+    want = reference.window_batches(series, **kw)
+    assert len(got) == len(want)
+    for g, w in zip(got, want):
+        fields = g.as_dict()
+        assert set(fields) == set(w)
+        for name, value in fields.items():
+            assert value.is_cuda, name
+            np.testing.assert_allclose(host(value), w[name], rtol=1e-6, atol=1e-6, err_msg=name)
+
+
 def test_padded_and_packed_sequences_on_the_gpu():
     rng = np.random.default_rng(1)
     seqs = [rng.integers(0, 100, int(n), dtype=np.int32) for n in rng.integers(1, 300, 500)]
