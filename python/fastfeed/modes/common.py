@@ -71,14 +71,21 @@ def split_normalize(normalize: Any, present: Tuple[str, ...]) -> Dict[str, Any]:
 
 
 def resolve_normalization(
-    series: SeriesSet, how: Any, check_finite: Any, start: int = 0, end: int = SERIES_END, field: str = "x"
+    series: SeriesSet,
+    how: Any,
+    check_finite: Any,
+    start: int = 0,
+    end: int = SERIES_END,
+    field: str = "x",
+    by_field: bool = False,
 ) -> Norm:
     """(mean, std) per element of field `field` (read from `series`): computed by the core over
     the steps [start, end) of every series (negative values count from each series' end) for
-    "standard", or a user's (mean, std) broadcast to the feature shape."""
+    "standard", or a user's (mean, std) broadcast to the feature shape. `by_field`: `how` came
+    from a dict by field (messages then name the field's entry)."""
     if how is None:
         return NO_NORM
-    label = "normalize" if field == "x" else f"normalize[{field!r}]"
+    label = f"normalize[{field!r}]" if by_field else "normalize"
     if isinstance(how, str):
         if how != "standard":
             raise ValueError(f"{label} must be 'standard' or (mean, std), got {how!r}")

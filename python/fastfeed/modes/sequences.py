@@ -113,7 +113,10 @@ class SequenceMode(Mode):
         self.x_dtype, self.y_dtype = resolve_dtypes(series, dtype, transform, self.target_set(), spec.output)
         self.pad_value = self._resolve_pad_value(pad_value)
         # Step targets are never normalised.
-        self.norms = (resolve_normalization(series, x_norm, spec.check_finite), NO_NORM)
+        self.norms = (
+            resolve_normalization(series, x_norm, spec.check_finite, by_field=isinstance(normalize, dict)),
+            NO_NORM,
+        )
         self.static_dtype: Optional[str] = None
         self.static_feat: Tuple[int, ...] = ()
         if self.static is not None:
@@ -349,7 +352,6 @@ class SequenceMode(Mode):
             "bucket_pool": self.bucket_pool,
             "pack": self.pack,
             # Added later: recorded only when on, so that states saved before them still load.
-            **({"with_index": True} if self.with_index else {}),
             **({"static": [self.static_dtype, list(self.static.feat)]} if self.static is not None else {}),
         }
 

@@ -144,6 +144,7 @@ class WindowMode(Mode):
         spec, series = self.spec, self.series
         present = ("x",) + tuple(name for name in ("covariates", "known") if getattr(self, name) is not None)
         asked = split_normalize(normalize, present)
+        self._normalize_by_field = isinstance(normalize, dict)
         if self.scale is not None and "x" in asked:
             raise ValueError(
                 f"scale={self.scale!r} and normalize on x exclude each other: scale rescales each window's "
@@ -167,7 +168,9 @@ class WindowMode(Mode):
 
     def _field_norm(self, name: str, field: SeriesSet, asked: Dict[str, Any]) -> Norm:
         end = SERIES_END if self.end_index is None else self.end_index
-        norm = resolve_normalization(field, asked.get(name), self.spec.check_finite, self.start_index, end, name)
+        norm = resolve_normalization(
+            field, asked.get(name), self.spec.check_finite, self.start_index, end, name, self._normalize_by_field
+        )
         if name in asked:
             self.normalized[name] = (norm, field.feat)
         return norm
@@ -346,11 +349,11 @@ class WindowMode(Mode):
             "start_index": self.start_index,
             "end_index": self.end_index,
         }
-        # Options added later are recorded only when on, so that states saved before them still load.
+        # Options added later are recorded only when on, so that states saved before them still load
+        # (with_index is not among them: it adds fields, and changes neither the samples nor their order).
         beside = {name: [out[0], list(out[1])] for name, out in self.side_outputs.items()}
         for key, value in (
             ("target_shift", self.target_shift),
-            ("with_index", self.with_index or None),
             ("scale", self.scale),
             ("fields", beside or None),
         ):
