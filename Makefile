@@ -91,3 +91,40 @@ sanitize-python:
 
 clean:
 	rm -rf build $(VENV) $(ASAN_VENV)
+
+# The peers' benchmark (bench/w4.py: fastfeed vs pytorch-forecasting, GluonTS, NumPy) in a venv of
+# its own, .venv-bench, so the peers (requirements-bench.txt) never touch the dev venv. Every pip
+# install there takes -c constraints.txt (torch held to the local CPU build); a torchvision pulled
+# in for another torch breaks the peers' imports, so it is removed. fastfeed is built into
+# build/bench (not the dev venv's build dir) and reinstalled whenever its sources change.
+# `make bench-w4 W4_ARGS=--quick` passes options to the script.
+.PHONY: bench-setup bench-w4
+BENCH_VENV := .venv-bench
+BENCH_BIN := $(BENCH_VENV)/bin
+BENCH_STAMP := $(BENCH_VENV)/.installed
+BENCH_FF_STAMP := $(BENCH_VENV)/.fastfeed
+FASTFEED_SOURCES := CMakeLists.txt pyproject.toml $(shell find cmake csrc python/fastfeed -type f \
+	-not -path '*/__pycache__/*' -not -name '*.so' 2>/dev/null)
+W4_ARGS ?=
+
+# The venv ignores itself (a '*' .gitignore inside, as Python 3.13's venv writes).
+$(BENCH_BIN)/python:
+	$(PY) -m venv $(BENCH_VENV)
+	echo '*' > $(BENCH_VENV)/.gitignore
+
+$(BENCH_STAMP): $(BENCH_BIN)/python requirements-bench.txt constraints.txt
+	$(BENCH_BIN)/pip install -q -c constraints.txt torch==2.13.0 numpy \
+	  "scikit-build-core>=0.10" "pybind11>=2.12" "cmake>=3.18" ninja
+	$(BENCH_BIN)/pip install -q -c constraints.txt -r requirements-bench.txt
+	$(BENCH_BIN)/pip uninstall -y -q torchvision 2>/dev/null || true
+	$(BENCH_BIN)/python -c "import torch; assert torch.__version__.startswith('2.13.0'), torch.__version__"
+	touch $(BENCH_STAMP)
+
+$(BENCH_FF_STAMP): $(BENCH_STAMP) $(FASTFEED_SOURCES)
+	$(BENCH_BIN)/pip install -q -c constraints.txt --no-build-isolation -C build-dir=build/bench/{wheel_tag} -e .
+	touch $(BENCH_FF_STAMP)
+
+bench-setup: $(BENCH_FF_STAMP)
+
+bench-w4: $(BENCH_FF_STAMP)
+	$(BENCH_BIN)/python bench/w4.py $(W4_ARGS)
