@@ -90,7 +90,7 @@ sanitize-python:
 	  --ignore=tests/test_cli.py --ignore=tests/test_convert.py -k "not torchrun"
 
 clean:
-	rm -rf build $(VENV) $(ASAN_VENV)
+	rm -rf build $(VENV) $(ASAN_VENV) .venv-bench
 
 # The peers' benchmark (bench/w4.py: fastfeed vs pytorch-forecasting, GluonTS, NumPy) in a venv of
 # its own, .venv-bench, so the peers (requirements-bench.txt) never touch the dev venv. Every pip
