@@ -208,6 +208,8 @@ def test_version_via_python_m(tmp_path):
         (["convert"], "INPUT"),
         (["convert", "a.npy"], "OUTPUT_DIR"),
         (["convert", "a.npy", "out", "--bogus"], "--bogus"),
+        (["convert", "a.csv", "out", "--label-column"], "--label-column"),
+        (["convert", "a.csv", "out", "--target-dtype"], "--target-dtype"),
     ],
 )
 def test_bad_arguments_are_argparse_errors(argv, mentions, capsys):
@@ -216,6 +218,45 @@ def test_bad_arguments_are_argparse_errors(argv, mentions, capsys):
     assert e.value.code == 2
     err = capsys.readouterr().err
     assert "usage: fastfeed" in err and mentions in err
+
+
+def test_convert_help_names_labels_arrow_and_dtypes(capsys):
+    with pytest.raises(SystemExit) as e:
+        cli.main(["convert", "--help"])
+    assert e.value.code == 0
+    out = " ".join(capsys.readouterr().out.split())  # argparse wraps lines
+    for option in ("--label-column L", "--target-column T", "--dtype D", "--target-dtype D", "--column C"):
+        assert option in out
+    assert ".arrow file (Arrow IPC file or stream)" in out
+    assert "narrowest integer type" in out
+
+
+def test_convert_labels_reach_a_torch_feeder(tmp_path, capsys):
+    pa = pytest.importorskip("pyarrow")
+    from fastfeed import Feeder
+
+    (tmp_path / "t.csv").write_text("id,step,y\ns1,1,0\ns2,7,2\ns1,2,0\ns3,250,1\ns2,8,2\n")
+    argv = ["convert", str(tmp_path / "t.csv"), str(tmp_path / "csv"), "--id-column", "id"]
+    assert cli.main([*argv, "--value-column", "step", "--label-column", "y", "--no-progress"]) == 0
+    out = capsys.readouterr().out
+    assert "wrote 3 sequences, 5 steps of uint8 (feature shape ())" in out
+    assert "dtype uint8: the narrowest integer type for the integers of column 'step' (1 to 250)" in out
+    assert "labels (one per sequence): int64 (feature shape ()) from 'y'" in out
+    with Feeder(str(tmp_path / "csv"), window=None, batch_size=3) as feeder:
+        batch = next(iter(feeder))
+    assert batch.y.dtype == torch.int64 and batch.y.tolist() == [0, 2, 1]
+    assert batch.x.dtype == torch.uint8 and batch.x.tolist() == [[1, 2], [7, 8], [250, 0]]
+    assert batch.lengths.tolist() == [2, 2, 1]
+
+    table = pa.table({"ids": pa.array([[3, 4, 5], [6]], pa.list_(pa.int64())), "next": [[4, 5, 0], [0]]})
+    with pa.OSFile(str(tmp_path / "t.arrow"), "wb") as f, pa.ipc.new_stream(f, table.schema) as w:
+        w.write_table(table)
+    argv = ["convert", str(tmp_path / "t.arrow"), str(tmp_path / "arrow"), "--column", "ids"]
+    assert cli.main([*argv, "--target-column", "next", "--no-progress"]) == 0
+    assert "step targets: int64 (feature shape ()) from 'next'" in capsys.readouterr().out
+    with Feeder(str(tmp_path / "arrow"), window=None, batch_size=2) as feeder:
+        batch = next(iter(feeder))
+    assert batch.x.tolist() == [[3, 4, 5], [6, 0, 0]] and batch.y.tolist() == [[4, 5, 0], [0, 0, 0]]
 
 
 def test_bench_passes_arguments_and_status(tmp_path, monkeypatch, capfd):

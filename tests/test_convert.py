@@ -124,7 +124,7 @@ def test_csv_grouped_by_id_in_first_appearance_order(tmp_path, capsys):
 
     status, _, err = run([tmp_path / "t.csv", tmp_path / "one", "--id-column", "id", "--value-column", "v"], capsys)
     assert status == 0, err
-    assert_dataset(tmp_path / "one", group_rows(ids, v.astype(np.int64)))
+    assert_dataset(tmp_path / "one", group_rows(ids, v.astype(np.int8)))  # -50..49: the narrowest integer type
 
     status, _, err = run(
         [
@@ -267,7 +267,7 @@ def test_without_pyarrow_says_what_to_install(tmp_path, capsys, monkeypatch):
         (["t.csv", "d", "--id-column", "id"], 2, "--id-column needs --value-column"),
         (["t.csv", "d", "--column", "s", "--value-column", "v"], 2, "are alternatives"),
         (["t.csv", "d", "--value-column", "v", "--dtype", "complex64"], 2, "--dtype complex64 is not supported"),
-        (["a.npy", "d", "--column", "x"], 2, "apply to CSV and Parquet inputs only"),
+        (["a.npy", "d", "--column", "x"], 2, "apply to CSV, Parquet and Arrow inputs only"),
         (["t.txt", "d"], 2, "unknown input type"),
         (
             ["n.csv", "d", "--id-column", "id", "--value-column", "v"],
@@ -435,7 +435,7 @@ def test_csv_without_a_header_row_keeps_its_first_row(tmp_path, capsys):
         )[0]
         == 0
     )
-    assert_dataset(tmp_path / "out", [np.array([[1, 2], [3, 4], [5, 6]])])
+    assert_dataset(tmp_path / "out", [np.array([[1, 2], [3, 4], [5, 6]], np.uint8)])
     np.save(tmp_path / "a.npy", np.arange(3))
     status, _, err = run([tmp_path / "a.npy", tmp_path / "out2", "--no-header"], capsys)
     assert status == 2 and "--no-header applies to CSV inputs only" in err
@@ -452,10 +452,479 @@ def test_a_first_row_of_numbers_is_not_taken_for_column_names_unasked(tmp_path, 
     assert (
         run([tmp_path / "d.csv", tmp_path / "out", "--header", "--value-column", "2", "--no-progress"], capsys)[0] == 0
     )
-    assert_dataset(tmp_path / "out", [np.array([4, 6])])
+    assert_dataset(tmp_path / "out", [np.array([4, 6], np.uint8)])
     (tmp_path / "m.csv").write_text("1,b\n3,4\n")
     assert run([tmp_path / "m.csv", tmp_path / "out2", "--value-column", "b", "--no-progress"], capsys)[0] == 0
-    assert_dataset(tmp_path / "out2", [np.array([4])])
+    assert_dataset(tmp_path / "out2", [np.array([4], np.uint8)])
     with pytest.raises(SystemExit) as exited:
         run([tmp_path / "d.csv", tmp_path / "out3", "--header", "--no-header"])
     assert exited.value.code == 2 and "not allowed with argument --header" in capsys.readouterr().err
+
+
+# ----- narrowest integer dtypes for CSV -----------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "lo, hi, dtype",
+    [
+        (0, 0, "uint8"),
+        (0, 255, "uint8"),
+        (0, 256, "uint16"),
+        (3, 65535, "uint16"),
+        (0, 65536, "uint32"),
+        (0, 2**32 - 1, "uint32"),
+        (0, 2**32, "uint64"),
+        (0, 2**63 - 1, "uint64"),
+        (-1, 0, "int8"),
+        (-128, 127, "int8"),
+        (-129, 0, "int16"),
+        (-1, 128, "int16"),
+        (-(2**15), 2**15 - 1, "int16"),
+        (-1, 2**15, "int32"),
+        (-(2**31) - 1, 0, "int64"),
+        (-(2**63), 2**63 - 1, "int64"),
+    ],
+)
+def test_narrowest_int(lo, hi, dtype):
+    assert convert_module.narrowest_int(lo, hi) == np.dtype(dtype)
+
+
+@pytest.mark.parametrize(
+    "values, dtype",
+    [
+        ([0, 7, 255], "uint8"),
+        ([1, 256], "uint16"),
+        ([5, 70000], "uint32"),
+        ([0, 2**40], "uint64"),
+        ([-1, 127], "int8"),
+        ([-200, 5], "int16"),
+        ([-1, 40000], "int32"),
+        ([-(2**40), 1], "int64"),
+        ([2**63 - 1, -(2**63)], "int64"),
+    ],
+)
+def test_csv_integers_are_stored_in_the_narrowest_dtype(tmp_path, capsys, values, dtype):
+    (tmp_path / "v.csv").write_text("v\n" + "".join(f"{v}\n" for v in values))
+    status, out, err = run([tmp_path / "v.csv", tmp_path / "d", "--value-column", "v", "--no-progress"], capsys)
+    assert status == 0, err
+    assert_dataset(tmp_path / "d", [np.array(values, dtype)])
+    assert f"steps of {dtype} " in out
+    assert (
+        f"dtype {dtype}: the narrowest integer type for the integers of column 'v' "
+        f"({min(values)} to {max(values)}); --dtype chooses another" in out
+    )
+
+
+def test_csv_narrowing_covers_all_value_columns_and_leaves_floats_alone(tmp_path, capsys):
+    (tmp_path / "t.csv").write_text("id,a,b,f\nx,1,300,0.5\ny,2,-4,1.5\nx,3,5,2.0\n")
+    argv = [tmp_path / "t.csv", tmp_path / "ab", "--id-column", "id", "--value-column", "a", "--value-column", "b"]
+    status, out, err = run([*argv, "--no-progress"], capsys)
+    assert status == 0, err
+    assert_dataset(tmp_path / "ab", [np.array([[1, 300], [3, 5]], np.int16), np.array([[2, -4]], np.int16)])
+    assert "columns 'a', 'b' (-4 to 300)" in out
+    # A float column makes the steps float64, as parsed; nothing is narrowed or reported.
+    status, out, err = run(
+        [tmp_path / "t.csv", tmp_path / "af", "--value-column", "a", "--value-column", "f", "--no-progress"], capsys
+    )
+    assert status == 0, err
+    assert_dataset(tmp_path / "af", [np.array([[1, 0.5], [2, 1.5], [3, 2.0]])])
+    assert "narrowest" not in out and "steps of float64" in out
+    # --dtype chooses: no narrowing, nothing reported.
+    status, out, err = run(
+        [tmp_path / "t.csv", tmp_path / "a64", "--value-column", "a", "--dtype", "int64", "--no-progress"], capsys
+    )
+    assert status == 0, err
+    assert_dataset(tmp_path / "a64", [np.array([1, 2, 3], np.int64)])
+    assert "narrowest" not in out
+    status, _, err = run(
+        [tmp_path / "t.csv", tmp_path / "a32", "--value-column", "a", "--dtype", "float32", "--no-progress"], capsys
+    )
+    assert status == 0, err
+    assert_dataset(tmp_path / "a32", [np.array([1, 2, 3], np.float32)])
+
+
+def test_parquet_integers_keep_their_type(tmp_path, capsys):
+    pq.write_table(pa.table({"v": pa.array([1, 2, 3], pa.int64())}), tmp_path / "p.parquet")
+    status, out, err = run([tmp_path / "p.parquet", tmp_path / "d", "--value-column", "v", "--no-progress"], capsys)
+    assert status == 0, err
+    assert_dataset(tmp_path / "d", [np.array([1, 2, 3], np.int64)])
+    assert "narrowest" not in out
+
+
+def test_csv_json_lists_of_integers_are_narrowed_too(tmp_path, capsys):
+    (tmp_path / "i.csv").write_text('seq\n"[1, 2, 300]"\n"[]"\n"[4]"\n')
+    status, out, err = run([tmp_path / "i.csv", tmp_path / "i", "--column", "seq", "--no-progress"], capsys)
+    assert status == 0, err
+    assert_dataset(
+        tmp_path / "i", [np.array([1, 2, 300], np.uint16), np.array([], np.uint16), np.array([4], np.uint16)]
+    )
+    assert "dtype uint16: the narrowest integer type for the integers of column 'seq' (1 to 300)" in out
+    (tmp_path / "n.csv").write_text('seq\n"[[1, -2], [3, 4]]"\n"[[true, false]]"\n')
+    status, out, err = run([tmp_path / "n.csv", tmp_path / "n", "--column", "seq", "--no-progress"], capsys)
+    assert status == 0, err
+    assert_dataset(tmp_path / "n", [np.array([[1, -2], [3, 4]], np.int8), np.array([[1, 0]], np.int8)])
+    # One number with a fraction anywhere (here in the last row) makes all of them float64.
+    (tmp_path / "f.csv").write_text('seq\n"[1, 2]"\n"[3.5]"\n')
+    status, out, err = run([tmp_path / "f.csv", tmp_path / "f", "--column", "seq", "--no-progress"], capsys)
+    assert status == 0, err
+    assert_dataset(tmp_path / "f", [np.array([1.0, 2.0]), np.array([3.5])])
+    assert "dtype float64: column 'seq' holds numbers that are not integers" in out
+    (tmp_path / "z.csv").write_text('seq\n"[1, null]"\n')
+    status, _, err = run([tmp_path / "z.csv", tmp_path / "z", "--column", "seq", "--no-progress"], capsys)
+    assert status == 1 and "z.csv: column 'seq', row 0: a null inside its list" in err
+
+
+# ----- labels and step targets ------------------------------------------------------------------
+
+
+def feed_all(path):
+    """Every sequence and its y, in order, through Feeder(window=None) (numpy output)."""
+    from fastfeed import Feeder
+
+    xs, ys = [], []
+    with Feeder(str(path), window=None, batch_size=3, output="numpy") as feeder:
+        for batch in feeder:
+            for i, n in enumerate(batch.lengths.tolist()):
+                xs.append(np.asarray(batch.x[i, :n]))
+                ys.append(np.asarray(batch.y[i]))
+    return xs, ys
+
+
+def test_csv_labels_one_per_id(tmp_path, capsys):
+    rng = np.random.default_rng(10)
+    ids = rng.choice(["c", "a", "b"], 60)
+    klass = {"c": 2, "a": 0, "b": 7}
+    weight = {"c": 0.25, "a": -1.5, "b": 3.0}
+    v = rng.integers(0, 1000, 60)
+    lines = ["id,v,klass,weight"] + [f"{i},{x},{klass[i]},{weight[i]}" for i, x in zip(ids, v)]
+    (tmp_path / "t.csv").write_text("\n".join(lines) + "\n")
+    order = list(dict.fromkeys(ids))  # ids in order of first appearance
+    argv = [tmp_path / "t.csv", tmp_path / "d", "--id-column", "id", "--value-column", "v", "--label-column", "klass"]
+    status, out, err = run([*argv, "--no-progress"], capsys)
+    assert status == 0, err
+    assert "labels (one per sequence): int64 (feature shape ()) from 'klass'" in out
+    info = open_dataset(tmp_path / "d")
+    assert info.targets == convert_module.open_dataset(tmp_path / "d").targets
+    assert (info.targets.kind, info.targets.dtype, info.targets.feat) == ("labels", "int64", ())
+    assert info.dtype == "uint16"
+    want = group_rows(ids, v.astype(np.uint16))
+    xs, ys = feed_all(tmp_path / "d")
+    for x, w in zip(xs, want):
+        np.testing.assert_array_equal(x, w)
+    assert [y.item() for y in ys] == [klass[i] for i in order]
+    assert all(y.dtype == np.int64 for y in ys)
+
+    # Two label columns give labels of shape (2,); --target-dtype chooses their dtype.
+    two = ["--label-column", "klass", "--label-column", "weight", "--target-dtype", "float32", "--no-progress"]
+    argv[1] = tmp_path / "d2"
+    status, out, err = run([*argv[:-2], *two], capsys)
+    assert status == 0, err
+    assert "labels (one per sequence): float32 (feature shape (2,)) from 'klass', 'weight'" in out
+    _, ys = feed_all(tmp_path / "d2")
+    np.testing.assert_array_equal(np.stack(ys), np.array([[klass[i], weight[i]] for i in order], np.float32))
+    assert ys[0].dtype == np.float32
+
+
+def test_labels_must_be_one_value_per_sequence(tmp_path, capsys):
+    (tmp_path / "t.csv").write_text("id,v,y\na,1,3\nb,2,4\na,3,3\nb,4,5\n")
+    argv = [tmp_path / "t.csv", tmp_path / "d", "--id-column", "id", "--value-column", "v", "--label-column", "y"]
+    status, _, err = run([*argv, "--no-progress"], capsys)
+    assert status == 1
+    assert "t.csv: column 'y' holds more than one value for id 'b' (row 1: 4, row 3: 5)" in err
+    assert "pass --target-column for a value per step" in err
+    assert not (tmp_path / "d").exists()
+    # The whole file as one series: its one label is the value every row holds.
+    (tmp_path / "s.csv").write_text("v,y\n1.5,9\n2.5,9\n")
+    status, _, err = run(
+        [tmp_path / "s.csv", tmp_path / "s", "--value-column", "v", "--label-column", "y", "--no-progress"], capsys
+    )
+    assert status == 0, err
+    xs, ys = feed_all(tmp_path / "s")
+    np.testing.assert_array_equal(xs[0], [1.5, 2.5])
+    assert ys[0].item() == 9
+    status, _, err = run(
+        [tmp_path / "t.csv", tmp_path / "s2", "--value-column", "v", "--label-column", "y", "--no-progress"], capsys
+    )
+    assert status == 1 and "column 'y' holds more than one value for the series (row 0: 3, row 1: 4)" in err
+
+
+def test_parquet_labels_with_a_float_nan_and_integer_ids(tmp_path, capsys):
+    ids = np.array([5, 5, 9, 5, 9])
+    pq.write_table(
+        pa.table({"id": ids, "v": np.arange(5, dtype=np.float32), "y": [np.nan, np.nan, 1.0, np.nan, 1.0]}),
+        tmp_path / "p.parquet",
+    )
+    argv = [tmp_path / "p.parquet", tmp_path / "d", "--id-column", "id", "--value-column", "v", "--label-column", "y"]
+    status, _, err = run([*argv, "--no-progress"], capsys)
+    assert status == 0, err  # NaN labels are one value
+    xs, ys = feed_all(tmp_path / "d")
+    np.testing.assert_array_equal(xs[0], np.array([0, 1, 3], np.float32))
+    assert np.isnan(ys[0]) and ys[1] == 1.0
+    pq.write_table(pa.table({"id": [7, 7], "v": [1, 2], "y": [1, 2]}), tmp_path / "q.parquet")
+    argv[0], argv[1] = tmp_path / "q.parquet", tmp_path / "q"
+    status, _, err = run([*argv, "--no-progress"], capsys)
+    assert status == 1 and "q.parquet: column 'y' holds more than one value for id 7 (row 0: 1, row 1: 2)" in err
+
+
+def test_step_targets_cut_like_the_values(tmp_path, capsys):
+    (tmp_path / "t.csv").write_text("id,v,t,u\na,1,10,0.5\nb,2,20,1.5\na,3,300,2.5\n")
+    argv = [tmp_path / "t.csv", tmp_path / "d", "--id-column", "id", "--value-column", "v", "--target-column", "t"]
+    status, out, err = run([*argv, "--no-progress"], capsys)
+    assert status == 0, err
+    assert "step targets: int64 (feature shape ()) from 't'" in out
+    info = open_dataset(tmp_path / "d")
+    assert (info.targets.kind, info.targets.dtype, info.targets.feat) == ("steps", "int64", ())
+    xs, ys = feed_all(tmp_path / "d")
+    np.testing.assert_array_equal(xs[0], np.array([1, 3], np.uint8))
+    np.testing.assert_array_equal(ys[0][:2], [10, 300])
+    np.testing.assert_array_equal(ys[1][:1], [20])
+    # Several target columns: steps of shape (2,); the single-series layout.
+    status, out, err = run(
+        [
+            tmp_path / "t.csv",
+            tmp_path / "s",
+            "--value-column",
+            "v",
+            "--target-column",
+            "t",
+            "--target-column",
+            "u",
+            "--target-dtype",
+            "float32",
+            "--no-progress",
+        ],
+        capsys,
+    )
+    assert status == 0, err
+    xs, ys = feed_all(tmp_path / "s")
+    np.testing.assert_array_equal(xs[0], np.array([1, 2, 3], np.uint8))
+    np.testing.assert_array_equal(ys[0], np.array([[10, 0.5], [20, 1.5], [300, 2.5]], np.float32))
+    status, _, err = run(
+        [argv[0], tmp_path / "e", "--value-column", "v", "--target-column", "t", "--target-dtype", "int8"], capsys
+    )
+    assert status == 1 and "column 't': the value 300 at row 2 cannot be stored as int8" in err
+    assert "choose another --target-dtype" in err
+    status, _, err = run(
+        [argv[0], tmp_path / "e", "--value-column", "v", "--target-column", "u", "--target-dtype", "int8"], capsys
+    )
+    assert status == 1 and "invalid value '0.5'" in err and "--target-dtype" in err
+
+
+def test_parquet_list_column_with_labels_and_step_targets(tmp_path, capsys):
+    seqs = [[1, 2, 3], [], [4, 5]]
+    table = pa.table(
+        {
+            "tokens": pa.array(seqs, pa.list_(pa.int32())),
+            "label": pa.array([3, 1, 2], pa.int16()),
+            "next": pa.array([[2, 3, 0], [], [5, 0]], pa.list_(pa.int32())),
+            "bad": pa.array([[2, 3], [], [5, 0]], pa.list_(pa.int32())),
+        }
+    )
+    pq.write_table(table, tmp_path / "l.parquet", row_group_size=2)
+    status, _, err = run(
+        [tmp_path / "l.parquet", tmp_path / "a", "--column", "tokens", "--label-column", "label", "--no-progress"],
+        capsys,
+    )
+    assert status == 0, err
+    xs, ys = feed_all(tmp_path / "a")
+    assert [x.tolist() for x in xs] == seqs and [y.item() for y in ys] == [3, 1, 2]
+    assert ys[0].dtype == np.int16 and xs[0].dtype == np.int32
+    status, _, err = run(
+        [tmp_path / "l.parquet", tmp_path / "b", "--column", "tokens", "--target-column", "next", "--no-progress"],
+        capsys,
+    )
+    assert status == 0, err
+    _, ys = feed_all(tmp_path / "b")
+    assert [y[: len(s)].tolist() for y, s in zip(ys, seqs)] == [[2, 3, 0], [], [5, 0]]
+    status, _, err = run(
+        [tmp_path / "l.parquet", tmp_path / "c", "--column", "tokens", "--target-column", "bad", "--no-progress"],
+        capsys,
+    )
+    assert status == 1
+    assert "l.parquet: row 0: column 'bad' holds 2 steps, but column 'tokens' 3; step targets must be aligned" in err
+    assert not (tmp_path / "c").exists()
+
+
+def test_csv_list_column_with_labels_and_json_targets(tmp_path, capsys):
+    (tmp_path / "l.csv").write_text('seq,y,t\n"[1, 2]",5,"[0.5, 1]"\n"[3]",6,"[2]"\n')
+    status, out, err = run(
+        [tmp_path / "l.csv", tmp_path / "a", "--column", "seq", "--label-column", "y", "--no-progress"], capsys
+    )
+    assert status == 0, err
+    xs, ys = feed_all(tmp_path / "a")
+    assert [x.tolist() for x in xs] == [[1, 2], [3]] and xs[0].dtype == np.uint8
+    assert [y.item() for y in ys] == [5, 6] and ys[0].dtype == np.int64
+    status, out, err = run(
+        [tmp_path / "l.csv", tmp_path / "b", "--column", "seq", "--target-column", "t", "--no-progress"], capsys
+    )
+    assert status == 0, err
+    assert "step targets: float64 (feature shape ()) from 't'" in out
+    _, ys = feed_all(tmp_path / "b")
+    assert ys[0].tolist() == [0.5, 1.0] and ys[1][:1].tolist() == [2.0]
+
+
+# ----- Arrow IPC files ----------------------------------------------------------------------------
+
+
+def write_arrow(path, table, stream, max_chunksize=None):
+    with pa.OSFile(str(path), "wb") as f:
+        writer = pa.ipc.new_stream if stream else pa.ipc.new_file
+        with writer(f, table.schema) as w:
+            w.write_table(table, max_chunksize=max_chunksize)
+
+
+@pytest.mark.parametrize("stream", [True, False], ids=["stream", "file"])
+@pytest.mark.parametrize("list_type", [pa.list_, pa.large_list], ids=["list", "large_list"])
+def test_arrow_list_column_with_labels(tmp_path, capsys, stream, list_type):
+    rng = np.random.default_rng(11)
+    seqs = [rng.integers(0, 50_000, int(n)).astype(np.uint16) for n in rng.integers(0, 40, 25)]
+    labels = rng.integers(0, 4, 25)
+    table = pa.table(
+        {
+            "input_ids": pa.array([s.tolist() for s in seqs], list_type(pa.uint16())),
+            "label": pa.array(labels, pa.int64()),
+            "text": [f"doc {i}" for i in range(25)],
+        }
+    )
+    # Several record batches, as Hugging Face datasets writes them (the stream format).
+    write_arrow(tmp_path / "data.arrow", table, stream, max_chunksize=7)
+    argv = [tmp_path / "data.arrow", tmp_path / "d", "--column", "input_ids", "--label-column", "label"]
+    status, out, err = run([*argv, "--no-progress"], capsys)
+    assert status == 0, err
+    assert "wrote 25 sequences" in out and "of uint16" in out and "narrowest" not in out
+    info = open_dataset(tmp_path / "d")
+    assert info.dtype == "uint16" and (info.targets.kind, info.targets.dtype) == ("labels", "int64")
+    assert_dataset(tmp_path / "d", seqs)
+    xs, ys = feed_all(tmp_path / "d")
+    assert all(np.array_equal(x, s) for x, s in zip(xs, seqs))
+    assert [y.item() for y in ys] == labels.tolist()
+
+
+def test_arrow_numeric_columns_and_sliced_tables(tmp_path, capsys):
+    ids = np.array([3, 1, 3, 2, 1, 3])
+    x = np.arange(6, dtype=np.float32) / 2
+    y = np.array([7, 8, 7, 9, 8, 7], np.int8)
+    write_arrow(tmp_path / "t.arrow", pa.table({"id": ids, "x": x, "y": y}), stream=False, max_chunksize=4)
+    argv = [tmp_path / "t.arrow", tmp_path / "g", "--id-column", "id", "--value-column", "x", "--label-column", "y"]
+    status, _, err = run([*argv, "--no-progress"], capsys)
+    assert status == 0, err
+    assert_dataset(tmp_path / "g", group_rows(ids.tolist(), x))
+    _, ys = feed_all(tmp_path / "g")
+    assert [v.item() for v in ys] == [7, 8, 9] and ys[0].dtype == np.int8
+    status, _, err = run([tmp_path / "t.arrow", tmp_path / "s", "--value-column", "x", "--no-progress"], capsys)
+    assert status == 0, err
+    assert_dataset(tmp_path / "s", [x])
+    # A slice of a table written as it is: list offsets that do not start at 0.
+    lists = pa.table({"s": pa.array([[i] * (i % 4) for i in range(20)], pa.list_(pa.int64()))}).slice(5, 10)
+    write_arrow(tmp_path / "sl.arrow", lists, stream=True)
+    status, _, err = run([tmp_path / "sl.arrow", tmp_path / "sl", "--column", "s", "--no-progress"], capsys)
+    assert status == 0, err
+    assert_dataset(tmp_path / "sl", [np.array([i] * (i % 4), np.int64) for i in range(5, 15)])
+
+
+def test_arrow_bad_input(tmp_path, capsys):
+    table = pa.table(
+        {
+            "ids": pa.array([[1, 2], [3, None], [4]], pa.list_(pa.int64())),
+            "holes": pa.array([[1, 2], [3], None], pa.list_(pa.int64())),
+            "steps": pa.array([[[1, 2]], [[3, None], [4, 5]], []], pa.list_(pa.list_(pa.int8()))),
+            "text": ["a", "b", "c"],
+            "num": pa.array([1, None, 3], pa.int32()),
+        }
+    )
+    write_arrow(tmp_path / "b.arrow", table, stream=True)
+
+    def err_of(*args):
+        out = tmp_path / f"out{len(list(tmp_path.iterdir()))}"
+        status, _, err = run([tmp_path / "b.arrow", out, *args, "--no-progress"], capsys)
+        assert not out.exists()
+        return status, err
+
+    columns = "'ids', 'holes', 'steps', 'text', 'num'"
+    assert err_of("--column", "nope") == (
+        2,
+        f"fastfeed convert: error: {tmp_path / 'b.arrow'}: no column 'nope'; the columns are {columns}\n",
+    )
+    status, err = err_of("--column", "ids")
+    assert status == 1 and "b.arrow: column 'ids', row 1: a missing value inside its list, at step 1" in err
+    status, err = err_of("--column", "holes")
+    assert status == 1 and "b.arrow: column 'holes' has 1 missing value (the first at row 2)" in err
+    status, err = err_of("--column", "steps")
+    assert status == 1 and "column 'steps', row 1: a missing value inside its list, at step 0, element (1,)" in err
+    status, err = err_of("--column", "text")
+    assert status == 2 and "column 'text' holds string, not lists" in err
+    status, err = err_of("--value-column", "text")
+    assert status == 1 and "b.arrow: column 'text' holds string, not numbers" in err
+    status, err = err_of("--value-column", "num")
+    assert status == 1 and "column 'num' has 1 missing value (the first at row 1)" in err
+    status, err = err_of("--column", "steps", "--label-column", "num")
+    assert status == 1 and "column 'num' has 1 missing value (the first at row 1)" in err
+    status, err = err_of("--column", "steps", "--label-column", "ids")
+    assert status == 2 and "column 'ids' holds list<item: int64>; a label column holds one number per row" in err
+    status, err = err_of("--column", "steps", "--label-column", "text")
+    assert status == 1 and "column 'text' holds string, not numbers" in err
+
+    (tmp_path / "junk.arrow").write_bytes(b"not arrow at all")
+    status, _, err = run([tmp_path / "junk.arrow", tmp_path / "j", "--column", "x"], capsys)
+    assert status == 1 and "junk.arrow: not an Arrow IPC file or stream" in err
+    data = (tmp_path / "b.arrow").read_bytes()
+    (tmp_path / "cut.arrow").write_bytes(data[: len(data) - 40])
+    status, _, err = run([tmp_path / "cut.arrow", tmp_path / "j", "--column", "x"], capsys)
+    assert status == 1 and "cut.arrow: cannot read record batch 0" in err and "damaged or cut short" in err
+    # The nulls of a later record batch are named by their row in the whole file.
+    write_arrow(tmp_path / "late.arrow", pa.table({"v": pa.array([1.0, 2.0, 3.0, None, 5.0])}), True, 2)
+    status, _, err = run([tmp_path / "late.arrow", tmp_path / "l", "--value-column", "v"], capsys)
+    assert status == 1 and "column 'v' has 1 missing value (the first at row 3)" in err
+
+
+def test_arrow_without_pyarrow_says_what_to_install(tmp_path, capsys, monkeypatch):
+    write_arrow(tmp_path / "a.arrow", pa.table({"s": [[1.0]]}), stream=True)
+    monkeypatch.setitem(sys.modules, "pyarrow", None)
+    status, _, err = run([tmp_path / "a.arrow", tmp_path / "d", "--column", "s"], capsys)
+    assert status == 1 and "reading CSV, Parquet and Arrow files needs pyarrow: pip install 'fastfeed[arrow]'" in err
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["t.csv", "d", "--value-column", "v", "--label-column", "y", "--target-column", "y"], "are alternatives"),
+        (["t.csv", "d", "--value-column", "v", "--target-dtype", "int8"], "--target-dtype needs --label-column"),
+        (["t.csv", "d", "--value-column", "v", "--label-column", "y", "--target-dtype", "int3"], "--target-dtype int3"),
+        (["a.npy", "d", "--label-column", "y"], "apply to CSV, Parquet and Arrow inputs only"),
+        (["t.csv", "d", "--column", "s", "--target-column", "s"], "is the --column itself"),
+        (["t.csv", "d", "--column", "s", "--target-column", "a", "--target-column", "b"], "pass one --target-column"),
+        (["t.csv", "d", "--value-column", "v", "--label-column", "nope"], "no column 'nope'; the columns are 'v', 'y'"),
+        (["t.csv", "d", "--column", "s"], "no column 's'"),
+    ],
+)
+def test_label_and_target_option_errors(tmp_path, capsys, monkeypatch, args, message):
+    monkeypatch.chdir(tmp_path)
+    Path("t.csv").write_text("v,y\n1,2\n")
+    np.save("a.npy", np.zeros(3))
+    status, _, err = run([*args, "--no-progress"], capsys)
+    assert status == 2, err
+    assert message in err
+    assert not Path("d").exists()
+
+
+def test_python_m_fastfeed_convert_arrow_with_labels(tmp_path):
+    write_arrow(
+        tmp_path / "train.arrow",
+        pa.table({"tok": pa.array([[5, 6], [7]], pa.list_(pa.int32())), "y": pa.array([1, 0], pa.int64())}),
+        stream=True,
+    )
+    r = subprocess.run(
+        [sys.executable, "-m", "fastfeed", "convert", "train.arrow", "ds", "--column", "tok", "--label-column", "y"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert r.returncode == 0, r.stderr
+    assert "wrote 2 sequences, 3 steps of int32" in r.stdout
+    assert "labels (one per sequence): int64 (feature shape ()) from 'y'" in r.stdout
+    r = subprocess.run(
+        [sys.executable, "-m", "fastfeed", "inspect", "ds"], cwd=tmp_path, capture_output=True, text=True, timeout=120
+    )
+    assert r.returncode == 0, r.stderr
+    assert "targets: labels, int64, feature shape ()" in r.stdout

@@ -268,6 +268,7 @@ def _cmd_convert(args: argparse.Namespace) -> int:
     from .errors import FormatError
     from .io.convert import ConvertError, UsageError, convert
 
+    notes: List[str] = []
     try:
         info = convert(
             args.input,
@@ -275,10 +276,14 @@ def _cmd_convert(args: argparse.Namespace) -> int:
             column=args.column,
             id_column=args.id_column,
             value_columns=args.value_column or (),
+            label_columns=args.label_column or (),
+            target_columns=args.target_column or (),
             dtype=args.dtype,
+            target_dtype=args.target_dtype,
             overwrite=args.overwrite,
             progress=not args.no_progress,
             header=args.header,
+            report=notes.append,
         )
     except UsageError as e:
         return _fail("convert", str(e), 2)
@@ -292,6 +297,13 @@ def _cmd_convert(args: argparse.Namespace) -> int:
         f"{info.num_steps} steps of {info.dtype} "
         f"(feature shape {info.feat}) to {info.path} ({_human_bytes(info.nbytes)})"
     )
+    for note in notes:
+        print(f"  {note}")
+    t = info.targets
+    if t is not None:
+        named = args.label_column if t.kind == "labels" else args.target_column
+        what = "labels (one per sequence)" if t.kind == "labels" else "step targets"
+        print(f"  {what}: {t.dtype} (feature shape {t.feat}) from {', '.join(map(repr, named))}")
     return 0
 
 
@@ -365,22 +377,43 @@ def build_parser() -> argparse.ArgumentParser:
     )  # so that `fastfeed bench --help` reaches the script
     convert = sub.add_parser(
         "convert",
-        help="turn .npy, CSV or Parquet data into a dataset directory",
+        help="turn .npy, CSV, Parquet or Arrow data (with labels) into a dataset directory",
         description="Writes a fastfeed dataset directory from a .npy file (one series), a directory of .npy "
-        "files (one series each, by file name), or a CSV/Parquet file (needs pyarrow: "
+        "files (one series each, by file name), or a CSV/Parquet/Arrow file (needs pyarrow: "
         "pip install 'fastfeed[arrow]'): a column of lists (one sequence per row), or value "
-        "columns cut into sequences by an id column (in order of first appearance).",
+        "columns cut into sequences by an id column (in order of first appearance), with labels "
+        "(--label-column) or step targets (--target-column) if asked. A CSV's integers are stored "
+        "in the narrowest integer type that holds them (unsigned if none is negative); --dtype "
+        "chooses another.",
     )
-    convert.add_argument("input", metavar="INPUT", help=".npy file, directory of .npy files, .csv or .parquet file")
+    convert.add_argument(
+        "input",
+        metavar="INPUT",
+        help=".npy file, directory of .npy files, .csv, .parquet or .arrow file (Arrow IPC file or stream)",
+    )
     convert.add_argument("output", metavar="OUTPUT_DIR", help="the dataset directory to write")
-    convert.add_argument("--column", metavar="C", help="CSV/Parquet: a column of lists, one sequence per row")
-    convert.add_argument("--id-column", metavar="ID", help="CSV/Parquet: rows with the same id form one sequence")
+    convert.add_argument("--column", metavar="C", help="CSV/Parquet/Arrow: a column of lists, one sequence per row")
+    convert.add_argument("--id-column", metavar="ID", help="CSV/Parquet/Arrow: rows with the same id form one sequence")
     convert.add_argument(
         "--value-column",
         metavar="V",
         action="append",
-        help="CSV/Parquet: a column of step values (repeat for steps of several features); "
+        help="CSV/Parquet/Arrow: a column of step values (repeat for steps of several features); "
         "without --id-column the whole file is one series",
+    )
+    convert.add_argument(
+        "--label-column",
+        metavar="L",
+        action="append",
+        help="a numeric column giving one label per sequence (batch.y): the row's value with --column, "
+        "else the value all rows of the sequence hold; repeat for labels of several numbers",
+    )
+    convert.add_argument(
+        "--target-column",
+        metavar="T",
+        action="append",
+        help="targets per step (batch.y): with --column a column of lists as long as its lists, else a "
+        "numeric column cut like the value columns (repeat for targets of several features)",
     )
     first_row = convert.add_mutually_exclusive_group()
     first_row.add_argument(
@@ -397,7 +430,18 @@ def build_parser() -> argparse.ArgumentParser:
         help="CSV: the first row is data, not column names; columns are then f0, f1, ... "
         "(default: names, unless the first row is all numbers, which is refused as ambiguous)",
     )
-    convert.add_argument("--dtype", metavar="D", help="store the values as this dtype (e.g. float32)")
+    convert.add_argument(
+        "--dtype",
+        metavar="D",
+        help="store the values as this dtype (e.g. float32); default: the file's types, a CSV's "
+        "integers in the narrowest type that holds them, its floats as float64",
+    )
+    convert.add_argument(
+        "--target-dtype",
+        metavar="D",
+        help="store the labels or step targets as this dtype (default: the file's types; a CSV's "
+        "integers int64, its floats float64)",
+    )
     convert.add_argument("--overwrite", action="store_true", help="replace a dataset already in OUTPUT_DIR")
     convert.add_argument("--no-progress", action="store_true", help="no progress bar")
     return parser
