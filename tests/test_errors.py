@@ -299,9 +299,11 @@ def test_numpy_booleans_are_booleans():
     assert f.shuffle is True and f.drop_last is False
 
 
-def test_pack_best_fit_is_refused_until_it_exists():
-    with pytest.raises(ValueError, match=r"pack='best_fit' is not available: pack must be True or False"):
-        Feeder(SEQS, window=None, pack="best_fit", max_len=4)
+def test_pack_takes_true_false_or_best_fit():
+    with pytest.raises(ValueError, match=r"pack must be True .*'best_fit' .* or False, got 'first_fit'"):
+        Feeder(SEQS, window=None, pack="first_fit", max_len=4)
+    with pytest.raises(ValueError, match=r"pack='best_fit' needs max_len"):
+        Feeder(SEQS, window=None, pack="best_fit")
 
 
 @pytest.mark.parametrize("seed", [-1, 2**64, 2**70])

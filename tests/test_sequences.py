@@ -455,7 +455,7 @@ def test_sequence_argument_errors():
         Feeder(seqs, window=None, pack=True, max_len=4, pad_multiple=8, padding_side="left")
     with pytest.raises(ValueError, match="truncation_side='left' does not apply with pack=True"):
         Feeder(seqs, window=None, pack=True, max_len=4, truncation_side="left")
-    with pytest.raises(ValueError, match="bucket_pool=8 applies with bucket=True only"):
+    with pytest.raises(ValueError, match="bucket_pool=8 applies with bucket=True or pack='best_fit' only"):
         Feeder(seqs, window=None, bucket_pool=8)
 
 

@@ -157,7 +157,9 @@ void bind_specs(py::module_& m) {
   bind_spec<PackSpec>(m, "PackSpec")
       .def_readwrite("bucket", &PackSpec::bucket)
       .def_readwrite("bucket_pool", &PackSpec::bucket_pool)
-      .def_readwrite("pack", &PackSpec::pack);
+      .def_readwrite("pack", &PackSpec::pack)
+      .def_readwrite("best_fit", &PackSpec::best_fit)
+      .def_readwrite("batch_tokens", &PackSpec::batch_tokens);
 
   bind_spec<RunSpec>(m, "RunSpec")
       .def_readwrite("epoch", &RunSpec::epoch)
@@ -292,6 +294,16 @@ void bind_sequences(py::module_& m) {
       .def("units", &SequenceData::units, py::arg("pack"), py::arg("max_len"),
            "What the ranks share out of one pass: the sequences fed, or with pack the rows of "
            "max_len steps they fill.");
+
+  py::class_<PassSizes, std::shared_ptr<PassSizes>>(m, "PassSizes")
+      .def(py::init([](const SequenceData& data, const OrderSpec& order, const PackSpec& pack, const PadSpec& pad) {
+             return std::make_shared<PassSizes>(data.lengths(), order, pack, pad);
+           }),
+           py::arg("data"), py::arg("order"), py::arg("pack"), py::arg("pad"),
+           "This rank's batches and items (rows, or batches) in each pass, where they differ from pass to "
+           "pass (batch_tokens, best-fit packing); each pass counted once, by building its plan.")
+      .def("batches", &PassSizes::batches, py::arg("pass_"), py::call_guard<py::gil_scoped_release>())
+      .def("items", &PassSizes::items, py::arg("pass_"), py::call_guard<py::gil_scoped_release>());
 }
 
 void bind_pipeline(py::module_& m) {
@@ -305,15 +317,17 @@ void bind_pipeline(py::module_& m) {
       .def_static(
           "sequences",
           [](std::shared_ptr<SequenceData> data, const OrderSpec& order, const PackSpec& pack, const PadSpec& pad,
-             const OutputSpec& output, const RunSpec& run) {
+             const OutputSpec& output, const RunSpec& run, std::shared_ptr<PassSizes> passes) {
             std::shared_ptr<SequenceBlocks> builder;
             {
               py::gil_scoped_release nogil;  // the first pass's plan sorts every sequence
-              builder = std::make_shared<SequenceBlocks>(std::move(data), order, pack, pad, output, run);
+              builder = std::make_shared<SequenceBlocks>(std::move(data), order, pack, pad, output, run,
+                                                         std::move(passes));
             }
             return start_pipeline(std::move(builder), run);
           },
-          py::arg("data"), py::arg("order"), py::arg("pack"), py::arg("pad"), py::arg("output"), py::arg("run"))
+          py::arg("data"), py::arg("order"), py::arg("pack"), py::arg("pad"), py::arg("output"), py::arg("run"),
+          py::kw_only(), py::arg("passes") = nullptr)
       .def("next", &PyPipeline::next)
       .def("close", &PyPipeline::close);
 }

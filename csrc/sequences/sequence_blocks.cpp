@@ -37,13 +37,30 @@ constexpr size_t kBuffersPerBatch = 9;
 }  // namespace
 
 SequenceBlocks::SequenceBlocks(std::shared_ptr<const SequenceData> data, const OrderSpec& order, const PackSpec& pack,
-                               const PadSpec& pad, OutputSpec out, const RunSpec& run)
-    : data_(std::move(data)), order_(order), pack_(pack), pad_(pad), out_(std::move(out)), run_(run) {
+                               const PadSpec& pad, OutputSpec out, const RunSpec& run,
+                               std::shared_ptr<const PassSizes> passes)
+    : data_(std::move(data)),
+      order_(order),
+      pack_(pack),
+      pad_(pad),
+      out_(std::move(out)),
+      run_(run),
+      passes_(std::move(passes)) {
   if (data_->count() == 0) throw ArgumentError("no sequences to read from");
   pack_.validate();
   pad_.validate(pack_.pack);
   run_.validate();
   sizes_ = epoch_sizes(data_->units(pack_.pack, pad_.max_len), order_);  // validates the order
+  lengths_ = data_->lengths();
+  if (pack_.varying()) {
+    // Batches (and rows) differ from pass to pass: this epoch's count comes from its plan, and
+    // virtual epochs find their batches by the counts of the passes before.
+    if (!passes_) passes_ = std::make_shared<const PassSizes>(lengths_, order_, pack_, pad_);
+    const auto epoch = static_cast<uint64_t>(run_.epoch);
+    sizes_.per_rank = passes_->items(order_.steps_per_epoch > 0 ? 0 : epoch);
+    sizes_.batches_per_pass = passes_->batches(order_.steps_per_epoch > 0 ? 0 : epoch);
+    sizes_.batches_per_epoch = order_.steps_per_epoch > 0 ? order_.steps_per_epoch : sizes_.batches_per_pass;
+  }
   if (run_.first_batch > sizes_.batches_per_epoch) {
     throw ArgumentError("RunSpec.first_batch must be <= the epoch's " + std::to_string(sizes_.batches_per_epoch) +
                         " batches, got " + std::to_string(run_.first_batch));
@@ -54,15 +71,15 @@ SequenceBlocks::SequenceBlocks(std::shared_ptr<const SequenceData> data, const O
   } else if (data_->has_labels()) {
     check_feat(out_.y_feat, data_->labels.row_elems, "OutputSpec.y_feat", "a label");
   }
-  lengths_ = data_->lengths();
-  const std::shared_ptr<const PassPlan> first = plan_for(0);
+  const std::shared_ptr<const PassPlan> first = plan_for(pack_.varying() && order_.steps_per_epoch <= 0 ? run_.epoch : 0);
   // The plan cuts each pass itself; its count must be the one epoch_sizes() reports to Python.
   if (first->num_batches() != sizes_.batches_per_pass) {
     throw std::logic_error("sequence plan holds " + std::to_string(first->num_batches()) +
                            " batches a pass, epoch_sizes says " + std::to_string(sizes_.batches_per_pass));
   }
-  // Bucketed batches stay whole (cutting the stream anew would mix two sorted batches).
-  streamed_ = order_.steps_per_epoch > 0 && !pack_.bucket;
+  // Bucketed and token-budget batches stay whole (cutting the stream anew would mix two sorted
+  // batches, or break the budget).
+  streamed_ = order_.steps_per_epoch > 0 && !pack_.bucket && pack_.batch_tokens == 0;
   // The stream runs through the rank's whole share, as windows do: its batches are all full,
   // so drop_last has no short batch to drop there, and dropping items would lose them.
   items_per_pass_ = pack_.pack ? first->num_rows() : static_cast<int64_t>(first->seqs().size());
@@ -85,7 +102,7 @@ std::shared_ptr<const PassPlan> SequenceBlocks::plan_for(uint64_t pass) const {
   auto it = plans_.find(pass);
   if (it != plans_.end()) return it->second;
   // Workers build the plan under the lock: the others need it too, and it takes milliseconds.
-  auto plan = std::make_shared<const PassPlan>(PassPlan::build(lengths_, order_, pack_, pad_.max_len, pass));
+  auto plan = std::make_shared<const PassPlan>(PassPlan::build(lengths_, order_, pack_, pad_, pass));
   if (plans_.size() >= 3) plans_.erase(plans_.begin());  // a run moves forward through passes
   plans_.emplace(pass, plan);
   return plan;
@@ -153,16 +170,16 @@ BatchLayout SequenceBlocks::layout_of(int64_t batch) const {
   const int64_t B = order_.batch_size;
   if (!streamed_) {
     const StreamPosition at =
-        locate_in_stream(order_, run_.epoch, batch, order_.steps_per_epoch, sizes_.batches_per_pass);
+        !pack_.varying() ? locate_in_stream(order_, run_.epoch, batch, order_.steps_per_epoch, sizes_.batches_per_pass)
+        : order_.steps_per_epoch > 0 ? passes_->locate(run_.epoch * order_.steps_per_epoch + batch, /*by_items=*/false)
+                                     : StreamPosition{static_cast<uint64_t>(run_.epoch), batch};
     const std::shared_ptr<const PassPlan> plan = plan_for(at.pass);
     if (!pack_.pack) {
       const int64_t first = plan->batch_start(at.index);
       return padded_layout(plan->seqs().data() + first, plan->batch_start(at.index + 1) - first);
     }
     std::vector<std::pair<const PassPlan*, int64_t>> rows;
-    for (int64_t r = at.index * B; r < std::min((at.index + 1) * B, plan->num_rows()); ++r) {
-      rows.emplace_back(plan.get(), plan->pass_row(r));
-    }
+    for (int64_t r = at.index * B; r < std::min((at.index + 1) * B, plan->num_rows()); ++r) rows.emplace_back(plan.get(), r);
     return packed_layout(rows);
   }
   // Virtual epochs: items batch * B ... of the stream, every batch full, passes back to back.
@@ -171,11 +188,13 @@ BatchLayout SequenceBlocks::layout_of(int64_t batch) const {
   std::vector<int64_t> seqs;
   std::vector<std::pair<const PassPlan*, int64_t>> rows;
   for (int64_t i = 0; i < B; ++i) {
+    const int64_t item = batch * B + i;
     const StreamPosition at =
-        locate_in_stream(order_, run_.epoch, batch * B + i, order_.steps_per_epoch * B, items_per_pass_);
+        pack_.varying() ? passes_->locate(run_.epoch * order_.steps_per_epoch * B + item, /*by_items=*/true)
+                        : locate_in_stream(order_, run_.epoch, item, order_.steps_per_epoch * B, items_per_pass_);
     if (plans.empty() || at.pass != pass) plans.push_back(plan_for(pass = at.pass));
     const PassPlan& plan = *plans.back();
-    if (pack_.pack) rows.emplace_back(&plan, plan.pass_row(at.index));
+    if (pack_.pack) rows.emplace_back(&plan, at.index);
     else seqs.push_back(plan.seqs()[static_cast<size_t>(at.index)]);
   }
   return pack_.pack ? packed_layout(rows) : padded_layout(seqs.data(), B);
@@ -206,20 +225,15 @@ BatchLayout SequenceBlocks::packed_layout(const std::vector<std::pair<const Pass
   out.length = pad_.max_len;
   out.rows = static_cast<int64_t>(rows.size());
   out.cu_seqlens.push_back(0);
+  std::vector<PlanPiece> pieces;
   for (int64_t r = 0; r < out.rows; ++r) {
-    const PassPlan& plan = *rows[static_cast<size_t>(r)].first;
-    const int64_t total = plan.total_steps();
-    int64_t pos = rows[static_cast<size_t>(r)].second * out.length;
-    const int64_t end = std::min(pos + out.length, total);
+    rows[static_cast<size_t>(r)].first->row_pieces(rows[static_cast<size_t>(r)].second, pieces);
     int64_t col = 0;
     int64_t segment = 0;
-    for (int64_t i = plan.piece_at(pos); pos < end; ++i) {
-      const int64_t take = std::min(plan.steps_before(i + 1), end) - pos;
-      if (take <= 0) continue;  // an empty sequence
-      out.pieces.push_back({r, col, data_->real(plan.seqs()[i]), pos - plan.steps_before(i), take, ++segment});
-      out.cu_seqlens.push_back(out.cu_seqlens.back() + static_cast<int32_t>(take));
-      pos += take;
-      col += take;
+    for (const PlanPiece& p : pieces) {
+      out.pieces.push_back({r, col, data_->real(p.seq), p.first, p.count, ++segment});
+      out.cu_seqlens.push_back(out.cu_seqlens.back() + static_cast<int32_t>(p.count));
+      col += p.count;
     }
     out.row_lengths.push_back(col);
   }

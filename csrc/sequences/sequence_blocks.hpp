@@ -22,21 +22,6 @@
 
 namespace fastfeed {
 
-struct PadSpec {
-  int64_t max_len = 0;       // > 0: every batch is max_len long, longer sequences truncated;
-                             // with PackSpec::pack, the length of a packed row
-  int64_t pad_multiple = 1;  // otherwise: the longest in the batch, rounded up to this
-  bool pad_left = false;
-  bool truncate_left = false;
-  double pad_value = 0.0;
-
-  void validate(bool pack) const {
-    require_arg(max_len >= (pack ? 1 : 0), "PadSpec.max_len", pack ? ">= 1 with PackSpec.pack (the row length)" : ">= 0",
-                max_len);
-    require_arg(pad_multiple >= 1, "PadSpec.pad_multiple", ">= 1", pad_multiple);
-  }
-};
-
 // Where the steps of a batch's rows come from: pieces of sequences placed at (row, col).
 struct Piece {
   int64_t row, col, seq, first, count, segment;  // seq: index into SequenceData::inputs
@@ -53,9 +38,12 @@ class SequenceBlocks : public BlockBuilder {
   // Rank order.rank's batches [run.first_batch, end of epoch run.epoch), one batch a block
   // (their lengths differ: run.batches_per_block does not apply). Of `out`, y_norm is unused:
   // step targets and labels are never normalised. With run.indices_only a batch carries the
-  // pieces of its rows (fields.hpp) and a GPU that holds the source copies the steps.
+  // pieces of its rows (fields.hpp) and a GPU that holds the source copies the steps. Where the
+  // number of batches differs from pass to pass (pack.varying()), `passes` counts them (one
+  // shared by the runs of a Feeder keeps its counts); without one the builder makes its own.
   SequenceBlocks(std::shared_ptr<const SequenceData> data, const OrderSpec& order, const PackSpec& pack,
-                 const PadSpec& pad, OutputSpec out, const RunSpec& run);
+                 const PadSpec& pad, OutputSpec out, const RunSpec& run,
+                 std::shared_ptr<const PassSizes> passes = nullptr);
 
   int64_t num_blocks() const override { return sizes_.batches_per_epoch - run_.first_batch; }
   Block build(int64_t k) const override;
@@ -69,7 +57,7 @@ class SequenceBlocks : public BlockBuilder {
   BatchLayout layout_of(int64_t batch) const;
   // A padded batch of these sequences (indices into lengths_).
   BatchLayout padded_layout(const int64_t* seqs, int64_t count) const;
-  // A packed batch of these rows: (plan, row of its pass) each.
+  // A packed batch of these rows: (plan, row of this rank's share of its pass) each.
   BatchLayout packed_layout(const std::vector<std::pair<const PassPlan*, int64_t>>& rows) const;
   // The batch's fields on the host: steps copied and converted, padding, masks, ids.
   void fill(const BatchLayout& layout, Block& b) const;
@@ -98,6 +86,7 @@ class SequenceBlocks : public BlockBuilder {
   OutputSpec out_;
   RunSpec run_;
   EpochSizes sizes_;
+  std::shared_ptr<const PassSizes> passes_;  // with pack_.varying()
   int64_t items_per_pass_ = 0;  // sequences (plain) or rows (packed) in this rank's share of a pass
   bool streamed_ = false;       // virtual epochs cut batches from the stream of items (see layout_of)
   std::vector<std::byte> x_pad_row_, y_pad_row_;

@@ -1,6 +1,10 @@
 #include "sequences/sequence_plan.hpp"
 
 #include <algorithm>
+#include <limits>
+#include <set>
+#include <string>
+#include <utility>
 
 #include "order/order.hpp"
 #include "order/permutation.hpp"
@@ -8,6 +12,8 @@
 namespace fastfeed {
 
 namespace {
+
+constexpr int64_t kMaxInt64 = std::numeric_limits<int64_t>::max();
 
 std::vector<int64_t> pass_order(int64_t n, const OrderSpec& spec, uint64_t pass) {
   std::vector<int64_t> order(static_cast<size_t>(n));
@@ -18,6 +24,9 @@ std::vector<int64_t> pass_order(int64_t n, const OrderSpec& spec, uint64_t pass)
   return order;
 }
 
+// a * b, or the largest int64 where that overflows (a, b >= 0).
+int64_t saturating_product(int64_t a, int64_t b) { return (b != 0 && a > kMaxInt64 / b) ? kMaxInt64 : a * b; }
+
 // Sorts each pool of `pool` consecutive sequences by length (stable: ties keep their order).
 void sort_pools(std::vector<int64_t>& seqs, const std::vector<int64_t>& lengths, int64_t pool) {
   const auto by_length = [&](int64_t a, int64_t b) { return lengths[a] < lengths[b]; };
@@ -27,28 +36,170 @@ void sort_pools(std::vector<int64_t>& seqs, const std::vector<int64_t>& lengths,
   }
 }
 
+// The token budget: how many steps a sequence keeps and what a batch of them costs.
+struct TokenBudget {
+  const std::vector<int64_t>& lengths;
+  const PadSpec& pad;
+  int64_t tokens;
+
+  int64_t kept(int64_t seq) const {
+    const int64_t len = lengths[static_cast<size_t>(seq)];
+    return pad.max_len > 0 ? std::min(len, pad.max_len) : len;
+  }
+  // The length a batch whose longest kept sequence has `longest` steps is padded to, counted as
+  // one step when it is 0 (a batch of empty sequences), so that a batch has a bound.
+  int64_t length(int64_t longest) const { return std::max<int64_t>(1, pad.padded_length(longest)); }
+  // Whether `rows` rows padded to `length` steps fit the budget.
+  bool fits(int64_t rows, int64_t len) const { return rows <= tokens / len; }
+
+  // Cuts seqs[0, n) greedily into batches (each takes sequences while they fit, at least one):
+  // appends each batch's start, offset by `at`, to `starts`.
+  void cut(const int64_t* seqs, int64_t n, int64_t at, std::vector<int64_t>& starts) const {
+    int64_t rows = 0, longest = 0;
+    for (int64_t i = 0; i < n; ++i) {
+      const int64_t grown = std::max(longest, kept(seqs[i]));
+      if (rows == 0 || !fits(rows + 1, length(grown))) {
+        starts.push_back(at + i);
+        rows = 0;
+        longest = kept(seqs[i]);
+      } else {
+        longest = grown;
+      }
+      ++rows;
+    }
+  }
+};
+
+// Best-fit decreasing packing of one pool (seqs[0, n)) into rows of `L` steps, appended to
+// `row_start`/`pieces` (rows as ranges of pieces). Sequences longer than L first give their
+// full pieces of L steps, a row each, in the pool's order; every sequence's last piece (its
+// whole self when it has at most L steps, none when its length is a multiple of L) is then
+// placed, longest first (ties in the pool's order), into the row with the least room that still
+// holds it (the earliest such row on a tie), or else a new row. Empty sequences have no piece.
+void best_fit_pool(const int64_t* seqs, int64_t n, const std::vector<int64_t>& lengths, int64_t L,
+                   std::vector<int64_t>& row_start, std::vector<PlanPiece>& pieces) {
+  std::vector<std::vector<PlanPiece>> rows;
+  std::vector<PlanPiece> last;  // the pieces placed by best fit
+  for (int64_t i = 0; i < n; ++i) {
+    const int64_t seq = seqs[i], len = lengths[static_cast<size_t>(seq)];
+    const int64_t full = len / L;
+    for (int64_t j = 0; j < full; ++j) rows.push_back({PlanPiece{seq, j * L, L}});
+    if (len % L > 0) last.push_back(PlanPiece{seq, full * L, len % L});
+  }
+  std::stable_sort(last.begin(), last.end(), [](const PlanPiece& a, const PlanPiece& b) { return a.count > b.count; });
+  std::set<std::pair<int64_t, size_t>> open;  // (room left, row) of the rows with room
+  for (const PlanPiece& p : last) {
+    const auto it = open.lower_bound({p.count, 0});
+    size_t row;
+    int64_t room;
+    if (it != open.end()) {
+      row = it->second;
+      room = it->first - p.count;
+      open.erase(it);
+      rows[row].push_back(p);
+    } else {
+      row = rows.size();
+      room = L - p.count;
+      rows.push_back({p});
+    }
+    if (room > 0) open.insert({room, row});
+  }
+  for (const auto& r : rows) {
+    pieces.insert(pieces.end(), r.begin(), r.end());
+    row_start.push_back(static_cast<int64_t>(pieces.size()));
+  }
+}
+
 }  // namespace
 
 PassPlan PassPlan::build(const std::vector<int64_t>& lengths, const OrderSpec& order, const PackSpec& pack,
-                         int64_t max_len, uint64_t pass) {
+                         const PadSpec& pad, uint64_t pass) {
   PassPlan plan;
   const int64_t B = order.batch_size;
-  plan.seqs_ = pass_order(static_cast<int64_t>(lengths.size()), order, pass);
+  const int64_t all = static_cast<int64_t>(lengths.size());
+  plan.seqs_ = pass_order(all, order, pass);
   plan.rank_ = order.rank;
   plan.world_ = order.world_size;
+  plan.max_len_ = pad.max_len;
+
+  if (pack.pack && pack.best_fit) {
+    const int64_t L = pad.max_len;
+    const int64_t room = saturating_product(pack.bucket_pool, L);
+    std::vector<int64_t> row_start{0};
+    std::vector<PlanPiece> pieces;
+    for (int64_t s = 0; s < all;) {  // pools: consecutive sequences until their steps reach `room`
+      int64_t e = s, steps = 0;
+      while (e < all && steps < room) steps += std::min(lengths[plan.seqs_[e++]], kMaxInt64 - steps);
+      best_fit_pool(plan.seqs_.data() + s, e - s, lengths, L, row_start, pieces);
+      s = e;
+    }
+    const int64_t K = static_cast<int64_t>(row_start.size()) - 1;
+    plan.rows_ = rank_share_size(K, order.rank, order.world_size, B, order.drop_last);
+    const Permutation row_perm(static_cast<uint64_t>(K), order.seed ^ kBatchOrderSalt, pass);
+    plan.row_start_.reserve(static_cast<size_t>(plan.rows_) + 1);
+    plan.row_start_.push_back(0);
+    for (int64_t i = 0; i < plan.rows_; ++i) {
+      const int64_t g = plan.pass_row(i);
+      const int64_t r = order.shuffle ? static_cast<int64_t>(row_perm(static_cast<uint64_t>(g))) : g;
+      plan.pieces_.insert(plan.pieces_.end(), pieces.begin() + row_start[r], pieces.begin() + row_start[r + 1]);
+      plan.row_start_.push_back(static_cast<int64_t>(plan.pieces_.size()));
+    }
+    plan.seqs_.clear();
+    plan.seqs_.shrink_to_fit();
+    plan.num_batches_ = order.drop_last ? plan.rows_ / B : (plan.rows_ + B - 1) / B;
+    return plan;
+  }
 
   if (pack.pack) {
-    const int64_t all = static_cast<int64_t>(plan.seqs_.size());
     plan.cum_.resize(static_cast<size_t>(all) + 1, 0);
     for (int64_t i = 0; i < all; ++i) plan.cum_[i + 1] = plan.cum_[i] + lengths[plan.seqs_[i]];
-    const int64_t pass_rows = (plan.total_steps() + max_len - 1) / max_len;
+    const int64_t pass_rows = (plan.total_steps() + pad.max_len - 1) / pad.max_len;
     plan.rows_ = rank_share_size(pass_rows, order.rank, order.world_size, B, order.drop_last);
     plan.num_batches_ = order.drop_last ? plan.rows_ / B : (plan.rows_ + B - 1) / B;
     return plan;
   }
 
+  if (pack.batch_tokens > 0) {
+    const TokenBudget budget{lengths, pad, pack.batch_tokens};
+    std::vector<int64_t> cuts;  // where each batch of the pass starts in plan.seqs_
+    if (!pack.bucket) {
+      budget.cut(plan.seqs_.data(), all, 0, cuts);
+    } else {
+      // Pools: consecutive sequences while their steps, each padded alone, stay within
+      // bucket_pool budgets (at least one); each sorted by length (stable) and cut.
+      const int64_t room = saturating_product(pack.bucket_pool, pack.batch_tokens);
+      const auto by_length = [&](int64_t a, int64_t b) { return lengths[a] < lengths[b]; };
+      for (int64_t s = 0; s < all;) {
+        int64_t e = s + 1, steps = budget.length(budget.kept(plan.seqs_[s]));
+        while (e < all && budget.length(budget.kept(plan.seqs_[e])) <= room - steps) {
+          steps += budget.length(budget.kept(plan.seqs_[e++]));
+        }
+        std::stable_sort(plan.seqs_.begin() + s, plan.seqs_.begin() + e, by_length);
+        budget.cut(plan.seqs_.data() + s, e - s, s, cuts);
+        s = e;
+      }
+    }
+    cuts.push_back(all);
+    int64_t K = static_cast<int64_t>(cuts.size()) - 1;
+    if (order.drop_last && K > 0) --K;  // the last batch cut: the one the pass's end closed
+    const Permutation batch_perm(static_cast<uint64_t>(K), order.seed ^ kBatchOrderSalt, pass);
+    const int64_t per_rank = K / order.world_size;
+    std::vector<int64_t> seqs;
+    plan.starts_.reserve(static_cast<size_t>(per_rank) + 1);
+    for (int64_t q = 0; q < per_rank; ++q) {
+      const int64_t g = q * order.world_size + order.rank;
+      const int64_t c = pack.bucket ? static_cast<int64_t>(batch_perm(static_cast<uint64_t>(g))) : g;
+      plan.starts_.push_back(static_cast<int64_t>(seqs.size()));
+      seqs.insert(seqs.end(), plan.seqs_.begin() + cuts[c], plan.seqs_.begin() + cuts[c + 1]);
+    }
+    plan.starts_.push_back(static_cast<int64_t>(seqs.size()));
+    plan.seqs_ = std::move(seqs);
+    plan.num_batches_ = per_rank;
+    return plan;
+  }
+
   // This rank's sequences: positions rank, rank + world, ... of the pass's order.
-  const int64_t n = rank_share_size(static_cast<int64_t>(plan.seqs_.size()), order.rank, order.world_size, B, order.drop_last);
+  const int64_t n = rank_share_size(all, order.rank, order.world_size, B, order.drop_last);
   for (int64_t q = 0; q < n; ++q) plan.seqs_[q] = plan.seqs_[q * order.world_size + order.rank];
   plan.seqs_.resize(static_cast<size_t>(n));
 
@@ -84,6 +235,87 @@ int64_t PassPlan::piece_at(int64_t pos) const {
   // The last sequence starting at or before `pos`; empty sequences share its start and are skipped.
   const auto it = std::upper_bound(cum_.begin(), cum_.end(), pos);
   return static_cast<int64_t>(it - cum_.begin()) - 1;
+}
+
+void PassPlan::row_pieces(int64_t i, std::vector<PlanPiece>& out) const {
+  out.clear();
+  if (!row_start_.empty()) {  // best fit: stored
+    out.assign(pieces_.begin() + row_start_[static_cast<size_t>(i)], pieces_.begin() + row_start_[static_cast<size_t>(i) + 1]);
+    return;
+  }
+  // Back to back: the stream's steps [row * max_len, (row + 1) * max_len).
+  int64_t pos = pass_row(i) * max_len_;
+  const int64_t end = std::min(pos + max_len_, total_steps());
+  for (int64_t k = piece_at(pos); pos < end; ++k) {
+    const int64_t take = std::min(cum_[static_cast<size_t>(k) + 1], end) - pos;
+    if (take <= 0) continue;  // an empty sequence
+    out.push_back(PlanPiece{seqs_[static_cast<size_t>(k)], pos - cum_[static_cast<size_t>(k)], take});
+    pos += take;
+  }
+}
+
+PassSizes::PassSizes(std::vector<int64_t> lengths, const OrderSpec& order, const PackSpec& pack, const PadSpec& pad)
+    : lengths_(std::move(lengths)), order_(order), pack_(pack), pad_(pad) {
+  order_.validate();
+  pack_.validate();
+  pad_.validate(pack_.pack);
+  if (pack_.batch_tokens > 0) {
+    for (size_t i = 0; i < lengths_.size(); ++i) {
+      const int64_t kept = pad_.max_len > 0 ? std::min(lengths_[i], pad_.max_len) : lengths_[i];
+      if (pad_.padded_length(kept) > pack_.batch_tokens) {
+        throw ArgumentError("PackSpec.batch_tokens=" + std::to_string(pack_.batch_tokens) + " cannot hold sequence " +
+                            std::to_string(i) + " padded to " + std::to_string(pad_.padded_length(kept)) + " steps");
+      }
+    }
+  }
+}
+
+std::pair<int64_t, int64_t> PassSizes::count(uint64_t pass) const {
+  if (pass < items_.size()) return {items_[pass], batches_[pass]};
+  const auto it = counted_.find(pass);
+  if (it != counted_.end()) return it->second;
+  const PassPlan plan = PassPlan::build(lengths_, order_, pack_, pad_, pass);
+  const std::pair<int64_t, int64_t> c{pack_.pack ? plan.num_rows() : plan.num_batches(), plan.num_batches()};
+  if (counted_.size() >= 64) counted_.erase(counted_.begin());
+  counted_.emplace(pass, c);
+  return c;
+}
+
+void PassSizes::count_up_to(uint64_t pass) const {
+  while (items_.size() <= pass) {
+    const std::pair<int64_t, int64_t> c = count(items_.size());
+    items_.push_back(c.first);
+    batches_.push_back(c.second);
+    items_before_.push_back(items_before_.back() + c.first);
+    batches_before_.push_back(batches_before_.back() + c.second);
+  }
+}
+
+int64_t PassSizes::batches(uint64_t pass) const {
+  std::lock_guard<std::mutex> lk(mu_);
+  return count(pass).second;
+}
+
+int64_t PassSizes::items(uint64_t pass) const {
+  std::lock_guard<std::mutex> lk(mu_);
+  return count(pass).first;
+}
+
+StreamPosition PassSizes::locate(int64_t index, bool by_items) const {
+  require_arg(index >= 0, "index", ">= 0", index);
+  std::lock_guard<std::mutex> lk(mu_);
+  const std::vector<int64_t>& before = by_items ? items_before_ : batches_before_;
+  while (before.back() <= index) {
+    const uint64_t pass = items_.size();
+    count_up_to(pass);
+    if ((by_items ? items_ : batches_).back() == 0) {
+      throw ArgumentError("pass " + std::to_string(pass) + " holds no " + (by_items ? "row" : "batch") +
+                          " for rank " + std::to_string(order_.rank) + ": virtual epochs cannot run on across it");
+    }
+  }
+  const auto it = std::upper_bound(before.begin(), before.end(), index);
+  const auto pass = static_cast<size_t>(it - before.begin()) - 1;
+  return {static_cast<uint64_t>(pass), index - before[pass]};
 }
 
 }  // namespace fastfeed

@@ -160,9 +160,19 @@ class PadSpec:
 
 class PackSpec:
     bucket: bool
-    bucket_pool: int
+    bucket_pool: int  # batches per sorted pool (batch_tokens: budgets' worth of steps); best_fit: rows' worth
     pack: bool
-    def __init__(self, *, bucket: bool = False, bucket_pool: int = 1, pack: bool = False) -> None: ...
+    best_fit: bool  # with pack: best-fit decreasing rows within pools of bucket_pool rows' worth of steps
+    batch_tokens: int  # > 0: padded batches of as many sequences as fit rows * padded length <= this
+    def __init__(
+        self,
+        *,
+        bucket: bool = False,
+        bucket_pool: int = 1,
+        pack: bool = False,
+        best_fit: bool = False,
+        batch_tokens: int = 0,
+    ) -> None: ...
 
 class RunSpec:
     epoch: int
@@ -252,6 +262,14 @@ class Sequences:
     def units(self, pack: bool, max_len: int) -> int:
         """What the ranks share out of one pass: count, or with pack ceil(total_steps / max_len) rows."""
 
+class PassSizes:
+    """This rank's batches and items (rows, or batches) in each pass, where they differ from pass
+    to pass (batch_tokens, best-fit packing); each pass counted once, by building its plan."""
+
+    def __init__(self, data: Sequences, order: OrderSpec, pack: PackSpec, pad: PadSpec) -> None: ...
+    def batches(self, pass_: int) -> int: ...
+    def items(self, pass_: int) -> int: ...
+
 # A block's arrays by name, in the order the core set them: "x", "y", "mask", "lengths",
 # "segment_ids", "position_ids", "cu_seqlens" (host batches), "starts" / "pieces" (indices_only).
 _Fields = Dict[str, np.ndarray]
@@ -271,7 +289,14 @@ class Pipeline:
     def windows(assembler: Assembler, order: OrderSpec, run: RunSpec) -> Pipeline: ...
     @staticmethod
     def sequences(
-        data: Sequences, order: OrderSpec, pack: PackSpec, pad: PadSpec, output: OutputSpec, run: RunSpec
+        data: Sequences,
+        order: OrderSpec,
+        pack: PackSpec,
+        pad: PadSpec,
+        output: OutputSpec,
+        run: RunSpec,
+        *,
+        passes: Optional[PassSizes] = None,
     ) -> Pipeline: ...
     def next(self) -> Optional[Tuple[_Fields, int, int, Optional[str], float, int]]:
         """(fields, num_samples, num_batches, error, build_seconds, queued) of the next block, or None at

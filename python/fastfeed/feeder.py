@@ -69,7 +69,7 @@ class Feeder:
             every series; negative values count from each series' end (``end_index=-24``
             keeps each series' last 24 steps out, for validation). On a list, an index past a
             series' end stands for that end.
-        batch_size: samples per batch.
+        batch_size: samples per batch (default 1).
         shuffle: a new permutation of all samples each epoch, a pure function of
             ``(seed, epoch)``.
         seed: the shuffle's key, an integer in ``[0, 2**64)``.
@@ -95,9 +95,27 @@ class Feeder:
         truncation_side: ``"right"`` or ``"left"``: which end of a long sequence is cut.
         pad_value: the value of padded steps (must fit the output dtype).
         bucket: cut batches from length-sorted pools, then shuffle the batches: little padding.
-        bucket_pool: batches per sorted pool with ``bucket=True`` (default 256).
+        bucket_pool: batches per sorted pool with ``bucket=True`` (default 256; with
+            ``batch_tokens``, that many budgets' worth of steps); with ``pack="best_fit"``, rows'
+            worth of steps per pool (default 256).
         pack: concatenate sequences into rows of ``max_len`` steps, with ``segment_ids``,
             ``position_ids`` and ``cu_seqlens``; a long sequence continues in the next row.
+            ``"best_fit"``: a sequence of at most ``max_len`` steps is never cut: the sequences
+            of a pool (consecutive sequences of the pass's order, ``bucket_pool`` rows' worth of
+            steps, default 256) are placed into rows by best-fit decreasing length, a longer one
+            cut into pieces of ``max_len`` (full pieces fill rows of their own, the last piece
+            is placed like a sequence); the rows are shuffled with ``shuffle=True``. The number
+            of rows, and so ``len(feeder)``, may differ a little from epoch to epoch.
+        batch_tokens: whole sequences, instead of ``batch_size``: each batch holds as many
+            sequences as fit ``rows * padded_length <= batch_tokens`` (at least one), where
+            ``padded_length`` is the batch's length (its longest sequence rounded up to
+            ``pad_multiple``, or ``max_len``). The pass's order is cut greedily (with
+            ``bucket=True`` each pool, ``bucket_pool`` budgets' worth of steps, is sorted by
+            length and cut, and the batches shuffled); ``drop_last`` drops the pass's last batch
+            cut; rank ``r`` takes batches ``r, r + world_size, ...``, and the fewer than
+            ``world_size`` batches left over are in no rank's share. The number of batches
+            depends on the epoch's order: ``len(feeder)`` is exact for the epoch running, or
+            the next one (the one ``set_epoch`` set). Not with ``batch_size`` or ``pack``.
         steps_per_epoch: every epoch yields exactly this many batches, the stream of samples
             running on across passes over the data (a new pass reshuffles).
         rank: this process's rank; each rank reads a disjoint share of every epoch. Default:
@@ -148,7 +166,7 @@ class Feeder:
         stride: int = 1,
         start_index: int = 0,
         end_index: Optional[int] = None,
-        batch_size: int = 1,
+        batch_size: Optional[int] = None,
         shuffle: bool = False,
         seed: int = 0,
         drop_last: bool = False,
@@ -162,7 +180,8 @@ class Feeder:
         pad_value: Union[int, float, bool] = 0,
         bucket: bool = False,
         bucket_pool: Optional[int] = None,
-        pack: bool = False,
+        pack: Union[bool, str] = False,
+        batch_tokens: Optional[int] = None,
         steps_per_epoch: Optional[int] = None,
         rank: Optional[int] = None,
         world_size: Optional[int] = None,
@@ -217,6 +236,7 @@ class Feeder:
             bucket=bucket,
             bucket_pool=bucket_pool,
             pack=pack,
+            batch_tokens=batch_tokens,
         )
         self._mode = self._make_mode(series)
         check_batch_memory(*self._mode.largest_batch())
@@ -286,8 +306,21 @@ class Feeder:
     # ----- sizes and data ----------------------------------------------------------------
 
     def __len__(self) -> int:
-        """Batches in an epoch (for this rank)."""
-        return self._batches_per_epoch
+        """Batches in an epoch (for this rank): with batch_tokens or pack="best_fit" (without
+        steps_per_epoch) in the epoch running, or else the one the next iteration runs."""
+        return self._batches_in(self._len_epoch())
+
+    def _batches_in(self, epoch: Any) -> int:
+        """Batches in epoch `epoch` (where they differ from epoch to epoch), else in every epoch."""
+        n = self._mode.batches_in_epoch(epoch) if isinstance(epoch, int) and epoch >= 0 else None
+        return self._batches_per_epoch if n is None else n
+
+    def _len_epoch(self) -> int:
+        """The epoch len() describes: the one running, or the one the next iteration runs."""
+        p = self._position
+        if p.running:
+            return p.running_epoch
+        return p.resume[0] if p.resume is not None else p.next_epoch
 
     def _reload_if_grown(self) -> None:
         """A dataset directory someone appended to: feed the new sequences from this epoch on."""
@@ -377,7 +410,8 @@ class Feeder:
             ValueError: the state comes from a Feeder with another configuration or other data
                 (every difference is named), or from another release.
         """
-        self._position.load(*read_state(state, self._fingerprint(), len(self)))
+        saved_epoch = state.get("epoch") if isinstance(state, dict) else None
+        self._position.load(*read_state(state, self._fingerprint(), self._batches_in(saved_epoch)))
 
     def _fingerprint(self) -> Dict[str, Any]:
         if self._fingerprint_cache is None:

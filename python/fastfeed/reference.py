@@ -680,6 +680,153 @@ def packed_plan(
     return out
 
 
+def token_plan(
+    lengths: List[int],
+    batch_tokens: int,
+    max_len: Optional[int] = None,
+    pad_multiple: int = 1,
+    shuffle: bool = False,
+    seed: int = 0,
+    pass_: int = 0,
+    drop_last: bool = False,
+    bucket: bool = False,
+    bucket_pool: int = 64,
+    rank: int = 0,
+    world_size: int = 1,
+) -> List[List[int]]:
+    """A rank's batches of one pass of padded whole sequences cut by a budget of padded steps.
+
+    A batch is padded to its longest sequence (at most max_len) rounded up to pad_multiple, or to
+    max_len, and counts as one step long when that is 0. The pass's order is cut greedily: each
+    batch takes the next sequences while rows * padded length <= batch_tokens (at least one).
+    With `bucket`, the order is first split into pools of consecutive sequences, each taking the
+    next while the sum of their lengths padded alone stays <= bucket_pool * batch_tokens (at least
+    one); each pool is sorted by length (stable) and cut, and the batches are shuffled (whatever
+    `shuffle` says) with a permutation keyed by seed ^ BATCH_ORDER_SALT. drop_last drops the last
+    batch cut (before that shuffle). Rank r takes batches r, r + world_size, ... of the
+    world_size * (K // world_size) first of the K batches: the rest are in no rank's share."""
+
+    def kept(i: int) -> int:
+        return lengths[i] if max_len is None else min(lengths[i], max_len)
+
+    def padded(longest: int) -> int:
+        return max(1, max_len if max_len is not None else -(-longest // pad_multiple) * pad_multiple)
+
+    def cut(seqs: List[int]) -> List[List[int]]:
+        out: List[List[int]] = []
+        for i in seqs:
+            if out and (len(out[-1]) + 1) * padded(max(kept(j) for j in out[-1] + [i])) <= batch_tokens:
+                out[-1].append(i)
+            else:
+                out.append([i])
+        return out
+
+    order = [int(i) for i in sequence_order(len(lengths), shuffle, seed, pass_)]
+    if not bucket:
+        batches = cut(order)
+    else:
+        batches, s = [], 0
+        while s < len(order):
+            e, steps = s + 1, padded(kept(order[s]))
+            while e < len(order) and steps + padded(kept(order[e])) <= bucket_pool * batch_tokens:
+                steps += padded(kept(order[e]))
+                e += 1
+            batches += cut(sorted(order[s:e], key=lambda i: lengths[i]))
+            s = e
+    if drop_last and batches:
+        batches.pop()
+    if bucket:
+        perm = permutation(len(batches), seed ^ BATCH_ORDER_SALT, pass_)
+        batches = [batches[int(c)] for c in perm]
+    return [batches[q * world_size + rank] for q in range(len(batches) // world_size)]
+
+
+def best_fit_rows(seqs: List[int], lengths: List[int], max_len: int) -> List[List[Tuple[int, int, int]]]:
+    """The rows of max_len steps one pool of sequences (in its order) packs into, by best-fit
+    decreasing length, as lists of pieces (sequence, first step, steps).
+
+    A sequence longer than max_len gives full pieces of max_len steps first, each its own row (in
+    the pool's order); every sequence's last piece (the whole sequence when it has at most
+    max_len steps; none when its length is a multiple of max_len; none for an empty one) is then
+    placed, longest first (ties in the pool's order), into the row with the least room left that
+    still holds it (the earliest such row on a tie), or else into a new row."""
+    rows: List[List[Tuple[int, int, int]]] = []
+    last = []
+    for i in seqs:
+        full, rest = divmod(lengths[i], max_len)
+        rows += [[(i, j * max_len, max_len)] for j in range(full)]
+        if rest:
+            last.append((i, full * max_len, rest))
+    room = [0] * len(rows)
+    for piece in sorted(last, key=lambda p: -p[2]):
+        fits = [r for r in range(len(rows)) if room[r] >= piece[2]]
+        if fits:
+            r = min(fits, key=lambda r: (room[r], r))
+            rows[r].append(piece)
+            room[r] -= piece[2]
+        else:
+            rows.append([piece])
+            room.append(max_len - piece[2])
+    return rows
+
+
+def best_fit_plan(
+    lengths: List[int],
+    max_len: int,
+    batch_size: int,
+    shuffle: bool = False,
+    seed: int = 0,
+    pass_: int = 0,
+    drop_last: bool = False,
+    bucket_pool: int = 256,
+    rank: int = 0,
+    world_size: int = 1,
+    keep_short: bool = False,
+) -> List[List[List[Tuple[int, int, int]]]]:
+    """A rank's batches of one pass packed by best fit: rows of pieces (sequence, first, steps).
+
+    The pass's order is split into pools of consecutive sequences, each taking the next while
+    their steps are fewer than bucket_pool * max_len (so a pool holds at least that many steps,
+    but the last); each pool is packed by best_fit_rows, the pools' rows following each other.
+    With `shuffle` the rows are then shuffled with a permutation keyed by seed ^ BATCH_ORDER_SALT.
+    The rank's share of the rows (rank_share) is cut into batches; drop_last drops a short last
+    batch, unless `keep_short`."""
+    order = [int(i) for i in sequence_order(len(lengths), shuffle, seed, pass_)]
+    rows: List[List[Tuple[int, int, int]]] = []
+    s = 0
+    while s < len(order):
+        e, steps = s, 0
+        while e < len(order) and steps < bucket_pool * max_len:
+            steps += lengths[order[e]]
+            e += 1
+        rows += best_fit_rows(order[s:e], lengths, max_len)
+        s = e
+    if shuffle:
+        perm = permutation(len(rows), seed ^ BATCH_ORDER_SALT, pass_)
+        rows = [rows[int(c)] for c in perm]
+    rows = [rows[q] for q in rank_share(len(rows), rank, world_size, drop_last, unit=batch_size)]
+    out = [rows[s : s + batch_size] for s in range(0, len(rows), batch_size)]
+    if drop_last and not keep_short and out and len(out[-1]) < batch_size:
+        out.pop()
+    return out
+
+
+def varying_stream(epoch: int, count: int, steps: Optional[int], size_of: Any) -> List[Tuple[int, int]]:
+    """(pass, index in the pass) of the `count` items of an epoch, where pass p holds
+    size_of(p) items (batches or rows): as epoch_stream, with sizes that differ by pass."""
+    if steps is None:
+        return [(epoch, i) for i in range(count)]
+    out, pass_, before = [], 0, 0
+    for s in range(epoch * count, (epoch + 1) * count):
+        while s >= before + size_of(pass_):
+            if size_of(pass_) == 0:
+                raise ValueError(f"pass {pass_} holds nothing for this rank: the stream cannot run on")
+            before += size_of(pass_)
+            pass_ += 1
+        out.append((pass_, s - before))
+    return out
+
+
 def sequence_batches(
     sequences: List[np.ndarray],
     targets: Any = None,
@@ -695,8 +842,9 @@ def sequence_batches(
     truncation_side: str = "right",
     pad_value: Any = 0,
     bucket: bool = False,
-    bucket_pool: int = 64,
-    pack: bool = False,
+    bucket_pool: Optional[int] = None,
+    pack: Any = False,
+    batch_tokens: Optional[int] = None,
     dtype: Optional[str] = None,
     normalize: Any = None,
     rank: int = 0,
@@ -711,7 +859,13 @@ def sequence_batches(
 
     `targets`: None, an array with one row per sequence (labels), or a list aligned step for step.
     `static` (one row per sequence) adds "static"; `with_index` adds "series" (the sequence's
-    number in `sequences`) and "start" (0) (padded batches only)."""
+    number in `sequences`) and "start" (0) (padded batches only). `pack="best_fit"` packs rows
+    by best_fit_plan; `batch_tokens` cuts padded batches by token_plan (batch_size unused).
+    `bucket_pool` defaults to 64 batches with `bucket` (the Feeder's default is 256), 256 rows
+    with best fit, 256 budgets with batch_tokens."""
+    best_fit = pack == "best_fit"
+    if bucket_pool is None:
+        bucket_pool = 64 if bucket and batch_tokens is None else 256
     seqs = [np.asarray(s) for s in sequences]
     numbers = list(range(len(seqs)))  # each fed sequence's number in `sequences`
     lengths = [len(s) for s in seqs]
@@ -740,10 +894,40 @@ def sequence_batches(
     x_dtype, y_dtype = _output_dtypes(seqs[0].dtype.name, dtype, normalize, tdtype)
 
     # Virtual epochs cut full batches from the passes' items (sequences or rows) back to back,
-    # every item of the rank's share, as with windows; bucketed batches stay as each pass cut them.
-    streamed = steps_per_epoch is not None and not bucket
+    # every item of the rank's share, as with windows; bucketed and token-budget batches stay as
+    # each pass cut them.
+    streamed = steps_per_epoch is not None and not bucket and batch_tokens is None
 
     def plan(pass_: int) -> list:
+        if best_fit:
+            return best_fit_plan(
+                lengths,
+                cast(int, max_len),
+                batch_size,
+                shuffle,
+                seed,
+                pass_,
+                drop_last,
+                bucket_pool,
+                rank,
+                world_size,
+                keep_short=streamed,
+            )
+        if batch_tokens is not None:
+            return token_plan(
+                lengths,
+                batch_tokens,
+                max_len,
+                pad_multiple,
+                shuffle,
+                seed,
+                pass_,
+                drop_last,
+                bucket,
+                bucket_pool,
+                rank,
+                world_size,
+            )
         if pack:
             return packed_plan(
                 lengths,
@@ -778,7 +962,24 @@ def sequence_batches(
             plans[pass_] = plan(pass_)
         return plans[pass_]
 
-    if not streamed:  # each pass's batches, as cut
+    if batch_tokens is not None or (best_fit and not streamed):  # batches per pass differ by pass
+        count = steps_per_epoch if steps_per_epoch is not None else len(plan_of(epoch))
+        stream = varying_stream(epoch, count, steps_per_epoch, lambda p: len(plan_of(p)))
+        batches = [plan_of(pass_)[j] for pass_, j in stream]
+    elif best_fit:  # virtual epochs: rows per pass differ by pass
+        rows_of = {}
+
+        def rows_in(pass_: int) -> list:
+            if pass_ not in rows_of:
+                rows_of[pass_] = [r for b in plan_of(pass_) for r in b]
+            return rows_of[pass_]
+
+        stream = varying_stream(
+            epoch, cast(int, steps_per_epoch) * batch_size, steps_per_epoch, lambda p: len(rows_in(p))
+        )
+        items = [rows_in(pass_)[q] for pass_, q in stream]
+        batches = [items[k : k + batch_size] for k in range(0, len(items), batch_size)]
+    elif not streamed:  # each pass's batches, as cut
         nb = len(plan_of(0))  # this rank's batches in a pass
         count = steps_per_epoch if steps_per_epoch is not None else nb
         batches = [plan_of(pass_)[j] for pass_, j in epoch_stream(epoch, nb, count, steps_per_epoch)]

@@ -33,6 +33,9 @@ class FeedSpec:
     device_cache: bool
     num_threads: int
     progress: bool
+    # Whether the caller passed batch_size (batch_size=None means 1): batch_tokens sizes whole
+    # sequences' batches instead, and refuses an explicit batch_size.
+    batch_size_given: bool = True
 
     @property
     def on_gpu(self) -> bool:
@@ -63,7 +66,7 @@ def resolve_spec(
     dev = _resolve_device(device, cache, out, finite)
     threads = _default_threads(dev, cache) if num_threads is None else _clamped_threads(num_threads)
     return FeedSpec(
-        batch_size=check_int("batch_size", batch_size, 1),
+        batch_size=1 if batch_size is None else check_int("batch_size", batch_size, 1),
         shuffle=check_bool("shuffle", shuffle),
         seed=check_seed(seed),
         drop_last=check_bool("drop_last", drop_last),
@@ -76,6 +79,7 @@ def resolve_spec(
         device_cache=cache,
         num_threads=threads,
         progress=check_bool("progress", progress),
+        batch_size_given=batch_size is not None,
     )
 
 

@@ -961,6 +961,129 @@ static void a_throwing_builder_gives_a_failed_block() {
   }
 }
 
+// Token budgets: every batch of every rank fits rows * padded length <= batch_tokens (or is one
+// sequence), holds as many as fit where it is not the last of a pool, and the ranks' batches
+// are disjoint, equal in number, and miss fewer than world_size of the pass's batches.
+static void token_budget_plans_fit_and_cover() {
+  std::vector<int64_t> lengths;
+  for (int i = 0; i < 300; ++i) lengths.push_back((i * 37 + 11) % 61 + (i % 7 == 0 ? 40 : 0));
+  lengths[5] = 0;
+  for (bool bucket : {false, true}) {
+    for (int64_t multiple : {1, 8}) {
+      for (int64_t max_len : {0, 48}) {
+        PackSpec pack;
+        pack.bucket = bucket;
+        pack.bucket_pool = 3;
+        pack.batch_tokens = 400;
+        PadSpec pad{max_len, max_len > 0 ? 1 : multiple, false, false, 0.0};
+        const PassPlan whole = PassPlan::build(lengths, order_of(1, true, 3), pack, pad, 2);
+        for (int64_t world : {1, 3}) {
+          std::set<int64_t> seen;
+          for (int64_t rank = 0; rank < world; ++rank) {
+            const PassPlan plan = PassPlan::build(lengths, order_of(1, true, 3, 0, false, rank, world), pack, pad, 2);
+            CHECK(plan.num_batches() == whole.num_batches() / world);
+            for (int64_t g = 0; g < plan.num_batches(); ++g) {
+              const int64_t rows = plan.batch_start(g + 1) - plan.batch_start(g);
+              int64_t longest = 0;
+              for (int64_t i = plan.batch_start(g); i < plan.batch_start(g + 1); ++i) {
+                const int64_t seq = plan.seqs()[static_cast<size_t>(i)];
+                longest = std::max(longest, max_len > 0 ? std::min(lengths[seq], max_len) : lengths[seq]);
+                CHECK(seen.insert(seq).second);
+              }
+              CHECK(rows >= 1);
+              CHECK(rows * std::max<int64_t>(1, pad.padded_length(longest)) <= 400);
+            }
+          }
+          if (world == 1) CHECK(seen.size() == lengths.size());
+        }
+        if (!bucket) {  // greedy: a batch took the next sequence unless it would not fit
+          for (int64_t g = 0; g + 1 < whole.num_batches(); ++g) {
+            int64_t longest = 0;
+            const int64_t rows = whole.batch_start(g + 1) - whole.batch_start(g) + 1;
+            for (int64_t i = whole.batch_start(g); i <= whole.batch_start(g + 1); ++i) {
+              const int64_t len = lengths[whole.seqs()[static_cast<size_t>(i)]];
+              longest = std::max(longest, max_len > 0 ? std::min(len, max_len) : len);
+            }
+            CHECK(rows * std::max<int64_t>(1, pad.padded_length(longest)) > 400);
+          }
+        }
+      }
+    }
+  }
+  PackSpec pack;
+  pack.batch_tokens = 50;
+  CHECK(throws_argument_error([&] { PassSizes(lengths, order_of(1), pack, PadSpec{}); },
+                              "PackSpec.batch_tokens=50 cannot hold sequence 0 padded to 51 steps"));
+  pack.pack = true;
+  CHECK(throws_argument_error([&] { pack.validate(); }, "PackSpec.batch_tokens applies to padded batches"));
+}
+
+// Best fit: every step of every sequence once a pass (over all ranks), a sequence of at most
+// max_len steps whole in one row, longer ones in pieces of max_len and their rest; no row over
+// max_len; and PassSizes finds items and batches of the stream of passes where the plans put them.
+static void best_fit_plans_keep_short_sequences_whole() {
+  std::vector<int64_t> lengths;
+  for (int i = 0; i < 400; ++i) lengths.push_back((i * 53 + 7) % 90 + (i % 50 == 0 ? 250 : 0));
+  lengths[3] = 0;
+  lengths[4] = 128;
+  const int64_t L = 64;
+  PackSpec pack;
+  pack.pack = true;
+  pack.best_fit = true;
+  pack.bucket_pool = 5;
+  const PadSpec pad{L, 1, false, false, 0.0};
+  for (int64_t world : {1, 2}) {
+    std::vector<std::vector<std::pair<int64_t, int64_t>>> pieces(lengths.size());
+    int64_t rows = 0, steps = 0;
+    for (int64_t rank = 0; rank < world; ++rank) {
+      const PassPlan plan = PassPlan::build(lengths, order_of(4, true, 1, 0, false, rank, world), pack, pad, 1);
+      std::vector<PlanPiece> row;
+      for (int64_t r = 0; r < plan.num_rows(); ++r) {
+        plan.row_pieces(r, row);
+        int64_t used = 0;
+        for (const PlanPiece& p : row) {
+          pieces[static_cast<size_t>(p.seq)].push_back({p.first, p.count});
+          used += p.count;
+        }
+        CHECK(!row.empty() && used <= L);
+        steps += used;
+      }
+      rows += plan.num_rows();
+    }
+    int64_t total = 0;
+    for (int64_t len : lengths) total += len;
+    CHECK(rows >= (total + L - 1) / L && rows <= (total + L - 1) / L * 5 / 4);  // pools of 5 rows: some waste
+    if (world == 1) CHECK(steps == total);
+    for (size_t s = 0; s < lengths.size(); ++s) {
+      auto& p = pieces[s];
+      std::sort(p.begin(), p.end());
+      if (world == 1 && lengths[s] <= L) CHECK(p.size() == (lengths[s] > 0 ? 1u : 0u));
+      for (size_t k = 0; k < p.size(); ++k) {
+        if (world == 1) CHECK(p[k].first == static_cast<int64_t>(k) * L);
+        CHECK(p[k].second == std::min(L, lengths[s] - p[k].first));
+      }
+    }
+  }
+  // The stream of passes: entry i of PassSizes::locate is where the counts say it is.
+  const OrderSpec order = order_of(4, true, 1);
+  const PassSizes sizes(lengths, order, pack, pad);
+  int64_t before = 0;
+  for (uint64_t pass = 0; pass < 4; ++pass) {
+    const PassPlan plan = PassPlan::build(lengths, order, pack, pad, pass);
+    CHECK(sizes.items(pass) == plan.num_rows());
+    CHECK(sizes.batches(pass) == plan.num_batches());
+    const StreamPosition first = sizes.locate(before, true), last = sizes.locate(before + plan.num_rows() - 1, true);
+    CHECK(first.pass == pass && first.index == 0);
+    CHECK(last.pass == pass && last.index == plan.num_rows() - 1);
+    before += plan.num_rows();
+  }
+  pack.bucket = true;
+  CHECK(throws_argument_error([&] { pack.validate(); }, "are alternatives"));
+  pack.bucket = false;
+  pack.pack = false;
+  CHECK(throws_argument_error([&] { pack.validate(); }, "PackSpec.best_fit needs PackSpec.pack"));
+}
+
 int main() {
   packing_keeps_every_step_once();
   permutation_is_a_bijection();
@@ -988,6 +1111,8 @@ int main() {
   window_ranges_follow_slicing();
   window_extras_by_hand();
   a_throwing_builder_gives_a_failed_block();
+  token_budget_plans_fit_and_cover();
+  best_fit_plans_keep_short_sequences_whole();
   std::filesystem::remove_all(scratch_dir());
   if (failures == 0) std::printf("core_tests: all passed\n");
   return failures == 0 ? 0 : 1;

@@ -36,6 +36,7 @@ def make_mode(series: SeriesSet, spec: FeedSpec, options: Dict[str, Any]) -> Mod
             bucket=options["bucket"],
             bucket_pool=options["bucket_pool"],
             pack=options["pack"],
+            batch_tokens=options["batch_tokens"],
             static=options["static"],
             with_index=options["with_index"],
         )

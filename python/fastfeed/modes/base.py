@@ -66,6 +66,12 @@ class Mode:
         """The core's `EpochSizes` for this rank: per_rank, batches_per_pass, batches_per_epoch."""
         return epoch_sizes(self.units(), self.order)
 
+    def batches_in_epoch(self, epoch: int) -> Optional[int]:
+        """This rank's batches in epoch `epoch` where that differs from epoch to epoch (whole
+        sequences cut by batch_tokens or packed by best fit, without virtual epochs), else None:
+        every epoch has sizes().batches_per_epoch."""
+        return None
+
     def largest_batch(self) -> Tuple[int, str]:
         """(bytes, what sizes it): the most memory one batch of this mode may take, and the
         arguments that decide it (for an error message)."""

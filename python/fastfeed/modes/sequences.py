@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import math
-from typing import Any, ClassVar, Dict, List, Optional, Tuple, Union
+from types import SimpleNamespace
+from typing import Any, ClassVar, Dict, List, Optional, Tuple, Union, cast
 
 import numpy as np
 
-from .._core import NpyFile, PackSpec, PadSpec, Pipeline, Sequences, non_finite_steps
+from .._core import NpyFile, PackSpec, PadSpec, PassSizes, Pipeline, Sequences, non_finite_steps
 from ..arguments import check_bool, check_choice, check_int, check_optional_int
 from ..batch import Batch
 from ..dtypes import FLOATING, numpy_storage
@@ -26,6 +27,7 @@ from .common import (
 )
 
 _DEFAULT_BUCKET_POOL = 256  # batches per sorted pool: <2% padding on lognormal(sigma=1) lengths
+_DEFAULT_BEST_FIT_POOL = 256  # rows' worth of steps per best-fit pool: see README (padding)
 
 
 class SequenceMode(Mode):
@@ -44,6 +46,7 @@ class SequenceMode(Mode):
         "bucket": False,
         "bucket_pool": None,
         "pack": False,
+        "batch_tokens": None,
         "static": None,
         "with_index": False,
     }
@@ -60,6 +63,7 @@ class SequenceMode(Mode):
         "bucket",
         "bucket_pool",
         "pack",
+        "batch_tokens",
         "with_index",
         "num_samples",
         "skipped_samples",
@@ -83,6 +87,7 @@ class SequenceMode(Mode):
         bucket: Any,
         bucket_pool: Any,
         pack: Any,
+        batch_tokens: Any,
         static: Any,
         with_index: Any,
     ) -> None:
@@ -92,20 +97,23 @@ class SequenceMode(Mode):
         self.padding_side = check_choice("padding_side", padding_side, ("right", "left"))
         self.truncation_side = check_choice("truncation_side", truncation_side, ("right", "left"))
         self.bucket = check_bool("bucket", bucket)
-        self.pack = _check_pack(pack)
-        self.bucket_pool = _DEFAULT_BUCKET_POOL if bucket_pool is None else check_int("bucket_pool", bucket_pool, 1)
+        self.pack: Union[bool, str] = _check_pack(pack)
+        self.best_fit = self.pack == "best_fit"
+        self.batch_tokens = check_optional_int("batch_tokens", batch_tokens, 1)
+        default_pool = _DEFAULT_BEST_FIT_POOL if self.best_fit else _DEFAULT_BUCKET_POOL
+        self.bucket_pool = default_pool if bucket_pool is None else check_int("bucket_pool", bucket_pool, 1)
         self._check_combination(bucket_pool)
         self.labels, self.step_targets = _load_targets(series, targets)
         self.with_index = check_bool("with_index", with_index)
         self.static = load_static(series, static)
         if self.pack and (self.static is not None or self.with_index):
             raise ValueError(
-                "static and with_index describe one sequence per row, and pack=True puts several sequences "
+                f"static and with_index describe one sequence per row, and pack={self.pack!r} puts several sequences "
                 "in a row (segment_ids tells them apart); use padding (pack=False) for these fields"
             )
         if self.pack and self.labels is not None:
             raise ValueError(
-                "pack=True cannot carry one label per sequence (a row holds several sequences); "
+                f"pack={self.pack!r} cannot carry one label per sequence (a row holds several sequences); "
                 "pass step-aligned targets (a list) or use padding"
             )
         x_norm = split_normalize(normalize, ("x",)).get("x")
@@ -126,6 +134,7 @@ class SequenceMode(Mode):
             self.normalized["x"] = (self.norms[0], series.feat)
         advise_access(spec.shuffle, series, self.step_targets)
         keep = self._finite_sequences() if spec.check_finite == "skip" else None
+        self._keep = keep
         self.data = Sequences(
             list(series.items),
             list(self.step_targets.items) if self.step_targets is not None else [],
@@ -139,12 +148,21 @@ class SequenceMode(Mode):
                 raise ValueError(f"check_finite='skip' dropped every sequence: all {series.count} hold a NaN or Inf")
         self.num_samples = self.data.count
         if self.pack and self.data.total_steps == 0:
-            raise ValueError("the configuration yields no sample: every sequence is empty, so pack=True has no row")
+            raise ValueError(
+                f"the configuration yields no sample: every sequence is empty, so pack={self.pack!r} has no row"
+            )
         self.unit_name = "packed rows" if self.pack else "sequences"
-        # Bucketed batches are cut within each pass: a pass without a batch has nothing to stream.
-        self.streams_short_passes = not self.bucket
+        # Bucketed and token-budget batches are cut within each pass: a pass without a batch has
+        # nothing to stream.
+        self.streams_short_passes = not self.bucket and self.batch_tokens is None
         x_feat, y_feat = self._feats()
-        self._pack_spec = PackSpec(bucket=self.bucket, bucket_pool=self.bucket_pool, pack=self.pack)
+        self._pack_spec = PackSpec(
+            bucket=self.bucket,
+            bucket_pool=self.bucket_pool,
+            pack=bool(self.pack),
+            best_fit=self.best_fit,
+            batch_tokens=self.batch_tokens or 0,
+        )
         self._pad_spec = PadSpec(
             max_len=self.max_len or 0,
             pad_multiple=self.pad_multiple,
@@ -152,6 +170,12 @@ class SequenceMode(Mode):
             truncate_left=self.truncation_side == "left",
             pad_value=self.pad_value,
         )
+        # Token budgets and best-fit rows cut each pass into its own number of batches: the core
+        # counts them a pass at a time, for len() and for virtual epochs.
+        self._token_floor = 0 if self.batch_tokens is None else self._check_batch_tokens()
+        self._passes: Optional[Any] = None
+        if self.batch_tokens is not None or self.best_fit:
+            self._passes = PassSizes(self.data, self.order, self._pack_spec, self._pad_spec)
         self._output_spec = output_spec(
             self.x_dtype,
             self.y_dtype,
@@ -205,7 +229,7 @@ class SequenceMode(Mode):
             self.y_dtype,
             self.norms[0],
             self.pad_value,
-            self.pack,
+            bool(self.pack),
             self.max_len or 0,
             self.pad_multiple,
         )
@@ -221,10 +245,30 @@ class SequenceMode(Mode):
     # ----- checks ------------------------------------------------------------------------
 
     def _check_combination(self, bucket_pool: Any) -> None:
+        pack = f"pack={self.pack!r}"
         if self.pack and self.max_len is None:
-            raise ValueError("pack=True needs max_len (the length of a packed row)")
+            raise ValueError(f"{pack} needs max_len (the length of a packed row)")
         if self.pack and self.bucket:
-            raise ValueError("pack=True and bucket=True are alternatives: packing leaves no padding to bucket away")
+            raise ValueError(f"{pack} and bucket=True are alternatives: packing leaves no padding to bucket away")
+        if self.batch_tokens is not None:
+            if self.spec.batch_size_given:
+                raise ValueError(
+                    f"batch_tokens={self.batch_tokens} and batch_size={self.spec.batch_size} are alternatives: "
+                    "batch_tokens sizes each batch by its padded steps (rows * padded length <= batch_tokens), "
+                    "batch_size by its rows; leave batch_size out"
+                )
+            if self.pack:
+                rows = self.batch_tokens // cast(int, self.max_len)
+                fix = (
+                    f"pass batch_size={rows} instead"
+                    if rows >= 1
+                    else f"and batch_tokens is smaller than one row (max_len={self.max_len})"
+                )
+                raise ValueError(
+                    f"batch_tokens={self.batch_tokens} does not apply with {pack}: packed rows are all "
+                    f"max_len={self.max_len} steps long, so a budget of {self.batch_tokens} steps is "
+                    f"batch_tokens // max_len rows: {fix}"
+                )
         if self.pack:  # options of padding whole sequences that packed rows have no use for
             unused = [
                 f"{name}={value!r}"
@@ -236,13 +280,65 @@ class SequenceMode(Mode):
                 if value != default
             ]
             if unused:
+                how = (
+                    "whole into rows of max_len={}, a longer one cut into pieces of max_len"
+                    if self.best_fit
+                    else "rows of max_len={} back to back, a long one continuing in the next row"
+                ).format(self.max_len)
                 raise ValueError(
-                    f"{', '.join(unused)} do{'es' if len(unused) == 1 else ''} not apply with pack=True: "
-                    f"sequences fill rows of max_len={self.max_len} back to back, a long one "
-                    f"continuing in the next row"
+                    f"{', '.join(unused)} do{'es' if len(unused) == 1 else ''} not apply with {pack}: "
+                    f"sequences fill {how}"
                 )
-        if bucket_pool is not None and not self.bucket:
-            raise ValueError(f"bucket_pool={bucket_pool!r} applies with bucket=True only")
+        if bucket_pool is not None and not (self.bucket or self.best_fit):
+            raise ValueError(f"bucket_pool={bucket_pool!r} applies with bucket=True or pack='best_fit' only")
+
+    def _check_batch_tokens(self) -> int:
+        """Refuses a budget that cannot hold some sequence (padded as a batch of it alone would
+        be), or that could leave a rank without a batch. Returns the fewest batches a pass can be
+        cut into: every batch holds at most batch_tokens padded steps, so at least
+        ceil(sum of each sequence's padded length / batch_tokens), one fewer with drop_last."""
+        n, spec = cast(int, self.batch_tokens), self.spec
+        if getattr(self.series, "mixture", None) is not None:
+            raise ValueError(f"batch_tokens={n} does not apply to a mixture: it is fed in batches of batch_size")
+        if self.max_len is not None and self.max_len > n:
+            raise ValueError(
+                f"batch_tokens={n} is smaller than max_len={self.max_len}: every batch is padded to max_len, "
+                f"so not even one sequence fits; pass batch_tokens >= {self.max_len}"
+            )
+        lengths = np.asarray(self.data.lengths, np.int64)
+        kept = np.minimum(lengths, self.max_len) if self.max_len is not None else lengths
+        if self.max_len is not None:
+            padded = np.full_like(kept, self.max_len)
+        else:
+            padded = np.maximum(1, -(-kept // self.pad_multiple) * self.pad_multiple)
+        i = int(np.argmax(kept))  # the longest (the first of them): none is padded to more
+        if padded[i] > n:
+            number = i if self._keep is None else int(self._keep[i])
+            if kept[i] <= n:
+                raise ValueError(
+                    f"batch_tokens={n} cannot hold sequence {number}: its {kept[i]} steps are padded to "
+                    f"{padded[i]} by pad_multiple={self.pad_multiple}; pass batch_tokens >= {padded[i]}"
+                )
+            raise ValueError(
+                f"batch_tokens={n} is smaller than sequence {number}, the longest, of {kept[i]} steps: a "
+                f"batch holds at least one whole sequence; pass batch_tokens >= {padded[i]}, or max_len <= {n} "
+                "to cut long sequences"
+            )
+        total = int(padded.sum())
+        fewest = -(-total // n) - (1 if spec.drop_last else 0)
+        if fewest // spec.world_size < 1:
+            dropped = ", the last dropped by drop_last" if spec.drop_last else ""
+            cut = f"{total} padded steps, at most {n} a batch{dropped}"
+            if spec.world_size > 1:
+                raise ValueError(
+                    f"batch_tokens={n} may cut a pass into as few as {fewest} batches ({cut}): too few for "
+                    f"world_size={spec.world_size} ranks, which all get the same number of batches; "
+                    "lower batch_tokens"
+                )
+            raise ValueError(
+                f"drop_last=True with batch_tokens={n} may leave no batch: a pass may be one batch ({cut})"
+            )
+        return fewest // spec.world_size
 
     def _finite_sequences(self) -> np.ndarray:
         """The numbers of the sequences without a NaN or Inf in inputs, step targets, label or
@@ -291,20 +387,41 @@ class SequenceMode(Mode):
     # ----- sizes -------------------------------------------------------------------------
 
     def units(self) -> int:
-        return int(self.data.units(self.pack, self.max_len or 0))
+        """Sequences, or rows: with best-fit packing the fewest a pass can fill (ceil(steps / max_len))."""
+        return int(self.data.units(bool(self.pack), self.max_len or 0))
+
+    def sizes(self) -> Any:
+        """With batch_tokens, a pass's batches depend on its order: per_rank and batches_per_pass
+        are the fewest any pass gives this rank (at least one), batches_per_epoch pass 0's (or
+        steps_per_epoch); batches_in_epoch() gives each epoch's."""
+        if self.batch_tokens is None:
+            return super().sizes()
+        steps = self.spec.steps_per_epoch
+        first = steps if steps is not None else int(cast(Any, self._passes).batches(0))
+        return SimpleNamespace(per_rank=self._token_floor, batches_per_pass=self._token_floor, batches_per_epoch=first)
+
+    def batches_in_epoch(self, epoch: int) -> Optional[int]:
+        if self._passes is None or self.spec.steps_per_epoch is not None:
+            return None
+        return int(self._passes.batches(epoch))
 
     def block_bytes(self) -> int:
-        """A typical padded batch: batch_size sequences of the mean (or max_len) length."""
+        """A typical padded batch: batch_size sequences of the mean (or max_len) length, or
+        batch_tokens steps."""
         lengths = self.data.lengths
         steps = self.max_len or max(1, int(lengths.mean()) if len(lengths) else 1)
         row = math.prod(self.series.feat) * numpy_storage(self.x_dtype).itemsize
+        if self.batch_tokens is not None:
+            return self.batch_tokens * max(1, row)
         return self.spec.batch_size * steps * max(1, row)
 
     def largest_batch(self) -> Tuple[int, str]:
         """Padded to max_len, or to the longest sequence rounded up to pad_multiple; each step
         takes its inputs, step targets, mask and (packed) segment and position ids."""
         B, longest = self.spec.batch_size, int(self.data.lengths.max()) if self.data.count else 0
-        if self.max_len is not None:
+        if self.batch_tokens is not None:  # rows * length <= batch_tokens, rows <= batch_tokens
+            B, steps, sized_by = self.batch_tokens, 1, f"batch_tokens={self.batch_tokens}"
+        elif self.max_len is not None:
             steps, sized_by = self.max_len, f"batch_size={B} with max_len={self.max_len}"
         else:
             steps = -(-max(1, longest) // self.pad_multiple) * self.pad_multiple
@@ -320,7 +437,13 @@ class SequenceMode(Mode):
 
     def open_pipeline(self, run: Any) -> Any:
         return Pipeline.sequences(
-            self.data, order=self.order, pack=self._pack_spec, pad=self._pad_spec, output=self._output_spec, run=run
+            self.data,
+            order=self.order,
+            pack=self._pack_spec,
+            pad=self._pad_spec,
+            output=self._output_spec,
+            run=run,
+            passes=self._passes,
         )
 
     def files_changed(self) -> str:
@@ -352,6 +475,7 @@ class SequenceMode(Mode):
             "bucket_pool": self.bucket_pool,
             "pack": self.pack,
             # Added later: recorded only when on, so that states saved before them still load.
+            **({"batch_tokens": self.batch_tokens} if self.batch_tokens is not None else {}),
             **({"static": [self.static_dtype, list(self.static.feat)]} if self.static is not None else {}),
         }
 
@@ -365,14 +489,17 @@ class SequenceMode(Mode):
         return dtypes
 
     def describe(self) -> str:
-        return f"sequences, max_len={self.max_len}, bucket={self.bucket}, pack={self.pack}"
+        tokens = f", batch_tokens={self.batch_tokens}" if self.batch_tokens is not None else ""
+        return f"sequences, max_len={self.max_len}, bucket={self.bucket}, pack={self.pack!r}{tokens}"
 
 
-def _check_pack(pack: Any) -> bool:
+def _check_pack(pack: Any) -> Union[bool, str]:
     if isinstance(pack, str):
+        if pack == "best_fit":
+            return pack
         raise ValueError(
-            f"pack={pack!r} is not available: pack must be True or False (rows are filled back to "
-            "back, a sequence longer than the room left continuing in the next row)"
+            f"pack must be True (rows filled back to back, a sequence continuing in the next row), "
+            f"'best_fit' (a sequence of at most max_len steps never cut) or False, got {pack!r}"
         )
     return check_bool("pack", pack)
 
