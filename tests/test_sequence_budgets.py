@@ -11,11 +11,13 @@ from hypothesis import strategies as st
 
 from fastfeed import Feeder, reference
 
+from helpers import to_numpy
+
 FIELDS = ("x", "y", "mask", "lengths", "segment_ids", "position_ids", "cu_seqlens")
 
 
 def as_dict(batch) -> dict:
-    return {name: None if getattr(batch, name) is None else np.array(getattr(batch, name)) for name in FIELDS}
+    return {name: None if getattr(batch, name) is None else to_numpy(getattr(batch, name)).copy() for name in FIELDS}
 
 
 def assert_same(got: list, want: list) -> None:
@@ -453,3 +455,20 @@ def test_best_fit_options():
     g = Feeder(seqs, window=None, pack=True, max_len=4)
     with pytest.raises(ValueError, match="pack: saved 'best_fit', this feeder True"):
         g.load_state_dict(f.state_dict())
+
+
+def test_a_device_cache_builds_the_same_batches():
+    """device_cache=True builds batches from the core's pieces (here on a CPU device): token
+    budgets and best-fit rows come out as the host builds them."""
+    pytest.importorskip("torch")
+    lengths = np.random.default_rng(5).integers(0, 40, 120)
+    seqs = numbered(lengths, np.float32)
+    for cfg in (
+        dict(batch_tokens=96, bucket=True, shuffle=True, pad_multiple=4),
+        dict(batch_tokens=96, max_len=24, shuffle=True),
+        dict(pack="best_fit", max_len=16, batch_size=3, shuffle=True, bucket_pool=3),
+    ):
+        host = [as_dict(b) for b in Feeder(seqs, window=None, output="torch", **cfg)]
+        f = Feeder(seqs, window=None, output="torch", **cfg)
+        f._mode.attach_cache("cpu")
+        assert_same([as_dict(b) for b in f], host)
