@@ -128,3 +128,15 @@ bench-setup: $(BENCH_FF_STAMP)
 
 bench-w4: $(BENCH_FF_STAMP)
 	$(BENCH_BIN)/python bench/w4.py $(W4_ARGS)
+
+# Benchmark W5 (bench/w5.py: token files against nanoGPT's get_batch, a mixture, a deep resume, a
+# Hugging Face dataset against a DataLoader, best-fit packing), and the language-model example
+# (examples/train_char_lm.py: a Hugging Face and a Megatron corpus mixed), both in .venv-bench,
+# which has datasets and megatron-core. `make bench-w5 W5_ARGS=--quick` passes options.
+.PHONY: bench-w5 example-lm
+W5_ARGS ?=
+bench-w5: $(BENCH_FF_STAMP)
+	$(BENCH_BIN)/python bench/w5.py $(W5_ARGS)
+
+example-lm: $(BENCH_FF_STAMP)
+	$(BENCH_BIN)/python examples/train_char_lm.py
