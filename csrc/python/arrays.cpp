@@ -4,6 +4,7 @@
 
 #include "common/errors.hpp"
 #include "source/npy.hpp"
+#include "python/ragged_view.hpp"
 #include "source/ragged_file.hpp"
 
 namespace fastfeed::python {
@@ -55,6 +56,8 @@ std::vector<Series> to_series_list(const py::list& items) {
     if (py::isinstance<RaggedFile>(item)) {
       const auto& r = item.cast<const RaggedFile&>();
       for (int64_t i = 0; i < r.count(); ++i) out.push_back(r.sequence(i));
+    } else if (py::isinstance<RaggedView>(item)) {
+      item.cast<const RaggedView&>().append_series(&out);
     } else {
       out.push_back(to_series(item));
     }

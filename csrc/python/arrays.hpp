@@ -24,7 +24,8 @@ py::dtype numpy_dtype(DType t);
 
 // A NumPy array or an opened .npy file, as the core's Series. Python keeps arrays alive.
 Series to_series(const py::handle& obj);
-// Arrays and .npy files are one series each; a RaggedFile (a dataset's values) is all its sequences.
+// Arrays and .npy files are one series each; a RaggedFile (a dataset's values) or a Ragged
+// (ragged_view.hpp: Arrow, Hugging Face, Megatron sources) is all its sequences.
 std::vector<Series> to_series_list(const py::list& items);
 
 // Hands a pooled buffer to NumPy without a copy: the array's base owns a reference, and the

@@ -23,6 +23,7 @@
 #include "python/arrays.hpp"
 #include "python/chunk_chain.hpp"
 #include "python/pairs.hpp"
+#include "python/ragged_view.hpp"
 #include "python/specs.hpp"
 #include "sequences/sequence_blocks.hpp"
 #include "sequences/sequence_data.hpp"
@@ -514,6 +515,7 @@ PYBIND11_MODULE(_core, m) {
 
   bind_specs(m);
   bind_sources(m);
+  bind_ragged_view(m);
   bind_windows(m);
   bind_sequences(m);
   bind_pipeline(m);

@@ -41,7 +41,10 @@ class Feeder:
         source: the data. A NumPy array ``(T, *feat)`` (used in place), a path to a ``.npy``
             file (memory-mapped), a list or tuple of either (many series or sequences of one
             dtype and feature shape), or a path to a dataset directory (see
-            [`write_dataset`][fastfeed.write_dataset]).
+            [`write_dataset`][fastfeed.write_dataset]). Also an ``.arrow`` file, a
+            ``pyarrow.Table`` or a Hugging Face ``datasets.Dataset`` (see ``column``), or the
+            prefix ``P`` of a Megatron-LM indexed dataset (``P.bin`` + ``P.idx``): memory-mapped,
+            one sequence per item.
         window: steps per sample. ``None`` makes each whole sequence of a list a sample.
         horizon: target steps after each window (windows only). Default 0 without
             ``targets`` (no targets), 1 with them.
@@ -137,6 +140,12 @@ class Feeder:
             were finite. Normalisation statistics never use a NaN or Inf: with ``False`` or
             ``"raise"`` one among the steps they are computed over is a ``ValueError``.
         progress: show a tqdm progress bar with throughput.
+        column: the column to read of a source with columns: an ``.arrow`` file (Arrow IPC file
+            or stream), a ``pyarrow.Table`` or ``RecordBatch``, or a ``datasets.Dataset``. A
+            column of lists (of numbers, or of fixed-size lists of numbers: the feature shape)
+            gives one sequence per row, read in place from Arrow's buffers; a column of numbers
+            gives one series. May be left out when the source has one column; refused for
+            sources without columns.
 
     Memory: a Feeder may hold at most half of the machine's memory (or of its cgroup's limit) in
     batches. A batch larger than that (``batch_size`` with ``window``, ``max_len`` or
@@ -192,11 +201,13 @@ class Feeder:
         prefetch: Optional[int] = None,
         check_finite: Union[bool, str] = False,
         progress: bool = False,
+        column: Optional[str] = None,
     ) -> None:
         self._closed = False
         self._pipelines: weakref.WeakSet[Any] = weakref.WeakSet()
         self._source = source
-        series = load_source(source, "source")
+        self._column = column
+        series = load_source(source, "source", column=column)
         self.spec: FeedSpec = resolve_spec(
             batch_size=batch_size,
             shuffle=shuffle,
@@ -331,7 +342,7 @@ class Feeder:
 
         if committed_sequences(info.path) == info.num_sequences:  # the header alone: no offsets read
             return
-        self._mode = self._make_mode(load_source(self._source, "source"))
+        self._mode = self._make_mode(load_source(self._source, "source", column=self._column))
         self._fingerprint_cache = None
         logger.info("fastfeed: %s grew from %d to %d sequences", info.path, info.num_sequences, self._mode.series.count)
 

@@ -17,7 +17,7 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from .._core import CudaGather, NpyFile, RaggedFile
+from .._core import CudaGather, NpyFile, Ragged, RaggedFile
 
 # Dtypes PyTorch can index on a GPU (its unsigned types beyond uint8 have few kernels).
 CACHEABLE = ("bool", "int8", "int16", "int32", "int64", "uint8", "float16", "float32", "float64")
@@ -40,6 +40,25 @@ def host_view(item: Any) -> np.ndarray:
             shape=(item.num_steps, item.row_elems),
         )
     raise TypeError(f"cannot keep {type(item).__name__} on a device")
+
+
+def host_views(item: Any) -> List[np.ndarray]:
+    """An item of a SeriesSet as NumPy arrays (views, never copies) whose rows, one after the
+    other, are the rows of the item's series in order: one array, or for a Ragged (Arrow,
+    Hugging Face, Megatron sources) a slice of its values per run of adjacent sequences."""
+    if not isinstance(item, Ragged):
+        return [host_view(item)]
+    values = [host_view(v) for v in item.values]
+    chunk, begin, end = item.chunk, item.begin, item.end
+    cuts = np.flatnonzero((chunk[1:] != chunk[:-1]) | (begin[1:] != end[:-1])) + 1
+    firsts = np.concatenate(([0], cuts)).tolist()
+    lasts = (np.concatenate((cuts, [len(chunk)])) - 1).tolist()
+    return [values[chunk[a]][begin[a] : end[b]] for a, b in zip(firsts, lasts)]
+
+
+def _views(items: Sequence[Any], feat: Tuple[int, ...]) -> List[np.ndarray]:
+    """Every item's host views, shaped ``(rows, *feat)``."""
+    return [v.reshape((-1,) + feat) for i in items for v in host_views(i)]
 
 
 def check_cacheable(dtypes: Sequence[Tuple[str, Optional[str]]]) -> None:
@@ -87,13 +106,27 @@ class _Resident:
         dtype = getattr(torch, views[0].dtype.name)
         out = torch.empty((rows,) + views[0].shape[1:], dtype=dtype, device=self.device)
         at = 0
+        pending: List[np.ndarray] = []  # small views (a shuffled dataset's rows) gathered into one copy
+        pending_bytes = 0
         for v in views:
             step = max(1, _CHUNK_BYTES // max(1, v[:1].nbytes))
             for a in range(0, len(v), step):
-                piece = np.array(v[a : a + step])  # one chunk at a time (a writable copy), never the whole source
-                out[at + a : at + a + len(piece)].copy_(torch.from_numpy(piece))
-            at += len(v)
+                pending.append(v[a : a + step])
+                pending_bytes += pending[-1].nbytes
+                if pending_bytes >= _CHUNK_BYTES:
+                    at = self._copy_rows(out, at, pending)
+                    pending, pending_bytes = [], 0
+        self._copy_rows(out, at, pending)
         return out
+
+    def _copy_rows(self, out: Any, at: int, parts: List[np.ndarray]) -> int:
+        """Copies `parts` into the rows of `out` from `at` on through one writable host chunk
+        (never the whole source); returns the row after them."""
+        if not parts:
+            return at
+        piece = np.concatenate(parts)
+        out[at : at + len(piece)].copy_(self._torch.from_numpy(piece))
+        return at + len(piece)
 
     def _norm(self, norm: Tuple[list, list], feat: Tuple[int, ...]) -> Optional[Tuple[Any, Any]]:
         mean, std = norm
@@ -145,8 +178,8 @@ class SourceCache(_Resident):
         torch = self._torch
         self.window, self.rate, self.horizon = window, sampling_rate, horizon
         self.x_dtype, self.y_dtype = x_dtype, y_dtype
-        views = [host_view(i).reshape((-1,) + feat) for i in items]
-        tviews = None if target_items is None else [host_view(i).reshape((-1,) + tfeat) for i in target_items]
+        views = _views(items, feat)
+        tviews = None if target_items is None else _views(target_items, tfeat)
         self._check_room(views, tviews)
         self.source = self._upload(views)
         self.targets = self.source if tviews is None else self._upload(tviews)
@@ -214,8 +247,8 @@ class SequenceCache(_Resident):
     ) -> None:
         super().__init__(device)
         torch = self._torch
-        views = [host_view(i).reshape((-1,) + feat) for i in items]
-        tviews = None if step_items is None else [host_view(i).reshape((-1,) + tfeat) for i in step_items]
+        views = _views(items, feat)
+        tviews = None if step_items is None else _views(step_items, tfeat)
         self._check_room(views, tviews)
         self.source = self._upload(views)
         self.targets: Any = None if tviews is None else self._upload(tviews)

@@ -1,5 +1,5 @@
-"""Turning what users pass as data (arrays, pandas objects, .npy paths, lists of these, dataset directories)
-into validated series."""
+"""Turning what users pass as data (arrays, pandas objects, .npy paths, lists of these, dataset directories;
+Arrow, Hugging Face and Megatron sources through io/formats.py) into validated series."""
 
 from __future__ import annotations
 
@@ -260,8 +260,14 @@ def _one(item: Any, what: str) -> Tuple[Any, int, Tuple[int, ...], str]:
     )
 
 
-def load_source(source: Any, what: str = "source") -> SeriesSet:
-    """Validates `source` and opens its files. Raises ValueError/FormatError naming the culprit."""
+def load_source(source: Any, what: str = "source", column: Optional[str] = None) -> SeriesSet:
+    """Validates `source` and opens its files. Raises ValueError/FormatError naming the culprit.
+    `column` names the column of a source with columns (Arrow, Hugging Face); refused elsewhere."""
+    from .formats import columnar_source  # Arrow, Hugging Face, Megatron; odd paths refused
+
+    special = columnar_source(source, what, column)
+    if special is not None:
+        return special
     if isinstance(source, (str, os.PathLike)) and os.path.isdir(source):
         return _dataset_source(source, what)
     if isinstance(source, (list, tuple)):
