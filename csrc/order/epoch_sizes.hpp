@@ -15,12 +15,16 @@ struct EpochSizes {
 
 // `units` is what the ranks share out of one pass: samples (windows), sequences kept, or the
 // rows a pass packs into (ceil(total kept steps / max_len)) when packing.
-inline EpochSizes epoch_sizes(int64_t units, const OrderSpec& order) {
+// With an elastic resume point (OrderSpec::resume_step) in `epoch`, a real epoch (no virtual
+// epochs) is what its pass has left; `epoch` -1 asks for a full epoch.
+inline EpochSizes epoch_sizes(int64_t units, const OrderSpec& order, int64_t epoch = -1) {
   order.validate();
   require_arg(units >= 0, "units", ">= 0", units);
   EpochSizes s;
   const int64_t B = order.batch_size;
-  s.per_rank = rank_share_size(units, order.rank, order.world_size, B, order.drop_last);
+  const bool resumed = order.steps_per_epoch <= 0 && epoch >= 0 && order.resume_step == epoch;
+  s.per_rank = resumed ? pass_share_size(order, units, static_cast<uint64_t>(order.resume_pass))
+                       : rank_share_size(units, order.rank, order.world_size, B, order.drop_last);
   s.batches_per_pass = order.drop_last ? s.per_rank / B : (s.per_rank + B - 1) / B;
   s.batches_per_epoch = order.steps_per_epoch > 0 ? order.steps_per_epoch : s.batches_per_pass;
   return s;

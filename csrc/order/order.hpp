@@ -1,5 +1,6 @@
 // Which sample a rank reads at each position of a pass over the data.
 #pragma once
+#include <algorithm>
 #include <cstdint>
 #include <string>
 
@@ -19,6 +20,19 @@ struct OrderSpec {
   int64_t batch_size = 1;
   bool drop_last = false;
   int64_t steps_per_epoch = 0;  // > 0: virtual epochs; the stream of passes runs on across them
+  // Elastic resume (a state saved with another world_size or batch_size): this run's stream
+  // takes over another configuration's at position `resume_offset` of pass `resume_pass`
+  // (counted over all ranks): the ranks share the rest of that pass, then go on as usual. It
+  // does so at step `resume_step` of this run's own numbering: the epoch, or with virtual epochs
+  // epoch * steps_per_epoch + batch. -1: no such point.
+  int64_t resume_step = -1;
+  int64_t resume_pass = 0;
+  int64_t resume_offset = 0;
+
+  // Positions of pass `pass` read before this run's share of it starts (all ranks together).
+  int64_t offset_in(uint64_t pass) const {
+    return resume_step >= 0 && pass == static_cast<uint64_t>(resume_pass) ? resume_offset : 0;
+  }
 
   void validate() const {
     require_arg(batch_size >= 1, "OrderSpec.batch_size", ">= 1", batch_size);
@@ -28,6 +42,8 @@ struct OrderSpec {
                           std::to_string(rank));
     }
     require_arg(steps_per_epoch >= 0, "OrderSpec.steps_per_epoch", ">= 0 (0: an epoch is a pass)", steps_per_epoch);
+    require_arg(resume_offset >= 0, "OrderSpec.resume_offset", ">= 0", resume_offset);
+    require_arg(resume_pass >= 0, "OrderSpec.resume_pass", ">= 0", resume_pass);
   }
 };
 
@@ -43,26 +59,35 @@ inline int64_t rank_share_size(int64_t n, int64_t rank, int64_t world, int64_t u
   return even + (rest_fits && rank < n % world ? 1 : 0);
 }
 
-// Rank order.rank's share of pass `pass` over `n` items: rank_share_size() of them.
+// How many of pass `pass`'s `n` items rank order.rank reads: its share of what the pass has
+// left after an elastic resume's offset (of all of them otherwise).
+inline int64_t pass_share_size(const OrderSpec& order, int64_t n, uint64_t pass) {
+  const int64_t left = std::max<int64_t>(0, n - order.offset_in(pass));
+  return rank_share_size(left, order.rank, order.world_size, order.batch_size, order.drop_last);
+}
+
+// Rank order.rank's share of pass `pass` over `n` items: pass_share_size() of them, at
+// positions offset + rank, offset + rank + world_size, ...
 class PassOrder {
  public:
   PassOrder(const OrderSpec& order, int64_t n, uint64_t pass)
       : shuffle_(order.shuffle),
         rank_(order.rank),
         world_(order.world_size),
-        size_(rank_share_size(n, order.rank, order.world_size, order.batch_size, order.drop_last)),
+        offset_(order.offset_in(pass)),
+        size_(pass_share_size(order, n, pass)),
         perm_(static_cast<uint64_t>(n), order.seed, pass) {}
 
   int64_t size() const { return size_; }
   // The item at position `q` (0 <= q < size()) of this rank's share of the pass.
   int64_t sample_at(int64_t q) const {
-    const int64_t global = q * world_ + rank_;
+    const int64_t global = offset_ + q * world_ + rank_;
     return shuffle_ ? static_cast<int64_t>(perm_(static_cast<uint64_t>(global))) : global;
   }
 
  private:
   bool shuffle_;
-  int64_t rank_, world_, size_;
+  int64_t rank_, world_, offset_, size_;
   Permutation perm_;
 };
 
@@ -78,6 +103,20 @@ inline StreamPosition locate_in_stream(const OrderSpec& order, int64_t epoch, in
   if (order.steps_per_epoch <= 0) return {static_cast<uint64_t>(epoch), index};
   const int64_t s = epoch * per_epoch + index;
   return {static_cast<uint64_t>(s / per_pass), s % per_pass};
+}
+
+// The same for a stream of samples that may take over another configuration's at an elastic
+// resume (OrderSpec::resume_step): from there, this rank reads `first_pass` items of the
+// resumed pass (pass_share_size), then `per_pass` of each pass after it.
+inline StreamPosition locate_sample(const OrderSpec& order, int64_t epoch, int64_t index, int64_t per_pass,
+                                    int64_t first_pass) {
+  const int64_t B = order.batch_size;
+  if (order.resume_step < 0) return locate_in_stream(order, epoch, index, order.steps_per_epoch * B, per_pass);
+  if (order.steps_per_epoch <= 0) return {static_cast<uint64_t>(epoch), index};  // the resumed epoch is its pass
+  const int64_t t = epoch * order.steps_per_epoch * B + index - order.resume_step * B;
+  const auto pass = static_cast<uint64_t>(order.resume_pass);
+  if (t < first_pass) return {pass, t};
+  return {pass + 1 + static_cast<uint64_t>((t - first_pass) / per_pass), (t - first_pass) % per_pass};
 }
 
 }  // namespace fastfeed

@@ -18,6 +18,8 @@ inline constexpr std::string_view kX = "x", kY = "y", kMask = "mask", kLengths =
 inline constexpr std::string_view kCovariates = "covariates", kKnown = "known", kStatic = "static",
                                   kSeries = "series", kStart = "start", kObserved = "observed",
                                   kYObserved = "y_observed", kScale = "scale", kLoc = "loc";
+// A mixture's batches with the index: each sample's component (B,) int64, its place in mix()'s dict.
+inline constexpr std::string_view kSource = "source";
 // Indices only, for a source kept whole on a GPU: windows carry each sample's flat start
 // (n,) int64 instead of x and y; sequences carry the pieces table (n_pieces, 6) int64 (row,
 // col, sequence, first step, steps, segment; not per row) instead of x, mask and the ids.

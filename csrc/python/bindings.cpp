@@ -29,6 +29,7 @@
 #include "sequences/sequence_data.hpp"
 #include "source/fingerprint.hpp"
 #include "source/finite.hpp"
+#include "order/mix_order.hpp"
 #include "source/moments.hpp"
 #include "source/npy.hpp"
 #include "source/ragged_file.hpp"
@@ -139,6 +140,36 @@ void bind_specs(py::module_& m) {
       .def_readwrite("with_index", &OutputSpec::with_index)
       .def_readwrite("static_output", &OutputSpec::static_out);
 
+  bind_spec<MixSpec>(m, "MixSpec")
+      .def_readwrite("weights", &MixSpec::weights)
+      .def_readwrite("first", &MixSpec::first)
+      .def_readwrite("count", &MixSpec::count)
+      .def_readwrite("keys", &MixSpec::keys)
+      .def_readwrite("origin", &MixSpec::origin)
+      .def_readwrite("base", &MixSpec::base)
+      .def_readwrite("first_series", &MixSpec::first_series)
+      .def_readwrite("resume_item", &MixSpec::resume_item)
+      .def_readwrite("resume_position", &MixSpec::resume_position);
+  py::class_<MixOrder, std::shared_ptr<MixOrder>>(m, "MixOrder")
+      .def(py::init([](const MixSpec& spec, bool shuffle) { return std::make_shared<MixOrder>(spec, shuffle); }),
+           py::arg("spec"), py::arg("shuffle"))
+      .def("counts_at", &MixOrder::counts_at, py::arg("position"), py::call_guard<py::gil_scoped_release>(),
+           "Every component's items read before stream position `position` (over all ranks).")
+      .def(
+          "items",
+          [](const MixOrder& mix, int64_t first, int64_t step, int64_t n) {
+            require_arg(n >= 0, "n", ">= 0", n);
+            require_arg(step >= 1, "step", ">= 1", step);
+            py::array_t<int64_t> item(n), component(n);
+            {
+              py::gil_scoped_release nogil;
+              mix.items(first, step, n, item.mutable_data(), component.mutable_data());
+            }
+            return py::make_tuple(item, component);
+          },
+          py::arg("first"), py::arg("step"), py::arg("n"),
+          "(joint item, component) of stream positions first, first + step, ... (n of them).");
+
   bind_spec<OrderSpec>(m, "OrderSpec")
       .def_readwrite("shuffle", &OrderSpec::shuffle)
       .def_readwrite("seed", &OrderSpec::seed)
@@ -146,7 +177,10 @@ void bind_specs(py::module_& m) {
       .def_readwrite("world_size", &OrderSpec::world_size)
       .def_readwrite("batch_size", &OrderSpec::batch_size)
       .def_readwrite("drop_last", &OrderSpec::drop_last)
-      .def_readwrite("steps_per_epoch", &OrderSpec::steps_per_epoch);
+      .def_readwrite("steps_per_epoch", &OrderSpec::steps_per_epoch)
+      .def_readwrite("resume_step", &OrderSpec::resume_step)
+      .def_readwrite("resume_pass", &OrderSpec::resume_pass)
+      .def_readwrite("resume_offset", &OrderSpec::resume_offset);
 
   bind_spec<PadSpec>(m, "PadSpec")
       .def_readwrite("max_len", &PadSpec::max_len)
@@ -179,9 +213,11 @@ void bind_specs(py::module_& m) {
         return "EpochSizes(per_rank=" + std::to_string(s.per_rank) + ", batches_per_pass=" +
                std::to_string(s.batches_per_pass) + ", batches_per_epoch=" + std::to_string(s.batches_per_epoch) + ")";
       });
-  m.def("epoch_sizes", &epoch_sizes, py::arg("units"), py::arg("order"),
+  m.def("epoch_sizes", &epoch_sizes, py::arg("units"), py::arg("order"), py::arg("epoch") = -1,
         "A rank's items per pass and batches per pass and per epoch, for `units` items in a pass "
-        "(samples, sequences, or packed rows).");
+        "(samples, sequences, or packed rows); with `epoch`, of that epoch (an elastic resume's is shorter).");
+  m.def("pass_share_size", &pass_share_size, py::arg("order"), py::arg("units"), py::arg("pass_"),
+        "How many of a pass's `units` items this rank reads (what an elastic resume left of the pass).");
 }
 
 void bind_sources(py::module_& m) {
@@ -260,6 +296,8 @@ void bind_windows(py::module_& m) {
         }
         return out;
       }, "(name, dtype, shape after the rows axis, bytes per sample) of each array a block carries.")
+      .def("first_sample_of", &Assembler::first_sample_of, py::arg("series"),
+           "The number (of the samples left) of a series' first sample; the series count gives num_samples.")
       .def_property_readonly("num_samples", &Assembler::num_samples)
       .def_property_readonly("num_excluded", &Assembler::num_excluded)
       .def_property_readonly("span", &Assembler::span)
@@ -311,24 +349,26 @@ void bind_pipeline(py::module_& m) {
   py::class_<PyPipeline>(m, "Pipeline")
       .def_static(
           "windows",
-          [](std::shared_ptr<Assembler> assembler, const OrderSpec& order, const RunSpec& run) {
-            return start_pipeline(std::make_shared<WindowBlocks>(std::move(assembler), order, run), run);
+          [](std::shared_ptr<Assembler> assembler, const OrderSpec& order, const RunSpec& run,
+             std::shared_ptr<MixOrder> mix) {
+            return start_pipeline(std::make_shared<WindowBlocks>(std::move(assembler), order, run, std::move(mix)), run);
           },
-          py::arg("assembler"), py::arg("order"), py::arg("run"))
+          py::arg("assembler"), py::arg("order"), py::arg("run"), py::arg("mix") = nullptr)
       .def_static(
           "sequences",
           [](std::shared_ptr<SequenceData> data, const OrderSpec& order, const PackSpec& pack, const PadSpec& pad,
-             const OutputSpec& output, const RunSpec& run, std::shared_ptr<PassSizes> passes) {
+             const OutputSpec& output, const RunSpec& run, std::shared_ptr<MixOrder> mix,
+             std::shared_ptr<PassSizes> passes) {
             std::shared_ptr<SequenceBlocks> builder;
             {
               py::gil_scoped_release nogil;  // the first pass's plan sorts every sequence
-              builder = std::make_shared<SequenceBlocks>(std::move(data), order, pack, pad, output, run,
+              builder = std::make_shared<SequenceBlocks>(std::move(data), order, pack, pad, output, run, std::move(mix),
                                                          std::move(passes));
             }
             return start_pipeline(std::move(builder), run);
           },
           py::arg("data"), py::arg("order"), py::arg("pack"), py::arg("pad"), py::arg("output"), py::arg("run"),
-          py::kw_only(), py::arg("passes") = nullptr)
+          py::arg("mix") = nullptr, py::arg("passes") = nullptr)
       .def("next", &PyPipeline::next)
       .def("close", &PyPipeline::close);
 }

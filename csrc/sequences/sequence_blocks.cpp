@@ -31,21 +31,25 @@ std::vector<std::byte> constant_row(double value, int64_t row_elems, DType dtype
 
 // The pool keeps this many idle buffers per batch it must cover (idle_buffers()). A batch takes
 // x, y or labels, mask, lengths, observed and y_observed, and either the two id arrays and
-// cu_seqlens (packed) or static, series and start (padded): nine at most.
-constexpr size_t kBuffersPerBatch = 9;
+// cu_seqlens (packed) or static, series, start and a mixture's source (padded): ten at most.
+constexpr size_t kBuffersPerBatch = 10;
 
 }  // namespace
 
 SequenceBlocks::SequenceBlocks(std::shared_ptr<const SequenceData> data, const OrderSpec& order, const PackSpec& pack,
-                               const PadSpec& pad, OutputSpec out, const RunSpec& run,
+                               const PadSpec& pad, OutputSpec out, const RunSpec& run, std::shared_ptr<const MixOrder> mix,
                                std::shared_ptr<const PassSizes> passes)
     : data_(std::move(data)),
+      mix_(std::move(mix)),
       order_(order),
       pack_(pack),
       pad_(pad),
       out_(std::move(out)),
       run_(run),
       passes_(std::move(passes)) {
+  if (mix_ && (order.steps_per_epoch <= 0 || pack.pack || pack.bucket || pack.batch_tokens > 0)) {
+    throw ArgumentError("a mixture of sequences needs virtual epochs (steps_per_epoch) and padded batches");
+  }
   if (data_->count() == 0) throw ArgumentError("no sequences to read from");
   pack_.validate();
   pad_.validate(pack_.pack);
@@ -87,7 +91,7 @@ SequenceBlocks::SequenceBlocks(std::shared_ptr<const SequenceData> data, const O
     throw std::logic_error("sequence plan holds " + std::to_string(items_per_pass_) + " items a pass, epoch_sizes says " +
                            std::to_string(sizes_.per_rank));
   }
-  if (streamed_ ? items_per_pass_ == 0 : sizes_.batches_per_pass == 0) {
+  if (!mix_ && (streamed_ ? items_per_pass_ == 0 : sizes_.batches_per_pass == 0)) {  // a mixture streams on
     throw ArgumentError("a pass holds no batch for this rank");
   }
   x_pad_row_ = constant_row(pad_.pad_value, data_->inputs[0].row_elems, out_.x_dtype);
@@ -166,7 +170,19 @@ Block SequenceBlocks::build(int64_t k) const {
   return b;
 }
 
+BatchLayout SequenceBlocks::mixed_layout(int64_t batch) const {
+  const int64_t B = order_.batch_size;
+  std::vector<int64_t> seqs(static_cast<size_t>(B)), components(seqs.size());
+  // The stream runs on across epochs; rank r reads the mixture's positions r, r + world, ...
+  const int64_t q = (run_.epoch * order_.steps_per_epoch + batch) * B;
+  mix_->items(mix_->position_of(q, order_), order_.world_size, B, seqs.data(), components.data());
+  BatchLayout out = padded_layout(seqs.data(), B);
+  out.components = std::move(components);
+  return out;
+}
+
 BatchLayout SequenceBlocks::layout_of(int64_t batch) const {
+  if (mix_) return mixed_layout(batch);
   const int64_t B = order_.batch_size;
   if (!streamed_) {
     const StreamPosition at =
@@ -341,6 +357,14 @@ void SequenceBlocks::add_row_fields(const BatchLayout& layout, Block& b) const {
     for (const Piece& p : layout.pieces) {
       series[p.row] = p.seq;
       start[p.row] = 0;  // a whole sequence starts at its first step
+    }
+    if (mix_) {  // numbered within its component, which "source" names
+      auto* source = reinterpret_cast<int64_t*>(add(b, field::kSource, DType::Int64, {layout.rows}));
+      for (const Piece& p : layout.pieces) {
+        const int64_t c = layout.components[static_cast<size_t>(p.row)];
+        source[p.row] = c;
+        series[p.row] -= mix_->spec().first_series[static_cast<size_t>(c)];
+      }
     }
   }
 }

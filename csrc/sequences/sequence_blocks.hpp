@@ -10,6 +10,7 @@
 
 #include "common/errors.hpp"
 #include "order/epoch_sizes.hpp"
+#include "order/mix_order.hpp"
 #include "order/order.hpp"
 #include "pipeline/block.hpp"
 #include "pipeline/buffer_pool.hpp"
@@ -31,6 +32,7 @@ struct BatchLayout {
   std::vector<Piece> pieces;     // in row order; padded batches have one per row
   std::vector<int64_t> row_lengths;
   std::vector<int32_t> cu_seqlens;  // packed batches: 0, then the end of each piece
+  std::vector<int64_t> components;  // a mixture's batches: each row's component
 };
 
 class SequenceBlocks : public BlockBuilder {
@@ -42,7 +44,7 @@ class SequenceBlocks : public BlockBuilder {
   // number of batches differs from pass to pass (pack.varying()), `passes` counts them (one
   // shared by the runs of a Feeder keeps its counts); without one the builder makes its own.
   SequenceBlocks(std::shared_ptr<const SequenceData> data, const OrderSpec& order, const PackSpec& pack,
-                 const PadSpec& pad, OutputSpec out, const RunSpec& run,
+                 const PadSpec& pad, OutputSpec out, const RunSpec& run, std::shared_ptr<const MixOrder> mix = nullptr,
                  std::shared_ptr<const PassSizes> passes = nullptr);
 
   int64_t num_blocks() const override { return sizes_.batches_per_epoch - run_.first_batch; }
@@ -78,7 +80,11 @@ class SequenceBlocks : public BlockBuilder {
   // Sets field `name` of `b` to a pooled buffer of `shape` elements of `dtype`; returns the data.
   std::byte* add(Block& b, std::string_view name, DType dtype, std::vector<int64_t> shape, bool per_row = true) const;
 
+  // A mixture's padded batch: the sequences of its stream positions (order.steps_per_epoch set).
+  BatchLayout mixed_layout(int64_t batch) const;
+
   std::shared_ptr<const SequenceData> data_;
+  std::shared_ptr<const MixOrder> mix_;
   std::vector<int64_t> lengths_;
   OrderSpec order_;
   PackSpec pack_;

@@ -211,6 +211,12 @@ int64_t Assembler::raw_sample(int64_t sample) const {
   return sample + lo;
 }
 
+int64_t Assembler::first_sample_of(int64_t series) const {
+  if (series < 0 || series > static_cast<int64_t>(inputs_.size())) throw ArgumentError("no series " + std::to_string(series));
+  const int64_t raw = index_.first_of(series);
+  return raw - (std::lower_bound(excluded_.begin(), excluded_.end(), raw) - excluded_.begin());
+}
+
 int64_t Assembler::flat_start(int64_t sample) const {
   const SampleRef ref = index_.locate(raw_sample(sample));
   return series_offset_[static_cast<size_t>(ref.series)] + ref.start;

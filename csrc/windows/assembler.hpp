@@ -79,6 +79,9 @@ class Assembler {
   // Where sample `sample` starts if all series lay back to back: the step number of its first
   // input in the concatenation (for sources kept whole on a GPU, see window_blocks.hpp).
   int64_t flat_start(int64_t sample) const;
+  // The number (of the samples left) of series `series`'s first sample; series == the number of
+  // series gives num_samples(). A mixture's components are ranges of series.
+  int64_t first_sample_of(int64_t series) const;
 
   // Writes sample number `sample` (of the samples left): its layouts()[i] goes to `dst[i]`.
   void fill_sample(int64_t sample, std::byte* const* dst) const;

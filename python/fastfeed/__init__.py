@@ -14,6 +14,7 @@ from .build import build_info, cuda_available
 from .errors import FeedError, FormatError
 from .feeder import Feeder
 from .io.dataset import DatasetInfo, append_dataset, open_dataset, write_dataset
+from .mix import Mixture, mix
 from .run.stats import FeedStats
 from .stream import Stream
 
@@ -24,12 +25,14 @@ __all__ = [
     "FeedStats",
     "Feeder",
     "FormatError",
+    "Mixture",
     "Stream",
     "__version__",
     "append_dataset",
     "build_info",
     "compat",
     "cuda_available",
+    "mix",
     "open_dataset",
     "reference",
     "write_dataset",

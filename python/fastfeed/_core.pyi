@@ -157,6 +157,40 @@ class OutputSpec:
         static_output: FieldOutput = ...,
     ) -> None: ...
 
+class MixSpec:
+    """A mixture's components as its order reads them (see MixOrder)."""
+
+    weights: List[float]
+    first: List[int]  # each component's first item in the joint numbering
+    count: List[int]  # its items
+    keys: List[int]  # its shuffle key
+    origin: int  # the stream position where the weights took effect
+    base: List[int]  # each component's items read before the origin
+    first_series: List[int]  # each component's first series or sequence (batch.series counts from it)
+    resume_item: int  # elastic resume: this rank's stream item that reads resume_position
+    resume_position: int
+    def __init__(
+        self,
+        *,
+        weights: Sequence[float] = ...,
+        first: Sequence[int] = ...,
+        count: Sequence[int] = ...,
+        keys: Sequence[int] = ...,
+        origin: int = 0,
+        base: Sequence[int] = ...,
+        first_series: Sequence[int] = ...,
+        resume_item: int = 0,
+        resume_position: int = 0,
+    ) -> None: ...
+
+class MixOrder:
+    """Which component and item each position of a mixture's stream reads (quota method)."""
+    def __init__(self, spec: MixSpec, shuffle: bool) -> None: ...
+    def counts_at(self, position: int) -> List[int]:
+        """Every component's items read before stream position `position` (over all ranks)."""
+    def items(self, first: int, step: int, n: int) -> Tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]:
+        """(joint item, component) of stream positions first, first + step, ... (n of them)."""
+
 class OrderSpec:
     shuffle: bool
     seed: int  # uint64
@@ -165,6 +199,9 @@ class OrderSpec:
     batch_size: int
     drop_last: bool
     steps_per_epoch: int  # 0: an epoch is a pass
+    resume_step: int  # elastic resume: the step (epoch, or epoch * steps_per_epoch + batch) it takes over at; -1: none
+    resume_pass: int  # the pass it takes over
+    resume_offset: int  # the positions of that pass read before (all ranks together)
     def __init__(
         self,
         *,
@@ -175,6 +212,9 @@ class OrderSpec:
         batch_size: int = 1,
         drop_last: bool = False,
         steps_per_epoch: int = 0,
+        resume_step: int = -1,
+        resume_pass: int = 0,
+        resume_offset: int = 0,
     ) -> None: ...
 
 class PadSpec:
@@ -237,9 +277,12 @@ class EpochSizes:
     @property
     def batches_per_epoch(self) -> int: ...
 
-def epoch_sizes(units: int, order: OrderSpec) -> EpochSizes:
+def epoch_sizes(units: int, order: OrderSpec, epoch: int = -1) -> EpochSizes:
     """A rank's items per pass and batches per pass and per epoch, for `units` items in a pass
-    (samples, sequences, or packed rows)."""
+    (samples, sequences, or packed rows); with `epoch`, of that epoch (an elastic resume's is shorter)."""
+
+def pass_share_size(order: OrderSpec, units: int, pass_: int) -> int:
+    """How many of a pass's `units` items this rank reads (what an elastic resume left of the pass)."""
 
 class Assembler:
     def __init__(
@@ -261,6 +304,8 @@ class Assembler:
     @property
     def layouts(self) -> List[Tuple[str, str, List[int], int]]:
         """(name, dtype, shape after the rows axis, bytes per sample) of each array a block carries."""
+    def first_sample_of(self, series: int) -> int:
+        """The number (of the samples left) of a series' first sample; the series count gives num_samples."""
     @property
     def num_samples(self) -> int: ...
     @property
@@ -321,7 +366,7 @@ class ChunkChain:
 
 class Pipeline:
     @staticmethod
-    def windows(assembler: Assembler, order: OrderSpec, run: RunSpec) -> Pipeline: ...
+    def windows(assembler: Assembler, order: OrderSpec, run: RunSpec, mix: Optional[MixOrder] = None) -> Pipeline: ...
     @staticmethod
     def sequences(
         data: Sequences,
@@ -330,7 +375,7 @@ class Pipeline:
         pad: PadSpec,
         output: OutputSpec,
         run: RunSpec,
-        *,
+        mix: Optional[MixOrder] = None,
         passes: Optional[PassSizes] = None,
     ) -> Pipeline: ...
     def next(self) -> Optional[Tuple[_Fields, int, int, Optional[str], float, int]]:

@@ -266,7 +266,7 @@ class Feeder:
         share, and an epoch has a batch."""
         mode = make_mode(series, self.spec, self._mode_options)
         sizes, spec = mode.sizes(), self.spec
-        if sizes.per_rank == 0:
+        if sizes.per_rank == 0 and mode.mix_order is None:  # a mixture streams its components on
             raise ValueError(
                 f"world_size={spec.world_size} leaves rank {spec.rank} nothing: a pass has only {mode.units()} "
                 f"{mode.unit_name}, and ranks read disjoint shares with the same number of batches"
@@ -409,7 +409,15 @@ class Feeder:
             # The next batch comes from a new epoch, which reads a dataset directory as it is
             # then (sequences appended since included): so does the state.
             self._reload_if_grown()
-        return make_state(*self._position.next_batch(len(self)), self._fingerprint())
+        epoch, batch = self._position.next_batch(len(self))
+        state = make_state(epoch, batch, self._fingerprint())
+        mixture = self._mode.mix_state(epoch, batch)
+        if mixture is not None:
+            state["mix"] = mixture
+        stream = self._mode.stream_state(epoch, batch)
+        if stream is not None:
+            state["stream"] = stream
+        return state
 
     def load_state_dict(self, state: Dict[str, Any]) -> None:
         """Resumes from a [`state_dict`][fastfeed.Feeder.state_dict]: the next batch is the one that was next.
@@ -417,12 +425,28 @@ class Feeder:
         Args:
             state: the dict ``state_dict()`` returned, from this process or another.
 
+        A state saved with another ``world_size`` or ``batch_size`` (all ranks saving after
+        the same number of batches, as a training loop does) is accepted for windows and
+        mixtures: the ranks go on together from the same point of the epoch's order, so that no
+        sample of the epoch is repeated and none is skipped beyond the few (fewer than
+        ``world_size``) that rank shares always leave out. An epoch resumed so without virtual
+        epochs has only the batches its pass has left. ``num_threads`` and ``prefetch`` may
+        always differ; any rank's state serves every rank.
+
         Raises:
             ValueError: the state comes from a Feeder with another configuration or other data
                 (every difference is named), or from another release.
         """
         saved_epoch = state.get("epoch") if isinstance(state, dict) else None
-        self._position.load(*read_state(state, self._fingerprint(), self._batches_in(saved_epoch)))
+        elastic = self._mode.mix_order is not None or (self._mode.elastic and "stream" in state)
+        epoch, batch, rescaled = read_state(state, self._fingerprint(), self._batches_in(saved_epoch), elastic)
+        if self._mode.mix_order is not None:
+            if "mix" not in state:
+                raise ValueError("this state has no mixture positions; it comes from a Feeder without a mixture")
+            self._mode.load_mix_state(state["mix"], epoch, batch, rescaled)
+        elif self._mode.elastic:
+            epoch, batch = self._mode.load_stream_state(state.get("stream"), epoch, batch, rescaled)
+        self._position.load(epoch, batch)
 
     def _fingerprint(self) -> Dict[str, Any]:
         if self._fingerprint_cache is None:

@@ -312,6 +312,14 @@ def rank_share(n: int, rank: int = 0, world_size: int = 1, drop_last: bool = Fal
     return [q * world_size + rank for q in range(count)]
 
 
+def resumed_share(
+    n: int, offset: int, rank: int = 0, world_size: int = 1, drop_last: bool = False, unit: int = 1
+) -> List[int]:
+    """Elastic resume: the positions of a pass a rank reads after positions [0, offset) were read
+    by another configuration: its share (rank_share) of the rest, from `offset` on."""
+    return [offset + q for q in rank_share(max(0, n - offset), rank, world_size, drop_last, unit)]
+
+
 def epoch_stream(epoch: int, per_rank: int, count: int, steps: Optional[int]) -> List[Tuple[int, int]]:
     """(pass, index in the rank's share) of the `count` items of an epoch. Without virtual
     epochs (steps None) the epoch is the pass; with them the items run on across passes."""
@@ -597,6 +605,132 @@ def _normalization(
     if how is None:
         return None, None
     return field_stats(series, how, start_index, end_index, "x", check_finite)
+
+
+# ----- mixtures ------------------------------------------------------------------------------
+
+
+def mixture_key(seed: int, name: str) -> int:
+    """A component's shuffle key: the seed mixed with the first 8 bytes (little-endian) of the
+    BLAKE2b hash of its name."""
+    import hashlib
+
+    return seed ^ int.from_bytes(hashlib.blake2b(name.encode("utf-8"), digest_size=8).digest(), "little")
+
+
+def mixture_picks(weights: List[float], start: int, stop: int, origin: int = 0) -> List[Tuple[int, int]]:
+    """(component, its count before) of each stream position in [start, stop): position n gives
+    the (n - origin + 1)-th seat by Balinski and Young's quota method: among the components
+    whose count is below their quota seats * w / sum(w), the one with the largest w / (count + 1),
+    the first on a tie."""
+    total = 0.0
+    for w in weights:
+        total += w
+    counts = [0] * len(weights)
+    out = []
+    for n in range(origin, stop):
+        seats = n - origin + 1
+        best, best_score = -1, -1.0
+        for i, w in enumerate(weights):
+            if w > 0 and counts[i] < float(seats) * w / total and w / (counts[i] + 1) > best_score:
+                best, best_score = i, w / (counts[i] + 1)
+        if n >= start:
+            out.append((best, counts[best]))
+        counts[best] += 1
+    return out
+
+
+def mixture_items(
+    weights: List[float],
+    sizes: List[int],
+    keys: List[int],
+    shuffle: bool,
+    positions: List[int],
+    origin: int = 0,
+    base: Optional[List[int]] = None,
+) -> List[Tuple[int, int]]:
+    """(component, item within it) at each of the stream positions (increasing): component c's
+    k-th item (k counted from `base`) is position k % size of its pass k // size, shuffled by
+    its key."""
+    base = base or [0] * len(weights)
+    picks = mixture_picks(weights, positions[0], positions[-1] + 1, origin) if positions else []
+    out = []
+    for n in positions:
+        c, count = picks[n - positions[0]]
+        k = base[c] + count
+        pass_, index = divmod(k, sizes[c])
+        local = int(shuffled_positions(sizes[c], keys[c], pass_, np.array([index]))[0]) if shuffle else index
+        out.append((c, local))
+    return out
+
+
+def mixed_batches(
+    components: Dict[str, Any],
+    weights: Optional[Dict[str, float]] = None,
+    *,
+    window: Optional[int],
+    batch_size: int,
+    steps_per_epoch: int,
+    epoch: int = 0,
+    seed: int = 0,
+    shuffle: bool = False,
+    rank: int = 0,
+    world_size: int = 1,
+    with_index: bool = False,
+    origin: int = 0,
+    base: Optional[List[int]] = None,
+    first_batch: int = 0,
+    **options: Any,
+) -> List[Dict[str, np.ndarray]]:
+    """Every batch of one epoch of a Feeder over fastfeed.mix(components, weights): rank r reads
+    the mixture's stream positions r, r + world_size, ...; `options` are the Feeder's other
+    sample options (window ones with `window`, padding ones without). With `with_index`,
+    "series" counts within the component and "source" names it by its place in `components`.
+    `origin` and `base`: where the weights took effect (a state loaded with other weights) and
+    each component's items read before it; `first_batch`: the epoch's batches start there."""
+    names = list(components)
+    w = [float((weights or {}).get(n, 1.0)) for n in names]
+    parts = [_series_of(components[n], not isinstance(components[n], (list, tuple))) for n in names]
+    joint = [s for part in parts for s in part]
+    first_series = np.cumsum([0] + [len(p) for p in parts])
+    if window is not None:  # every sample of the joint list, in order: one dict each
+        singles = window_batches(joint, window=window, batch_size=1, with_index=True, **options)
+        by_series = np.array([int(b["series"][0]) for b in singles])
+        firsts = np.searchsorted(by_series, first_series)
+    else:
+        firsts = first_series
+    sizes = [int(firsts[i + 1] - firsts[i]) for i in range(len(names))]
+    keys = [mixture_key(seed, n) for n in names]
+    first_q = epoch * steps_per_epoch * batch_size
+    positions = [
+        (first_q + q) * world_size + rank for q in range(first_batch * batch_size, steps_per_epoch * batch_size)
+    ]
+    items = mixture_items(w, sizes, keys, shuffle, positions, origin, base)
+    if window is None:
+        stats = _normalization(joint, options.pop("normalize", None), check_finite=options.get("check_finite", False))
+    out = []
+    for b in range(0, len(items), batch_size):
+        chosen = items[b : b + batch_size]
+        if window is not None:
+            picked = [singles[int(firsts[c]) + local] for c, local in chosen]
+            batch = {k: np.concatenate([p[k] for p in picked]) for k in picked[0] if picked[0][k] is not None}
+            if not with_index:
+                batch.pop("series")
+                batch.pop("start")
+        else:
+            seqs = [joint[int(firsts[c]) + local] for c, local in chosen]
+            normalize = None if stats[0] is None else stats
+            batch = sequence_batches(seqs, batch_size=len(seqs), normalize=normalize, **options)[0]
+            batch = {k: v for k, v in batch.items() if v is not None}
+            if with_index:
+                batch["series"] = np.array([int(firsts[c]) + local for c, local in chosen], np.int64)
+                batch["start"] = np.zeros(len(chosen), np.int64)
+        if with_index:
+            components_of = np.array([c for c, _ in chosen], np.int64)
+            batch["series"] = batch["series"] - first_series[components_of]
+            batch["source"] = components_of
+        out.append(batch)
+    return out
 
 
 # ----- whole sequences ---------------------------------------------------------------------

@@ -22,6 +22,7 @@
 #include "common/errors.hpp"
 #include "common/half.hpp"
 #include "order/epoch_sizes.hpp"
+#include "order/mix_order.hpp"
 #include "order/order.hpp"
 #include "order/permutation.hpp"
 #include "pipeline/block.hpp"
@@ -932,6 +933,61 @@ static void window_extras_by_hand() {
   CHECK(throws_argument_error([&] { Assembler({xs}, {xs}, spec, out, extras); }, "the known fields of series 0 have 11 steps"));
 }
 
+// A mixture's stream keeps every component within one item of its quota, at every position.
+static void mixtures_keep_their_quotas() {
+  MixSpec spec;
+  spec.weights = {0.3, 1.7, 0.45, 0.0};
+  spec.first = {0, 10, 40, 90};
+  spec.count = {10, 30, 50, 5};
+  spec.keys = {1, 2, 3, 4};
+  spec.base = {0, 0, 0, 0};
+  spec.first_series = {0, 1, 2, 3};
+  MixOrder mix(spec, true);
+  const int64_t n = 200000;  // past several checkpoints
+  std::vector<int64_t> item(n), component(n);
+  mix.items(0, 1, n, item.data(), component.data());
+  std::vector<int64_t> counts(4, 0);
+  bool within = true;
+  for (int64_t i = 0; i < n; ++i) {
+    ++counts[static_cast<size_t>(component[static_cast<size_t>(i)])];
+    for (size_t c = 0; c < 4; ++c) {
+      const double quota = static_cast<double>(i + 1) * spec.weights[c] / 2.45;
+      within = within && std::abs(static_cast<double>(counts[c]) - quota) < 1.0;
+    }
+  }
+  CHECK(within && counts[3] == 0);
+  CHECK(mix.counts_at(n) == counts);
+  // Seeking anywhere gives what the stream gave there, on every rank's stride.
+  std::vector<int64_t> some(7), comp(7);
+  mix.items(131071, 3, 7, some.data(), comp.data());
+  for (int64_t j = 0; j < 7; ++j) CHECK(some[static_cast<size_t>(j)] == item[static_cast<size_t>(131071 + 3 * j)]);
+  // Component 1's items over one pass: each of its 30 once.
+  std::set<int64_t> first_pass;
+  for (int64_t i = 0, seen = 0; i < n && seen < 30; ++i) {
+    if (component[static_cast<size_t>(i)] == 1) {
+      first_pass.insert(item[static_cast<size_t>(i)]);
+      ++seen;
+    }
+  }
+  CHECK(first_pass.size() == 30 && *first_pass.begin() == 10 && *first_pass.rbegin() == 39);
+  spec.weights = {0, 0, 0, 0};
+  CHECK(throws_argument_error([&] { MixOrder(spec, false); }, "every weight is 0"));
+}
+
+// An elastic resume: the ranks share what the pass has left after another configuration's offset.
+static void elastic_resume_shares_the_rest_of_a_pass() {
+  OrderSpec order = order_of(5, true, 7, 0, false, 1, 3);
+  order.resume_step = 2;
+  order.resume_pass = 2;
+  order.resume_offset = 40;
+  CHECK(pass_share_size(order, 100, 2) == 20);  // 60 left: 20 a rank
+  CHECK(pass_share_size(order, 100, 3) == 33);  // a later pass: as usual (100 / 3, the rest does not fit)
+  PassOrder resumed(order, 100, 2);
+  Permutation perm(100, 7, 2);
+  CHECK(resumed.sample_at(0) == static_cast<int64_t>(perm(41)) && resumed.sample_at(19) == static_cast<int64_t>(perm(98)));
+  CHECK(epoch_sizes(100, order, 2).batches_per_epoch == 4 && epoch_sizes(100, order, 3).per_rank == 33);
+}
+
 // A builder that throws (out of memory, say) gives a failed block at its place in the order, on a
 // worker thread and in the consumer alike, instead of ending the process.
 static void a_throwing_builder_gives_a_failed_block() {
@@ -1110,6 +1166,8 @@ int main() {
   window_blocks_fields();
   window_ranges_follow_slicing();
   window_extras_by_hand();
+  mixtures_keep_their_quotas();
+  elastic_resume_shares_the_rest_of_a_pass();
   a_throwing_builder_gives_a_failed_block();
   token_budget_plans_fit_and_cover();
   best_fit_plans_keep_short_sequences_whole();

@@ -27,6 +27,15 @@ logger = logging.getLogger("fastfeed")
 
 
 @dataclass
+class MixtureParts:
+    """The components of a mixture as loaded: names, weights, and how many series each holds."""
+
+    names: List[str]
+    weights: List[float]
+    series_counts: List[int]
+
+
+@dataclass
 class SeriesSet:
     """Series that share a dtype and a feature shape, ready for the core."""
 
@@ -43,6 +52,8 @@ class SeriesSet:
     targets: Optional[SeriesSet] = None
     labels: Union[NpyFile, np.ndarray, None] = None
     dataset: Optional[DatasetInfo] = None
+    # A mixture's series: its components' series back to back, and who is who.
+    mixture: Optional[MixtureParts] = None
 
     @property
     def count(self) -> int:
@@ -263,6 +274,10 @@ def _one(item: Any, what: str) -> Tuple[Any, int, Tuple[int, ...], str]:
 def load_source(source: Any, what: str = "source", column: Optional[str] = None) -> SeriesSet:
     """Validates `source` and opens its files. Raises ValueError/FormatError naming the culprit.
     `column` names the column of a source with columns (Arrow, Hugging Face); refused elsewhere."""
+    from ..mix import Mixture  # (mix imports nothing of io)
+
+    if isinstance(source, Mixture):
+        return _mixture_source(source, what)
     from .formats import columnar_source  # Arrow, Hugging Face, Megatron; odd paths refused
 
     special = columnar_source(source, what, column)
@@ -298,3 +313,29 @@ def load_source(source: Any, what: str = "source", column: Optional[str] = None)
         label = f"{what} ({os.fspath(source)})" if isinstance(source, (str, os.PathLike)) else what
         raise ValueError(f"{label} is empty (shape {(0,) + feat}); there is nothing to feed")
     return SeriesSet([obj], [length], feat, dtype, single=True)
+
+
+def _mixture_source(mixture: Any, what: str) -> SeriesSet:
+    """Every component's series back to back (they must share dtype and feature shape)."""
+    parts = [(name, load_source(src, f"{what} component {name!r}")) for name, src in mixture.sources.items()]
+    first_name, first = parts[0]
+    for name, part in parts[1:]:
+        if part.dtype != first.dtype or part.feat != first.feat:
+            raise ValueError(
+                f"mixture components must share dtype and feature shape: {first_name!r} has {first.dtype} "
+                f"{first.feat}, {name!r} has {part.dtype} {part.feat}"
+            )
+    for name, part in parts:
+        if part.targets is not None or part.labels is not None:
+            raise ValueError(
+                f"{what} component {name!r} is a dataset with targets or labels; a mixture feeds its "
+                "components' values only (targets from them with horizon or target_shift)"
+            )
+    return SeriesSet(
+        [item for _, part in parts for item in part.items],
+        [n for _, part in parts for n in part.lengths],
+        first.feat,
+        first.dtype,
+        single=False,
+        mixture=MixtureParts(list(mixture.names), list(mixture.weights), [part.count for _, part in parts]),
+    )

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any, ClassVar, Dict, FrozenSet, Iterable, List, Optional, Tuple
 
-from .._core import OrderSpec, RunSpec, epoch_sizes
+from .._core import MixOrder, MixSpec, OrderSpec, RunSpec, epoch_sizes, pass_share_size
 from ..batch import Batch
 from ..io.sources import SeriesSet
 from ..run.epoch import Fields, Finish
@@ -41,6 +41,8 @@ class Mode:
         # The statistics each normalised field gets, with its feature shape (feeder.normalization).
         self.normalized: Dict[str, Tuple[Norm, Tuple[int, ...]]] = {}
         self.cache: Optional[Any] = None
+        self.mix_order: Optional[Any] = None  # the core's MixOrder when the source is a mixture
+        self._mix_resume: Tuple[int, int] = (0, 0)  # (this rank's item, stream position) of an elastic resume
         # The core's description of which sample comes when: fixed for the mode's lifetime.
         self.order = OrderSpec(
             shuffle=spec.shuffle,
@@ -125,6 +127,147 @@ class Mode:
         """(real, padded) steps of a block, for the statistics; None where nothing is padded."""
         return None
 
+    # ----- mixtures ----------------------------------------------------------------------
+
+    def component_units(self) -> List[Tuple[int, int]]:
+        """(first unit, units) of each component of a mixture source, in the joint numbering."""
+        raise ValueError(f"a mixture cannot be fed as {self.describe()}")
+
+    def attach_mixture(self, origin: int = 0, base: Optional[List[int]] = None) -> None:
+        """Makes the core's order of a mixture source; `origin` and `base` say where its weights
+        took effect (a state saved with other weights)."""
+        parts = self.series.mixture
+        if parts is None:
+            return
+        if self.spec.steps_per_epoch is None:
+            raise ValueError(
+                "a mixture needs steps_per_epoch=n: its components run on across passes of their own, "
+                "so an epoch is a number of batches, not a pass"
+            )
+        units = self.component_units()
+        for name, weight, (_, count) in zip(parts.names, parts.weights, units):
+            if weight > 0 and count == 0:
+                raise ValueError(f"mixture component {name!r} yields no sample with these options")
+        from ..mix import component_key
+
+        first_series = [sum(parts.series_counts[:i]) for i in range(len(parts.names))]
+        item, position = self._mix_resume
+        self.mix_order = MixOrder(
+            MixSpec(
+                weights=parts.weights,
+                first=[first for first, _ in units],
+                count=[count for _, count in units],
+                keys=[component_key(self.spec.seed, name) for name in parts.names],
+                origin=origin,
+                base=base if base is not None else [0] * len(parts.names),
+                first_series=first_series,
+                resume_item=item,
+                resume_position=position,
+            ),
+            self.spec.shuffle,
+        )
+        self._mix_origin = (origin, list(base) if base is not None else [0] * len(parts.names))
+
+    def stream_position(self, epoch: int, batch: int) -> int:
+        """The mixture stream's position (over all ranks) where batch `batch` of `epoch` starts."""
+        steps = self.spec.steps_per_epoch or 0
+        q = (epoch * steps + batch) * self.spec.batch_size  # this rank's item
+        item, position = self._mix_resume
+        return position + (q - item) * self.spec.world_size
+
+    def mix_state(self, epoch: int, batch: int) -> Optional[Dict[str, Any]]:
+        """A mixture's part of a saved state: each component's position where (epoch, batch) starts."""
+        parts = self.series.mixture
+        if parts is None or self.mix_order is None:
+            return None
+        n = self.stream_position(epoch, batch)
+        origin, base = self._mix_origin
+        return {
+            "names": list(parts.names),
+            "weights": list(parts.weights),
+            "origin": origin,
+            "base": base,
+            "position": n,
+            "counts": [int(c) for c in self.mix_order.counts_at(n)],
+            "resume": list(self._mix_resume),
+        }
+
+    def load_mix_state(self, saved: Any, epoch: int, batch: int, rescaled: bool) -> None:
+        """Goes on from a saved mixture state: as it was with the same weights, or from each
+        component's saved position with this Feeder's weights; `rescaled` (another world_size
+        or batch_size): this rank's batch `batch` of `epoch` takes over at the saved position."""
+        parts = self.series.mixture
+        if parts is None:
+            return
+        try:
+            names, weights = list(saved["names"]), [float(w) for w in saved["weights"]]
+            origin, base = int(saved["origin"]), [int(b) for b in saved["base"]]
+            position, counts = int(saved["position"]), [int(c) for c in saved["counts"]]
+            resume = (int(saved["resume"][0]), int(saved["resume"][1]))
+        except (KeyError, TypeError, ValueError, IndexError) as e:
+            raise ValueError(f"malformed mixture state: {e!r}") from None
+        if names != parts.names:
+            raise ValueError(f"this state comes from a mixture of {names}, this Feeder mixes {parts.names}")
+        steps = self.spec.steps_per_epoch or 0
+        self._mix_resume = ((epoch * steps + batch) * self.spec.batch_size, position) if rescaled else resume
+        if weights == parts.weights:
+            self.attach_mixture(origin, base)
+        else:
+            self.attach_mixture(position, counts)
+
+    # ----- elastic resume -----------------------------------------------------------------
+
+    elastic = False  # a state saved with another world_size or batch_size can take over the stream
+
+    def stream_state(self, epoch: int, batch: int) -> Optional[Dict[str, Any]]:
+        """Where batch `batch` of `epoch` starts in the order of passes, over all ranks, for an
+        elastic resume; None where the mode cannot resume so."""
+        if not self.elastic or self.mix_order is not None:
+            return None
+        o, units = self.order, self.units()
+        B, W = self.spec.batch_size, self.spec.world_size
+        origin = [o.resume_step, o.resume_pass, o.resume_offset] if o.resume_step >= 0 else None
+        if self.spec.steps_per_epoch is None:  # an epoch is its pass
+            offset = o.resume_offset if origin is not None and epoch == o.resume_step else 0
+            return {"pass": epoch, "offset": min(units, offset + batch * B * W), "origin": origin}
+        per_pass = int(epoch_sizes(units, o).per_rank)
+        t = (epoch * self.spec.steps_per_epoch + batch) * B
+        first_pass, offset = 0, 0
+        if origin is not None:
+            t -= o.resume_step * B
+            first = int(pass_share_size(o, units, o.resume_pass))
+            if t < first:
+                return {"pass": o.resume_pass, "offset": o.resume_offset + t * W, "origin": origin}
+            t, first_pass = t - first, o.resume_pass + 1
+        return {"pass": first_pass + t // per_pass, "offset": offset + (t % per_pass) * W, "origin": origin}
+
+    def load_stream_state(self, saved: Any, epoch: int, batch: int, rescaled: bool) -> Tuple[int, int]:
+        """Takes over the saved stream: the (epoch, batch) the next iteration starts at. Rescaled
+        (another world_size or batch_size), the order resumes at the saved point of its pass;
+        otherwise as it was (with the saving Feeder's own resume point, if it had one)."""
+        o = self.order
+        try:
+            origin = None if saved is None else saved.get("origin")
+            point = None if saved is None else (int(saved["pass"]), int(saved["offset"]))
+        except (AttributeError, KeyError, TypeError, ValueError) as e:
+            raise ValueError(f"malformed stream position in the state: {e!r}") from None
+        if not rescaled:
+            o.resume_step, o.resume_pass, o.resume_offset = (-1, 0, 0) if origin is None else map(int, origin)
+            return epoch, batch
+        if point is None:
+            raise ValueError("this state holds no stream position: it cannot resume with another world_size")
+        pass_, offset = point
+        if not 0 <= offset <= self.units():
+            raise ValueError(f"stream offset {offset} is out of range for a pass of {self.units()} samples")
+        if self.spec.steps_per_epoch is None:  # the resumed epoch is what its pass has left
+            if offset >= self.units():
+                o.resume_step, o.resume_pass, o.resume_offset = -1, 0, 0
+                return pass_ + 1, 0
+            o.resume_step, o.resume_pass, o.resume_offset = pass_, pass_, offset
+            return pass_, 0
+        o.resume_step, o.resume_pass, o.resume_offset = epoch * self.spec.steps_per_epoch + batch, pass_, offset
+        return epoch, batch
+
     # ----- resuming ----------------------------------------------------------------------
 
     def config(self) -> Dict[str, Any]:
@@ -149,6 +292,8 @@ class Mode:
             "normalize": normalization_digest(self.norm_values()),
         }
         fp.update(self.config())
+        if self.series.mixture is not None:  # the components by name; their weights may change
+            fp["mixture"] = list(self.series.mixture.names)
         fp["data"] = data_digest(self.series, self.target_set(), *self.side_sets())
         return fp
 

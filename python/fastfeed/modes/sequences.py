@@ -186,6 +186,13 @@ class SequenceMode(Mode):
             with_index=self.with_index,
             static=None if self.static_dtype is None else (self.static_dtype, self.static_feat),
         )
+        if series.mixture is not None:
+            if self.pack or self.bucket:
+                raise ValueError(
+                    "a mixture of whole sequences is fed in padded batches: pack and bucket would reorder its "
+                    "stream, which keeps every component within one sample of its share"
+                )
+            self.attach_mixture()
         if spec.device_cache:
             self.attach_cache(spec.device)
 
@@ -443,6 +450,7 @@ class SequenceMode(Mode):
             pad=self._pad_spec,
             output=self._output_spec,
             run=run,
+            mix=self.mix_order,
             passes=self._passes,
         )
 
@@ -481,6 +489,13 @@ class SequenceMode(Mode):
 
     def side_sets(self) -> Tuple[SeriesSet, ...]:
         return () if self.static is None else (self.static,)
+
+    def component_units(self) -> List[Tuple[int, int]]:
+        parts = self.series.mixture
+        assert parts is not None
+        bounds = np.cumsum([0, *parts.series_counts])
+        fed = bounds if self._keep is None else np.searchsorted(self._keep, bounds)  # sequences kept before each
+        return [(int(fed[i]), int(fed[i + 1] - fed[i])) for i in range(len(parts.series_counts))]
 
     def field_dtypes(self) -> Dict[str, str]:
         dtypes = super().field_dtypes()

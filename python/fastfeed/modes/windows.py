@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any, ClassVar, Dict, Iterator, List, Optional, Tuple
 
-from .._core import SERIES_END, Assembler, Pipeline, WindowSpec, make_pairs
+from .._core import SERIES_END, Assembler, Pipeline, WindowSpec, epoch_sizes, make_pairs
 from ..arguments import INT64_MAX, check_bool, check_choice, check_int
 from ..batch import Batch
 from ..io.sources import SeriesSet, load_source
@@ -62,6 +62,7 @@ class WindowMode(Mode):
         "scale": None,
     }
     unit_name = "samples"
+    elastic = True
     public_names = (
         "window",
         "horizon",
@@ -135,6 +136,7 @@ class WindowMode(Mode):
                 )
             raise ValueError(f"the configuration yields no sample: {self._span_text()}")
         self.layouts = list(self.assembler.layouts)
+        self.attach_mixture()
         self.batches_per_block = self._choose_batches_per_block()
         if spec.device_cache:
             self.attach_cache(spec.device)
@@ -298,6 +300,13 @@ class WindowMode(Mode):
     def field_dtypes(self) -> Dict[str, str]:
         return {name: dtype for name, dtype, _, _ in self.layouts}
 
+    def batches_in_epoch(self, epoch: int) -> Optional[int]:
+        """An epoch resumed from a state saved with another world_size or batch_size (without
+        virtual epochs) has the batches its pass has left."""
+        if self.order.resume_step < 0 or self.spec.steps_per_epoch is not None or epoch != self.order.resume_step:
+            return None
+        return int(epoch_sizes(self.units(), self.order, epoch).batches_per_epoch)
+
     def _choose_batches_per_block(self) -> int:
         spec = self.spec
         block = _CACHE_BLOCK_BYTES if spec.device_cache else _UPLOAD_BLOCK_BYTES if spec.on_gpu else _BLOCK_BYTES
@@ -309,7 +318,7 @@ class WindowMode(Mode):
     # ----- feeding -----------------------------------------------------------------------
 
     def open_pipeline(self, run: Any) -> Any:
-        return Pipeline.windows(self.assembler, order=self.order, run=run)
+        return Pipeline.windows(self.assembler, order=self.order, run=run, mix=self.mix_order)
 
     def files_changed(self) -> str:
         return str(self.assembler.files_changed())
@@ -360,6 +369,13 @@ class WindowMode(Mode):
             if value is not None:
                 config[key] = value
         return config
+
+    def component_units(self) -> List[Tuple[int, int]]:
+        parts = self.series.mixture
+        assert parts is not None
+        bounds = [sum(parts.series_counts[:i]) for i in range(len(parts.series_counts) + 1)]
+        firsts = [int(self.assembler.first_sample_of(s)) for s in bounds]
+        return [(firsts[i], firsts[i + 1] - firsts[i]) for i in range(len(parts.series_counts))]
 
     def norm_values(self) -> Tuple[Norm, ...]:
         return self.norms + tuple(out[2] for out in self.side_outputs.values())

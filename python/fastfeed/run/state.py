@@ -50,9 +50,21 @@ def make_state(epoch: int, batch: int, fingerprint: Dict[str, Any]) -> Dict[str,
     return {"fastfeed_state": STATE_VERSION, "epoch": epoch, "batch": batch, "fingerprint": dict(fingerprint)}
 
 
-def read_state(state: Any, fingerprint: Dict[str, Any], batches_per_epoch: int) -> Tuple[int, int]:
-    """The (epoch, batch) a state says comes next, after checking it belongs to a Feeder with
-    this fingerprint. Raises ValueError naming every difference."""
+# What may differ between the Feeder that saved a state and the one that loads it. The rank:
+# all ranks save after the same number of batches, so any rank's state serves any rank. The
+# world size and the batch size: an elastic resume (where the sample mode can take over
+# another configuration's stream).
+RANK_KEYS = ("rank",)
+ELASTIC_KEYS = ("world_size", "batch_size")
+
+
+def read_state(
+    state: Any, fingerprint: Dict[str, Any], batches_per_epoch: int, elastic: bool = False
+) -> Tuple[int, int, bool]:
+    """(epoch, batch, rescaled): where a state says the stream goes on, after checking it
+    belongs to a Feeder with this fingerprint; `rescaled` when it was saved with another
+    world_size or batch_size (accepted only where `elastic`; (epoch, batch) then count the
+    saving Feeder's batches). Raises ValueError naming every difference."""
     if not isinstance(state, dict) or "fastfeed_state" not in state:
         raise ValueError(
             f"not a fastfeed Feeder state (expected the dict that Feeder.state_dict() returns, version {STATE_VERSION})"
@@ -70,18 +82,32 @@ def read_state(state: Any, fingerprint: Dict[str, Any], batches_per_epoch: int) 
         # Earlier releases took any integer seed and shuffled by it modulo 2**64; seeds are now
         # given in [0, 2**64), so a state saved with seed=-1 resumes a Feeder with seed=2**64 - 1.
         theirs["seed"] %= 2**64
-    differences = [
-        f"{k}: saved {theirs.get(k)!r}, this feeder {fingerprint.get(k)!r}"
-        for k in sorted(set(fingerprint) | set(theirs))
-        if fingerprint.get(k) != theirs.get(k)
-    ]
-    if differences:
+    differ = [k for k in sorted(set(fingerprint) | set(theirs)) if fingerprint.get(k) != theirs.get(k)]
+    rescaled = any(k in ELASTIC_KEYS for k in differ)
+    other = [k for k in differ if k not in RANK_KEYS + ELASTIC_KEYS]
+    differences = [f"{k}: saved {theirs.get(k)!r}, this feeder {fingerprint.get(k)!r}" for k in differ if other]
+    if other:
         raise ValueError(
             "this state comes from a Feeder with a different configuration or data: " + "; ".join(differences)
         )
+    if rescaled and not elastic:
+        raise ValueError(
+            "this state comes from a Feeder with another "
+            + " and ".join(
+                f"{k} (saved {theirs.get(k)!r}, this feeder {fingerprint.get(k)!r})"
+                for k in differ
+                if k in ELASTIC_KEYS
+            )
+            + "; whole sequences resume only with the same ones (windows and mixtures take over another "
+            "configuration's stream)"
+        )
+    if rescaled:
+        if epoch < 0 or batch < 0:
+            raise ValueError(f"state position epoch={epoch}, batch={batch} is out of range")
+        return epoch, batch, True
     if epoch < 0 or not 0 <= batch <= batches_per_epoch:
         raise ValueError(
             f"state position epoch={epoch}, batch={batch} is out of range (an epoch has {batches_per_epoch} batches)"
         )
     # Every batch of the epoch delivered: what comes next is the next epoch's first.
-    return (epoch, batch) if batch < batches_per_epoch else (epoch + 1, 0)
+    return (epoch, batch, False) if batch < batches_per_epoch else (epoch + 1, 0, False)
