@@ -189,6 +189,7 @@ def make_feeder(sources: Dict[str, Any], args: argparse.Namespace, batch_size: i
     """The training feed: a weighted mixture, windows inside documents, next-byte targets."""
     return Feeder(
         fastfeed.mix(sources, weights=WEIGHTS),
+        column="tokens",  # read from the components that have columns: the Hugging Face dataset
         window=args.block,
         target_shift=1,
         batch_size=batch_size,
