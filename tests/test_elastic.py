@@ -137,3 +137,57 @@ def test_what_cannot_resume_elastically_is_refused():
     g = _feeders(2, 4)[0]
     with pytest.raises(ValueError, match="window: saved 2, this feeder 3"):
         Feeder(SERIES, window=3, horizon=1, batch_size=4, shuffle=True, seed=4).load_state_dict(g.state_dict())
+
+
+@pytest.mark.parametrize("old,new", [((3, 5), (2, 5)), ((2, 5), (3, 4)), ((3, 3), (4, 2)), ((1, 7), (3, 5))])
+def test_virtual_epochs_resume_elastically_after_passes_end(old, new):
+    # 115 windows, shuffled: each pass gives every rank 115 // world_size of them (the rest sit
+    # it out), and passes end inside the run, before and after the resume.
+    x = np.arange(117, dtype=np.float32)
+
+    def make(world, batch, rank):
+        return Feeder(
+            x,
+            window=3,
+            batch_size=batch,
+            shuffle=True,
+            seed=11,
+            steps_per_epoch=6,
+            rank=rank,
+            world_size=world,
+            with_index=True,
+            output="numpy",
+        )
+
+    olds = [make(*old, r) for r in range(old[0])]
+    for f in olds:
+        _take_batches(f, 6)  # epoch 0
+        _take_batches(f, 2)  # and 2 batches of epoch 1
+    states = [f.state_dict() for f in olds]
+    assert all(s["stream"] == states[0]["stream"] for s in states)
+    consumed = 8 * old[1]  # by each old rank
+    per_old = 115 // old[0]
+    point = {"pass": consumed // per_old, "offset": consumed % per_old * old[0], "origin": None}
+    assert states[0]["stream"] == point
+    news = [make(*new, r) for r in range(new[0])]
+    for r, f in enumerate(news):
+        f.load_state_dict(states[r % len(states)])
+        rest = _take_batches(f, 6) + _take_batches(f, 6)  # the rest of epoch 1 (4 batches), then epoch 2
+        assert len(rest) == 10
+        got = np.concatenate([b.start for b in rest])
+        want, pass_, offset = [], point["pass"], point["offset"]
+        while len(want) < len(got):  # the rest of the resumed pass, then whole passes
+            order = reference.permutation(115, 11, pass_)
+            share = (115 - offset) // new[0]
+            want += [int(order[offset + q * new[0] + r]) for q in range(share)]
+            pass_, offset = pass_ + 1, 0
+        np.testing.assert_array_equal(got, want[: len(got)])
+
+
+def _take_batches(feeder, count):
+    out = []
+    for i, b in enumerate(feeder):
+        out.append(b)
+        if i + 1 == count:
+            break
+    return out

@@ -68,6 +68,7 @@ std::vector<int64_t> MixOrder::seek(int64_t n) const {
   if (offset < 0) throw ArgumentError("MixOrder: position " + std::to_string(n) + " is before the mixture's origin");
   const size_t j = static_cast<size_t>(offset / kCheckpointEvery);
   std::vector<int64_t> counts;
+  int64_t from = static_cast<int64_t>(j) * kCheckpointEvery;
   {
     std::lock_guard<std::mutex> lock(mu_);
     while (checkpoints_.size() <= j) {  // each checkpoint from the one before it
@@ -76,9 +77,16 @@ std::vector<int64_t> MixOrder::seek(int64_t n) const {
       for (int64_t s = start; s < start + kCheckpointEvery; ++s) ++c[static_cast<size_t>(pick(c, s + 1))];
       checkpoints_.push_back(std::move(c));
     }
-    counts = checkpoints_[j];
+    const std::vector<int64_t>* best = &checkpoints_[j];
+    for (const auto& [at, c] : recent_) {  // a recent call's end, between the checkpoint and here
+      if (at > from && at <= offset) {
+        from = at;
+        best = &c;
+      }
+    }
+    counts = *best;
   }
-  for (int64_t s = static_cast<int64_t>(j) * kCheckpointEvery; s < offset; ++s) {
+  for (int64_t s = from; s < offset; ++s) {
     ++counts[static_cast<size_t>(pick(counts, s + 1))];
   }
   return counts;
@@ -106,6 +114,9 @@ void MixOrder::items(int64_t first, int64_t step, int64_t n, int64_t* item, int6
     component[out] = c;
     ++out;
   }
+  std::lock_guard<std::mutex> lock(mu_);
+  if (recent_.size() >= kRecent) recent_.erase(recent_.begin());
+  recent_.emplace_back(position - spec_.origin, std::move(counts));
 }
 
 }  // namespace fastfeed

@@ -63,6 +63,10 @@ class MixOrder {
   static constexpr int64_t kCheckpointEvery = 1 << 16;
   mutable std::mutex mu_;
   mutable std::vector<std::vector<int64_t>> checkpoints_;  // counts (without base) at origin + j * kCheckpointEvery
+  // Where recent items() calls ended (offset from the origin, counts): blocks read the stream in
+  // order, so the next call starts there instead of replaying from a checkpoint.
+  static constexpr size_t kRecent = 16;
+  mutable std::vector<std::pair<int64_t, std::vector<int64_t>>> recent_;
 };
 
 }  // namespace fastfeed

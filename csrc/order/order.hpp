@@ -66,6 +66,13 @@ inline int64_t pass_share_size(const OrderSpec& order, int64_t n, uint64_t pass)
   return rank_share_size(left, order.rank, order.world_size, order.batch_size, order.drop_last);
 }
 
+// Virtual epochs of samples stream every rank through its share of pass after pass: all ranks
+// take the same number from each pass (the n % world_size left over sit it out), so that they
+// cross from one pass to the next together and a saved state names one point for them all.
+inline int64_t stream_share_size(const OrderSpec& order, int64_t n, uint64_t pass) {
+  return std::max<int64_t>(0, n - order.offset_in(pass)) / order.world_size;
+}
+
 // Rank order.rank's share of pass `pass` over `n` items: pass_share_size() of them, at
 // positions offset + rank, offset + rank + world_size, ...
 class PassOrder {

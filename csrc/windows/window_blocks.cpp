@@ -16,15 +16,19 @@ WindowBlocks::WindowBlocks(std::shared_ptr<const Assembler> assembler, const Ord
   run_.validate();
   units_ = assembler_->units();
   sizes_ = epoch_sizes(units_, order_, run_.epoch);  // validates the order
-  first_pass_ = pass_share_size(order_, units_, static_cast<uint64_t>(order_.resume_pass));
+  const bool streamed = order_.steps_per_epoch > 0;
+  const auto resumed = static_cast<uint64_t>(order_.resume_pass);
+  first_pass_ = streamed ? stream_share_size(order_, units_, resumed) : pass_share_size(order_, units_, resumed);
+  per_pass_ = streamed ? stream_share_size(order_, units_, resumed + 1) : sizes_.per_rank;
   const int64_t end_batch = sizes_.batches_per_epoch;
   if (run_.first_batch > end_batch) {
     throw ArgumentError("RunSpec.first_batch must be <= the epoch's " + std::to_string(end_batch) + " batches, got " +
                         std::to_string(run_.first_batch));
   }
   // Virtual epochs stream the passes: a pass with nothing for this rank would never end one.
-  if (order_.steps_per_epoch > 0 && sizes_.per_rank == 0 && !mix_) {  // (a mixture streams its components on)
-    throw ArgumentError("a pass holds no sample for this rank");
+  if (streamed && (per_pass_ == 0 || (order_.resume_step >= 0 && first_pass_ == 0)) && !mix_) {
+    // (a mixture streams its components on)
+    throw ArgumentError("a pass holds fewer samples than world_size: no rank can stream through it");
   }
   num_blocks_ = (end_batch - run_.first_batch + run_.batches_per_block - 1) / run_.batches_per_block;
   const size_t max_idle = idle_buffers(run_.prefetch, run_.pinned);
@@ -114,7 +118,7 @@ void WindowBlocks::samples_of(int64_t first, int64_t n, int64_t* sample, int64_t
   std::optional<PassOrder> order;
   uint64_t order_pass = 0;
   for (int64_t i = 0; i < n; ++i) {
-    const StreamPosition at = locate_sample(order_, run_.epoch, first + i, sizes_.per_rank, first_pass_);
+    const StreamPosition at = locate_sample(order_, run_.epoch, first + i, per_pass_, first_pass_);
     if (!order || order_pass != at.pass) {
       order.emplace(order_, units_, at.pass);
       order_pass = at.pass;

@@ -41,6 +41,7 @@ class WindowBlocks : public BlockBuilder {
   RunSpec run_;
   int64_t units_ = 0;  // samples in a pass
   int64_t first_pass_ = 0;  // after an elastic resume: this rank's samples of the resumed pass
+  int64_t per_pass_ = 0;    // this rank's samples of each pass (stream_share_size with virtual epochs)
   EpochSizes sizes_;
   int64_t num_blocks_ = 0;
   // One per layout of the assembler, or one for the starts with indices_only.

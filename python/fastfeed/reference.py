@@ -421,7 +421,10 @@ def window_batches(
     starts = window_starts([len(s) for s in series], window, sampling_rate, stride, lead, start_index, end_index)
     if check_finite == "skip":  # drop the samples that read a NaN or Inf in any field
         starts = [(s, t) for s, t in starts if all(all_finite(v) for v in reads(s, t).values())]
-    share = rank_share(len(starts), rank, world_size, drop_last, unit=batch_size)
+    if steps_per_epoch is None:
+        share = rank_share(len(starts), rank, world_size, drop_last, unit=batch_size)
+    else:  # virtual epochs: every rank streams through an equal share of each pass
+        share = [q * world_size + rank for q in range(len(starts) // world_size)]
     per_rank = len(share)
     if steps_per_epoch is None:
         count = per_rank // batch_size * batch_size if drop_last else per_rank

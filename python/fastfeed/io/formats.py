@@ -96,6 +96,19 @@ def _saved_hf_source(path: str, what: str, column: Optional[str]) -> SeriesSet:
     return arrow_object_source(datasets.load_from_disk(path), f"{what} ({path})", column)
 
 
+def has_columns(source: Any) -> bool:
+    """Whether `source` is a kind with columns (an Arrow object or file, a saved Hugging Face dataset)."""
+    from .arrow import is_arrow_object
+
+    if is_arrow_object(source):
+        return True
+    if not isinstance(source, (str, os.PathLike)):
+        return False
+    path = os.fspath(source)
+    kind = path_kind(path)
+    return kind == "arrow" or (kind == "dir" and is_saved_hf_dataset(path))
+
+
 def columnar_source(source: Any, what: str, column: Optional[str]) -> Optional[SeriesSet]:
     """`source` read when it is an Arrow object or file, a Hugging Face dataset or a Megatron
     prefix; None for the kinds load_source reads itself (arrays, lists, .npy paths, dataset

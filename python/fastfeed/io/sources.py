@@ -277,7 +277,7 @@ def load_source(source: Any, what: str = "source", column: Optional[str] = None)
     from ..mix import Mixture  # (mix imports nothing of io)
 
     if isinstance(source, Mixture):
-        return _mixture_source(source, what)
+        return _mixture_source(source, what, column)
     from .formats import columnar_source  # Arrow, Hugging Face, Megatron; odd paths refused
 
     special = columnar_source(source, what, column)
@@ -315,9 +315,15 @@ def load_source(source: Any, what: str = "source", column: Optional[str] = None)
     return SeriesSet([obj], [length], feat, dtype, single=True)
 
 
-def _mixture_source(mixture: Any, what: str) -> SeriesSet:
-    """Every component's series back to back (they must share dtype and feature shape)."""
-    parts = [(name, load_source(src, f"{what} component {name!r}")) for name, src in mixture.sources.items()]
+def _mixture_source(mixture: Any, what: str, column: Optional[str]) -> SeriesSet:
+    """Every component's series back to back (they must share dtype and feature shape); `column`
+    is read from the components that have columns."""
+    from .formats import has_columns
+
+    parts = [
+        (name, load_source(src, f"{what} component {name!r}", column if has_columns(src) else None))
+        for name, src in mixture.sources.items()
+    ]
     first_name, first = parts[0]
     for name, part in parts[1:]:
         if part.dtype != first.dtype or part.feat != first.feat:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any, ClassVar, Dict, FrozenSet, Iterable, List, Optional, Tuple
 
-from .._core import MixOrder, MixSpec, OrderSpec, RunSpec, epoch_sizes, pass_share_size
+from .._core import MixOrder, MixSpec, OrderSpec, RunSpec, epoch_sizes
 from ..batch import Batch
 from ..io.sources import SeriesSet
 from ..run.epoch import Fields, Finish
@@ -230,12 +230,12 @@ class Mode:
         if self.spec.steps_per_epoch is None:  # an epoch is its pass
             offset = o.resume_offset if origin is not None and epoch == o.resume_step else 0
             return {"pass": epoch, "offset": min(units, offset + batch * B * W), "origin": origin}
-        per_pass = int(epoch_sizes(units, o).per_rank)
+        per_pass = units // W  # every rank the same share of each pass (stream_share_size)
         t = (epoch * self.spec.steps_per_epoch + batch) * B
         first_pass, offset = 0, 0
         if origin is not None:
             t -= o.resume_step * B
-            first = int(pass_share_size(o, units, o.resume_pass))
+            first = (units - o.resume_offset) // W
             if t < first:
                 return {"pass": o.resume_pass, "offset": o.resume_offset + t * W, "origin": origin}
             t, first_pass = t - first, o.resume_pass + 1

@@ -137,6 +137,11 @@ class WindowMode(Mode):
             raise ValueError(f"the configuration yields no sample: {self._span_text()}")
         self.layouts = list(self.assembler.layouts)
         self.attach_mixture()
+        if spec.steps_per_epoch is not None and series.mixture is None and self.num_samples < spec.world_size:
+            raise ValueError(
+                f"steps_per_epoch with world_size={spec.world_size} streams every rank through an equal share "
+                f"of each pass, but a pass has only {self.num_samples} samples"
+            )
         self.batches_per_block = self._choose_batches_per_block()
         if spec.device_cache:
             self.attach_cache(spec.device)
@@ -361,7 +366,11 @@ class WindowMode(Mode):
         # Options added later are recorded only when on, so that states saved before them still load
         # (with_index is not among them: it adds fields, and changes neither the samples nor their order).
         beside = {name: [out[0], list(out[1])] for name, out in self.side_outputs.items()}
+        # Virtual epochs on several ranks give every rank an equal share of each pass (the order of
+        # releases before this one gave the leftovers to the first ranks).
+        equal = self.spec.steps_per_epoch is not None and self.spec.world_size > 1 and self.series.mixture is None
         for key, value in (
+            ("stream_shares", "equal" if equal else None),
             ("target_shift", self.target_shift),
             ("scale", self.scale),
             ("fields", beside or None),

@@ -55,7 +55,9 @@ def make_state(epoch: int, batch: int, fingerprint: Dict[str, Any]) -> Dict[str,
 # world size and the batch size: an elastic resume (where the sample mode can take over
 # another configuration's stream).
 RANK_KEYS = ("rank",)
-ELASTIC_KEYS = ("world_size", "batch_size")
+# (stream_shares marks virtual epochs on several ranks, whose passes every rank streams through
+# in equal shares: it comes and goes with world_size.)
+ELASTIC_KEYS = ("world_size", "batch_size", "stream_shares")
 
 
 def read_state(
