@@ -687,7 +687,8 @@ def mixed_batches(
 ) -> List[Dict[str, np.ndarray]]:
     """Every batch of one epoch of a Feeder over fastfeed.mix(components, weights): rank r reads
     the mixture's stream positions r, r + world_size, ...; `options` are the Feeder's other
-    sample options (window ones with `window`, padding ones without). With `with_index`,
+    sample options (window ones with `window`, padding ones without). Components are read in
+    their own shuffled orders whatever `shuffle` says. With `with_index`,
     "series" counts within the component and "source" names it by its place in `components`.
     `origin` and `base`: where the weights took effect (a state loaded with other weights) and
     each component's items read before it; `first_batch`: the epoch's batches start there."""
@@ -708,7 +709,7 @@ def mixed_batches(
     positions = [
         (first_q + q) * world_size + rank for q in range(first_batch * batch_size, steps_per_epoch * batch_size)
     ]
-    items = mixture_items(w, sizes, keys, shuffle, positions, origin, base)
+    items = mixture_items(w, sizes, keys, True, positions, origin, base)  # components always shuffle
     if window is None:
         stats = _normalization(joint, options.pop("normalize", None), check_finite=options.get("check_finite", False))
     out = []

@@ -164,7 +164,7 @@ class Mode:
                 resume_item=item,
                 resume_position=position,
             ),
-            self.spec.shuffle,
+            True,  # a mixture's components are always read in their own shuffled orders
         )
         self._mix_origin = (origin, list(base) if base is not None else [0] * len(parts.names))
 
