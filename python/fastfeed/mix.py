@@ -34,8 +34,8 @@ def mix(sources: Mapping[str, Any], weights: Optional[Mapping[str, Any]] = None)
     Every component is cut into samples with the Feeder's options and read in its own shuffled
     order (a pure function of the Feeder's seed, the component's name and its pass, whatever
     ``shuffle`` says), starting a new pass, in a new order, when it runs out. After ``n``
-    samples of the mixture, component ``i`` has given ``n * w_i / sum(w)`` of them, within one, at every point. A mixture needs
-    ``steps_per_epoch``; its components must share dtype and feature shape. With
+    samples of the mixture, component ``i`` has given ``n * w_i / sum(w)`` of them, within one,
+    at every point. A mixture needs ``steps_per_epoch``; its components must share dtype and feature shape. With
     ``with_index=True``, ``batch.source`` says which component each sample came from (its place
     in ``sources``). A saved state records every component's position: a Feeder over the same
     components with other weights goes on from there with its own weights.
