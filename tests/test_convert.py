@@ -574,6 +574,86 @@ def test_csv_json_lists_of_integers_are_narrowed_too(tmp_path, capsys):
     assert status == 1 and "z.csv: column 'seq', row 0: a null inside its list" in err
 
 
+BIG = [0, 9223372036854775813, 18446744073709551615]  # above int64's range: pyarrow parses them as doubles
+
+
+def test_csv_integers_above_int64_are_stored_exactly_as_uint64(tmp_path, capsys):
+    (tmp_path / "u.csv").write_text("id,v,w,k\n" + "".join(f"a,{v},{i},{i}\n" for i, v in enumerate(BIG)))
+    status, out, err = run([tmp_path / "u.csv", tmp_path / "d", "--value-column", "v", "--no-progress"], capsys)
+    assert status == 0, err
+    assert f"dtype uint64: the narrowest integer type for the integers of column 'v' (0 to {2**64 - 1})" in out
+    assert_dataset(tmp_path / "d", [np.array(BIG, np.uint64)])
+    assert open_dataset(tmp_path / "d").dtype == "uint64"
+    from fastfeed import Feeder
+
+    with Feeder(str(tmp_path / "d"), window=None, batch_size=1, output="numpy") as feeder:
+        (batch,) = list(feeder)
+    assert batch.x.dtype == np.uint64 and [int(x) for x in batch.x[0]] == BIG
+    # Beside another integer column (read again as uint64, exactly), and as step targets.
+    status, _, err = run(
+        [tmp_path / "u.csv", tmp_path / "vw", "--value-column", "w", "--value-column", "v", "--no-progress"], capsys
+    )
+    assert status == 0, err
+    assert_dataset(tmp_path / "vw", [np.array([[i, v] for i, v in enumerate(BIG)], np.uint64)])
+    status, _, err = run(
+        [tmp_path / "u.csv", tmp_path / "t", "--id-column", "id", "--value-column", "k", "--target-column", "v"]
+        + ["--no-progress"],
+        capsys,
+    )
+    assert status == 0, err
+    xs, ys = feed_all(tmp_path / "t")
+    assert [x.tolist() for x in xs] == [[0, 1, 2]]
+    assert ys[0].dtype == np.uint64 and [int(y) for y in ys[0]] == BIG
+    # A CSV of floats is read as before.
+    (tmp_path / "f.csv").write_text("v\n1.5\n1e19\n-2\n")
+    status, _, err = run([tmp_path / "f.csv", tmp_path / "f", "--value-column", "v", "--no-progress"], capsys)
+    assert status == 0, err
+    assert_dataset(tmp_path / "f", [np.array([1.5, 1e19, -2.0])])
+    # JSON lists too (NumPy makes [0, 2**63 + 5] float64).
+    (tmp_path / "j.csv").write_text('seq\n"[1, 2]"\n"' + json.dumps(BIG) + '"\n')
+    status, _, err = run([tmp_path / "j.csv", tmp_path / "j", "--column", "seq", "--no-progress"], capsys)
+    assert status == 0, err
+    assert_dataset(tmp_path / "j", [np.array([1, 2], np.uint64), np.array(BIG, np.uint64)])
+
+
+@pytest.mark.parametrize(
+    "column, args, message",
+    [
+        (
+            "v\n0\n5\n18446744073709551616\n",
+            [],
+            "column 'v', row 2: the integer 18446744073709551616 is above uint64's",
+        ),
+        ("v\n3\n-9223372036854775809\n", [], "column 'v', row 1: the integer -9223372036854775809 is below int64's"),
+        (
+            "v\n-1\n9223372036854775813\n",
+            [],
+            "column 'v' holds integers that no one integer type holds together: -1 (row 0)",
+        ),
+        ("v,w\n-1,0\n2,9223372036854775813\n", ["--value-column", "w"], "columns 'v', 'w' hold integers that no one"),
+        (
+            "v,f\n9223372036854775813,0.5\n",
+            ["--value-column", "f"],
+            "column 'v', row 0: the integer 9223372036854775813 would be rounded",
+        ),
+        (
+            'seq\n"[0, 18446744073709551616]"\n',
+            None,
+            "column 'seq', row 0: its integers (0 to 18446744073709551616) fit neither",
+        ),
+    ],
+)
+def test_csv_integers_no_integer_type_holds_are_refused(tmp_path, capsys, column, args, message):
+    (tmp_path / "x.csv").write_text(column)
+    argv = ["--column", "seq"] if args is None else ["--value-column", "v", *args]
+    status, _, err = run([tmp_path / "x.csv", tmp_path / "d", *argv, "--no-progress"], capsys)
+    assert status == 1 and f"x.csv: {message}" in err, err
+    assert not (tmp_path / "d").exists()
+    # --dtype float64 asks for floats: they are rounded, as asked.
+    status, _, err = run([tmp_path / "x.csv", tmp_path / "d", *argv, "--dtype", "float64", "--no-progress"], capsys)
+    assert status == 0, err
+
+
 # ----- labels and step targets ------------------------------------------------------------------
 
 

@@ -29,10 +29,14 @@ Dtypes: Parquet and Arrow columns keep their types. A CSV states none, so its in
 (value columns, or JSON lists with no fraction, exponent or NaN in any cell) are stored in the
 narrowest integer dtype that holds them all: the narrowest of uint8, uint16, uint32 and uint64
 when no value is negative, else the narrowest of int8, int16, int32 and int64 (see
-`narrowest_int`); its floats stay float64 as parsed. ``dtype`` chooses the values' dtype
-instead, refusing values it would change. A CSV's integer labels and step targets stay int64
-(what PyTorch's losses take as class indices: the Feeder hands integer targets over unconverted),
-its floats float64; ``target_dtype`` chooses another.
+`narrowest_int`); its floats stay float64 as parsed. Integers above int64's range (which
+pyarrow parses as rounded doubles) are read again exactly, as uint64; integers that no integer
+type holds (above 2**64-1, below -2**63, or negative ones beside ones above int64's range) are
+refused, naming the column and the row, rather than rounded. ``dtype`` chooses the values' dtype
+instead, refusing values it would change (``float64`` stores such integers rounded). A CSV's
+integer labels and step targets stay int64 (what PyTorch's losses take as class indices: the
+Feeder hands integer targets over unconverted; uint64 for values above int64's range), its floats
+float64; ``target_dtype`` chooses another.
 
 Sequences are written in chunks of about ``CHUNK_BYTES`` with append_dataset, so the input is
 never held twice; a grouped table is held once (its value columns as one array) because the
@@ -63,6 +67,7 @@ _CSV_SUFFIXES = (".csv", ".csv.gz", ".csv.bz2")
 _PARQUET_SUFFIXES = (".parquet", ".pq")
 _ARROW_SUFFIXES = (".arrow", ".arrows", ".feather", ".ipc")
 _ARROW_FILE_MAGIC = b"ARROW1"
+_INT64_MIN, _INT64_MAX, _UINT64_MAX = -(2**63), 2**63 - 1, 2**64 - 1
 
 
 class ConvertError(ValueError):
@@ -511,9 +516,10 @@ def _null_inside(inner: Any, ends: List[np.ndarray], column: str, first_row: int
     )
 
 
-def _json_cell(cell: str, column: str, row: int) -> np.ndarray:
+def _json_cell(cell: str, column: str, row: int, exact: bool = True) -> np.ndarray:
     """One CSV cell holding a JSON list: an integer array when every number in it is an
-    integer (true/false count as 1/0), else float64."""
+    integer (true/false count as 1/0), else float64. Integers beyond int64's range are uint64,
+    and refused when uint64 does not hold them either, unless not `exact` (floats are wanted)."""
     try:
         obj = json.loads(cell)
         seq = np.asarray(obj)
@@ -521,6 +527,17 @@ def _json_cell(cell: str, column: str, row: int) -> np.ndarray:
             raise ConvertError(
                 f"column {column!r}, row {row}: a null inside its list {cell[:60]!r}; fill or drop it before converting"
             )
+        if exact and seq.size and (seq.dtype.kind == "O" or (seq.dtype.kind == "f" and not (abs(seq) < 2.0**63).all())):
+            # Integers beyond int64's range, which NumPy made floats (or objects): exactly, or refused.
+            leaves = np.asarray(obj, dtype=object).reshape(-1)
+            if all(type(x) is int for x in leaves):
+                lo, hi = min(leaves), max(leaves)
+                if lo < 0 or hi > _UINT64_MAX:
+                    raise ConvertError(
+                        f"column {column!r}, row {row}: its integers ({lo} to {hi}) fit neither int64 nor "
+                        "uint64; pass --dtype float64 to store them as floats, rounded"
+                    )
+                seq = np.asarray(obj, dtype=object).astype(np.uint64)
         if seq.dtype.kind == "b":
             seq = seq.astype(np.int64)
         elif seq.dtype.kind not in "iu":
@@ -543,7 +560,7 @@ def _json_lists(
     _no_nulls(arr, column, first_row)
     out = []
     for i, cell in enumerate(arr.to_pylist()):
-        seq = _json_cell(cell, column, first_row + i)
+        seq = _json_cell(cell, column, first_row + i, dtype is None or dtype.kind != "f")
         if dtype is not None:
             seq = cast_exactly(seq, dtype, f"column {column!r}, row {first_row + i}", None, option)
         out.append(seq)
@@ -635,7 +652,109 @@ def _read_values(
         bar.close()
     if row != rows:
         raise ConvertError(f"{table.path}: changed while being read ({row} rows, expected {rows})")
+    if table.kind == "csv" and dtype is None:
+        # Integers beyond int64's range, which pyarrow parsed as (rounded) doubles, read again exactly.
+        exact: dict = {}
+        for j, (c, t) in enumerate(zip(columns, kinds)):
+            if table.pa.types.is_floating(t) and _beyond_int64(out[:, j]):
+                ints = _exact_integers(table, c)
+                if ints is not None:
+                    exact[j] = ints
+        if exact:
+            out = _with_exact(table, columns, kinds, out, exact, what)
     return out
+
+
+def _with_exact(
+    table: _Table, columns: List[str], kinds: List[Any], out: np.ndarray, exact: dict, what: str
+) -> np.ndarray:
+    """`out` (rows, k) with the columns `exact` holds (by index: int64 or uint64 arrays) put back
+    exactly: with float columns beside them only if float64 holds their integers unrounded; with
+    integer columns as int64, or uint64 when one of them needs it and no value is negative (the
+    integer columns are read again as that, since float64 may have rounded them)."""
+    others = [j for j in range(len(columns)) if j not in exact]
+    floats = [j for j in others if table.pa.types.is_floating(kinds[j])]
+    if floats:
+        for j, ints in exact.items():
+            with np.errstate(invalid="ignore", over="ignore"):
+                bad = np.flatnonzero(out[:, j].astype(ints.dtype) != ints)
+            if len(bad):
+                raise ConvertError(
+                    f"column {columns[j]!r}, row {int(bad[0])}: the integer {ints[bad[0]].item()} would be rounded "
+                    f"in float64, the dtype that float column {columns[floats[0]]!r} beside it needs; convert "
+                    "them separately, or pass --dtype float64 to store them rounded"
+                )
+        return out
+    unsigned = [j for j, ints in exact.items() if ints.dtype.kind == "u"]
+    signed = [j for j in range(len(columns)) if j not in unsigned and out[:, j].size and out[:, j].min() < 0]
+    if unsigned and signed:
+        j, k = signed[0], unsigned[0]
+        r, q = int(np.argmin(out[:, j])), int(np.argmax(exact[k]))
+        raise ConvertError(
+            f"{_names([columns[j], columns[k]]) if j != k else _names([columns[j]])} hold integers that no one "
+            f"integer type holds together: {int(out[r, j])} (row {r}) needs a signed type, {exact[k][q].item()} "
+            f"(row {q}) is above int64's range; pass --dtype float64 to store them as floats, rounded"
+        )
+    wide = np.dtype(np.uint64 if unsigned else np.int64)
+    result = np.empty(out.shape, wide)
+    if others:
+        result[:, others] = _read_values(table, [columns[j] for j in others], len(out), wide.name, False, what)
+    for j, ints in exact.items():
+        result[:, j] = ints
+    return result
+
+
+def _beyond_int64(col: np.ndarray) -> bool:
+    """Whether a CSV column pyarrow parsed as float64 may hold integer literals beyond int64's
+    range (pyarrow reads those as doubles, rounding them): every value integral and one out of
+    int64's range. Ordinary float columns fail the range test at the cost of two comparisons."""
+    with np.errstate(invalid="ignore"):
+        if not ((col >= 2.0**63) | (col <= -(2.0**63))).any():
+            return False
+        return bool((np.isfinite(col) & (col == np.trunc(col))).all())
+
+
+def _exact_integers(table: _Table, column: str) -> Optional[np.ndarray]:
+    """A CSV column's cells parsed exactly: int64, or uint64 when a value is above int64's range;
+    None when a cell is not an integer literal (the column is then one of floats). Integers that
+    neither type holds are refused, naming the column and the row, rather than rounded."""
+    import pyarrow.compute as pc
+
+    parts: List[np.ndarray] = []
+    lo: Optional[Tuple[int, int]] = None  # (value, row) of the least and the greatest
+    hi: Optional[Tuple[int, int]] = None
+    row = 0
+    for batch in table.batches([column], {column: table.pa.string()}):
+        cells = pc.utf8_trim_whitespace(batch.column(0))
+        if cells.null_count or not pc.all(pc.match_substring_regex(cells, r"^[+-]?[0-9]+$")).as_py():
+            return None
+        numbers = [int(cell) for cell in cells.to_pylist()]
+        for i, n in enumerate(numbers):
+            if n > _UINT64_MAX or n < _INT64_MIN:
+                side = "above uint64's range (up to 2**64-1)" if n > 0 else "below int64's range (down to -2**63)"
+                raise ConvertError(
+                    f"column {column!r}, row {row + i}: the integer {n} is {side}, so no integer type holds "
+                    "it; pass --dtype float64 to store the column's values as floats, rounded"
+                )
+        if numbers:
+            a = min(range(len(numbers)), key=numbers.__getitem__)
+            b = max(range(len(numbers)), key=numbers.__getitem__)
+            if lo is None or numbers[a] < lo[0]:
+                lo = (numbers[a], row + a)
+            if hi is None or numbers[b] > hi[0]:
+                hi = (numbers[b], row + b)
+            if lo[0] < 0 and hi[0] > _INT64_MAX:
+                raise ConvertError(
+                    f"column {column!r} holds integers that no one integer type holds together: {lo[0]} "
+                    f"(row {lo[1]}) needs a signed type, {hi[0]} (row {hi[1]}) is above int64's range; "
+                    "pass --dtype float64 to store them as floats, rounded"
+                )
+            parts.append(np.array(numbers, np.uint64 if numbers[b] > _INT64_MAX else np.int64))
+        row += batch.num_rows
+    if hi is None:
+        return None
+    wide = np.dtype(np.uint64 if hi[0] > _INT64_MAX else np.int64)
+    return np.concatenate([part.astype(wide) for part in parts])
 
 
 def _squeeze(values: np.ndarray) -> np.ndarray:
