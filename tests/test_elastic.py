@@ -191,3 +191,233 @@ def _take_batches(feeder, count):
         if i + 1 == count:
             break
     return out
+
+
+# ----- whole sequences (padded, without bucket, batch_tokens or pack) ------------------------
+
+_rng = np.random.default_rng(7)
+SEQS = [np.arange(1000 * i, 1000 * i + int(_rng.integers(1, 9)), dtype=np.float32) for i in range(41)]
+
+
+def _seq_feeders(world, batch, steps=None, **kw):
+    return [
+        Feeder(
+            SEQS,
+            window=None,
+            batch_size=batch,
+            shuffle=True,
+            seed=5,
+            rank=r,
+            world_size=world,
+            steps_per_epoch=steps,
+            with_index=True,
+            output="numpy",
+            **kw,
+        )
+        for r in range(world)
+    ]
+
+
+def _numbers(batches):
+    return [int(s) for b in batches for s in b.series]
+
+
+@settings(max_examples=25, deadline=None)
+@given(
+    old=st.tuples(st.integers(1, 4), st.integers(1, 5)),
+    new=st.tuples(st.integers(1, 4), st.integers(1, 5)),
+    done=st.integers(1, 8),
+    drop_last=st.booleans(),
+)
+def test_whole_sequences_go_on_over_all_ranks_with_other_world_and_batch_sizes(old, new, done, drop_last):
+    olds = _seq_feeders(*old, drop_last=drop_last)
+    done = min(done, len(olds[0]) - 1)
+    first = [_take_batches(f, done) for f in olds]
+    states = [json.loads(json.dumps(f.state_dict())) for f in olds]
+    offset = done * old[0] * old[1]
+    assert all(s["stream"] == {"pass": 0, "offset": offset, "origin": None} for s in states)
+    news = _seq_feeders(*new, drop_last=drop_last)
+    for r, f in enumerate(news):
+        f.load_state_dict(states[(r + 1) % len(states)])  # any rank's state serves every rank
+    lengths = [len(f) for f in news]
+    rest = [_take_batches(f, 10**6) for f in news]
+    assert len({len(r) for r in rest}) == 1  # every rank the same number of batches
+    # len() of an epoch resumed so is what its pass has left (as saved, the whole epoch)
+    assert lengths == [len(r) + (done if old == new else 0) for r in rest]
+    seen = Counter(_numbers([b for part in first + rest for b in part]))
+    assert max(seen.values()) == 1  # no sequence twice in the epoch, over old and new ranks
+    skipped = len(SEQS) - sum(seen.values())
+    assert skipped < new[0] * (new[1] if drop_last else 1) + (old[0] * old[1] if drop_last else 0)
+    if not drop_last:
+        assert skipped < new[0]
+    # Exactly the new ranks' shares of the rest of the pass, in the pass's order.
+    order = reference.permutation(len(SEQS), 5, 0)
+    for r, part in enumerate(rest):
+        positions = reference.resumed_share(len(SEQS), offset, r, new[0], drop_last, new[1])
+        if drop_last:
+            positions = positions[: len(positions) // new[1] * new[1]]
+        assert _numbers(part) == [int(order[p]) for p in positions]
+        want = reference.sequence_batches(
+            SEQS,
+            batch_size=new[1],
+            shuffle=True,
+            seed=5,
+            drop_last=drop_last,
+            rank=r,
+            world_size=new[0],
+            with_index=True,
+            resume=(0, 0, offset),
+        )
+        assert len(want) == len(part)
+        for got, w in zip(part, want):
+            for key in ("x", "mask", "lengths", "series"):
+                np.testing.assert_array_equal(getattr(got, key), w[key])
+    # The next epoch is a whole pass again, as the new configuration deals it.
+    for r, f in enumerate(news):
+        nxt = list(f)
+        assert len(nxt) == len(_seq_feeders(*new, drop_last=drop_last)[r])
+        order1 = reference.permutation(len(SEQS), 5, 1)
+        share = reference.rank_share(len(SEQS), r, new[0], drop_last, new[1])
+        if drop_last:
+            share = share[: len(share) // new[1] * new[1]]
+        assert _numbers(nxt) == [int(order1[p]) for p in share]
+
+
+def test_whole_sequences_resumed_at_the_end_of_a_pass_start_the_next_epoch():
+    olds = _seq_feeders(1, 41)
+    _take_batches(olds[0], 1)
+    state = olds[0].state_dict()  # every sequence of pass 0 read: the state names epoch 1
+    news = _seq_feeders(2, 4)
+    news[0].load_state_dict(state)
+    assert news[0].epoch == 1 and len(news[0]) == len(_seq_feeders(2, 4)[0])
+    order = reference.permutation(len(SEQS), 5, 1)
+    assert _numbers(list(news[0])) == [int(order[p]) for p in reference.rank_share(41, 0, 2, False, 4)]
+
+
+@pytest.mark.parametrize("old,new", [((3, 5), (2, 5)), ((2, 5), (3, 4)), ((3, 3), (4, 2)), ((1, 7), (3, 5))])
+def test_virtual_epochs_of_whole_sequences_resume_elastically_across_passes(old, new):
+    # 41 sequences: each pass gives every rank 41 // world_size of them (the rest sit it out),
+    # and passes end inside the run, before and after the resume.
+    olds = _seq_feeders(*old, steps=6)
+    assert all(f.state_dict()["fingerprint"].get("stream_shares") == ("equal" if old[0] > 1 else None) for f in olds)
+    first = []
+    for f in olds:
+        first.append(_take_batches(f, 6) + _take_batches(f, 2))  # epoch 0, then 2 batches of epoch 1
+    states = [f.state_dict() for f in olds]
+    assert all(s["stream"] == states[0]["stream"] for s in states)
+    consumed, per_old = 8 * old[1], 41 // old[0]
+    point = {"pass": consumed // per_old, "offset": consumed % per_old * old[0], "origin": None}
+    assert states[0]["stream"] == point
+    news = _seq_feeders(*new, steps=6)
+    firsts = []
+    for r, f in enumerate(news):
+        f.load_state_dict(states[r % len(states)])
+        assert len(f) == 6  # virtual epochs keep their length
+        rest = _take_batches(f, 6) + _take_batches(f, 6)  # the rest of epoch 1 (4 batches), then epoch 2
+        assert len(rest) == 10 and all(len(b.series) == new[1] for b in rest)
+        want, pass_, offset = [], point["pass"], point["offset"]
+        while len(want) < 10 * new[1]:  # the rest of the resumed pass, then whole passes
+            order = reference.permutation(41, 5, pass_)
+            want += [int(order[offset + q * new[0] + r]) for q in range((41 - offset) // new[0])]
+            pass_, offset = pass_ + 1, 0
+        assert _numbers(rest) == want[: 10 * new[1]]
+        # The epoch keeps counting batches: the new ranks take over at batch 2 of epoch 1 (step 8).
+        ref = [
+            b
+            for e in (1, 2)
+            for b in reference.sequence_batches(
+                SEQS,
+                batch_size=new[1],
+                shuffle=True,
+                seed=5,
+                epoch=e,
+                rank=r,
+                world_size=new[0],
+                steps_per_epoch=6,
+                with_index=True,
+                resume=(8, point["pass"], point["offset"]),
+            )
+        ]
+        assert [int(s) for b in ref for s in b["series"]] == _numbers(rest)
+        firsts.append(rest)
+    # The pass the state fell in, over old and new ranks: no sequence twice, fewer than the new
+    # world_size left out.
+    k = consumed % per_old  # each old rank's items of that pass
+    olds_part = [n for part in first for n in (_numbers(part)[-k:] if k else [])]
+    news_part = [n for part in firsts for n in _numbers(part)[: (41 - point["offset"]) // new[0]]]
+    seen = Counter(olds_part + news_part)
+    assert max(seen.values()) == 1 and 0 <= 41 - len(seen) < new[0]
+
+
+def test_virtual_epochs_of_whole_sequences_give_every_rank_an_equal_share_of_each_pass():
+    feeders = _seq_feeders(3, 4, steps=5)
+    for r, f in enumerate(feeders):
+        got = _numbers(list(f) + list(f))  # 40 sequences: 41 // 3 = 13 a pass, crossing into pass 3
+        want = reference.sequence_batches(
+            SEQS, batch_size=4, shuffle=True, seed=5, epoch=0, rank=r, world_size=3, steps_per_epoch=5, with_index=True
+        ) + reference.sequence_batches(
+            SEQS, batch_size=4, shuffle=True, seed=5, epoch=1, rank=r, world_size=3, steps_per_epoch=5, with_index=True
+        )
+        assert got == [int(s) for b in want for s in b["series"]]
+        positions = [q * 3 + r for q in range(13)]
+        assert got[:13] == [int(reference.permutation(41, 5, 0)[p]) for p in positions]
+        assert got[13:26] == [int(reference.permutation(41, 5, 1)[p]) for p in positions]
+
+
+def test_whole_sequences_resumed_elastically_then_saved_resume_exactly():
+    for steps in (None, 7):
+        olds = _seq_feeders(2, 3, steps=steps)
+        for f in olds:
+            _take_batches(f, 2)
+        state = olds[0].state_dict()
+        news = _seq_feeders(3, 2, steps=steps)
+        for f in news:
+            f.load_state_dict(state)
+        it = iter(news[2])
+        next(it)
+        saved = news[2].state_dict()
+        assert saved["stream"]["origin"] is not None
+        follow = list(it)
+        exact = _seq_feeders(3, 2, steps=steps)[2]
+        exact.load_state_dict(json.loads(json.dumps(saved)))
+        again = list(exact)
+        assert len(again) == len(follow) > 0
+        for a, b in zip(follow, again):
+            np.testing.assert_array_equal(a.x, b.x)
+            np.testing.assert_array_equal(a.series, b.series)
+        # and a state of the same configuration with no elastic resume in it is exact as before
+        plain = _seq_feeders(2, 3, steps=steps)[1]
+        it = iter(plain)
+        next(it)
+        s = plain.state_dict()
+        rest = list(it)
+        same = _seq_feeders(2, 3, steps=steps)[1]
+        same.load_state_dict(s)
+        assert [b.series.tolist() for b in same] == [b.series.tolist() for b in rest]
+
+
+@pytest.mark.parametrize("kw", [dict(bucket=True), dict(pack=True, max_len=4), dict(pack="best_fit", max_len=4)])
+def test_bucketed_and_packed_sequences_still_refuse_another_world_size(kw):
+    f = Feeder(SEQS, window=None, batch_size=2, **kw)
+    next(iter(f))
+    state = f.state_dict()
+    assert "stream" not in state
+    g = Feeder(SEQS, window=None, batch_size=2, rank=0, world_size=2, **kw)
+    with pytest.raises(ValueError, match=r"another world_size \(saved 1, this feeder 2\).*bucketed, packed"):
+        g.load_state_dict(state)
+    t = Feeder(SEQS, window=None, batch_tokens=16)
+    next(iter(t))
+    with pytest.raises(ValueError, match="world_size"):
+        Feeder(SEQS, window=None, batch_tokens=16, rank=1, world_size=2).load_state_dict(t.state_dict())
+
+
+def test_virtual_epochs_of_whole_sequences_resumed_with_fewer_than_world_size_left_go_to_the_next_pass():
+    old = _seq_feeders(1, 1, steps=50)[0]
+    _take_batches(old, 40)
+    state = old.state_dict()
+    assert state["stream"] == {"pass": 0, "offset": 40, "origin": None}  # one sequence of pass 0 left
+    news = _seq_feeders(2, 3, steps=50)
+    order = reference.permutation(41, 5, 1)
+    for r, f in enumerate(news):
+        f.load_state_dict(state)
+        assert _numbers(_take_batches(f, 3)) == [int(order[q * 2 + r]) for q in range(9)]

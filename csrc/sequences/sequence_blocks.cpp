@@ -54,7 +54,8 @@ SequenceBlocks::SequenceBlocks(std::shared_ptr<const SequenceData> data, const O
   pack_.validate();
   pad_.validate(pack_.pack);
   run_.validate();
-  sizes_ = epoch_sizes(data_->units(pack_.pack, pad_.max_len), order_);  // validates the order
+  const int64_t units = data_->units(pack_.pack, pad_.max_len);
+  sizes_ = epoch_sizes(units, order_, run_.epoch);  // validates the order; an elastic resume's epoch is shorter
   lengths_ = data_->lengths();
   if (pack_.varying()) {
     // Batches (and rows) differ from pass to pass: this epoch's count comes from its plan, and
@@ -75,7 +76,11 @@ SequenceBlocks::SequenceBlocks(std::shared_ptr<const SequenceData> data, const O
   } else if (data_->has_labels()) {
     check_feat(out_.y_feat, data_->labels.row_elems, "OutputSpec.y_feat", "a label");
   }
-  const std::shared_ptr<const PassPlan> first = plan_for(pack_.varying() && order_.steps_per_epoch <= 0 ? run_.epoch : 0);
+  // The plan of the epoch's pass, or with virtual epochs of a whole pass (the first, or the one
+  // after an elastic resume's).
+  const uint64_t whole_pass = order_.resume_step >= 0 ? static_cast<uint64_t>(order_.resume_pass) + 1 : 0;
+  const std::shared_ptr<const PassPlan> first =
+      plan_for(order_.steps_per_epoch <= 0 ? static_cast<uint64_t>(run_.epoch) : whole_pass);
   // The plan cuts each pass itself; its count must be the one epoch_sizes() reports to Python.
   if (first->num_batches() != sizes_.batches_per_pass) {
     throw std::logic_error("sequence plan holds " + std::to_string(first->num_batches()) +
@@ -91,8 +96,22 @@ SequenceBlocks::SequenceBlocks(std::shared_ptr<const SequenceData> data, const O
     throw std::logic_error("sequence plan holds " + std::to_string(items_per_pass_) + " items a pass, epoch_sizes says " +
                            std::to_string(sizes_.per_rank));
   }
-  if (!mix_ && (streamed_ ? items_per_pass_ == 0 : sizes_.batches_per_pass == 0)) {  // a mixture streams on
-    throw ArgumentError("a pass holds no batch for this rank");
+  // Padded sequences stream as windows do: every rank through an equal share of each pass (the
+  // n % world_size left over sit it out), so that all ranks cross into the next pass together
+  // and a saved state names one point of the stream for them all (an elastic resume).
+  equal_shares_ = streamed_ && !pack_.pack && !mix_;
+  if (equal_shares_) {
+    const auto resumed = static_cast<uint64_t>(order_.resume_pass);
+    first_pass_ = stream_share_size(order_, units, resumed);
+    per_pass_ = stream_share_size(order_, units, resumed + 1);
+  } else {
+    first_pass_ = per_pass_ = items_per_pass_;
+  }
+  // (A real epoch resumed elastically may have no batch left: it is what its pass has left.)
+  const bool resumed_epoch = order_.steps_per_epoch <= 0 && order_.resume_step == run_.epoch;
+  if (!mix_ && (streamed_ ? per_pass_ == 0 : sizes_.batches_per_pass == 0 && !resumed_epoch)) {  // a mixture streams on
+    throw ArgumentError(equal_shares_ ? "a pass holds fewer sequences than world_size: no rank can stream through it"
+                                      : "a pass holds no batch for this rank");
   }
   x_pad_row_ = constant_row(pad_.pad_value, data_->inputs[0].row_elems, out_.x_dtype);
   if (!data_->step_targets.empty()) {
@@ -207,7 +226,7 @@ BatchLayout SequenceBlocks::layout_of(int64_t batch) const {
     const int64_t item = batch * B + i;
     const StreamPosition at =
         pack_.varying() ? passes_->locate(run_.epoch * order_.steps_per_epoch * B + item, /*by_items=*/true)
-                        : locate_in_stream(order_, run_.epoch, item, order_.steps_per_epoch * B, items_per_pass_);
+                        : locate_sample(order_, run_.epoch, item, per_pass_, first_pass_);
     if (plans.empty() || at.pass != pass) plans.push_back(plan_for(pass = at.pass));
     const PassPlan& plan = *plans.back();
     if (pack_.pack) rows.emplace_back(&plan, at.index);

@@ -95,6 +95,9 @@ class SequenceBlocks : public BlockBuilder {
   std::shared_ptr<const PassSizes> passes_;  // with pack_.varying()
   int64_t items_per_pass_ = 0;  // sequences (plain) or rows (packed) in this rank's share of a pass
   bool streamed_ = false;       // virtual epochs cut batches from the stream of items (see layout_of)
+  bool equal_shares_ = false;   // streamed padded sequences: every rank n / world_size of each pass
+  int64_t first_pass_ = 0;      // streamed: this rank's items of the first pass (of an elastic resume's)
+  int64_t per_pass_ = 0;        // streamed: this rank's items of every other pass
   std::vector<std::byte> x_pad_row_, y_pad_row_;
   std::shared_ptr<BufferPool> pool_;
 

@@ -198,9 +198,11 @@ PassPlan PassPlan::build(const std::vector<int64_t>& lengths, const OrderSpec& o
     return plan;
   }
 
-  // This rank's sequences: positions rank, rank + world, ... of the pass's order.
-  const int64_t n = rank_share_size(all, order.rank, order.world_size, B, order.drop_last);
-  for (int64_t q = 0; q < n; ++q) plan.seqs_[q] = plan.seqs_[q * order.world_size + order.rank];
+  // This rank's sequences: positions rank, rank + world, ... of the pass's order; after an
+  // elastic resume in this pass, offset + rank, offset + rank + world, ... (pass_share_size).
+  const int64_t offset = order.offset_in(pass);
+  const int64_t n = pass_share_size(order, all, pass);
+  for (int64_t q = 0; q < n; ++q) plan.seqs_[q] = plan.seqs_[offset + q * order.world_size + order.rank];
   plan.seqs_.resize(static_cast<size_t>(n));
 
   if (pack.bucket) sort_pools(plan.seqs_, lengths, pack.bucket_pool * B);

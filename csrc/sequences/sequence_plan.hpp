@@ -68,7 +68,8 @@ class PassPlan {
  public:
   // Rank order.rank's plan for pass `pass` over sequences of the given lengths.
   //  - Plain and bucketed: its share of the pass's sequences (positions rank, rank + world_size,
-  //    ... of the pass's order), cut into batches.
+  //    ... of the pass's order; from order.offset_in(pass) on after an elastic resume, which
+  //    only plain padded sequences take), cut into batches.
   //  - Token budget (pack.batch_tokens): the whole pass's order is cut greedily into batches of
   //    as many sequences as fit rows * padded length <= batch_tokens (at least one), within
   //    pools of bucket_pool budgets' worth of steps sorted by length with pack.bucket; with

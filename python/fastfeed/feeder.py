@@ -426,12 +426,13 @@ class Feeder:
             state: the dict ``state_dict()`` returned, from this process or another.
 
         A state saved with another ``world_size`` or ``batch_size`` (all ranks saving after
-        the same number of batches, as a training loop does) is accepted for windows and
-        mixtures: the ranks go on together from the same point of the epoch's order, so that no
-        sample of the epoch is repeated and none is skipped beyond the few (fewer than
-        ``world_size``) that rank shares always leave out. An epoch resumed so without virtual
-        epochs has only the batches its pass has left. ``num_threads`` and ``prefetch`` may
-        always differ; any rank's state serves every rank.
+        the same number of batches, as a training loop does) is accepted for windows, padded
+        whole sequences (without bucket, pack or batch_tokens) and mixtures: the ranks go on
+        together from the same point of the epoch's order, so that no sample of the epoch is
+        repeated and none is skipped beyond the few (fewer than ``world_size``) that rank
+        shares always leave out. An epoch resumed so without virtual epochs has only the
+        batches its pass has left. ``num_threads`` and ``prefetch`` may always differ; any
+        rank's state serves every rank.
 
         Raises:
             ValueError: the state comes from a Feeder with another configuration or other data

@@ -758,15 +758,18 @@ def padded_plan(
     rank: int = 0,
     world_size: int = 1,
     keep_short: bool = False,
+    offset: int = 0,
 ) -> List[List[int]]:
     """A rank's batches (lists of sequence numbers) of one pass of padded whole sequences.
 
-    The rank's share of the pass's order (rank_share) is cut into batches (plain), or cut into
-    pools of `bucket_pool` batches, each pool sorted by length (stable), cut into batches, and
-    the batches shuffled (whatever `shuffle` says) with a permutation keyed by seed ^ BATCH_ORDER_SALT.
-    drop_last drops a short last batch, unless `keep_short` (virtual epochs stream every item)."""
+    The rank's share of the pass's order (rank_share; resumed_share of the rest from `offset`
+    on, after an elastic resume) is cut into batches (plain), or cut into pools of `bucket_pool`
+    batches, each pool sorted by length (stable), cut into batches, and the batches shuffled
+    (whatever `shuffle` says) with a permutation keyed by seed ^ BATCH_ORDER_SALT. drop_last
+    drops a short last batch, unless `keep_short` (virtual epochs stream every item)."""
     everyone = [int(i) for i in sequence_order(len(lengths), shuffle, seed, pass_)]
-    order = [everyone[q] for q in rank_share(len(everyone), rank, world_size, drop_last, unit=batch_size)]
+    share = resumed_share(len(everyone), offset, rank, world_size, drop_last, unit=batch_size)
+    order = [everyone[q] for q in share]
     n = len(order)
     if bucket:
         pool = bucket_pool * batch_size
@@ -991,9 +994,19 @@ def sequence_batches(
     check_finite: Any = False,
     static: Any = None,
     with_index: bool = False,
+    resume: Optional[Tuple[int, int, int]] = None,
 ) -> List[dict]:
     """Every batch of one epoch of whole sequences, as dicts with x, y, mask, lengths and, when
     packing, segment_ids, position_ids and cu_seqlens: what a Feeder(window=None) yields.
+
+    Virtual epochs of plain padded sequences stream every rank through an equal share of each
+    pass (positions rank, rank + world_size, ..., len(sequences) // world_size of them).
+    `resume=(step, pass, offset)` (plain padded sequences only) is an elastic resume, a state
+    saved with another world_size or batch_size: at `step` (the epoch, or with virtual epochs
+    epoch * steps_per_epoch + batch) the ranks take over at position `offset` of pass `pass`,
+    sharing the rest of that pass (resumed_share; equal shares of it with virtual epochs), then
+    whole passes. The resumed epoch's batches are those from `step` on: without virtual epochs
+    the batches its pass has left.
 
     `targets`: None, an array with one row per sequence (labels), or a list aligned step for step.
     `static` (one row per sequence) adds "static"; `with_index` adds "series" (the sequence's
@@ -1035,6 +1048,12 @@ def sequence_batches(
     # every item of the rank's share, as with windows; bucketed and token-budget batches stay as
     # each pass cut them.
     streamed = steps_per_epoch is not None and not bucket and batch_tokens is None
+    if resume is not None and (bucket or pack or batch_tokens is not None):
+        raise ValueError("resume applies to plain padded sequences (no bucket, pack or batch_tokens)")
+    r_step, r_pass, r_offset = resume if resume is not None else (-1, 0, 0)
+
+    def offset_in(pass_: int) -> int:
+        return r_offset if resume is not None and pass_ == r_pass else 0
 
     def plan(pass_: int) -> list:
         if best_fit:
@@ -1091,6 +1110,7 @@ def sequence_batches(
             rank,
             world_size,
             keep_short=streamed,
+            offset=offset_in(pass_),
         )
 
     plans = {}
@@ -1116,6 +1136,35 @@ def sequence_batches(
             epoch, cast(int, steps_per_epoch) * batch_size, steps_per_epoch, lambda p: len(rows_in(p))
         )
         items = [rows_in(pass_)[q] for pass_, q in stream]
+        batches = [items[k : k + batch_size] for k in range(0, len(items), batch_size)]
+    elif resume is not None and steps_per_epoch is None:  # the resumed epoch: what its pass has left
+        if epoch < r_step:
+            raise ValueError(f"epoch {epoch} comes before the resume at epoch {r_step}")
+        batches = plan_of(epoch)
+    elif streamed and not pack:  # equal shares of each pass, every item streamed
+        n_seqs, per_pass = len(lengths), len(lengths) // world_size
+
+        def share(pass_: int) -> List[int]:
+            order = sequence_order(n_seqs, shuffle, seed, pass_)
+            at = offset_in(pass_)
+            return [int(order[at + q * world_size + rank]) for q in range((n_seqs - at) // world_size)]
+
+        per_epoch = cast(int, steps_per_epoch) * batch_size
+        first_item = epoch * per_epoch if resume is None else max(epoch * per_epoch, r_step * batch_size)
+        first_share = (n_seqs - r_offset) // world_size
+        shares: Dict[int, List[int]] = {}
+        items = []
+        for t in range(first_item, (epoch + 1) * per_epoch):
+            if resume is None:
+                pass_, q = t // per_pass, t % per_pass
+            elif t - r_step * batch_size < first_share:
+                pass_, q = r_pass, t - r_step * batch_size
+            else:
+                u = t - r_step * batch_size - first_share
+                pass_, q = r_pass + 1 + u // per_pass, u % per_pass
+            if pass_ not in shares:
+                shares[pass_] = share(pass_)
+            items.append(shares[pass_][q])
         batches = [items[k : k + batch_size] for k in range(0, len(items), batch_size)]
     elif not streamed:  # each pass's batches, as cut
         nb = len(plan_of(0))  # this rank's batches in a pass

@@ -988,6 +988,24 @@ static void elastic_resume_shares_the_rest_of_a_pass() {
   CHECK(epoch_sizes(100, order, 2).batches_per_epoch == 4 && epoch_sizes(100, order, 3).per_rank == 33);
 }
 
+// Padded whole sequences resume the same way: the plan of the resumed pass deals the rank the
+// positions offset + rank, offset + rank + world_size, ... of the pass's order; other passes whole.
+static void elastic_resume_plans_the_rest_of_a_pass_of_sequences() {
+  const std::vector<int64_t> lengths(50, 3);
+  OrderSpec order = order_of(4, true, 9, 0, false, 2, 3);
+  order.resume_step = 1;
+  order.resume_pass = 1;
+  order.resume_offset = 20;
+  const PassPlan resumed = PassPlan::build(lengths, order, PackSpec{}, PadSpec{}, 1);
+  const Permutation perm(50, 9, 1);
+  CHECK(resumed.seqs().size() == 10 && resumed.num_batches() == 3);  // 30 left: 10 a rank
+  for (int64_t q = 0; q < 10; ++q) {
+    CHECK(resumed.seqs()[static_cast<size_t>(q)] == static_cast<int64_t>(perm(static_cast<uint64_t>(20 + q * 3 + 2))));
+  }
+  const PassPlan later = PassPlan::build(lengths, order, PackSpec{}, PadSpec{}, 2);
+  CHECK(later.seqs().size() == 16 && later.seqs()[0] == static_cast<int64_t>(Permutation(50, 9, 2)(2)));
+}
+
 // A builder that throws (out of memory, say) gives a failed block at its place in the order, on a
 // worker thread and in the consumer alike, instead of ending the process.
 static void a_throwing_builder_gives_a_failed_block() {
@@ -1168,6 +1186,7 @@ int main() {
   window_extras_by_hand();
   mixtures_keep_their_quotas();
   elastic_resume_shares_the_rest_of_a_pass();
+  elastic_resume_plans_the_rest_of_a_pass_of_sequences();
   a_throwing_builder_gives_a_failed_block();
   token_budget_plans_fit_and_cover();
   best_fit_plans_keep_short_sequences_whole();

@@ -8,7 +8,7 @@ from typing import Any, ClassVar, Dict, List, Optional, Tuple, Union, cast
 
 import numpy as np
 
-from .._core import NpyFile, PackSpec, PadSpec, PassSizes, Pipeline, Sequences, non_finite_steps
+from .._core import NpyFile, PackSpec, PadSpec, PassSizes, Pipeline, Sequences, epoch_sizes, non_finite_steps
 from ..arguments import check_bool, check_choice, check_int, check_optional_int
 from ..batch import Batch
 from ..dtypes import FLOATING, numpy_storage
@@ -155,6 +155,10 @@ class SequenceMode(Mode):
         # Bucketed and token-budget batches are cut within each pass: a pass without a batch has
         # nothing to stream.
         self.streams_short_passes = not self.bucket and self.batch_tokens is None
+        # Plain padded sequences take over another world_size's or batch_size's stream (an elastic
+        # resume): each pass's order is dealt to the ranks as windows are. Bucketed pools, token
+        # budgets and packed rows cut the pass by its order first, so they resume only as they were.
+        self.elastic = not self.bucket and self.batch_tokens is None and not self.pack
         x_feat, y_feat = self._feats()
         self._pack_spec = PackSpec(
             bucket=self.bucket,
@@ -408,9 +412,15 @@ class SequenceMode(Mode):
         return SimpleNamespace(per_rank=self._token_floor, batches_per_pass=self._token_floor, batches_per_epoch=first)
 
     def batches_in_epoch(self, epoch: int) -> Optional[int]:
-        if self._passes is None or self.spec.steps_per_epoch is not None:
+        """Per epoch with batch_tokens or best-fit rows; an epoch resumed from a state saved with
+        another world_size or batch_size (without virtual epochs) has the batches its pass has left."""
+        if self.spec.steps_per_epoch is not None:
             return None
-        return int(self._passes.batches(epoch))
+        if self._passes is not None:
+            return int(self._passes.batches(epoch))
+        if self.order.resume_step < 0 or epoch != self.order.resume_step:
+            return None
+        return int(epoch_sizes(self.units(), self.order, epoch).batches_per_epoch)
 
     def block_bytes(self) -> int:
         """A typical padded batch: batch_size sequences of the mean (or max_len) length, or
@@ -485,7 +495,18 @@ class SequenceMode(Mode):
             # Added later: recorded only when on, so that states saved before them still load.
             **({"batch_tokens": self.batch_tokens} if self.batch_tokens is not None else {}),
             **({"static": [self.static_dtype, list(self.static.feat)]} if self.static is not None else {}),
+            # Virtual epochs of padded sequences on several ranks give every rank an equal share of
+            # each pass (the order of releases before this one gave the leftovers to the first ranks).
+            **({"stream_shares": "equal"} if self._equal_stream_shares() else {}),
         }
+
+    def _equal_stream_shares(self) -> bool:
+        return (
+            self.elastic
+            and self.spec.steps_per_epoch is not None
+            and self.spec.world_size > 1
+            and self.series.mixture is None
+        )
 
     def side_sets(self) -> Tuple[SeriesSet, ...]:
         return () if self.static is None else (self.static,)

@@ -100,8 +100,9 @@ def read_state(
                 for k in differ
                 if k in ELASTIC_KEYS
             )
-            + "; whole sequences resume only with the same ones (windows and mixtures take over another "
-            "configuration's stream)"
+            + "; whole sequences that are bucketed, packed or cut by batch_tokens resume only with the same "
+            "ones, as do states saved without a stream position (windows, padded whole sequences and mixtures "
+            "take over another configuration's stream)"
         )
     if rescaled:
         if epoch < 0 or batch < 0:
