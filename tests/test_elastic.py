@@ -421,3 +421,89 @@ def test_virtual_epochs_of_whole_sequences_resumed_with_fewer_than_world_size_le
     for r, f in enumerate(news):
         f.load_state_dict(state)
         assert _numbers(_take_batches(f, 3)) == [int(order[q * 2 + r]) for q in range(9)]
+
+
+def test_windows_whose_resumed_pass_has_too_few_samples_left_go_on_to_the_next_pass():
+    x = np.arange(43, dtype=np.float32)  # 41 windows of 3 steps
+
+    def make(world, rank):
+        return Feeder(
+            x,
+            window=3,
+            batch_size=1,
+            shuffle=True,
+            seed=3,
+            steps_per_epoch=50,
+            rank=rank,
+            world_size=world,
+            with_index=True,
+            output="numpy",
+        )
+
+    one = make(1, 0)
+    it = iter(one)
+    for _ in range(40):
+        next(it)
+    state = one.state_dict()
+    assert state["stream"]["offset"] == 40  # one window of pass 0 left: fewer than two ranks
+    for r in range(2):
+        f = make(2, r)
+        f.load_state_dict(state)
+        got = [int(b.start[0]) for b in _take_batches(f, 3)]
+        want = [int(reference.permutation(41, 3, 1)[q * 2 + r]) for q in range(3)]
+        assert got == want  # pass 1 from its start
+
+
+def _elastic_state():
+    """A state of 2 ranks x 4 after 3 batches of the second 12-batch virtual epoch of 40 windows."""
+    x = np.arange(42, dtype=np.float32)
+    old = Feeder(x, window=3, batch_size=4, world_size=2, rank=0, steps_per_epoch=12, output="numpy")
+    _take_batches(old, 12)
+    _take_batches(old, 3)
+    return x, old.state_dict()
+
+
+def test_an_epoch_before_the_resume_point_is_this_configurations_own():
+    x, state = _elastic_state()
+    kw = dict(window=3, batch_size=3, steps_per_epoch=12, output="numpy")
+    f = Feeder(x, **kw)
+    f.load_state_dict(state)
+    f.set_epoch(0)  # start over, before the point it resumed at (epoch 1): as a new Feeder would
+    fresh = Feeder(x, **kw)
+    for a, b in zip(_take_batches(f, 12), _take_batches(fresh, 12)):
+        np.testing.assert_array_equal(a.x, b.x)
+
+
+def test_a_refused_state_changes_nothing_and_a_later_load_reads_its_own_epoch():
+    x, state = _elastic_state()
+    kw = dict(window=3, batch_size=3, output="numpy")
+    f = Feeder(x, **kw, steps_per_epoch=12)
+    f.load_state_dict(state)
+    bad = json.loads(json.dumps(state))
+    bad["stream"]["origin"] = [1, -5, 0]
+    bad["fingerprint"]["batch_size"] = 3
+    with pytest.raises(ValueError, match="origin pass must be >= 0, got -5"):
+        f.load_state_dict(bad)
+    want = Feeder(x, **kw, steps_per_epoch=12)
+    want.load_state_dict(state)
+    for a, b in zip(_take_batches(f, 4), _take_batches(want, 4)):  # still the first load's stream
+        np.testing.assert_array_equal(a.x, b.x)
+    plain = Feeder(x, **kw)  # real epochs: a second load is checked against a whole epoch
+    first = Feeder(x, window=3, batch_size=4, world_size=2, rank=0, output="numpy")
+    _take_batches(first, 2)
+    plain.load_state_dict(first.state_dict())
+    assert len(plain) == 8  # the 24 windows the pass has left, in batches of 3
+    own = Feeder(x, **kw)
+    _take_batches(own, 10)
+    plain.load_state_dict(own.state_dict())
+    assert len(plain) == 14 and [float(b.x[0, 0]) for b in plain] == [30.0, 33.0, 36.0, 39.0]
+    with pytest.raises(ValueError, match="not a fastfeed Feeder state"):
+        plain.load_state_dict(5)
+
+
+def test_stream_positions_past_64_bits_are_refused():
+    f = Feeder(np.arange(10.0), window=2, batch_size=4, steps_per_epoch=2**61)
+    with pytest.raises(ValueError, match="past position 2\\*\\*63 - 1 of the stream"):
+        iter(f)
+    with pytest.raises(ValueError, match="span 18446744073709551621 steps"):
+        Feeder(np.arange(10.0), window=2, target_shift=2**62, sampling_rate=4)

@@ -1,6 +1,8 @@
 #include "order/mix_order.hpp"
 
 #include <algorithm>
+#include <cmath>
+#include <iterator>
 #include <string>
 
 #include "common/errors.hpp"
@@ -16,23 +18,46 @@ void MixSpec::validate() const {
   }
   bool any = false;
   for (size_t i = 0; i < k; ++i) {
-    if (!(weights[i] >= 0) || weights[i] > 1e300) {
+    if (!(weights[i] >= 0) || !std::isfinite(weights[i])) {
       throw ArgumentError("MixSpec: weight " + std::to_string(i) + " must be finite and >= 0");
     }
     if (weights[i] > 0 && count[i] <= 0) {
       throw ArgumentError("MixSpec: component " + std::to_string(i) + " has weight > 0 but no items");
     }
     if (base[i] < 0) throw ArgumentError("MixSpec: base counts must be >= 0");
+    if (first[i] < 0 || count[i] < 0) throw ArgumentError("MixSpec: first and count must be >= 0");
     any = any || weights[i] > 0;
   }
   if (!any) throw ArgumentError("MixSpec: every weight is 0");
   require_arg(origin >= 0, "MixSpec.origin", ">= 0", origin);
+  require_arg(resume_item >= 0, "MixSpec.resume_item", ">= 0", resume_item);
+  require_arg(resume_position >= 0, "MixSpec.resume_position", ">= 0", resume_position);
+  if (!first_series.empty() && first_series.size() != k) {
+    throw ArgumentError("MixSpec: first_series must have one entry per component");
+  }
+  if (known_position >= origin) {
+    if (known_counts.size() != k) throw ArgumentError("MixSpec: known_counts must have one entry per component");
+    int64_t seen = 0;
+    for (size_t i = 0; i < k; ++i) {
+      if (known_counts[i] < base[i]) throw ArgumentError("MixSpec: known_counts must be >= base");
+      seen += known_counts[i] - base[i];
+    }
+    if (seen != known_position - origin) {
+      throw ArgumentError("MixSpec: known_counts hold " + std::to_string(seen) + " items since the origin, not " +
+                          std::to_string(known_position - origin));
+    }
+  }
 }
 
 MixOrder::MixOrder(MixSpec spec, bool shuffle) : spec_(std::move(spec)), shuffle_(shuffle) {
   spec_.validate();
   for (double w : spec_.weights) total_ += w;  // left to right, as the reference sums them
-  checkpoints_.push_back(std::vector<int64_t>(spec_.weights.size(), 0));
+  known_.emplace(0, std::vector<int64_t>(spec_.weights.size(), 0));
+  if (spec_.known_position >= spec_.origin) {  // a loaded state: its counts less the base
+    std::vector<int64_t> counts = spec_.known_counts;
+    for (size_t i = 0; i < counts.size(); ++i) counts[i] -= spec_.base[i];
+    known_.emplace(spec_.known_position - spec_.origin, std::move(counts));
+  }
 }
 
 int MixOrder::pick(const std::vector<int64_t>& counts, int64_t seats) const {
@@ -63,31 +88,34 @@ int MixOrder::pick(const std::vector<int64_t>& counts, int64_t seats) const {
   return best;
 }
 
+void MixOrder::remember(int64_t offset, std::vector<int64_t> counts) const {
+  std::lock_guard<std::mutex> lock(mu_);
+  if (!known_.emplace(offset, std::move(counts)).second) return;
+  if (offset % kCheckpointEvery == 0) return;  // a checkpoint: kept
+  recent_.push_back(offset);
+  if (recent_.size() > kRecent) {
+    known_.erase(recent_.front());
+    recent_.pop_front();
+  }
+}
+
 std::vector<int64_t> MixOrder::seek(int64_t n) const {
   const int64_t offset = n - spec_.origin;
-  if (offset < 0) throw ArgumentError("MixOrder: position " + std::to_string(n) + " is before the mixture's origin");
-  const size_t j = static_cast<size_t>(offset / kCheckpointEvery);
+  if (offset < 0) {
+    throw ArgumentError("MixOrder: position " + std::to_string(n) + " is before the mixture's origin " +
+                        std::to_string(spec_.origin));
+  }
+  int64_t from = 0;
   std::vector<int64_t> counts;
-  int64_t from = static_cast<int64_t>(j) * kCheckpointEvery;
   {
     std::lock_guard<std::mutex> lock(mu_);
-    while (checkpoints_.size() <= j) {  // each checkpoint from the one before it
-      std::vector<int64_t> c = checkpoints_.back();
-      const int64_t start = static_cast<int64_t>(checkpoints_.size() - 1) * kCheckpointEvery;
-      for (int64_t s = start; s < start + kCheckpointEvery; ++s) ++c[static_cast<size_t>(pick(c, s + 1))];
-      checkpoints_.push_back(std::move(c));
-    }
-    const std::vector<int64_t>* best = &checkpoints_[j];
-    for (const auto& [at, c] : recent_) {  // a recent call's end, between the checkpoint and here
-      if (at > from && at <= offset) {
-        from = at;
-        best = &c;
-      }
-    }
-    counts = *best;
+    auto it = std::prev(known_.upper_bound(offset));  // known_ holds offset 0
+    from = it->first;
+    counts = it->second;
   }
   for (int64_t s = from; s < offset; ++s) {
     ++counts[static_cast<size_t>(pick(counts, s + 1))];
+    if ((s + 1) % kCheckpointEvery == 0 && offset - (s + 1) >= kCheckpointEvery) remember(s + 1, counts);
   }
   return counts;
 }
@@ -114,9 +142,7 @@ void MixOrder::items(int64_t first, int64_t step, int64_t n, int64_t* item, int6
     component[out] = c;
     ++out;
   }
-  std::lock_guard<std::mutex> lock(mu_);
-  if (recent_.size() >= kRecent) recent_.erase(recent_.begin());
-  recent_.emplace_back(position - spec_.origin, std::move(counts));
+  remember(position - spec_.origin, std::move(counts));
 }
 
 }  // namespace fastfeed

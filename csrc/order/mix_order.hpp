@@ -2,6 +2,8 @@
 // reads, and which of that component's items.
 #pragma once
 #include <cstdint>
+#include <deque>
+#include <map>
 #include <memory>
 #include <mutex>
 #include <vector>
@@ -26,6 +28,10 @@ struct MixSpec {
   // (a state saved with another world_size or batch_size); items before it are not read.
   int64_t resume_item = 0;
   int64_t resume_position = 0;
+  // A loaded state's point (>= origin, or -1) and every component's items read before it: the
+  // stream is found from there, not replayed from the origin.
+  int64_t known_position = -1;
+  std::vector<int64_t> known_counts;
 
   void validate() const;
 };
@@ -60,13 +66,18 @@ class MixOrder {
   MixSpec spec_;
   bool shuffle_;
   double total_ = 0;
+  // Remembers the quota method's counts (without base) at `offset` from the origin.
+  void remember(int64_t offset, std::vector<int64_t> counts) const;
+
+  // Points of the stream whose counts (without base) are known, by offset from the origin: the
+  // origin, a loaded state's point, one every kCheckpointEvery positions replayed, and where
+  // recent items() calls ended (blocks read the stream in order, so the next call starts
+  // there). Recent ends beyond kRecent are forgotten; checkpoints stay (one per 65,536 positions).
   static constexpr int64_t kCheckpointEvery = 1 << 16;
+  static constexpr size_t kRecent = 64;
   mutable std::mutex mu_;
-  mutable std::vector<std::vector<int64_t>> checkpoints_;  // counts (without base) at origin + j * kCheckpointEvery
-  // Where recent items() calls ended (offset from the origin, counts): blocks read the stream in
-  // order, so the next call starts there instead of replaying from a checkpoint.
-  static constexpr size_t kRecent = 16;
-  mutable std::vector<std::pair<int64_t, std::vector<int64_t>>> recent_;
+  mutable std::map<int64_t, std::vector<int64_t>> known_;
+  mutable std::deque<int64_t> recent_;  // offsets in known_ that are recent ends, oldest first
 };
 
 }  // namespace fastfeed

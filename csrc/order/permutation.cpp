@@ -1,5 +1,9 @@
 #include "order/permutation.hpp"
 
+#include <string>
+
+#include "common/errors.hpp"
+
 namespace fastfeed {
 
 uint64_t splitmix64(uint64_t x) {
@@ -31,6 +35,11 @@ uint64_t Permutation::encrypt(uint64_t x) const {
 }
 
 uint64_t Permutation::operator()(uint64_t position) const {
+  // Outside [0, n) the cycle walk below would never end.
+  if (position >= n_) {
+    throw ArgumentError("Permutation: position " + std::to_string(position) + " is outside [0, " +
+                        std::to_string(n_) + ")");
+  }
   if (n_ <= 1) return position;
   uint64_t x = encrypt(position);
   while (x >= n_) x = encrypt(x);

@@ -149,7 +149,9 @@ void bind_specs(py::module_& m) {
       .def_readwrite("base", &MixSpec::base)
       .def_readwrite("first_series", &MixSpec::first_series)
       .def_readwrite("resume_item", &MixSpec::resume_item)
-      .def_readwrite("resume_position", &MixSpec::resume_position);
+      .def_readwrite("resume_position", &MixSpec::resume_position)
+      .def_readwrite("known_position", &MixSpec::known_position)
+      .def_readwrite("known_counts", &MixSpec::known_counts);
   py::class_<MixOrder, std::shared_ptr<MixOrder>>(m, "MixOrder")
       .def(py::init([](const MixSpec& spec, bool shuffle) { return std::make_shared<MixOrder>(spec, shuffle); }),
            py::arg("spec"), py::arg("shuffle"))

@@ -1,6 +1,7 @@
 #include "windows/window.hpp"
 
 #include <algorithm>
+#include <string>
 
 #include "common/errors.hpp"
 
@@ -35,6 +36,9 @@ SampleIndex::SampleIndex(const std::vector<int64_t>& series_lengths, const Windo
 }
 
 SampleRef SampleIndex::locate(int64_t sample) const {
+  if (sample < 0 || sample >= size()) {
+    throw ArgumentError("sample " + std::to_string(sample) + " is outside [0, " + std::to_string(size()) + ")");
+  }
   // The last series whose first sample is <= `sample`; empty series share their successor's
   // first number, and upper_bound skips past them to the series that holds the sample.
   auto it = std::upper_bound(first_.begin(), first_.end(), sample);

@@ -26,7 +26,8 @@ WindowBlocks::WindowBlocks(std::shared_ptr<const Assembler> assembler, const Ord
                         std::to_string(run_.first_batch));
   }
   // Virtual epochs stream the passes: a pass with nothing for this rank would never end one.
-  if (streamed && (per_pass_ == 0 || (order_.resume_step >= 0 && first_pass_ == 0)) && !mix_) {
+  // (A resumed pass with fewer than world_size samples left is simply over: locate_sample moves on.)
+  if (streamed && per_pass_ == 0 && !mix_) {
     // (a mixture streams its components on)
     throw ArgumentError("a pass holds fewer samples than world_size: no rank can stream through it");
   }

@@ -169,6 +169,8 @@ class MixSpec:
     first_series: List[int]  # each component's first series or sequence (batch.series counts from it)
     resume_item: int  # elastic resume: this rank's stream item that reads resume_position
     resume_position: int
+    known_position: int  # a loaded state's stream position (-1: none), where the counts are known_counts
+    known_counts: List[int]
     def __init__(
         self,
         *,
@@ -181,6 +183,8 @@ class MixSpec:
         first_series: Sequence[int] = ...,
         resume_item: int = 0,
         resume_position: int = 0,
+        known_position: int = -1,
+        known_counts: Sequence[int] = ...,
     ) -> None: ...
 
 class MixOrder:

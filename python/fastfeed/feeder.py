@@ -6,7 +6,7 @@ import logging
 import weakref
 from typing import Any, Dict, Iterator, Optional, Tuple, Union
 
-from .arguments import INT32_MAX, check_int
+from .arguments import INT32_MAX, INT64_MAX, check_int
 from .batch import Batch
 from .errors import FeedError
 from .io.sources import Source, load_source
@@ -25,6 +25,17 @@ logger = logging.getLogger("fastfeed")
 
 # Default prefetch depth in bytes (see Feeder._default_prefetch).
 _PREFETCH_BYTES = 32 << 20
+
+
+def check_stream_range(spec: FeedSpec, epoch: int, batch: int) -> None:
+    """Refuses an epoch whose samples' positions in the stream would not fit the core's 64-bit
+    counts (virtual epochs count positions from the first epoch on, over all ranks)."""
+    steps = spec.steps_per_epoch or 1
+    if ((epoch + 1) * steps + batch + 1) * spec.batch_size * spec.world_size > INT64_MAX:
+        raise ValueError(
+            f"epoch={epoch} with steps_per_epoch={spec.steps_per_epoch}, batch_size={spec.batch_size} and "
+            f"world_size={spec.world_size} puts samples past position 2**63 - 1 of the stream; use smaller numbers"
+        )
 
 
 class Feeder:
@@ -375,6 +386,9 @@ class Feeder:
         refuse_data_loader_workers()
         self._check_files()
         self._reload_if_grown()
+        epoch, first_batch = self._position.peek()
+        check_stream_range(self.spec, epoch, first_batch)
+        self._mode.forget_resume_before(epoch, first_batch)
         epoch, first_batch = self._position.begin()
         self._counter.restart(0)
         run = EpochRun(self._mode, self.spec, self._recorder, self._counter, self._position, len(self))
@@ -438,15 +452,28 @@ class Feeder:
             ValueError: the state comes from a Feeder with another configuration or other data
                 (every difference is named), or from another release.
         """
-        saved_epoch = state.get("epoch") if isinstance(state, dict) else None
-        elastic = self._mode.mix_order is not None or (self._mode.elastic and "stream" in state)
-        epoch, batch, rescaled = read_state(state, self._fingerprint(), self._batches_in(saved_epoch), elastic)
-        if self._mode.mix_order is not None:
-            if "mix" not in state:
-                raise ValueError("this state has no mixture positions; it comes from a Feeder without a mixture")
-            self._mode.load_mix_state(state["mix"], epoch, batch, rescaled)
-        elif self._mode.elastic:
-            epoch, batch = self._mode.load_stream_state(state.get("stream"), epoch, batch, rescaled)
+        if not isinstance(state, dict):
+            raise ValueError(
+                f"not a fastfeed Feeder state: expected the dict that Feeder.state_dict() returns, got {state!r:.80}"
+            )
+        mode = self._mode
+        earlier = mode.resume_point()  # a state loaded before: the state is read without it, and kept on failure
+        mode.set_resume(-1, 0, 0)
+        try:
+            elastic = mode.mix_order is not None or (mode.elastic and "stream" in state)
+            epoch, batch, rescaled = read_state(
+                state, self._fingerprint(), self._batches_in(state.get("epoch")), elastic
+            )
+            if mode.mix_order is not None:
+                if "mix" not in state:
+                    raise ValueError("this state has no mixture positions; it comes from a Feeder without a mixture")
+                mode.load_mix_state(state["mix"], epoch, batch, rescaled)
+            elif mode.elastic:
+                epoch, batch = mode.load_stream_state(state.get("stream"), epoch, batch, rescaled)
+            check_stream_range(self.spec, epoch, batch)
+        except BaseException:
+            mode.set_resume(*earlier)
+            raise
         self._position.load(epoch, batch)
 
     def _fingerprint(self) -> Dict[str, Any]:

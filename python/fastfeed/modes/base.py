@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any, ClassVar, Dict, FrozenSet, Iterable, List, Optional, Tuple
 
 from .._core import MixOrder, MixSpec, OrderSpec, RunSpec, epoch_sizes
+from ..arguments import check_int
 from ..batch import Batch
 from ..io.sources import SeriesSet
 from ..run.epoch import Fields, Finish
@@ -43,6 +44,10 @@ class Mode:
         self.cache: Optional[Any] = None
         self.mix_order: Optional[Any] = None  # the core's MixOrder when the source is a mixture
         self._mix_resume: Tuple[int, int] = (0, 0)  # (this rank's item, stream position) of an elastic resume
+        self._mix_origin: Tuple[int, List[int]] = (
+            0,
+            [],
+        )  # where the mixture's weights took effect, and the counts then
         # The core's description of which sample comes when: fixed for the mode's lifetime.
         self.order = OrderSpec(
             shuffle=spec.shuffle,
@@ -133,9 +138,17 @@ class Mode:
         """(first unit, units) of each component of a mixture source, in the joint numbering."""
         raise ValueError(f"a mixture cannot be fed as {self.describe()}")
 
-    def attach_mixture(self, origin: int = 0, base: Optional[List[int]] = None) -> None:
-        """Makes the core's order of a mixture source; `origin` and `base` say where its weights
-        took effect (a state saved with other weights)."""
+    def attach_mixture(
+        self,
+        origin: int = 0,
+        base: Optional[List[int]] = None,
+        resume: Tuple[int, int] = (0, 0),
+        known: Optional[Tuple[int, List[int]]] = None,
+    ) -> None:
+        """Makes the core's order of a mixture source: `origin` and `base` say where its weights
+        took effect (a state saved with other weights), `resume` which of this rank's items reads
+        which stream position (an elastic resume), `known` a point whose counts a state gave.
+        Nothing changes when the core refuses them."""
         parts = self.series.mixture
         if parts is None:
             return
@@ -151,7 +164,7 @@ class Mode:
         from ..mix import component_key
 
         first_series = [sum(parts.series_counts[:i]) for i in range(len(parts.names))]
-        item, position = self._mix_resume
+        item, position = resume
         self.mix_order = MixOrder(
             MixSpec(
                 weights=parts.weights,
@@ -163,9 +176,12 @@ class Mode:
                 first_series=first_series,
                 resume_item=item,
                 resume_position=position,
+                known_position=-1 if known is None else known[0],
+                known_counts=[] if known is None else known[1],
             ),
             True,  # a mixture's components are always read in their own shuffled orders
         )
+        self._mix_resume = resume
         self._mix_origin = (origin, list(base) if base is not None else [0] * len(parts.names))
 
     def stream_position(self, epoch: int, batch: int) -> int:
@@ -201,19 +217,27 @@ class Mode:
             return
         try:
             names, weights = list(saved["names"]), [float(w) for w in saved["weights"]]
-            origin, base = int(saved["origin"]), [int(b) for b in saved["base"]]
-            position, counts = int(saved["position"]), [int(c) for c in saved["counts"]]
-            resume = (int(saved["resume"][0]), int(saved["resume"][1]))
+            origin, base = (
+                check_int("mix origin", saved["origin"], 0),
+                [check_int("mix base", b, 0) for b in saved["base"]],
+            )
+            position = check_int("mix position", saved["position"], 0)
+            counts = [check_int("mix counts", c, 0) for c in saved["counts"]]
+            resume = (check_int("mix resume", saved["resume"][0], 0), check_int("mix resume", saved["resume"][1], 0))
         except (KeyError, TypeError, ValueError, IndexError) as e:
-            raise ValueError(f"malformed mixture state: {e!r}") from None
+            raise ValueError(f"malformed mixture state: {e}") from None
         if names != parts.names:
             raise ValueError(f"this state comes from a mixture of {names}, this Feeder mixes {parts.names}")
         steps = self.spec.steps_per_epoch or 0
-        self._mix_resume = ((epoch * steps + batch) * self.spec.batch_size, position) if rescaled else resume
-        if weights == parts.weights:
-            self.attach_mixture(origin, base)
-        else:
-            self.attach_mixture(position, counts)
+        if rescaled:
+            resume = ((epoch * steps + batch) * self.spec.batch_size, position)
+        try:  # (the core checks that the counts fit the positions; a refused state changes nothing)
+            if weights == parts.weights:
+                self.attach_mixture(origin, base, resume, known=(position, counts))
+            else:
+                self.attach_mixture(position, counts, resume)
+        except ValueError as e:
+            raise ValueError(f"malformed mixture state: {e}") from None
 
     # ----- elastic resume -----------------------------------------------------------------
 
@@ -232,41 +256,73 @@ class Mode:
             return {"pass": epoch, "offset": min(units, offset + batch * B * W), "origin": origin}
         per_pass = units // W  # every rank the same share of each pass (stream_share_size)
         t = (epoch * self.spec.steps_per_epoch + batch) * B
-        first_pass, offset = 0, 0
+        first_pass = 0
         if origin is not None:
             t -= o.resume_step * B
             first = (units - o.resume_offset) // W
             if t < first:
                 return {"pass": o.resume_pass, "offset": o.resume_offset + t * W, "origin": origin}
             t, first_pass = t - first, o.resume_pass + 1
-        return {"pass": first_pass + t // per_pass, "offset": offset + (t % per_pass) * W, "origin": origin}
+        return {"pass": first_pass + t // per_pass, "offset": (t % per_pass) * W, "origin": origin}
 
     def load_stream_state(self, saved: Any, epoch: int, batch: int, rescaled: bool) -> Tuple[int, int]:
         """Takes over the saved stream: the (epoch, batch) the next iteration starts at. Rescaled
         (another world_size or batch_size), the order resumes at the saved point of its pass;
-        otherwise as it was (with the saving Feeder's own resume point, if it had one)."""
-        o = self.order
+        otherwise as it was (with the saving Feeder's own resume point, if it had one). The
+        state is checked whole before anything changes."""
         try:
             origin = None if saved is None else saved.get("origin")
-            point = None if saved is None else (int(saved["pass"]), int(saved["offset"]))
-        except (AttributeError, KeyError, TypeError, ValueError) as e:
-            raise ValueError(f"malformed stream position in the state: {e!r}") from None
+            point = (
+                None
+                if saved is None
+                else (check_int("pass", saved["pass"], 0), check_int("offset", saved["offset"], 0))
+            )
+            if origin is not None:
+                origin = [
+                    check_int("origin step", origin[0], 0),
+                    check_int("origin pass", origin[1], 0),
+                    check_int("origin offset", origin[2], 0, self.units()),
+                ]
+        except (AttributeError, KeyError, TypeError, ValueError, IndexError) as e:
+            raise ValueError(f"malformed stream position in the state: {e}") from None
         if not rescaled:
-            o.resume_step, o.resume_pass, o.resume_offset = (-1, 0, 0) if origin is None else map(int, origin)
+            self.set_resume(*(origin if origin is not None else (-1, 0, 0)))
             return epoch, batch
         if point is None:
             raise ValueError("this state holds no stream position: it cannot resume with another world_size")
         pass_, offset = point
-        if not 0 <= offset <= self.units():
+        if offset > self.units():
             raise ValueError(f"stream offset {offset} is out of range for a pass of {self.units()} samples")
         if self.spec.steps_per_epoch is None:  # the resumed epoch is what its pass has left
             if offset >= self.units():
-                o.resume_step, o.resume_pass, o.resume_offset = -1, 0, 0
+                self.set_resume(-1, 0, 0)
                 return pass_ + 1, 0
-            o.resume_step, o.resume_pass, o.resume_offset = pass_, pass_, offset
+            self.set_resume(pass_, pass_, offset)
             return pass_, 0
-        o.resume_step, o.resume_pass, o.resume_offset = epoch * self.spec.steps_per_epoch + batch, pass_, offset
+        self.set_resume(epoch * self.spec.steps_per_epoch + batch, pass_, offset)
         return epoch, batch
+
+    def set_resume(self, step: int, pass_: int, offset: int) -> None:
+        """Where this Feeder's stream takes over another configuration's (step -1: nowhere)."""
+        o = self.order
+        o.resume_step, o.resume_pass, o.resume_offset = step, pass_, offset
+
+    def resume_point(self) -> Tuple[int, int, int]:
+        o = self.order
+        return int(o.resume_step), int(o.resume_pass), int(o.resume_offset)
+
+    def forget_resume_before(self, epoch: int, batch: int) -> None:
+        """An iteration that starts before the point a state resumed at (set_epoch to an earlier
+        epoch) reads this configuration's own stream, as a new Feeder would."""
+        steps = self.spec.steps_per_epoch
+        step = epoch if steps is None else epoch * steps + batch
+        if self.mix_order is not None:
+            item, _ = self._mix_resume
+            if item > 0 and (epoch * (steps or 0) + batch) * self.spec.batch_size < item:
+                self.attach_mixture()
+            return
+        if 0 <= step < self.order.resume_step:
+            self.set_resume(-1, 0, 0)
 
     # ----- resuming ----------------------------------------------------------------------
 

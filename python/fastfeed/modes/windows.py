@@ -112,6 +112,13 @@ class WindowMode(Mode):
         self.known = load_aligned(series, known, "known")
         self.static = load_static(series, static)
         self.start_index, self.end_index = _resolve_range(series, start_index, end_index)
+        reach = (self.window - 1 + (self.target_shift or self.horizon)) * self.sampling_rate + 1
+        if reach > INT64_MAX:  # (the core counts steps in 64 bits)
+            raise ValueError(
+                f"window={self.window}, sampling_rate={self.sampling_rate} and "
+                f"{'target_shift' if self.target_shift else 'horizon'}={self.target_shift or self.horizon} span "
+                f"{reach} steps, more than any series can hold"
+            )
         self.window_spec = WindowSpec(
             window=self.window,
             sampling_rate=self.sampling_rate,

@@ -33,6 +33,10 @@ class Position:
         self.resume = (epoch, batch)
         self.epoch = self.next_epoch = epoch
 
+    def peek(self) -> Tuple[int, int]:
+        """The (epoch, first batch) the next begin() starts."""
+        return self.resume if self.resume is not None else (self.next_epoch, 0)
+
     def begin(self) -> Tuple[int, int]:
         """Starts an iteration: its (epoch, first batch)."""
         first_batch = 0
