@@ -130,10 +130,10 @@ def test_mixtures_resume_elastically_on_the_same_stream():
 
 def test_what_cannot_resume_elastically_is_refused():
     seqs = [np.arange(n, dtype=np.float32) for n in (3, 5, 2, 7)]
-    f = Feeder(seqs, window=None, batch_size=2, pack=True, max_len=4)
+    f = Feeder(seqs, window=None, batch_size=2, pack="best_fit", max_len=4)
     next(iter(f))
     with pytest.raises(ValueError, match=r"another batch_size \(saved 2, this feeder 3\)"):
-        Feeder(seqs, window=None, batch_size=3, pack=True, max_len=4).load_state_dict(f.state_dict())
+        Feeder(seqs, window=None, batch_size=3, pack="best_fit", max_len=4).load_state_dict(f.state_dict())
     g = _feeders(2, 4)[0]
     with pytest.raises(ValueError, match="window: saved 2, this feeder 3"):
         Feeder(SERIES, window=3, horizon=1, batch_size=4, shuffle=True, seed=4).load_state_dict(g.state_dict())
@@ -396,14 +396,16 @@ def test_whole_sequences_resumed_elastically_then_saved_resume_exactly():
         assert [b.series.tolist() for b in same] == [b.series.tolist() for b in rest]
 
 
-@pytest.mark.parametrize("kw", [dict(bucket=True), dict(pack=True, max_len=4), dict(pack="best_fit", max_len=4)])
-def test_bucketed_and_packed_sequences_still_refuse_another_world_size(kw):
+@pytest.mark.parametrize("kw", [dict(bucket=True), dict(pack="best_fit", max_len=4)])
+def test_bucketed_and_best_fit_sequences_still_refuse_another_world_size(kw):
     f = Feeder(SEQS, window=None, batch_size=2, **kw)
     next(iter(f))
     state = f.state_dict()
     assert "stream" not in state
     g = Feeder(SEQS, window=None, batch_size=2, rank=0, world_size=2, **kw)
-    with pytest.raises(ValueError, match=r"another world_size \(saved 1, this feeder 2\).*bucketed, packed"):
+    with pytest.raises(
+        ValueError, match=r"another world_size \(saved 1, this feeder 2\).*bucketed.*other batches.*best-fit"
+    ):
         g.load_state_dict(state)
     t = Feeder(SEQS, window=None, batch_tokens=16)
     next(iter(t))
@@ -507,3 +509,181 @@ def test_stream_positions_past_64_bits_are_refused():
         iter(f)
     with pytest.raises(ValueError, match="span 18446744073709551621 steps"):
         Feeder(np.arange(10.0), window=2, target_shift=2**62, sampling_rate=4)
+
+
+# ----- whole sequences packed back to back (pack=True) -------------------------------------
+# A pass's rows are cut from its order alone (whatever batch_size and world_size are), so the
+# ranks share the rows left from the saved row offset on, as they share sequences.
+
+_ROWS_0 = reference.packed_rows([len(s) for s in SEQS], 4, True, 5, 0)
+
+
+def _pack_feeders(world, batch, steps=None, **kw):
+    return [
+        Feeder(
+            SEQS,
+            window=None,
+            batch_size=batch,
+            shuffle=True,
+            seed=5,
+            rank=r,
+            world_size=world,
+            steps_per_epoch=steps,
+            pack=True,
+            max_len=4,
+            output="numpy",
+            **kw,
+        )
+        for r in range(world)
+    ]
+
+
+def _rows(batches):
+    """Each packed row as the tuple of its steps' values (every step of SEQS has its own value)."""
+    return [tuple(float(v) for v in x[m.astype(bool)]) for b in batches for x, m in zip(b.x, b.mask)]
+
+
+def _row_values(rows):
+    return [tuple(float(1000 * seq + first + k) for seq, first, count in row for k in range(count)) for row in rows]
+
+
+def _pass_rows(pass_):
+    return _row_values(reference.packed_rows([len(s) for s in SEQS], 4, True, 5, pass_))
+
+
+def _pack_reference(world, batch, rank, **kw):
+    return reference.sequence_batches(
+        SEQS, batch_size=batch, shuffle=True, seed=5, rank=rank, world_size=world, pack=True, max_len=4, **kw
+    )
+
+
+def _same_batches(got, want):
+    assert len(got) == len(want)
+    for g, w in zip(got, want):
+        for key in ("x", "mask", "segment_ids", "position_ids"):
+            np.testing.assert_array_equal(getattr(g, key), w[key])
+
+
+@settings(max_examples=20, deadline=None)
+@given(
+    old=st.tuples(st.integers(1, 4), st.integers(1, 5)),
+    new=st.tuples(st.integers(1, 4), st.integers(1, 5)),
+    done=st.integers(1, 8),
+    drop_last=st.booleans(),
+)
+def test_packed_rows_go_on_over_all_ranks_with_other_world_and_batch_sizes(old, new, done, drop_last):
+    n_rows = len(_ROWS_0)
+    olds = _pack_feeders(*old, drop_last=drop_last)
+    done = min(done, len(olds[0]) - 1)
+    first = [_take_batches(f, done) for f in olds]
+    states = [json.loads(json.dumps(f.state_dict())) for f in olds]
+    offset = done * old[0] * old[1]
+    assert all(s["stream"] == {"pass": 0, "offset": offset, "origin": None} for s in states)
+    news = _pack_feeders(*new, drop_last=drop_last)
+    for r, f in enumerate(news):
+        f.load_state_dict(states[(r + 1) % len(states)])
+    lengths = [len(f) for f in news]
+    rest = [_take_batches(f, 10**6) for f in news]
+    assert len({len(r) for r in rest}) == 1  # every rank the same number of batches
+    assert lengths == [len(r) + (done if old == new else 0) for r in rest]
+    seen = Counter(_rows([b for part in first + rest for b in part]))
+    assert max(seen.values()) == 1  # no row twice in the epoch, over old and new ranks
+    skipped = n_rows - sum(seen.values())
+    assert skipped < new[0] * (new[1] if drop_last else 1) + (old[0] * old[1] if drop_last else 0)
+    if not drop_last:
+        assert skipped < new[0]
+    rows = _pass_rows(0)
+    for r, part in enumerate(rest):
+        positions = reference.resumed_share(n_rows, offset, r, new[0], drop_last, new[1])
+        if drop_last:
+            positions = positions[: len(positions) // new[1] * new[1]]
+        assert _rows(part) == [rows[p] for p in positions]
+        _same_batches(part, _pack_reference(*new, r, drop_last=drop_last, resume=(0, 0, offset)))
+    for r, f in enumerate(news):  # the next epoch is a whole pass again
+        share = reference.rank_share(n_rows, r, new[0], drop_last, new[1])
+        if drop_last:
+            share = share[: len(share) // new[1] * new[1]]
+        rows1 = _pass_rows(1)
+        assert _rows(list(f)) == [rows1[p] for p in share]
+
+
+@pytest.mark.parametrize("old,new", [((3, 5), (2, 5)), ((2, 5), (3, 4)), ((3, 3), (4, 2)), ((1, 7), (3, 5))])
+def test_virtual_epochs_of_packed_rows_resume_elastically_across_passes(old, new):
+    n_rows = len(_ROWS_0)
+    olds = _pack_feeders(*old, steps=6)
+    assert all(f.state_dict()["fingerprint"].get("stream_shares") == ("equal" if old[0] > 1 else None) for f in olds)
+    first = [_take_batches(f, 6) + _take_batches(f, 2) for f in olds]
+    states = [f.state_dict() for f in olds]
+    consumed, per_old = 8 * old[1], n_rows // old[0]
+    point = {"pass": consumed // per_old, "offset": consumed % per_old * old[0], "origin": None}
+    assert all(s["stream"] == point for s in states)
+    assert point["pass"] >= 1  # a pass ended before the state
+    firsts = []
+    for r, f in enumerate(_pack_feeders(*new, steps=6)):
+        f.load_state_dict(states[r % len(states)])
+        assert len(f) == 6
+        rest = _take_batches(f, 6) + _take_batches(f, 6)
+        assert len(rest) == 10 and all(len(b.x) == new[1] for b in rest)
+        want, pass_, offset = [], point["pass"], point["offset"]
+        while len(want) < 10 * new[1]:  # the rest of the resumed pass, then whole passes
+            rows = _pass_rows(pass_)
+            want += [rows[offset + q * new[0] + r] for q in range((n_rows - offset) // new[0])]
+            pass_, offset = pass_ + 1, 0
+        assert pass_ > point["pass"] + 1  # the new ranks crossed a pass too
+        assert _rows(rest) == want[: 10 * new[1]]
+        ref = [
+            b
+            for e in (1, 2)
+            for b in _pack_reference(*new, r, epoch=e, steps_per_epoch=6, resume=(8, point["pass"], point["offset"]))
+        ]
+        _same_batches(rest, ref)
+        firsts.append(rest)
+    k = consumed % per_old  # each old rank's rows of the pass the state fell in
+    olds_part = [row for part in first for row in (_rows(part)[-k:] if k else [])]
+    news_part = [row for part in firsts for row in _rows(part)[: (n_rows - point["offset"]) // new[0]]]
+    seen = Counter(olds_part + news_part)
+    assert max(seen.values()) == 1 and 0 <= n_rows - len(seen) < new[0]
+
+
+def test_virtual_epochs_of_packed_rows_give_every_rank_an_equal_share_of_each_pass():
+    n_rows = len(_ROWS_0)
+    per = n_rows // 3
+    for r, f in enumerate(_pack_feeders(3, 4, steps=per // 4 + 2)):
+        got = list(f) + list(f)
+        want = _pack_reference(3, 4, r, epoch=0, steps_per_epoch=per // 4 + 2) + _pack_reference(
+            3, 4, r, epoch=1, steps_per_epoch=per // 4 + 2
+        )
+        _same_batches(got, want)
+        rows = _rows(got)
+        assert rows[:per] == [_pass_rows(0)[q * 3 + r] for q in range(per)]
+        assert rows[per : 2 * per] == [_pass_rows(1)[q * 3 + r] for q in range(per)]
+
+
+def test_packed_rows_resumed_elastically_then_saved_resume_exactly():
+    for steps in (None, 7):
+        olds = _pack_feeders(2, 3, steps=steps)
+        for f in olds:
+            _take_batches(f, 2)
+        news = _pack_feeders(3, 2, steps=steps)
+        for f in news:
+            f.load_state_dict(olds[0].state_dict())
+        it = iter(news[2])
+        next(it)
+        saved = news[2].state_dict()
+        assert saved["stream"]["origin"] is not None
+        follow = list(it)
+        exact = _pack_feeders(3, 2, steps=steps)[2]
+        exact.load_state_dict(json.loads(json.dumps(saved)))
+        again = list(exact)
+        assert len(again) == len(follow) > 0
+        for a, b in zip(follow, again):
+            np.testing.assert_array_equal(a.x, b.x)
+            np.testing.assert_array_equal(a.segment_ids, b.segment_ids)
+        plain = _pack_feeders(2, 3, steps=steps)[1]  # the same configuration, no elastic resume
+        it = iter(plain)
+        next(it)
+        s = plain.state_dict()
+        rest = list(it)
+        same = _pack_feeders(2, 3, steps=steps)[1]
+        same.load_state_dict(s)
+        assert _rows(list(same)) == _rows(rest)

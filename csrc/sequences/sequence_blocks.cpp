@@ -99,7 +99,8 @@ SequenceBlocks::SequenceBlocks(std::shared_ptr<const SequenceData> data, const O
   // Padded sequences stream as windows do: every rank through an equal share of each pass (the
   // n % world_size left over sit it out), so that all ranks cross into the next pass together
   // and a saved state names one point of the stream for them all (an elastic resume).
-  equal_shares_ = streamed_ && !pack_.pack && !mix_;
+  // Back-to-back packed rows too: a pass's rows are cut from its order alone.
+  equal_shares_ = streamed_ && !pack_.varying() && !mix_;
   if (equal_shares_) {
     const auto resumed = static_cast<uint64_t>(order_.resume_pass);
     first_pass_ = stream_share_size(order_, units, resumed);
@@ -110,7 +111,8 @@ SequenceBlocks::SequenceBlocks(std::shared_ptr<const SequenceData> data, const O
   // (A real epoch resumed elastically may have no batch left: it is what its pass has left.)
   const bool resumed_epoch = order_.steps_per_epoch <= 0 && order_.resume_step == run_.epoch;
   if (!mix_ && (streamed_ ? per_pass_ == 0 : sizes_.batches_per_pass == 0 && !resumed_epoch)) {  // a mixture streams on
-    throw ArgumentError(equal_shares_ ? "a pass holds fewer sequences than world_size: no rank can stream through it"
+    throw ArgumentError(equal_shares_ ? std::string("a pass holds fewer ") + (pack_.pack ? "rows" : "sequences") +
+                                            " than world_size: no rank can stream through it"
                                       : "a pass holds no batch for this rank");
   }
   x_pad_row_ = constant_row(pad_.pad_value, data_->inputs[0].row_elems, out_.x_dtype);

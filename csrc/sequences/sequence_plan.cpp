@@ -154,7 +154,10 @@ PassPlan PassPlan::build(const std::vector<int64_t>& lengths, const OrderSpec& o
     plan.cum_.resize(static_cast<size_t>(all) + 1, 0);
     for (int64_t i = 0; i < all; ++i) plan.cum_[i + 1] = plan.cum_[i] + lengths[plan.seqs_[i]];
     const int64_t pass_rows = (plan.total_steps() + pad.max_len - 1) / pad.max_len;
-    plan.rows_ = rank_share_size(pass_rows, order.rank, order.world_size, B, order.drop_last);
+    // Rows are cut from the pass's order whatever batch_size and world_size are, so an elastic
+    // resume shares the rows left from order.offset_in(pass) on, as plain sequences do.
+    plan.offset_ = std::min(order.offset_in(pass), pass_rows);
+    plan.rows_ = pass_share_size(order, pass_rows, pass);
     plan.num_batches_ = order.drop_last ? plan.rows_ / B : (plan.rows_ + B - 1) / B;
     return plan;
   }

@@ -76,8 +76,8 @@ class PassPlan {
   //    drop_last the last batch cut is dropped; bucketed batches are shuffled; the rank takes
   //    batches rank, rank + world_size, ... of the first world_size * (K / world_size) of the
   //    K batches (the K % world_size left over are in no rank's share).
-  //  - Packed: its share of the rows of `max_len` steps the whole pass packs into, back to back
-  //    or (pack.best_fit) by best-fit decreasing length within pools of bucket_pool rows'
+  //  - Packed: its share of the rows of `max_len` steps the whole pass packs into (back to
+  //    back: from row order.offset_in(pass) on after an elastic resume), back to back or (pack.best_fit) by best-fit decreasing length within pools of bucket_pool rows'
   //    worth of steps (see sequence_plan.cpp), the rows then shuffled with order.shuffle.
   static PassPlan build(const std::vector<int64_t>& lengths, const OrderSpec& order, const PackSpec& pack,
                         const PadSpec& pad, uint64_t pass);
@@ -99,7 +99,7 @@ class PassPlan {
   // the pass holds stream steps [r * max_len, (r + 1) * max_len); this rank reads rows
   // pass_row(0), pass_row(1), ...
   int64_t total_steps() const { return cum_.empty() ? 0 : cum_.back(); }
-  int64_t pass_row(int64_t i) const { return i * world_ + rank_; }
+  int64_t pass_row(int64_t i) const { return offset_ + i * world_ + rank_; }
 
  private:
   // Index into seqs() of the sequence holding stream step `pos`, skipping empty ones.
@@ -113,6 +113,7 @@ class PassPlan {
   int64_t max_len_ = 0;
   int64_t rows_ = 0;  // this rank's
   int64_t rank_ = 0, world_ = 1;
+  int64_t offset_ = 0;  // back-to-back packing: rows of the pass read before this run's share (elastic resume)
   int64_t num_batches_ = 0;
 };
 

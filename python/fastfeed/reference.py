@@ -794,13 +794,27 @@ def packed_plan(
     rank: int = 0,
     world_size: int = 1,
     keep_short: bool = False,
+    offset: int = 0,
 ) -> List[List[List[Tuple[int, int, int]]]]:
     """A rank's batches of one pass of packed sequences: rows of pieces (sequence, first step, steps).
 
     The pass's sequences are laid back to back and the stream is cut into rows of max_len steps
     (a sequence reaching the end of a row continues at the start of the next one); the rank's
-    share of those rows (rank_share) is cut into batches. drop_last drops a short last batch,
-    unless `keep_short`."""
+    share of those rows (rank_share; resumed_share of the rows from `offset` on, after an
+    elastic resume) is cut into batches. drop_last drops a short last batch, unless `keep_short`."""
+    rows = packed_rows(lengths, max_len, shuffle, seed, pass_)
+    rows = [rows[q] for q in resumed_share(len(rows), offset, rank, world_size, drop_last, unit=batch_size)]
+    out = [rows[s : s + batch_size] for s in range(0, len(rows), batch_size)]
+    if drop_last and not keep_short and out and len(out[-1]) < batch_size:
+        out.pop()
+    return out
+
+
+def packed_rows(
+    lengths: List[int], max_len: int, shuffle: bool = False, seed: int = 0, pass_: int = 0
+) -> List[List[Tuple[int, int, int]]]:
+    """Every row of one pass of back-to-back packed sequences (all ranks'), in the pass's order:
+    they depend on the pass's order and max_len alone, not on batch_size or world_size."""
     pieces = [(int(i), 0, lengths[i]) for i in sequence_order(len(lengths), shuffle, seed, pass_) if lengths[i] > 0]
     rows: List[List[Tuple[int, int, int]]] = [[]]
     room = max_len
@@ -814,11 +828,7 @@ def packed_plan(
             first, count, room = first + take, count - take, room - take
     if not rows[-1]:
         rows.pop()
-    rows = [rows[q] for q in rank_share(len(rows), rank, world_size, drop_last, unit=batch_size)]
-    out = [rows[s : s + batch_size] for s in range(0, len(rows), batch_size)]
-    if drop_last and not keep_short and out and len(out[-1]) < batch_size:
-        out.pop()
-    return out
+    return rows
 
 
 def token_plan(
@@ -999,10 +1009,11 @@ def sequence_batches(
     """Every batch of one epoch of whole sequences, as dicts with x, y, mask, lengths and, when
     packing, segment_ids, position_ids and cu_seqlens: what a Feeder(window=None) yields.
 
-    Virtual epochs of plain padded sequences stream every rank through an equal share of each
-    pass (positions rank, rank + world_size, ..., len(sequences) // world_size of them).
-    `resume=(step, pass, offset)` (plain padded sequences only) is an elastic resume, a state
-    saved with another world_size or batch_size: at `step` (the epoch, or with virtual epochs
+    Virtual epochs of plain padded sequences (of back-to-back packed rows) stream every rank
+    through an equal share of each pass's sequences (rows, packed_rows) (positions rank, rank +
+    world_size, ..., units // world_size of them). `resume=(step, pass, offset)` (plain padded
+    or back-to-back packed sequences) is an elastic resume, a state saved with another
+    world_size or batch_size: at `step` (the epoch, or with virtual epochs
     epoch * steps_per_epoch + batch) the ranks take over at position `offset` of pass `pass`,
     sharing the rest of that pass (resumed_share; equal shares of it with virtual epochs), then
     whole passes. The resumed epoch's batches are those from `step` on: without virtual epochs
@@ -1048,8 +1059,10 @@ def sequence_batches(
     # every item of the rank's share, as with windows; bucketed and token-budget batches stay as
     # each pass cut them.
     streamed = steps_per_epoch is not None and not bucket and batch_tokens is None
-    if resume is not None and (bucket or pack or batch_tokens is not None):
-        raise ValueError("resume applies to plain padded sequences (no bucket, pack or batch_tokens)")
+    if resume is not None and (bucket or best_fit or batch_tokens is not None):
+        raise ValueError(
+            "resume applies to plain padded and back-to-back packed sequences (no bucket, best fit or batch_tokens)"
+        )
     r_step, r_pass, r_offset = resume if resume is not None else (-1, 0, 0)
 
     def offset_in(pass_: int) -> int:
@@ -1097,6 +1110,7 @@ def sequence_batches(
                 rank,
                 world_size,
                 keep_short=streamed,
+                offset=offset_in(pass_),
             )
         return padded_plan(
             lengths,
@@ -1141,13 +1155,20 @@ def sequence_batches(
         if epoch < r_step:
             raise ValueError(f"epoch {epoch} comes before the resume at epoch {r_step}")
         batches = plan_of(epoch)
-    elif streamed and not pack:  # equal shares of each pass, every item streamed
-        n_seqs, per_pass = len(lengths), len(lengths) // world_size
+    elif streamed:  # equal shares of each pass's sequences (or packed rows), every item streamed
 
-        def share(pass_: int) -> List[int]:
-            order = sequence_order(n_seqs, shuffle, seed, pass_)
+        def units_of(pass_: int) -> list:
+            if pack:
+                return packed_rows(lengths, cast(int, max_len), shuffle, seed, pass_)
+            return [int(i) for i in sequence_order(len(lengths), shuffle, seed, pass_)]
+
+        n_seqs = len(units_of(0))  # the same in every pass
+        per_pass = n_seqs // world_size
+
+        def share(pass_: int) -> list:
+            order = units_of(pass_)
             at = offset_in(pass_)
-            return [int(order[at + q * world_size + rank]) for q in range((n_seqs - at) // world_size)]
+            return [order[at + q * world_size + rank] for q in range((n_seqs - at) // world_size)]
 
         per_epoch = cast(int, steps_per_epoch) * batch_size
         first_item = epoch * per_epoch if resume is None else max(epoch * per_epoch, r_step * batch_size)
@@ -1166,19 +1187,10 @@ def sequence_batches(
                 shares[pass_] = share(pass_)
             items.append(shares[pass_][q])
         batches = [items[k : k + batch_size] for k in range(0, len(items), batch_size)]
-    elif not streamed:  # each pass's batches, as cut
+    else:  # each pass's batches, as cut
         nb = len(plan_of(0))  # this rank's batches in a pass
         count = steps_per_epoch if steps_per_epoch is not None else nb
         batches = [plan_of(pass_)[j] for pass_, j in epoch_stream(epoch, nb, count, steps_per_epoch)]
-    else:
-        flat = {0: [i for b in plan_of(0) for i in b]}
-        per_pass = len(flat[0])
-        stream = epoch_stream(epoch, per_pass, cast(int, steps_per_epoch) * batch_size, steps_per_epoch)
-        for pass_, _ in stream:
-            if pass_ not in flat:
-                flat[pass_] = [i for b in plan_of(pass_) for i in b]
-        items = [flat[pass_][q] for pass_, q in stream]
-        batches = [items[k : k + batch_size] for k in range(0, len(items), batch_size)]
     masking = check_finite == "mask"
     out = []
     for batch in batches:

@@ -1006,6 +1006,36 @@ static void elastic_resume_plans_the_rest_of_a_pass_of_sequences() {
   CHECK(later.seqs().size() == 16 && later.seqs()[0] == static_cast<int64_t>(Permutation(50, 9, 2)(2)));
 }
 
+// Back-to-back packed rows too: a pass's rows depend on its order alone, and the resumed pass's
+// plan deals the rank rows offset + rank, offset + rank + world_size, ...
+static void elastic_resume_plans_the_rest_of_a_pass_of_packed_rows() {
+  const std::vector<int64_t> lengths(50, 3);  // 150 steps: 38 rows of 4
+  OrderSpec order = order_of(4, true, 9, 0, false, 2, 3);
+  order.resume_step = 1;
+  order.resume_pass = 1;
+  order.resume_offset = 20;
+  PackSpec pack;
+  pack.pack = true;
+  PadSpec pad;
+  pad.max_len = 4;
+  const PassPlan whole = PassPlan::build(lengths, order_of(1, true, 9), pack, pad, 1);
+  const PassPlan resumed = PassPlan::build(lengths, order, pack, pad, 1);
+  CHECK(whole.num_rows() == 38 && resumed.num_rows() == 6 && resumed.num_batches() == 2);  // 18 left: 6 a rank
+  std::vector<PlanPiece> a, b;
+  for (int64_t q = 0; q < 6; ++q) {
+    resumed.row_pieces(q, a);
+    whole.row_pieces(20 + q * 3 + 2, b);
+    CHECK(a.size() == b.size());
+    for (size_t k = 0; k < a.size() && k < b.size(); ++k) {
+      CHECK(a[k].seq == b[k].seq && a[k].first == b[k].first && a[k].count == b[k].count);
+    }
+  }
+  const PassPlan later = PassPlan::build(lengths, order, pack, pad, 2);
+  CHECK(later.num_rows() == 12 && later.pass_row(0) == 2);
+  order.resume_offset = 38;  // the pass read to its end
+  CHECK(PassPlan::build(lengths, order, pack, pad, 1).num_rows() == 0);
+}
+
 // A builder that throws (out of memory, say) gives a failed block at its place in the order, on a
 // worker thread and in the consumer alike, instead of ending the process.
 static void a_throwing_builder_gives_a_failed_block() {
@@ -1187,6 +1217,7 @@ int main() {
   mixtures_keep_their_quotas();
   elastic_resume_shares_the_rest_of_a_pass();
   elastic_resume_plans_the_rest_of_a_pass_of_sequences();
+  elastic_resume_plans_the_rest_of_a_pass_of_packed_rows();
   a_throwing_builder_gives_a_failed_block();
   token_budget_plans_fit_and_cover();
   best_fit_plans_keep_short_sequences_whole();

@@ -155,10 +155,11 @@ class SequenceMode(Mode):
         # Bucketed and token-budget batches are cut within each pass: a pass without a batch has
         # nothing to stream.
         self.streams_short_passes = not self.bucket and self.batch_tokens is None
-        # Plain padded sequences take over another world_size's or batch_size's stream (an elastic
-        # resume): each pass's order is dealt to the ranks as windows are. Bucketed pools, token
-        # budgets and packed rows cut the pass by its order first, so they resume only as they were.
-        self.elastic = not self.bucket and self.batch_tokens is None and not self.pack
+        # Plain padded sequences and back-to-back packed rows take over another world_size's or
+        # batch_size's stream (an elastic resume): each pass's sequences (or the rows its order
+        # packs into, whatever batch_size and world_size are) are dealt to the ranks as windows
+        # are. Bucketed pools, token budgets and best-fit rows resume only as they were.
+        self.elastic = not self.bucket and self.batch_tokens is None and not self.best_fit
         x_feat, y_feat = self._feats()
         self._pack_spec = PackSpec(
             bucket=self.bucket,
@@ -495,8 +496,8 @@ class SequenceMode(Mode):
             # Added later: recorded only when on, so that states saved before them still load.
             **({"batch_tokens": self.batch_tokens} if self.batch_tokens is not None else {}),
             **({"static": [self.static_dtype, list(self.static.feat)]} if self.static is not None else {}),
-            # Virtual epochs of padded sequences on several ranks give every rank an equal share of
-            # each pass (the order of releases before this one gave the leftovers to the first ranks).
+            # Virtual epochs of padded sequences (or back-to-back packed rows) on several ranks give
+            # every rank an equal share of each pass (releases before gave the leftovers to the first ranks).
             **({"stream_shares": "equal"} if self._equal_stream_shares() else {}),
         }
 

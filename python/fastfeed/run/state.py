@@ -100,9 +100,11 @@ def read_state(
                 for k in differ
                 if k in ELASTIC_KEYS
             )
-            + "; whole sequences that are bucketed, packed or cut by batch_tokens resume only with the same "
-            "ones, as do states saved without a stream position (windows, padded whole sequences and mixtures "
-            "take over another configuration's stream)"
+            + "; whole sequences that are bucketed or cut by batch_tokens resume only with the same ones (their "
+            "batches are cut by batch_size or batch_tokens, bucketed ones from each rank's share of the pass: "
+            "other sizes cut other batches, so the saved point is no point of the new stream), best-fit packed "
+            "rows do not resume so yet, nor do states saved without a stream position (windows, padded or "
+            "back-to-back packed whole sequences and mixtures take over another configuration's stream)"
         )
     if rescaled:
         if epoch < 0 or batch < 0:
