@@ -409,8 +409,8 @@ def test_bucketed_and_best_fit_sequences_still_refuse_another_world_size(kw):
         g.load_state_dict(state)
     t = Feeder(SEQS, window=None, batch_tokens=16)
     next(iter(t))
-    with pytest.raises(ValueError, match="world_size"):
-        Feeder(SEQS, window=None, batch_tokens=16, rank=1, world_size=2).load_state_dict(t.state_dict())
+    with pytest.raises(ValueError, match=r"batch_tokens: saved 16, this feeder 24.*another budget cuts other batches"):
+        Feeder(SEQS, window=None, batch_tokens=24, rank=1, world_size=2).load_state_dict(t.state_dict())
 
 
 def test_virtual_epochs_of_whole_sequences_resumed_with_fewer_than_world_size_left_go_to_the_next_pass():
@@ -687,3 +687,165 @@ def test_packed_rows_resumed_elastically_then_saved_resume_exactly():
         same = _pack_feeders(2, 3, steps=steps)[1]
         same.load_state_dict(s)
         assert _rows(list(same)) == _rows(rest)
+
+
+# ----- whole sequences cut by batch_tokens ----------------------------------------------------
+# A pass is cut into batches by batch_tokens alone (world_size and batch_size play no part), and
+# the ranks share those batches by position: another world_size takes over from the saved batch.
+
+_LENGTHS = [len(s) for s in SEQS]
+
+
+def _token_batches(pass_, bucket, drop_last=False):
+    """Every batch of a pass, as cut (all ranks')."""
+    return reference.token_plan(_LENGTHS, 16, None, 1, True, 5, pass_, drop_last, bucket, 2)
+
+
+def _token_feeders(world, steps=None, **kw):
+    return [
+        Feeder(
+            SEQS,
+            window=None,
+            batch_tokens=16,
+            shuffle=True,
+            seed=5,
+            rank=r,
+            world_size=world,
+            steps_per_epoch=steps,
+            with_index=True,
+            output="numpy",
+            **({"bucket_pool": 2} if kw.get("bucket") else {}),
+            **kw,
+        )
+        for r in range(world)
+    ]
+
+
+def _token_reference(world, rank, **kw):
+    return reference.sequence_batches(
+        SEQS,
+        batch_size=1,
+        shuffle=True,
+        seed=5,
+        rank=rank,
+        world_size=world,
+        batch_tokens=16,
+        bucket_pool=2,
+        with_index=True,
+        **kw,
+    )
+
+
+def _series(batches):
+    return [[int(s) for s in b.series] for b in batches]
+
+
+@settings(max_examples=20, deadline=None)
+@given(
+    old=st.integers(1, 4),
+    new=st.integers(1, 4),
+    done=st.integers(1, 3),
+    bucket=st.booleans(),
+    drop_last=st.booleans(),
+)
+def test_token_budget_batches_go_on_over_all_ranks_with_another_world_size(old, new, done, bucket, drop_last):
+    everything = _token_batches(0, bucket, drop_last)
+    olds = _token_feeders(old, bucket=bucket, drop_last=drop_last)
+    first = [_take_batches(f, done) for f in olds]
+    states = [json.loads(json.dumps(f.state_dict())) for f in olds]
+    offset = done * old
+    assert all(s["stream"] == {"pass": 0, "offset": offset, "origin": None} for s in states)
+    news = _token_feeders(new, bucket=bucket, drop_last=drop_last)
+    for r, f in enumerate(news):
+        f.load_state_dict(states[(r + 1) % len(states)])
+    lengths = [len(f) for f in news]
+    rest = [_take_batches(f, 10**6) for f in news]
+    assert len({len(r) for r in rest}) == 1  # every rank the same number of batches
+    assert lengths == [len(r) + (done if old == new else 0) for r in rest]
+    seen = Counter(n for part in first + rest for b in _series(part) for n in b)
+    assert max(seen.values()) == 1  # no sequence twice in the epoch
+    taken = sum(len(part) for part in first + rest)
+    assert 0 <= len(everything) - taken < new  # fewer than world_size batches of the pass skipped
+    for r, part in enumerate(rest):
+        assert _series(part) == [everything[offset + q * new + r] for q in range((len(everything) - offset) // new)]
+        want = _token_reference(new, r, drop_last=drop_last, bucket=bucket, resume=(0, 0, offset))
+        assert len(want) == len(part)
+        for got, w in zip(part, want):
+            for key in ("x", "mask", "lengths", "series"):
+                np.testing.assert_array_equal(getattr(got, key), w[key])
+    nxt = _token_batches(1, bucket, drop_last)
+    for r, f in enumerate(news):  # the next epoch is a whole pass again
+        assert _series(list(f)) == [nxt[q * new + r] for q in range(len(nxt) // new)]
+
+
+@pytest.mark.parametrize("old,new", [(3, 2), (2, 3), (1, 4), (4, 1)])
+@pytest.mark.parametrize("bucket", [False, True])
+def test_virtual_epochs_of_token_budget_batches_resume_elastically_across_passes(old, new, bucket):
+    olds = _token_feeders(old, steps=5, bucket=bucket)
+    epochs = len(_token_batches(0, bucket)) // old // 5 + 1  # whole epochs, past the end of pass 0
+    first = [[b for _ in range(epochs) for b in _take_batches(f, 5)] + _take_batches(f, 2) for f in olds]
+    states = [f.state_dict() for f in olds]
+    step = epochs * 5 + 2
+    pass_, left = 0, step  # where the old ranks' last batch ends
+    while left >= len(_token_batches(pass_, bucket)) // old:
+        left -= len(_token_batches(pass_, bucket)) // old
+        pass_ += 1
+    point = {"pass": pass_, "offset": left * old, "origin": None}
+    assert pass_ >= 1 and all(s["stream"] == point for s in states)
+    firsts = []
+    for r, f in enumerate(_token_feeders(new, steps=5, bucket=bucket)):
+        f.load_state_dict(states[r % len(states)])
+        assert len(f) == 5  # virtual epochs keep their length
+        rest = _take_batches(f, 3) + [b for _ in range(7) for b in _take_batches(f, 5)]
+        want, p, at = [], point["pass"], point["offset"]
+        while len(want) < 38:  # the rest of the resumed pass, then whole passes
+            cut = _token_batches(p, bucket)
+            want += [cut[at + q * new + r] for q in range((len(cut) - at) // new)]
+            p, at = p + 1, 0
+        assert p > point["pass"] + 1  # the new ranks crossed a pass too
+        assert _series(rest) == want[:38]
+        ref = [
+            b
+            for e in range(epochs, epochs + 8)
+            for b in _token_reference(
+                new, r, bucket=bucket, epoch=e, steps_per_epoch=5, resume=(step, pass_, left * old)
+            )
+        ]
+        assert [[int(s) for s in b["series"]] for b in ref] == _series(rest)
+        for got, w in zip(rest, ref):
+            np.testing.assert_array_equal(got.x, w["x"])
+        firsts.append(rest)
+    # the pass the state fell in, over old and new ranks: no batch twice, fewer than new left out
+    cut = _token_batches(point["pass"], bucket)
+    olds_part = [tuple(b) for part in first for b in (_series(part)[-left:] if left else [])]
+    news_part = [tuple(b) for part in firsts for b in _series(part)[: (len(cut) - point["offset"]) // new]]
+    seen = Counter(olds_part + news_part)
+    assert max(seen.values()) == 1 and 0 <= len(cut) - len(seen) < new
+
+
+def test_token_budget_batches_resumed_elastically_then_saved_resume_exactly():
+    for steps in (None, 4):
+        olds = _token_feeders(2, steps=steps)
+        for f in olds:
+            _take_batches(f, 2)
+        news = _token_feeders(3, steps=steps)
+        for f in news:
+            f.load_state_dict(olds[0].state_dict())
+        it = iter(news[2])
+        next(it)
+        saved = news[2].state_dict()
+        assert saved["stream"]["origin"] is not None
+        follow = list(it)
+        exact = _token_feeders(3, steps=steps)[2]
+        exact.load_state_dict(json.loads(json.dumps(saved)))
+        again = list(exact)
+        assert len(again) == len(follow) > 0
+        assert _series(again) == _series(follow)
+        plain = _token_feeders(2, steps=steps)[1]  # the same configuration, no elastic resume
+        it = iter(plain)
+        next(it)
+        s = plain.state_dict()
+        rest = list(it)
+        same = _token_feeders(2, steps=steps)[1]
+        same.load_state_dict(s)
+        assert _series(list(same)) == _series(rest)

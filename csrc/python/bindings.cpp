@@ -344,7 +344,17 @@ void bind_sequences(py::module_& m) {
            "This rank's batches and items (rows, or batches) in each pass, where they differ from pass to "
            "pass (batch_tokens, best-fit packing); each pass counted once, by building its plan.")
       .def("batches", &PassSizes::batches, py::arg("pass_"), py::call_guard<py::gil_scoped_release>())
-      .def("items", &PassSizes::items, py::arg("pass_"), py::call_guard<py::gil_scoped_release>());
+      .def("items", &PassSizes::items, py::arg("pass_"), py::call_guard<py::gil_scoped_release>())
+      .def("units", &PassSizes::units, py::arg("pass_"), py::call_guard<py::gil_scoped_release>(),
+           "The batches (rows) pass `pass_` is cut into over all ranks.")
+      .def(
+          "locate",
+          [](const PassSizes& p, int64_t index) {
+            const StreamPosition at = p.locate(index, /*by_items=*/false);
+            return std::make_pair(static_cast<uint64_t>(at.pass), at.index);
+          },
+          py::arg("index"), py::call_guard<py::gil_scoped_release>(),
+          "(pass, batch of this rank's share) of batch `index` of the stream of passes.");
 }
 
 void bind_pipeline(py::module_& m) {

@@ -61,9 +61,11 @@ SequenceBlocks::SequenceBlocks(std::shared_ptr<const SequenceData> data, const O
     // Batches (and rows) differ from pass to pass: this epoch's count comes from its plan, and
     // virtual epochs find their batches by the counts of the passes before.
     if (!passes_) passes_ = std::make_shared<const PassSizes>(lengths_, order_, pack_, pad_);
-    const auto epoch = static_cast<uint64_t>(run_.epoch);
-    sizes_.per_rank = passes_->items(order_.steps_per_epoch > 0 ? 0 : epoch);
-    sizes_.batches_per_pass = passes_->batches(order_.steps_per_epoch > 0 ? 0 : epoch);
+    // (With virtual epochs, a whole pass's: the first, or the one after an elastic resume's.)
+    const uint64_t pass = order_.steps_per_epoch > 0 ? (order_.resume_step >= 0 ? static_cast<uint64_t>(order_.resume_pass) + 1 : 0)
+                                                     : static_cast<uint64_t>(run_.epoch);
+    sizes_.per_rank = passes_->items(pass);
+    sizes_.batches_per_pass = passes_->batches(pass);
     sizes_.batches_per_epoch = order_.steps_per_epoch > 0 ? order_.steps_per_epoch : sizes_.batches_per_pass;
   }
   if (run_.first_batch > sizes_.batches_per_epoch) {
@@ -205,10 +207,12 @@ BatchLayout SequenceBlocks::mixed_layout(int64_t batch) const {
 BatchLayout SequenceBlocks::layout_of(int64_t batch) const {
   if (mix_) return mixed_layout(batch);
   const int64_t B = order_.batch_size;
+  // Virtual epochs resumed elastically count the stream of varying passes from the resume's step.
+  const int64_t resumed_at = order_.resume_step >= 0 ? order_.resume_step : 0;
   if (!streamed_) {
     const StreamPosition at =
         !pack_.varying() ? locate_in_stream(order_, run_.epoch, batch, order_.steps_per_epoch, sizes_.batches_per_pass)
-        : order_.steps_per_epoch > 0 ? passes_->locate(run_.epoch * order_.steps_per_epoch + batch, /*by_items=*/false)
+        : order_.steps_per_epoch > 0 ? passes_->locate(run_.epoch * order_.steps_per_epoch + batch - resumed_at, /*by_items=*/false)
                                      : StreamPosition{static_cast<uint64_t>(run_.epoch), batch};
     const std::shared_ptr<const PassPlan> plan = plan_for(at.pass);
     if (!pack_.pack) {
@@ -227,7 +231,7 @@ BatchLayout SequenceBlocks::layout_of(int64_t batch) const {
   for (int64_t i = 0; i < B; ++i) {
     const int64_t item = batch * B + i;
     const StreamPosition at =
-        pack_.varying() ? passes_->locate(run_.epoch * order_.steps_per_epoch * B + item, /*by_items=*/true)
+        pack_.varying() ? passes_->locate((run_.epoch * order_.steps_per_epoch - resumed_at) * B + item, /*by_items=*/true)
                         : locate_sample(order_, run_.epoch, item, per_pass_, first_pass_);
     if (plans.empty() || at.pass != pass) plans.push_back(plan_for(pass = at.pass));
     const PassPlan& plan = *plans.back();

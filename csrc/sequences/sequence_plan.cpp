@@ -134,6 +134,7 @@ PassPlan PassPlan::build(const std::vector<int64_t>& lengths, const OrderSpec& o
       s = e;
     }
     const int64_t K = static_cast<int64_t>(row_start.size()) - 1;
+    plan.units_ = K;
     plan.rows_ = rank_share_size(K, order.rank, order.world_size, B, order.drop_last);
     const Permutation row_perm(static_cast<uint64_t>(K), order.seed ^ kBatchOrderSalt, pass);
     plan.row_start_.reserve(static_cast<size_t>(plan.rows_) + 1);
@@ -154,6 +155,7 @@ PassPlan PassPlan::build(const std::vector<int64_t>& lengths, const OrderSpec& o
     plan.cum_.resize(static_cast<size_t>(all) + 1, 0);
     for (int64_t i = 0; i < all; ++i) plan.cum_[i + 1] = plan.cum_[i] + lengths[plan.seqs_[i]];
     const int64_t pass_rows = (plan.total_steps() + pad.max_len - 1) / pad.max_len;
+    plan.units_ = pass_rows;
     // Rows are cut from the pass's order whatever batch_size and world_size are, so an elastic
     // resume shares the rows left from order.offset_in(pass) on, as plain sequences do.
     plan.offset_ = std::min(order.offset_in(pass), pass_rows);
@@ -186,11 +188,15 @@ PassPlan PassPlan::build(const std::vector<int64_t>& lengths, const OrderSpec& o
     int64_t K = static_cast<int64_t>(cuts.size()) - 1;
     if (order.drop_last && K > 0) --K;  // the last batch cut: the one the pass's end closed
     const Permutation batch_perm(static_cast<uint64_t>(K), order.seed ^ kBatchOrderSalt, pass);
-    const int64_t per_rank = K / order.world_size;
+    // The pass's batches are cut by batch_tokens alone, whatever world_size is: after an elastic
+    // resume in this pass the ranks share those from order.offset_in(pass) on.
+    plan.units_ = K;
+    const int64_t offset = std::min(order.offset_in(pass), K);
+    const int64_t per_rank = (K - offset) / order.world_size;
     std::vector<int64_t> seqs;
     plan.starts_.reserve(static_cast<size_t>(per_rank) + 1);
     for (int64_t q = 0; q < per_rank; ++q) {
-      const int64_t g = q * order.world_size + order.rank;
+      const int64_t g = offset + q * order.world_size + order.rank;
       const int64_t c = pack.bucket ? static_cast<int64_t>(batch_perm(static_cast<uint64_t>(g))) : g;
       plan.starts_.push_back(static_cast<int64_t>(seqs.size()));
       seqs.insert(seqs.end(), plan.seqs_.begin() + cuts[c], plan.seqs_.begin() + cuts[c + 1]);
@@ -260,7 +266,12 @@ void PassPlan::row_pieces(int64_t i, std::vector<PlanPiece>& out) const {
 }
 
 PassSizes::PassSizes(std::vector<int64_t> lengths, const OrderSpec& order, const PackSpec& pack, const PadSpec& pad)
-    : lengths_(std::move(lengths)), order_(order), pack_(pack), pad_(pad) {
+    : lengths_(std::move(lengths)),
+      order_(order),
+      pack_(pack),
+      pad_(pad),
+      // Virtual epochs resumed elastically: the stream runs from the resumed pass on.
+      base_(order.resume_step >= 0 && order.steps_per_epoch > 0 ? static_cast<uint64_t>(order.resume_pass) : 0) {
   order_.validate();
   pack_.validate();
   pad_.validate(pack_.pack);
@@ -275,8 +286,18 @@ PassSizes::PassSizes(std::vector<int64_t> lengths, const OrderSpec& order, const
   }
 }
 
+int64_t PassSizes::units(uint64_t pass) const {
+  std::lock_guard<std::mutex> lk(mu_);
+  const auto it = units_.find(pass);
+  if (it != units_.end()) return it->second;
+  const int64_t k = PassPlan::build(lengths_, order_, pack_, pad_, pass).pass_units();
+  if (units_.size() >= 64) units_.erase(units_.begin());
+  units_.emplace(pass, k);
+  return k;
+}
+
 std::pair<int64_t, int64_t> PassSizes::count(uint64_t pass) const {
-  if (pass < items_.size()) return {items_[pass], batches_[pass]};
+  if (pass >= base_ && pass - base_ < items_.size()) return {items_[pass - base_], batches_[pass - base_]};
   const auto it = counted_.find(pass);
   if (it != counted_.end()) return it->second;
   const PassPlan plan = PassPlan::build(lengths_, order_, pack_, pad_, pass);
@@ -288,7 +309,7 @@ std::pair<int64_t, int64_t> PassSizes::count(uint64_t pass) const {
 
 void PassSizes::count_up_to(uint64_t pass) const {
   while (items_.size() <= pass) {
-    const std::pair<int64_t, int64_t> c = count(items_.size());
+    const std::pair<int64_t, int64_t> c = count(base_ + items_.size());
     items_.push_back(c.first);
     batches_.push_back(c.second);
     items_before_.push_back(items_before_.back() + c.first);
@@ -311,16 +332,18 @@ StreamPosition PassSizes::locate(int64_t index, bool by_items) const {
   std::lock_guard<std::mutex> lk(mu_);
   const std::vector<int64_t>& before = by_items ? items_before_ : batches_before_;
   while (before.back() <= index) {
-    const uint64_t pass = items_.size();
-    count_up_to(pass);
-    if ((by_items ? items_ : batches_).back() == 0) {
+    const uint64_t pass = base_ + items_.size();
+    count_up_to(items_.size());
+    // (The pass an elastic resume took over may have nothing left for this rank.)
+    const bool resumed = order_.resume_step >= 0 && order_.steps_per_epoch > 0 && pass == base_;
+    if ((by_items ? items_ : batches_).back() == 0 && !resumed) {
       throw ArgumentError("pass " + std::to_string(pass) + " holds no " + (by_items ? "row" : "batch") +
                           " for rank " + std::to_string(order_.rank) + ": virtual epochs cannot run on across it");
     }
   }
   const auto it = std::upper_bound(before.begin(), before.end(), index);
   const auto pass = static_cast<size_t>(it - before.begin()) - 1;
-  return {static_cast<uint64_t>(pass), index - before[pass]};
+  return {base_ + static_cast<uint64_t>(pass), index - before[pass]};
 }
 
 }  // namespace fastfeed

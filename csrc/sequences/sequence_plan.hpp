@@ -83,6 +83,8 @@ class PassPlan {
                         const PadSpec& pad, uint64_t pass);
 
   int64_t num_batches() const { return num_batches_; }
+  // Token budget, packed: the batches (rows) the whole pass is cut into, over all ranks.
+  int64_t pass_units() const { return units_; }
 
   // Padded plans (plain, bucketed, token budget): batch g holds sequences
   // seqs()[batch_start(g) .. batch_start(g+1)). A plain plan's seqs() is the rank's whole share:
@@ -115,6 +117,7 @@ class PassPlan {
   int64_t rank_ = 0, world_ = 1;
   int64_t offset_ = 0;  // back-to-back packing: rows of the pass read before this run's share (elastic resume)
   int64_t num_batches_ = 0;
+  int64_t units_ = 0;
 };
 
 // This rank's batches and items in each pass where they differ from pass to pass (token
@@ -127,14 +130,17 @@ class PassSizes {
 
   int64_t batches(uint64_t pass) const;
   int64_t items(uint64_t pass) const;
-  // Where entry `index` of the stream of passes lies (pass 0's entries, then pass 1's, ...):
-  // entries are items (`by_items`) or batches. Every pass must hold at least one.
+  // The batches (rows) pass `pass` is cut into over all ranks (PassPlan::pass_units).
+  int64_t units(uint64_t pass) const;
+  // Where entry `index` of the stream of passes lies (pass 0's entries, then pass 1's, ...;
+  // with virtual epochs resumed elastically, from the resumed pass's on, `index` counted from
+  // the resume's step): entries are items (`by_items`) or batches. Every pass must hold at least one.
   StreamPosition locate(int64_t index, bool by_items) const;
 
  private:
-  // With mu_ held: (items, batches) of one pass; the passes from 0 to `pass` counted in order.
+  // With mu_ held: (items, batches) of one pass; the stream's first `k` + 1 passes counted in order.
   std::pair<int64_t, int64_t> count(uint64_t pass) const;
-  void count_up_to(uint64_t pass) const;
+  void count_up_to(uint64_t k) const;
 
   std::vector<int64_t> lengths_;
   OrderSpec order_;
@@ -143,7 +149,9 @@ class PassSizes {
   mutable std::mutex mu_;
   // Per pass counted so far: this rank's items and batches, and their running totals (first 0).
   mutable std::vector<int64_t> items_, batches_, items_before_{0}, batches_before_{0};
+  uint64_t base_ = 0;  // the stream's first pass (items_[i] is pass base_ + i's)
   mutable std::map<uint64_t, std::pair<int64_t, int64_t>> counted_;  // passes asked for alone (len())
+  mutable std::map<uint64_t, int64_t> units_;
 };
 
 }  // namespace fastfeed

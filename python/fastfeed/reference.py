@@ -844,6 +844,7 @@ def token_plan(
     bucket_pool: int = 64,
     rank: int = 0,
     world_size: int = 1,
+    offset: int = 0,
 ) -> List[List[int]]:
     """A rank's batches of one pass of padded whole sequences cut by a budget of padded steps.
 
@@ -855,7 +856,9 @@ def token_plan(
     one); each pool is sorted by length (stable) and cut, and the batches are shuffled (whatever
     `shuffle` says) with a permutation keyed by seed ^ BATCH_ORDER_SALT. drop_last drops the last
     batch cut (before that shuffle). Rank r takes batches r, r + world_size, ... of the
-    world_size * (K // world_size) first of the K batches: the rest are in no rank's share."""
+    world_size * (K // world_size) first of the K batches: the rest are in no rank's share. The
+    cut depends on batch_tokens alone, not on world_size: after an elastic resume at batch
+    `offset` of the pass, rank r takes batches offset + r, offset + r + world_size, ..."""
 
     def kept(i: int) -> int:
         return lengths[i] if max_len is None else min(lengths[i], max_len)
@@ -889,7 +892,8 @@ def token_plan(
     if bucket:
         perm = permutation(len(batches), seed ^ BATCH_ORDER_SALT, pass_)
         batches = [batches[int(c)] for c in perm]
-    return [batches[q * world_size + rank] for q in range(len(batches) // world_size)]
+    at = min(offset, len(batches))
+    return [batches[at + q * world_size + rank] for q in range((len(batches) - at) // world_size)]
 
 
 def best_fit_rows(seqs: List[int], lengths: List[int], max_len: int) -> List[List[Tuple[int, int, int]]]:
@@ -1059,10 +1063,8 @@ def sequence_batches(
     # every item of the rank's share, as with windows; bucketed and token-budget batches stay as
     # each pass cut them.
     streamed = steps_per_epoch is not None and not bucket and batch_tokens is None
-    if resume is not None and (bucket or best_fit or batch_tokens is not None):
-        raise ValueError(
-            "resume applies to plain padded and back-to-back packed sequences (no bucket, best fit or batch_tokens)"
-        )
+    if resume is not None and (best_fit or (bucket and batch_tokens is None)):
+        raise ValueError("resume applies to plain padded, back-to-back packed and batch_tokens sequences")
     r_step, r_pass, r_offset = resume if resume is not None else (-1, 0, 0)
 
     def offset_in(pass_: int) -> int:
@@ -1097,6 +1099,7 @@ def sequence_batches(
                 bucket_pool,
                 rank,
                 world_size,
+                offset=offset_in(pass_),
             )
         if pack:
             return packed_plan(
@@ -1134,7 +1137,20 @@ def sequence_batches(
             plans[pass_] = plan(pass_)
         return plans[pass_]
 
-    if batch_tokens is not None or (best_fit and not streamed):  # batches per pass differ by pass
+    if batch_tokens is not None and resume is not None and steps_per_epoch is not None:
+        # Virtual epochs resumed elastically: from step r_step on, the rest of pass r_pass's
+        # batches (shared from r_offset on), then whole passes.
+        if epoch * steps_per_epoch + steps_per_epoch <= r_step:
+            raise ValueError(f"epoch {epoch} comes before the resume at step {r_step}")
+        batches, pass_, before = [], r_pass, 0
+        for s in range(max(epoch * steps_per_epoch, r_step) - r_step, (epoch + 1) * steps_per_epoch - r_step):
+            while s >= before + len(plan_of(pass_)):
+                if len(plan_of(pass_)) == 0 and pass_ != r_pass:
+                    raise ValueError(f"pass {pass_} holds nothing for this rank: the stream cannot run on")
+                before += len(plan_of(pass_))
+                pass_ += 1
+            batches.append(plan_of(pass_)[s - before])
+    elif batch_tokens is not None or (best_fit and not streamed):  # batches per pass differ by pass
         count = steps_per_epoch if steps_per_epoch is not None else len(plan_of(epoch))
         stream = varying_stream(epoch, count, steps_per_epoch, lambda p: len(plan_of(p)))
         batches = [plan_of(pass_)[j] for pass_, j in stream]

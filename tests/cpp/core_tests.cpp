@@ -1036,6 +1036,32 @@ static void elastic_resume_plans_the_rest_of_a_pass_of_packed_rows() {
   CHECK(PassPlan::build(lengths, order, pack, pad, 1).num_rows() == 0);
 }
 
+// Token budgets cut a pass into batches by batch_tokens alone: the resumed pass's plan deals the
+// rank batches offset + rank, offset + rank + world_size, ...; virtual epochs resumed so count
+// their stream of batches from the resumed pass.
+static void elastic_resume_plans_the_rest_of_a_pass_of_token_batches() {
+  const std::vector<int64_t> lengths(40, 3);
+  PackSpec pack;
+  pack.batch_tokens = 6;  // two sequences a batch: 20 batches a pass
+  PadSpec pad;
+  const PassPlan whole = PassPlan::build(lengths, order_of(1, true, 9), pack, pad, 1);
+  OrderSpec order = order_of(1, true, 9, 4, false, 1, 3);
+  order.resume_step = 5;
+  order.resume_pass = 1;
+  order.resume_offset = 7;
+  const PassPlan resumed = PassPlan::build(lengths, order, pack, pad, 1);
+  CHECK(whole.pass_units() == 20 && resumed.pass_units() == 20 && resumed.num_batches() == 4);  // 13 left: 4 a rank
+  for (int64_t q = 0; q < 4; ++q) {
+    const int64_t g = 7 + q * 3 + 1;
+    CHECK(resumed.batch_start(q + 1) - resumed.batch_start(q) == 2);
+    CHECK(resumed.seqs()[static_cast<size_t>(resumed.batch_start(q))] == whole.seqs()[static_cast<size_t>(whole.batch_start(g))]);
+  }
+  const PassSizes sizes(lengths, order, pack, pad);
+  CHECK(sizes.batches(1) == 4 && sizes.batches(2) == 6 && sizes.units(2) == 20);
+  const StreamPosition a = sizes.locate(3, false), b = sizes.locate(4, false), c = sizes.locate(11, false);
+  CHECK(a.pass == 1 && a.index == 3 && b.pass == 2 && b.index == 0 && c.pass == 3 && c.index == 1);
+}
+
 // A builder that throws (out of memory, say) gives a failed block at its place in the order, on a
 // worker thread and in the consumer alike, instead of ending the process.
 static void a_throwing_builder_gives_a_failed_block() {
@@ -1218,6 +1244,7 @@ int main() {
   elastic_resume_shares_the_rest_of_a_pass();
   elastic_resume_plans_the_rest_of_a_pass_of_sequences();
   elastic_resume_plans_the_rest_of_a_pass_of_packed_rows();
+  elastic_resume_plans_the_rest_of_a_pass_of_token_batches();
   a_throwing_builder_gives_a_failed_block();
   token_budget_plans_fit_and_cover();
   best_fit_plans_keep_short_sequences_whole();

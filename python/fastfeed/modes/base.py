@@ -281,7 +281,7 @@ class Mode:
                 origin = [
                     check_int("origin step", origin[0], 0),
                     check_int("origin pass", origin[1], 0),
-                    check_int("origin offset", origin[2], 0, self.units()),
+                    check_int("origin offset", origin[2], 0, self.pass_units(origin[1])),
                 ]
         except (AttributeError, KeyError, TypeError, ValueError, IndexError) as e:
             raise ValueError(f"malformed stream position in the state: {e}") from None
@@ -291,16 +291,21 @@ class Mode:
         if point is None:
             raise ValueError("this state holds no stream position: it cannot resume with another world_size")
         pass_, offset = point
-        if offset > self.units():
-            raise ValueError(f"stream offset {offset} is out of range for a pass of {self.units()} samples")
+        units = self.pass_units(pass_)
+        if offset > units:
+            raise ValueError(f"stream offset {offset} is out of range for a pass of {units} {self.unit_name}")
         if self.spec.steps_per_epoch is None:  # the resumed epoch is what its pass has left
-            if offset >= self.units():
+            if offset >= units:
                 self.set_resume(-1, 0, 0)
                 return pass_ + 1, 0
             self.set_resume(pass_, pass_, offset)
             return pass_, 0
         self.set_resume(epoch * self.spec.steps_per_epoch + batch, pass_, offset)
         return epoch, batch
+
+    def pass_units(self, pass_: int) -> int:
+        """The units (samples, sequences, rows or batches) pass `pass_` deals to all ranks."""
+        return self.units()
 
     def set_resume(self, step: int, pass_: int, offset: int) -> None:
         """Where this Feeder's stream takes over another configuration's (step -1: nowhere)."""

@@ -158,8 +158,11 @@ class SequenceMode(Mode):
         # Plain padded sequences and back-to-back packed rows take over another world_size's or
         # batch_size's stream (an elastic resume): each pass's sequences (or the rows its order
         # packs into, whatever batch_size and world_size are) are dealt to the ranks as windows
-        # are. Bucketed pools, token budgets and best-fit rows resume only as they were.
-        self.elastic = not self.bucket and self.batch_tokens is None and not self.best_fit
+        # are. Token budgets cut each pass into batches by batch_tokens alone (batch_size plays no
+        # part), which the ranks share by position: they take over another world_size's (or
+        # batch_size's) stream of batches. Bucketed batches of batch_size (cut from each rank's
+        # share) and best-fit rows resume only as they were.
+        self.elastic = not self.best_fit and (self.batch_tokens is not None or not self.bucket)
         x_feat, y_feat = self._feats()
         self._pack_spec = PackSpec(
             bucket=self.bucket,
@@ -412,6 +415,32 @@ class SequenceMode(Mode):
         first = steps if steps is not None else int(cast(Any, self._passes).batches(0))
         return SimpleNamespace(per_rank=self._token_floor, batches_per_pass=self._token_floor, batches_per_epoch=first)
 
+    def pass_units(self, pass_: int) -> int:
+        """With batch_tokens, the batches the pass is cut into (over all ranks)."""
+        if self.batch_tokens is None:
+            return self.units()
+        return int(PassSizes(self.data, self.order, self._pack_spec, self._pad_spec).units(pass_))
+
+    def set_resume(self, step: int, pass_: int, offset: int) -> None:
+        super().set_resume(step, pass_, offset)
+        if self._passes is not None:  # the counts of passes follow the resume point
+            self._passes = PassSizes(self.data, self.order, self._pack_spec, self._pad_spec)
+
+    def stream_state(self, epoch: int, batch: int) -> Optional[Dict[str, Any]]:
+        """With batch_tokens the units are the pass's batches: those all ranks have read."""
+        if self.batch_tokens is None or not self.elastic:
+            return super().stream_state(epoch, batch)
+        o, W, passes = self.order, self.spec.world_size, cast(Any, self._passes)
+        origin = [o.resume_step, o.resume_pass, o.resume_offset] if o.resume_step >= 0 else None
+        steps = self.spec.steps_per_epoch
+        if steps is None:  # an epoch is its pass
+            pass_, index = epoch, batch
+        else:
+            t = epoch * steps + batch - (o.resume_step if origin is not None else 0)
+            pass_, index = (int(v) for v in passes.locate(t))
+        offset = o.resume_offset if origin is not None and pass_ == o.resume_pass else 0
+        return {"pass": pass_, "offset": min(self.pass_units(pass_), offset + index * W), "origin": origin}
+
     def batches_in_epoch(self, epoch: int) -> Optional[int]:
         """Per epoch with batch_tokens or best-fit rows; an epoch resumed from a state saved with
         another world_size or batch_size (without virtual epochs) has the batches its pass has left."""
@@ -502,8 +531,9 @@ class SequenceMode(Mode):
         }
 
     def _equal_stream_shares(self) -> bool:
-        return (
+        return (  # (token-budget batches were always dealt in equal shares)
             self.elastic
+            and self.batch_tokens is None
             and self.spec.steps_per_epoch is not None
             and self.spec.world_size > 1
             and self.series.mixture is None

@@ -89,8 +89,16 @@ def read_state(
     other = [k for k in differ if k not in RANK_KEYS + ELASTIC_KEYS]
     differences = [f"{k}: saved {theirs.get(k)!r}, this feeder {fingerprint.get(k)!r}" for k in differ if other]
     if other:
+        why = (
+            " (batch_tokens cuts each pass into its batches, which the ranks share by position: another "
+            "budget cuts other batches, so the saved point is no point of the new stream)"
+            if "batch_tokens" in other
+            and theirs.get("batch_tokens") is not None
+            and fingerprint.get("batch_tokens") is not None
+            else ""
+        )
         raise ValueError(
-            "this state comes from a Feeder with a different configuration or data: " + "; ".join(differences)
+            "this state comes from a Feeder with a different configuration or data: " + "; ".join(differences) + why
         )
     if rescaled and not elastic:
         raise ValueError(
@@ -100,11 +108,12 @@ def read_state(
                 for k in differ
                 if k in ELASTIC_KEYS
             )
-            + "; whole sequences that are bucketed or cut by batch_tokens resume only with the same ones (their "
-            "batches are cut by batch_size or batch_tokens, bucketed ones from each rank's share of the pass: "
-            "other sizes cut other batches, so the saved point is no point of the new stream), best-fit packed "
-            "rows do not resume so yet, nor do states saved without a stream position (windows, padded or "
-            "back-to-back packed whole sequences and mixtures take over another configuration's stream)"
+            + "; bucketed whole sequences (without batch_tokens) resume only with the same ones (their batches "
+            "of batch_size are cut from each rank's share of the pass, sorted by length: another world_size or "
+            "batch_size cuts other batches, so the saved point is no point of the new stream), best-fit packed "
+            "rows do not resume so yet, nor do states saved without a stream position (windows, padded, "
+            "back-to-back packed and batch_tokens whole sequences and mixtures take over another "
+            "configuration's stream)"
         )
     if rescaled:
         if epoch < 0 or batch < 0:
