@@ -130,10 +130,10 @@ def test_mixtures_resume_elastically_on_the_same_stream():
 
 def test_what_cannot_resume_elastically_is_refused():
     seqs = [np.arange(n, dtype=np.float32) for n in (3, 5, 2, 7)]
-    f = Feeder(seqs, window=None, batch_size=2, pack="best_fit", max_len=4)
+    f = Feeder(seqs, window=None, batch_size=2, bucket=True)
     next(iter(f))
-    with pytest.raises(ValueError, match=r"another batch_size \(saved 2, this feeder 3\)"):
-        Feeder(seqs, window=None, batch_size=3, pack="best_fit", max_len=4).load_state_dict(f.state_dict())
+    with pytest.raises(ValueError, match=r"another batch_size \(saved 2, this feeder 3\).*cuts other batches"):
+        Feeder(seqs, window=None, batch_size=3, bucket=True).load_state_dict(f.state_dict())
     g = _feeders(2, 4)[0]
     with pytest.raises(ValueError, match="window: saved 2, this feeder 3"):
         Feeder(SERIES, window=3, horizon=1, batch_size=4, shuffle=True, seed=4).load_state_dict(g.state_dict())
@@ -396,15 +396,15 @@ def test_whole_sequences_resumed_elastically_then_saved_resume_exactly():
         assert [b.series.tolist() for b in same] == [b.series.tolist() for b in rest]
 
 
-@pytest.mark.parametrize("kw", [dict(bucket=True), dict(pack="best_fit", max_len=4)])
-def test_bucketed_and_best_fit_sequences_still_refuse_another_world_size(kw):
+@pytest.mark.parametrize("kw", [dict(bucket=True), dict(bucket=True, bucket_pool=2)])
+def test_bucketed_sequences_still_refuse_another_world_size(kw):
     f = Feeder(SEQS, window=None, batch_size=2, **kw)
     next(iter(f))
     state = f.state_dict()
     assert "stream" not in state
     g = Feeder(SEQS, window=None, batch_size=2, rank=0, world_size=2, **kw)
     with pytest.raises(
-        ValueError, match=r"another world_size \(saved 1, this feeder 2\).*bucketed.*other batches.*best-fit"
+        ValueError, match=r"another world_size \(saved 1, this feeder 2\).*bucketed.*cuts other batches"
     ):
         g.load_state_dict(state)
     t = Feeder(SEQS, window=None, batch_tokens=16)
@@ -518,7 +518,7 @@ def test_stream_positions_past_64_bits_are_refused():
 _ROWS_0 = reference.packed_rows([len(s) for s in SEQS], 4, True, 5, 0)
 
 
-def _pack_feeders(world, batch, steps=None, **kw):
+def _pack_feeders(world, batch, steps=None, pack=True, **kw):
     return [
         Feeder(
             SEQS,
@@ -529,9 +529,10 @@ def _pack_feeders(world, batch, steps=None, **kw):
             rank=r,
             world_size=world,
             steps_per_epoch=steps,
-            pack=True,
+            pack=pack,
             max_len=4,
             output="numpy",
+            **({"bucket_pool": 2} if pack == "best_fit" else {}),
             **kw,
         )
         for r in range(world)
@@ -547,13 +548,26 @@ def _row_values(rows):
     return [tuple(float(1000 * seq + first + k) for seq, first, count in row for k in range(count)) for row in rows]
 
 
-def _pass_rows(pass_):
-    return _row_values(reference.packed_rows([len(s) for s in SEQS], 4, True, 5, pass_))
+def _pass_rows(pass_, pack=True):
+    lengths = [len(s) for s in SEQS]
+    if pack == "best_fit":  # every row of the pass, as cut (all ranks')
+        plan = reference.best_fit_plan(lengths, 4, 1, True, 5, pass_, False, 2, keep_short=True)
+        return _row_values([r for b in plan for r in b])
+    return _row_values(reference.packed_rows(lengths, 4, True, 5, pass_))
 
 
-def _pack_reference(world, batch, rank, **kw):
+def _pack_reference(world, batch, rank, pack=True, **kw):
     return reference.sequence_batches(
-        SEQS, batch_size=batch, shuffle=True, seed=5, rank=rank, world_size=world, pack=True, max_len=4, **kw
+        SEQS,
+        batch_size=batch,
+        shuffle=True,
+        seed=5,
+        rank=rank,
+        world_size=world,
+        pack=pack,
+        max_len=4,
+        **({"bucket_pool": 2} if pack == "best_fit" else {}),
+        **kw,
     )
 
 
@@ -849,3 +863,113 @@ def test_token_budget_batches_resumed_elastically_then_saved_resume_exactly():
         same = _token_feeders(2, steps=steps)[1]
         same.load_state_dict(s)
         assert _series(list(same)) == _series(rest)
+
+
+# ----- best-fit packed rows ------------------------------------------------------------------
+# Best-fit rows come from pools of the pass's order, whatever batch_size and world_size are: the
+# ranks share the rows left from the saved row offset on; passes differ in how many rows they hold.
+
+
+@settings(max_examples=20, deadline=None)
+@given(
+    old=st.tuples(st.integers(1, 4), st.integers(1, 5)),
+    new=st.tuples(st.integers(1, 4), st.integers(1, 5)),
+    done=st.integers(1, 8),
+    drop_last=st.booleans(),
+)
+def test_best_fit_rows_go_on_over_all_ranks_with_other_world_and_batch_sizes(old, new, done, drop_last):
+    rows = _pass_rows(0, "best_fit")
+    olds = _pack_feeders(*old, pack="best_fit", drop_last=drop_last)
+    done = min(done, len(olds[0]) - 1)
+    first = [_take_batches(f, done) for f in olds]
+    states = [json.loads(json.dumps(f.state_dict())) for f in olds]
+    offset = done * old[0] * old[1]
+    assert all(s["stream"] == {"pass": 0, "offset": offset, "origin": None} for s in states)
+    news = _pack_feeders(*new, pack="best_fit", drop_last=drop_last)
+    for r, f in enumerate(news):
+        f.load_state_dict(states[(r + 1) % len(states)])
+    lengths = [len(f) for f in news]
+    rest = [_take_batches(f, 10**6) for f in news]
+    assert len({len(r) for r in rest}) == 1
+    assert lengths == [len(r) + (done if old == new else 0) for r in rest]
+    seen = Counter(_rows([b for part in first + rest for b in part]))
+    assert max(seen.values()) == 1
+    skipped = len(rows) - sum(seen.values())
+    assert skipped < new[0] * (new[1] if drop_last else 1) + (old[0] * old[1] if drop_last else 0)
+    if not drop_last:
+        assert skipped < new[0]
+    for r, part in enumerate(rest):
+        positions = reference.resumed_share(len(rows), offset, r, new[0], drop_last, new[1])
+        if drop_last:
+            positions = positions[: len(positions) // new[1] * new[1]]
+        assert _rows(part) == [rows[p] for p in positions]
+        _same_batches(part, _pack_reference(*new, r, pack="best_fit", drop_last=drop_last, resume=(0, 0, offset)))
+
+
+@pytest.mark.parametrize("old,new", [((3, 5), (2, 5)), ((2, 5), (3, 4)), ((1, 9), (3, 5)), ((4, 2), (1, 6))])
+def test_virtual_epochs_of_best_fit_rows_resume_elastically_across_passes(old, new):
+    olds = _pack_feeders(*old, steps=6, pack="best_fit")
+    assert all(f.state_dict()["fingerprint"].get("stream_shares") == ("equal" if old[0] > 1 else None) for f in olds)
+    first = [_take_batches(f, 6) + _take_batches(f, 2) for f in olds]
+    states = [f.state_dict() for f in olds]
+    pass_, left = 0, 8 * old[1]  # each old rank's rows read
+    while left >= len(_pass_rows(pass_, "best_fit")) // old[0]:
+        left -= len(_pass_rows(pass_, "best_fit")) // old[0]
+        pass_ += 1
+    point = {"pass": pass_, "offset": left * old[0], "origin": None}
+    assert pass_ >= 1 and all(s["stream"] == point for s in states)
+    firsts = []
+    for r, f in enumerate(_pack_feeders(*new, steps=6, pack="best_fit")):
+        f.load_state_dict(states[r % len(states)])
+        assert len(f) == 6
+        rest = _take_batches(f, 4) + _take_batches(f, 6) + _take_batches(f, 6)
+        assert len(rest) == 16 and all(len(b.x) == new[1] for b in rest)
+        want, p, at = [], point["pass"], point["offset"]
+        while len(want) < 16 * new[1]:
+            rows = _pass_rows(p, "best_fit")
+            want += [rows[at + q * new[0] + r] for q in range((len(rows) - at) // new[0])]
+            p, at = p + 1, 0
+        assert p > point["pass"] + 1
+        assert _rows(rest) == want[: 16 * new[1]]
+        ref = [
+            b
+            for e in (1, 2, 3)
+            for b in _pack_reference(
+                *new, r, pack="best_fit", epoch=e, steps_per_epoch=6, resume=(8, point["pass"], point["offset"])
+            )
+        ]
+        _same_batches(rest, ref)
+        firsts.append(rest)
+    n_rows = len(_pass_rows(point["pass"], "best_fit"))
+    olds_part = [row for part in first for row in (_rows(part)[-left:] if left else [])]
+    news_part = [row for part in firsts for row in _rows(part)[: (n_rows - point["offset"]) // new[0]]]
+    seen = Counter(olds_part + news_part)
+    assert max(seen.values()) == 1 and 0 <= n_rows - len(seen) < new[0]
+
+
+def test_best_fit_rows_resumed_elastically_then_saved_resume_exactly():
+    for steps in (None, 7):
+        olds = _pack_feeders(2, 3, steps=steps, pack="best_fit")
+        for f in olds:
+            _take_batches(f, 2)
+        news = _pack_feeders(3, 2, steps=steps, pack="best_fit")
+        for f in news:
+            f.load_state_dict(olds[0].state_dict())
+        it = iter(news[2])
+        next(it)
+        saved = news[2].state_dict()
+        assert saved["stream"]["origin"] is not None
+        follow = list(it)
+        exact = _pack_feeders(3, 2, steps=steps, pack="best_fit")[2]
+        exact.load_state_dict(json.loads(json.dumps(saved)))
+        again = list(exact)
+        assert len(again) == len(follow) > 0
+        assert _rows(again) == _rows(follow)
+        plain = _pack_feeders(2, 3, steps=steps, pack="best_fit")[1]
+        it = iter(plain)
+        next(it)
+        s = plain.state_dict()
+        rest = list(it)
+        same = _pack_feeders(2, 3, steps=steps, pack="best_fit")[1]
+        same.load_state_dict(s)
+        assert _rows(list(same)) == _rows(rest)

@@ -349,12 +349,12 @@ void bind_sequences(py::module_& m) {
            "The batches (rows) pass `pass_` is cut into over all ranks.")
       .def(
           "locate",
-          [](const PassSizes& p, int64_t index) {
-            const StreamPosition at = p.locate(index, /*by_items=*/false);
+          [](const PassSizes& p, int64_t index, bool by_items) {
+            const StreamPosition at = p.locate(index, by_items);
             return std::make_pair(static_cast<uint64_t>(at.pass), at.index);
           },
-          py::arg("index"), py::call_guard<py::gil_scoped_release>(),
-          "(pass, batch of this rank's share) of batch `index` of the stream of passes.");
+          py::arg("index"), py::arg("by_items") = false, py::call_guard<py::gil_scoped_release>(),
+          "(pass, index in this rank's share) of batch (or item: by_items) `index` of the stream of passes.");
 }
 
 void bind_pipeline(py::module_& m) {

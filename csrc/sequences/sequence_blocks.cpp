@@ -94,7 +94,8 @@ SequenceBlocks::SequenceBlocks(std::shared_ptr<const SequenceData> data, const O
   // The stream runs through the rank's whole share, as windows do: its batches are all full,
   // so drop_last has no short batch to drop there, and dropping items would lose them.
   items_per_pass_ = pack_.pack ? first->num_rows() : static_cast<int64_t>(first->seqs().size());
-  if (streamed_ && items_per_pass_ != sizes_.per_rank) {
+  // (Best-fit rows stream through equal shares, which PassSizes counts.)
+  if (streamed_ && !pack_.varying() && items_per_pass_ != sizes_.per_rank) {
     throw std::logic_error("sequence plan holds " + std::to_string(items_per_pass_) + " items a pass, epoch_sizes says " +
                            std::to_string(sizes_.per_rank));
   }

@@ -135,7 +135,10 @@ PassPlan PassPlan::build(const std::vector<int64_t>& lengths, const OrderSpec& o
     }
     const int64_t K = static_cast<int64_t>(row_start.size()) - 1;
     plan.units_ = K;
-    plan.rows_ = rank_share_size(K, order.rank, order.world_size, B, order.drop_last);
+    // The rows depend on the pass's order alone: an elastic resume shares those from
+    // order.offset_in(pass) on (pass_row).
+    plan.offset_ = std::min(order.offset_in(pass), K);
+    plan.rows_ = pass_share_size(order, K, pass);
     const Permutation row_perm(static_cast<uint64_t>(K), order.seed ^ kBatchOrderSalt, pass);
     plan.row_start_.reserve(static_cast<size_t>(plan.rows_) + 1);
     plan.row_start_.push_back(0);
@@ -301,7 +304,10 @@ std::pair<int64_t, int64_t> PassSizes::count(uint64_t pass) const {
   const auto it = counted_.find(pass);
   if (it != counted_.end()) return it->second;
   const PassPlan plan = PassPlan::build(lengths_, order_, pack_, pad_, pass);
-  const std::pair<int64_t, int64_t> c{pack_.pack ? plan.num_rows() : plan.num_batches(), plan.num_batches()};
+  // Virtual epochs stream every rank through an equal share of each pass's best-fit rows (the
+  // K % world_size left over sit it out), so that all ranks cross passes together.
+  const int64_t rows = order_.steps_per_epoch > 0 ? stream_share_size(order_, plan.pass_units(), pass) : plan.num_rows();
+  const std::pair<int64_t, int64_t> c{pack_.pack ? rows : plan.num_batches(), plan.num_batches()};
   if (counted_.size() >= 64) counted_.erase(counted_.begin());
   counted_.emplace(pass, c);
   return c;

@@ -355,9 +355,9 @@ class PassSizes:
     def items(self, pass_: int) -> int: ...
     def units(self, pass_: int) -> int:
         """The batches (rows) pass `pass_` is cut into over all ranks."""
-    def locate(self, index: int) -> Tuple[int, int]:
-        """(pass, batch of this rank's share) of batch `index` of the stream of passes (from an
-        elastic resume's pass, `index` counted from its step, with virtual epochs)."""
+    def locate(self, index: int, by_items: bool = False) -> Tuple[int, int]:
+        """(pass, index in this rank's share) of batch (or item: by_items) `index` of the stream
+        of passes (from an elastic resume's pass, `index` counted from its step, with virtual epochs)."""
 
 # A block's arrays by name, in the order the core set them: "x", "y", "mask", "lengths",
 # "segment_ids", "position_ids", "cu_seqlens" (host batches), "starts" / "pieces" (indices_only).

@@ -442,8 +442,8 @@ class Feeder:
         A state saved with another ``world_size`` or ``batch_size`` (all ranks saving after
         the same number of batches, as a training loop does) is accepted for windows, padded
         whole sequences (bucketed only with batch_tokens, whose batches are cut by the budget
-        alone and shared as sequences are; batch_tokens itself must stay the same), whole
-        sequences packed back to back (``pack=True``; rows are shared as sequences are) and
+        alone and shared as sequences are; batch_tokens itself must stay the same), packed
+        whole sequences (``pack=True`` or ``"best_fit"``; rows are shared as sequences are) and
         mixtures: the ranks go on
         together from the same point of the epoch's order, so that no sample of the epoch is
         repeated and none is skipped beyond the few (fewer than ``world_size``) that rank

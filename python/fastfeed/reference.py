@@ -937,6 +937,7 @@ def best_fit_plan(
     rank: int = 0,
     world_size: int = 1,
     keep_short: bool = False,
+    offset: int = 0,
 ) -> List[List[List[Tuple[int, int, int]]]]:
     """A rank's batches of one pass packed by best fit: rows of pieces (sequence, first, steps).
 
@@ -944,7 +945,8 @@ def best_fit_plan(
     their steps are fewer than bucket_pool * max_len (so a pool holds at least that many steps,
     but the last); each pool is packed by best_fit_rows, the pools' rows following each other.
     With `shuffle` the rows are then shuffled with a permutation keyed by seed ^ BATCH_ORDER_SALT.
-    The rank's share of the rows (rank_share) is cut into batches; drop_last drops a short last
+    The rank's share of the rows (rank_share; resumed_share of the rows from `offset` on, after
+    an elastic resume: the rows depend on the pass's order alone) is cut into batches; drop_last drops a short last
     batch, unless `keep_short`."""
     order = [int(i) for i in sequence_order(len(lengths), shuffle, seed, pass_)]
     rows: List[List[Tuple[int, int, int]]] = []
@@ -959,7 +961,7 @@ def best_fit_plan(
     if shuffle:
         perm = permutation(len(rows), seed ^ BATCH_ORDER_SALT, pass_)
         rows = [rows[int(c)] for c in perm]
-    rows = [rows[q] for q in rank_share(len(rows), rank, world_size, drop_last, unit=batch_size)]
+    rows = [rows[q] for q in resumed_share(len(rows), offset, rank, world_size, drop_last, unit=batch_size)]
     out = [rows[s : s + batch_size] for s in range(0, len(rows), batch_size)]
     if drop_last and not keep_short and out and len(out[-1]) < batch_size:
         out.pop()
@@ -1063,8 +1065,8 @@ def sequence_batches(
     # every item of the rank's share, as with windows; bucketed and token-budget batches stay as
     # each pass cut them.
     streamed = steps_per_epoch is not None and not bucket and batch_tokens is None
-    if resume is not None and (best_fit or (bucket and batch_tokens is None)):
-        raise ValueError("resume applies to plain padded, back-to-back packed and batch_tokens sequences")
+    if resume is not None and bucket and batch_tokens is None:
+        raise ValueError("resume applies to plain padded, packed and batch_tokens sequences (not bucket alone)")
     r_step, r_pass, r_offset = resume if resume is not None else (-1, 0, 0)
 
     def offset_in(pass_: int) -> int:
@@ -1084,6 +1086,7 @@ def sequence_batches(
                 rank,
                 world_size,
                 keep_short=streamed,
+                offset=offset_in(pass_),
             )
         if batch_tokens is not None:
             return token_plan(
@@ -1154,54 +1157,45 @@ def sequence_batches(
         count = steps_per_epoch if steps_per_epoch is not None else len(plan_of(epoch))
         stream = varying_stream(epoch, count, steps_per_epoch, lambda p: len(plan_of(p)))
         batches = [plan_of(pass_)[j] for pass_, j in stream]
-    elif best_fit:  # virtual epochs: rows per pass differ by pass
-        rows_of = {}
-
-        def rows_in(pass_: int) -> list:
-            if pass_ not in rows_of:
-                rows_of[pass_] = [r for b in plan_of(pass_) for r in b]
-            return rows_of[pass_]
-
-        stream = varying_stream(
-            epoch, cast(int, steps_per_epoch) * batch_size, steps_per_epoch, lambda p: len(rows_in(p))
-        )
-        items = [rows_in(pass_)[q] for pass_, q in stream]
-        batches = [items[k : k + batch_size] for k in range(0, len(items), batch_size)]
     elif resume is not None and steps_per_epoch is None:  # the resumed epoch: what its pass has left
         if epoch < r_step:
             raise ValueError(f"epoch {epoch} comes before the resume at epoch {r_step}")
         batches = plan_of(epoch)
     elif streamed:  # equal shares of each pass's sequences (or packed rows), every item streamed
+        # (Best-fit rows: every rank an equal share of each pass's rows too, their number by pass.)
 
         def units_of(pass_: int) -> list:
+            if best_fit:
+                everyone = best_fit_plan(
+                    lengths, cast(int, max_len), 1, shuffle, seed, pass_, False, bucket_pool, keep_short=True
+                )
+                return [r for b in everyone for r in b]
             if pack:
                 return packed_rows(lengths, cast(int, max_len), shuffle, seed, pass_)
             return [int(i) for i in sequence_order(len(lengths), shuffle, seed, pass_)]
 
-        n_seqs = len(units_of(0))  # the same in every pass
-        per_pass = n_seqs // world_size
+        shares: Dict[int, list] = {}
 
         def share(pass_: int) -> list:
-            order = units_of(pass_)
-            at = offset_in(pass_)
-            return [order[at + q * world_size + rank] for q in range((n_seqs - at) // world_size)]
+            if pass_ not in shares:
+                order = units_of(pass_)
+                at = offset_in(pass_)
+                shares[pass_] = [order[at + q * world_size + rank] for q in range((len(order) - at) // world_size)]
+            return shares[pass_]
 
         per_epoch = cast(int, steps_per_epoch) * batch_size
-        first_item = epoch * per_epoch if resume is None else max(epoch * per_epoch, r_step * batch_size)
-        first_share = (n_seqs - r_offset) // world_size
-        shares: Dict[int, List[int]] = {}
-        items = []
-        for t in range(first_item, (epoch + 1) * per_epoch):
-            if resume is None:
-                pass_, q = t // per_pass, t % per_pass
-            elif t - r_step * batch_size < first_share:
-                pass_, q = r_pass, t - r_step * batch_size
-            else:
-                u = t - r_step * batch_size - first_share
-                pass_, q = r_pass + 1 + u // per_pass, u % per_pass
-            if pass_ not in shares:
-                shares[pass_] = share(pass_)
-            items.append(shares[pass_][q])
+        start = 0 if resume is None else r_step * batch_size  # the stream's first item, in pass `first_pass`
+        first_pass = 0 if resume is None else r_pass
+        if (epoch + 1) * per_epoch <= start:
+            raise ValueError(f"epoch {epoch} comes before the resume at step {r_step}")
+        items, pass_, before = [], first_pass, start
+        for t in range(max(epoch * per_epoch, start), (epoch + 1) * per_epoch):
+            while t >= before + len(share(pass_)):
+                if not share(pass_) and (resume is None or pass_ != r_pass):  # (as n // 0 would say)
+                    raise ZeroDivisionError(f"pass {pass_} holds nothing for this rank: the stream cannot run on")
+                before += len(share(pass_))
+                pass_ += 1
+            items.append(share(pass_)[t - before])
         batches = [items[k : k + batch_size] for k in range(0, len(items), batch_size)]
     else:  # each pass's batches, as cut
         nb = len(plan_of(0))  # this rank's batches in a pass

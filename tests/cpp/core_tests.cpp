@@ -1034,6 +1034,22 @@ static void elastic_resume_plans_the_rest_of_a_pass_of_packed_rows() {
   CHECK(later.num_rows() == 12 && later.pass_row(0) == 2);
   order.resume_offset = 38;  // the pass read to its end
   CHECK(PassPlan::build(lengths, order, pack, pad, 1).num_rows() == 0);
+  // Best-fit rows likewise: pools of the pass's order, whatever world_size is.
+  pack.best_fit = true;
+  pack.bucket_pool = 2;
+  order.resume_offset = 10;
+  const PassPlan fit_whole = PassPlan::build(lengths, order_of(1, true, 9), pack, pad, 1);
+  const PassPlan fit = PassPlan::build(lengths, order, pack, pad, 1);
+  const int64_t K = fit_whole.pass_units();
+  CHECK(K == fit_whole.num_rows() && fit.pass_units() == K && fit.num_rows() == (K - 10) / 3);
+  for (int64_t q = 0; q < fit.num_rows(); ++q) {
+    fit.row_pieces(q, a);
+    fit_whole.row_pieces(10 + q * 3 + 2, b);
+    CHECK(a.size() == b.size());
+    for (size_t k = 0; k < a.size() && k < b.size(); ++k) {
+      CHECK(a[k].seq == b[k].seq && a[k].first == b[k].first && a[k].count == b[k].count);
+    }
+  }
 }
 
 // Token budgets cut a pass into batches by batch_tokens alone: the resumed pass's plan deals the

@@ -158,11 +158,12 @@ class SequenceMode(Mode):
         # Plain padded sequences and back-to-back packed rows take over another world_size's or
         # batch_size's stream (an elastic resume): each pass's sequences (or the rows its order
         # packs into, whatever batch_size and world_size are) are dealt to the ranks as windows
-        # are. Token budgets cut each pass into batches by batch_tokens alone (batch_size plays no
-        # part), which the ranks share by position: they take over another world_size's (or
-        # batch_size's) stream of batches. Bucketed batches of batch_size (cut from each rank's
-        # share) and best-fit rows resume only as they were.
-        self.elastic = not self.best_fit and (self.batch_tokens is not None or not self.bucket)
+        # are; best-fit rows too (pools of the pass's order, whatever batch_size and world_size
+        # are). Token budgets cut each pass into batches by batch_tokens alone (batch_size plays
+        # no part), which the ranks share by position: they take over another world_size's stream
+        # of batches. Bucketed batches of batch_size (cut from each rank's share) resume only as
+        # they were.
+        self.elastic = self.batch_tokens is not None or not self.bucket
         x_feat, y_feat = self._feats()
         self._pack_spec = PackSpec(
             bucket=self.bucket,
@@ -416,8 +417,8 @@ class SequenceMode(Mode):
         return SimpleNamespace(per_rank=self._token_floor, batches_per_pass=self._token_floor, batches_per_epoch=first)
 
     def pass_units(self, pass_: int) -> int:
-        """With batch_tokens, the batches the pass is cut into (over all ranks)."""
-        if self.batch_tokens is None:
+        """With batch_tokens, the batches the pass is cut into (over all ranks); best-fit, its rows."""
+        if self._passes is None:
             return self.units()
         return int(PassSizes(self.data, self.order, self._pack_spec, self._pad_spec).units(pass_))
 
@@ -427,17 +428,19 @@ class SequenceMode(Mode):
             self._passes = PassSizes(self.data, self.order, self._pack_spec, self._pad_spec)
 
     def stream_state(self, epoch: int, batch: int) -> Optional[Dict[str, Any]]:
-        """With batch_tokens the units are the pass's batches: those all ranks have read."""
-        if self.batch_tokens is None or not self.elastic:
+        """With batch_tokens the units are the pass's batches, best-fit its rows: those all ranks
+        have read (passes differ in how many they hold)."""
+        if self._passes is None or not self.elastic:
             return super().stream_state(epoch, batch)
         o, W, passes = self.order, self.spec.world_size, cast(Any, self._passes)
         origin = [o.resume_step, o.resume_pass, o.resume_offset] if o.resume_step >= 0 else None
         steps = self.spec.steps_per_epoch
+        per_batch = 1 if self.batch_tokens is not None else self.spec.batch_size  # units a batch
         if steps is None:  # an epoch is its pass
-            pass_, index = epoch, batch
+            pass_, index = epoch, batch * per_batch
         else:
-            t = epoch * steps + batch - (o.resume_step if origin is not None else 0)
-            pass_, index = (int(v) for v in passes.locate(t))
+            t = (epoch * steps + batch - (o.resume_step if origin is not None else 0)) * per_batch
+            pass_, index = (int(v) for v in passes.locate(t, self.best_fit))
         offset = o.resume_offset if origin is not None and pass_ == o.resume_pass else 0
         return {"pass": pass_, "offset": min(self.pass_units(pass_), offset + index * W), "origin": origin}
 
@@ -525,7 +528,7 @@ class SequenceMode(Mode):
             # Added later: recorded only when on, so that states saved before them still load.
             **({"batch_tokens": self.batch_tokens} if self.batch_tokens is not None else {}),
             **({"static": [self.static_dtype, list(self.static.feat)]} if self.static is not None else {}),
-            # Virtual epochs of padded sequences (or back-to-back packed rows) on several ranks give
+            # Virtual epochs of padded sequences (or packed rows) on several ranks give
             # every rank an equal share of each pass (releases before gave the leftovers to the first ranks).
             **({"stream_shares": "equal"} if self._equal_stream_shares() else {}),
         }

@@ -110,10 +110,9 @@ def read_state(
             )
             + "; bucketed whole sequences (without batch_tokens) resume only with the same ones (their batches "
             "of batch_size are cut from each rank's share of the pass, sorted by length: another world_size or "
-            "batch_size cuts other batches, so the saved point is no point of the new stream), best-fit packed "
-            "rows do not resume so yet, nor do states saved without a stream position (windows, padded, "
-            "back-to-back packed and batch_tokens whole sequences and mixtures take over another "
-            "configuration's stream)"
+            "batch_size cuts other batches, so the saved point is no point of the new stream), nor do states "
+            "saved without a stream position (windows, padded, packed and batch_tokens whole sequences and "
+            "mixtures take over another configuration's stream)"
         )
     if rescaled:
         if epoch < 0 or batch < 0:
