@@ -182,7 +182,9 @@ void bind_specs(py::module_& m) {
       .def_readwrite("steps_per_epoch", &OrderSpec::steps_per_epoch)
       .def_readwrite("resume_step", &OrderSpec::resume_step)
       .def_readwrite("resume_pass", &OrderSpec::resume_pass)
-      .def_readwrite("resume_offset", &OrderSpec::resume_offset);
+      .def_readwrite("resume_offset", &OrderSpec::resume_offset)
+      .def("offset_in", &OrderSpec::offset_in, py::arg("pass_"),
+           "Positions of the pass read before this run's share of it starts (an elastic resume's offset).");
 
   bind_spec<PadSpec>(m, "PadSpec")
       .def_readwrite("max_len", &PadSpec::max_len)
@@ -218,8 +220,18 @@ void bind_specs(py::module_& m) {
   m.def("epoch_sizes", &epoch_sizes, py::arg("units"), py::arg("order"), py::arg("epoch") = -1,
         "A rank's items per pass and batches per pass and per epoch, for `units` items in a pass "
         "(samples, sequences, or packed rows); with `epoch`, of that epoch (an elastic resume's is shorter).");
-  m.def("pass_share_size", &pass_share_size, py::arg("order"), py::arg("units"), py::arg("pass_"),
-        "How many of a pass's `units` items this rank reads (what an elastic resume left of the pass).");
+  m.def("stream_share_size", &stream_share_size, py::arg("order"), py::arg("units"), py::arg("pass_"),
+        "With virtual epochs: how many of a pass's `units` items every rank streams through.");
+  m.def(
+      "locate_sample",
+      [](const OrderSpec& order, int64_t epoch, int64_t index, int64_t per_pass, int64_t first_pass) {
+        // (the same arithmetic the block builders use; a pass of no item would divide by zero)
+        if (order.steps_per_epoch > 0) require_arg(per_pass >= 1, "per_pass", ">= 1 with virtual epochs", per_pass);
+        const StreamPosition at = locate_sample(order, epoch, index, per_pass, first_pass);
+        return py::make_tuple(at.pass, at.index);
+      },
+      py::arg("order"), py::arg("epoch"), py::arg("index"), py::arg("per_pass"), py::arg("first_pass"),
+      "(pass, index in this rank's share of it) of item `index` of epoch `epoch`, as the block builders find it.");
 }
 
 void bind_sources(py::module_& m) {

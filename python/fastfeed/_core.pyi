@@ -206,6 +206,8 @@ class OrderSpec:
     resume_step: int  # elastic resume: the step (epoch, or epoch * steps_per_epoch + batch) it takes over at; -1: none
     resume_pass: int  # the pass it takes over
     resume_offset: int  # the positions of that pass read before (all ranks together)
+    def offset_in(self, pass_: int) -> int:
+        """Positions of the pass read before this run's share of it starts (an elastic resume's offset)."""
     def __init__(
         self,
         *,
@@ -285,8 +287,11 @@ def epoch_sizes(units: int, order: OrderSpec, epoch: int = -1) -> EpochSizes:
     """A rank's items per pass and batches per pass and per epoch, for `units` items in a pass
     (samples, sequences, or packed rows); with `epoch`, of that epoch (an elastic resume's is shorter)."""
 
-def pass_share_size(order: OrderSpec, units: int, pass_: int) -> int:
-    """How many of a pass's `units` items this rank reads (what an elastic resume left of the pass)."""
+def stream_share_size(order: OrderSpec, units: int, pass_: int) -> int:
+    """With virtual epochs: how many of a pass's `units` items every rank streams through."""
+
+def locate_sample(order: OrderSpec, epoch: int, index: int, per_pass: int, first_pass: int) -> Tuple[int, int]:
+    """(pass, index in this rank's share of it) of item `index` of epoch `epoch`, as the block builders find it."""
 
 class Assembler:
     def __init__(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any, ClassVar, Dict, FrozenSet, Iterable, List, Optional, Tuple
 
-from .._core import MixOrder, MixSpec, OrderSpec, RunSpec, epoch_sizes
+from .._core import MixOrder, MixSpec, OrderSpec, RunSpec, epoch_sizes, locate_sample, stream_share_size
 from ..arguments import check_int
 from ..batch import Batch
 from ..io.sources import SeriesSet
@@ -74,10 +74,13 @@ class Mode:
         return epoch_sizes(self.units(), self.order)
 
     def batches_in_epoch(self, epoch: int) -> Optional[int]:
-        """This rank's batches in epoch `epoch` where that differs from epoch to epoch (whole
-        sequences cut by batch_tokens or packed by best fit, without virtual epochs), else None:
-        every epoch has sizes().batches_per_epoch."""
-        return None
+        """This rank's batches in epoch `epoch` where that differs from epoch to epoch, else None:
+        every epoch has sizes().batches_per_epoch. An epoch resumed from a state saved with
+        another world_size or batch_size (without virtual epochs) has the batches its pass has
+        left; modes whose passes differ (batch_tokens, best-fit rows) say so themselves."""
+        if self.order.resume_step < 0 or self.spec.steps_per_epoch is not None or epoch != self.order.resume_step:
+            return None
+        return int(epoch_sizes(self.units(), self.order, epoch).batches_per_epoch)
 
     def largest_batch(self) -> Tuple[int, str]:
         """(bytes, what sizes it): the most memory one batch of this mode may take, and the
@@ -249,21 +252,13 @@ class Mode:
         if not self.elastic or self.mix_order is not None:
             return None
         o, units = self.order, self.units()
-        B, W = self.spec.batch_size, self.spec.world_size
         origin = [o.resume_step, o.resume_pass, o.resume_offset] if o.resume_step >= 0 else None
-        if self.spec.steps_per_epoch is None:  # an epoch is its pass
-            offset = o.resume_offset if origin is not None and epoch == o.resume_step else 0
-            return {"pass": epoch, "offset": min(units, offset + batch * B * W), "origin": origin}
-        per_pass = units // W  # every rank the same share of each pass (stream_share_size)
-        t = (epoch * self.spec.steps_per_epoch + batch) * B
-        first_pass = 0
-        if origin is not None:
-            t -= o.resume_step * B
-            first = (units - o.resume_offset) // W
-            if t < first:
-                return {"pass": o.resume_pass, "offset": o.resume_offset + t * W, "origin": origin}
-            t, first_pass = t - first, o.resume_pass + 1
-        return {"pass": first_pass + t // per_pass, "offset": (t % per_pass) * W, "origin": origin}
+        # Where the block builders find the batch (windows' per-pass shares, as WindowBlocks has them).
+        first_pass = stream_share_size(o, units, o.resume_pass)
+        per_pass = stream_share_size(o, units, o.resume_pass + 1)
+        pass_, index = locate_sample(o, epoch, batch * self.spec.batch_size, per_pass, first_pass)
+        offset = o.offset_in(pass_) + index * self.spec.world_size  # over all ranks
+        return {"pass": int(pass_), "offset": min(units, int(offset)), "origin": origin}
 
     def load_stream_state(self, saved: Any, epoch: int, batch: int, rescaled: bool) -> Tuple[int, int]:
         """Takes over the saved stream: the (epoch, batch) the next iteration starts at. Rescaled

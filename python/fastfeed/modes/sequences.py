@@ -8,7 +8,7 @@ from typing import Any, ClassVar, Dict, List, Optional, Tuple, Union, cast
 
 import numpy as np
 
-from .._core import NpyFile, PackSpec, PadSpec, PassSizes, Pipeline, Sequences, epoch_sizes, non_finite_steps
+from .._core import NpyFile, PackSpec, PadSpec, PassSizes, Pipeline, Sequences, non_finite_steps
 from ..arguments import check_bool, check_choice, check_int, check_optional_int
 from ..batch import Batch
 from ..dtypes import FLOATING, numpy_storage
@@ -451,9 +451,7 @@ class SequenceMode(Mode):
             return None
         if self._passes is not None:
             return int(self._passes.batches(epoch))
-        if self.order.resume_step < 0 or epoch != self.order.resume_step:
-            return None
-        return int(epoch_sizes(self.units(), self.order, epoch).batches_per_epoch)
+        return super().batches_in_epoch(epoch)
 
     def block_bytes(self) -> int:
         """A typical padded batch: batch_size sequences of the mean (or max_len) length, or

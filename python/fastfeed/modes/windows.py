@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any, ClassVar, Dict, Iterator, List, Optional, Tuple
 
-from .._core import SERIES_END, Assembler, Pipeline, WindowSpec, epoch_sizes, make_pairs
+from .._core import SERIES_END, Assembler, Pipeline, WindowSpec, make_pairs
 from ..arguments import INT64_MAX, check_bool, check_choice, check_int
 from ..batch import Batch
 from ..io.sources import SeriesSet, load_source
@@ -311,13 +311,6 @@ class WindowMode(Mode):
 
     def field_dtypes(self) -> Dict[str, str]:
         return {name: dtype for name, dtype, _, _ in self.layouts}
-
-    def batches_in_epoch(self, epoch: int) -> Optional[int]:
-        """An epoch resumed from a state saved with another world_size or batch_size (without
-        virtual epochs) has the batches its pass has left."""
-        if self.order.resume_step < 0 or self.spec.steps_per_epoch is not None or epoch != self.order.resume_step:
-            return None
-        return int(epoch_sizes(self.units(), self.order, epoch).batches_per_epoch)
 
     def _choose_batches_per_block(self) -> int:
         spec = self.spec
