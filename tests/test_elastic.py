@@ -132,8 +132,9 @@ def test_what_cannot_resume_elastically_is_refused():
     seqs = [np.arange(n, dtype=np.float32) for n in (3, 5, 2, 7)]
     f = Feeder(seqs, window=None, batch_size=2, bucket=True)
     next(iter(f))
-    with pytest.raises(ValueError, match=r"another batch_size \(saved 2, this feeder 3\).*cuts other batches"):
-        Feeder(seqs, window=None, batch_size=3, bucket=True).load_state_dict(f.state_dict())
+    old_release = {k: v for k, v in f.state_dict().items() if k != "stream"}  # as saved before stream positions
+    with pytest.raises(ValueError, match=r"another batch_size \(saved 2, this feeder 3\).*holds no stream position"):
+        Feeder(seqs, window=None, batch_size=3, bucket=True).load_state_dict(old_release)
     g = _feeders(2, 4)[0]
     with pytest.raises(ValueError, match="window: saved 2, this feeder 3"):
         Feeder(SERIES, window=3, horizon=1, batch_size=4, shuffle=True, seed=4).load_state_dict(g.state_dict())
@@ -396,17 +397,7 @@ def test_whole_sequences_resumed_elastically_then_saved_resume_exactly():
         assert [b.series.tolist() for b in same] == [b.series.tolist() for b in rest]
 
 
-@pytest.mark.parametrize("kw", [dict(bucket=True), dict(bucket=True, bucket_pool=2)])
-def test_bucketed_sequences_still_refuse_another_world_size(kw):
-    f = Feeder(SEQS, window=None, batch_size=2, **kw)
-    next(iter(f))
-    state = f.state_dict()
-    assert "stream" not in state
-    g = Feeder(SEQS, window=None, batch_size=2, rank=0, world_size=2, **kw)
-    with pytest.raises(
-        ValueError, match=r"another world_size \(saved 1, this feeder 2\).*bucketed.*cuts other batches"
-    ):
-        g.load_state_dict(state)
+def test_another_token_budget_is_refused():
     t = Feeder(SEQS, window=None, batch_tokens=16)
     next(iter(t))
     with pytest.raises(ValueError, match=r"batch_tokens: saved 16, this feeder 24.*another budget cuts other batches"):
@@ -973,3 +964,219 @@ def test_best_fit_rows_resumed_elastically_then_saved_resume_exactly():
         same = _pack_feeders(2, 3, steps=steps, pack="best_fit")[1]
         same.load_state_dict(s)
         assert _rows(list(same)) == _rows(rest)
+
+
+# ----- bucketed whole sequences (batches of batch_size cut from each rank's share) ----------------
+
+# Lengths 1 to 30 so that sorting by length moves sequences across the pool.
+_brng = np.random.default_rng(11)
+BSEQS = [np.arange(1000 * i, 1000 * i + int(_brng.integers(1, 31)), dtype=np.float32) for i in range(57)]
+
+
+def _bucket_feeders(world, batch, steps=None, pool=2, **kw):
+    return [
+        Feeder(
+            BSEQS,
+            window=None,
+            batch_size=batch,
+            bucket=True,
+            bucket_pool=pool,
+            shuffle=True,
+            seed=9,
+            rank=r,
+            world_size=world,
+            steps_per_epoch=steps,
+            with_index=True,
+            output="numpy",
+            **kw,
+        )
+        for r in range(world)
+    ]
+
+
+def _bucket_reference(world, batch, rank, pool=2, **kw):
+    return reference.sequence_batches(
+        BSEQS,
+        batch_size=batch,
+        bucket=True,
+        bucket_pool=pool,
+        shuffle=True,
+        seed=9,
+        rank=rank,
+        world_size=world,
+        with_index=True,
+        **kw,
+    )
+
+
+def _same_as_reference(got, want):
+    assert len(got) == len(want)
+    for g, w in zip(got, want):
+        for key in ("x", "mask", "lengths", "series"):
+            np.testing.assert_array_equal(getattr(g, key), w[key])
+
+
+@settings(max_examples=25, deadline=None)
+@given(
+    old=st.tuples(st.integers(1, 4), st.integers(1, 6)),
+    new=st.tuples(st.integers(1, 4), st.integers(1, 6)),
+    done=st.integers(1, 9),
+    drop_last=st.booleans(),
+    pool=st.sampled_from([1, 2, 64]),
+)
+def test_bucketed_sequences_go_on_over_all_ranks_with_other_world_and_batch_sizes(old, new, done, drop_last, pool):
+    olds = _bucket_feeders(*old, pool=pool, drop_last=drop_last)
+    done = min(done, len(olds[0]) - 1)
+    if done < 1:
+        return
+    first = [_take_batches(f, done) for f in olds]
+    states = [json.loads(json.dumps(f.state_dict())) for f in olds]
+    read = sum(len(b.series) for part in first for b in part)  # what the old ranks read, counted here
+    assert all(s["stream"] == {"pass": 0, "offset": read, "origin": None, "reads": [[*old, done]]} for s in states)
+    news = _bucket_feeders(*new, pool=pool, drop_last=drop_last)
+    for r, f in enumerate(news):
+        f.load_state_dict(states[(r + 1) % len(states)])  # any rank's state serves every rank
+    lengths = [len(f) for f in news]
+    rest = [_take_batches(f, 10**6) for f in news]
+    assert len({len(r) for r in rest}) == 1  # every rank the same number of batches
+    # len() of an epoch resumed so is what its pass has left (as saved, the whole epoch)
+    assert lengths == [len(r) + (done if old == new else 0) for r in rest]
+    seen = Counter(_numbers([b for part in first + rest for b in part]))
+    assert max(seen.values()) == 1  # no sequence twice in the epoch, over old and new ranks
+    if old == new:  # the same configuration goes on exactly as it was
+        for r, part in enumerate(rest):
+            _same_as_reference(part, _bucket_reference(*new, r, pool=pool, drop_last=drop_last)[done:])
+        return
+    # Nothing skipped beyond the new ranks' leftovers (with drop_last, their short batches too,
+    # and what the old ranks would have dropped is read by the new ones).
+    skipped = len(BSEQS) - sum(seen.values())
+    assert skipped < (new[0] * new[1] if drop_last else new[0])
+    # Each new rank buckets its share of what the old ranks left, in the pass's order.
+    order = [int(i) for i in reference.permutation(len(BSEQS), 9, 0)]
+    read_numbers = set(_numbers([b for part in first for b in part]))
+    left = [i for i in order if i not in read_numbers]
+    for r, part in enumerate(rest):
+        share = {left[q] for q in reference.rank_share(len(left), r, new[0], drop_last, new[1])}
+        assert set(_numbers(part)) <= share
+        for b in part:  # a bucketed batch: its sequences sorted by length
+            assert len(b.series) <= new[1] and list(b.lengths) == sorted(b.lengths)
+        _same_as_reference(
+            part, _bucket_reference(*new, r, pool=pool, drop_last=drop_last, resume=(0, 0, read, [(*old, done)]))
+        )
+    # The next epoch is a whole pass again, as the new configuration buckets it.
+    for r, f in enumerate(news):
+        _same_as_reference(list(f), _bucket_reference(*new, r, pool=pool, drop_last=drop_last, epoch=1))
+
+
+@pytest.mark.parametrize("old,new", [((3, 5), (2, 5)), ((2, 5), (3, 4)), ((3, 3), (4, 2)), ((1, 7), (3, 5))])
+def test_virtual_epochs_of_bucketed_sequences_resume_elastically_across_passes(old, new):
+    steps = 5
+    olds = _bucket_feeders(*old, steps=steps)
+    taken = [[] for _ in olds]
+    for _ in range(2):  # two epochs: passes end inside them
+        for r, f in enumerate(olds):
+            taken[r] += list(f)
+    it = [iter(f) for f in olds]
+    for r, i in enumerate(it):
+        taken[r] += [next(i), next(i), next(i)]
+    state = json.loads(json.dumps(olds[0].state_dict()))
+    assert state["epoch"] == 2 and state["batch"] == 3
+    stream = state["stream"]
+    per_pass = len(_bucket_reference(*old, 0))  # each rank's bucketed batches of a pass
+    done = 2 * steps + 3
+    assert stream["pass"] == done // per_pass and stream["reads"] == [[*old, done % per_pass]]
+    news = _bucket_feeders(*new, steps=steps)
+    for f in news:
+        f.load_state_dict(state)
+    got = [[] for _ in news]
+    for _ in range(3):
+        for r, f in enumerate(news):
+            got[r] += list(f)
+    resume = (2 * steps + 3, stream["pass"], stream["offset"], [tuple(x) for x in stream["reads"]])
+    for r, part in enumerate(got):
+        assert len(part) == 3 * steps - 3  # the resumed epoch keeps its length
+        want = []
+        for e in (2, 3, 4):
+            want += _bucket_reference(*new, r, steps_per_epoch=steps, epoch=e, resume=resume)
+        _same_as_reference(part, want)
+    # Within the pass the resume took over, no sequence comes twice over old and new ranks.
+    p = stream["pass"]
+    old_in_pass = [b for part in taken for b in part[len(part) - done % per_pass :]]
+    new_plans = [_bucket_reference(*new, r, epoch=p, resume=(p, p, stream["offset"], resume[3])) for r in range(new[0])]
+    counts = Counter(_numbers(old_in_pass) + [int(s) for plan in new_plans for b in plan for s in b["series"]])
+    assert max(counts.values()) == 1
+    assert len(BSEQS) - sum(counts.values()) < new[0]
+
+
+def test_bucketed_sequences_resumed_elastically_twice_in_a_pass_leave_nothing_twice():
+    a = _bucket_feeders(3, 4)
+    first = [_take_batches(f, 2) for f in a]
+    b = _bucket_feeders(2, 3)
+    for f in b:
+        f.load_state_dict(a[1].state_dict())
+    second = [_take_batches(f, 3) for f in b]
+    state = json.loads(json.dumps(b[0].state_dict()))
+    assert state["stream"]["reads"] == [[3, 4, 2], [2, 3, 3]]
+    assert state["stream"]["origin"][3] == [[3, 4, 2]]
+    c = _bucket_feeders(4, 2)
+    for f in c:
+        f.load_state_dict(state)
+    third = [list(f) for f in c]
+    counts = Counter(_numbers([x for part in first + second + third for x in part]))
+    assert max(counts.values()) == 1
+    assert len(BSEQS) - sum(counts.values()) < 4
+    s = state["stream"]
+    for r, part in enumerate(third):
+        _same_as_reference(part, _bucket_reference(4, 2, r, resume=(0, 0, s["offset"], [(3, 4, 2), (2, 3, 3)])))
+
+
+def test_bucketed_sequences_resumed_elastically_then_saved_resume_exactly():
+    for steps in (None, 7):
+        olds = _bucket_feeders(2, 3, steps=steps)
+        for f in olds:
+            _take_batches(f, 2)
+        news = _bucket_feeders(3, 2, steps=steps)
+        for f in news:
+            f.load_state_dict(olds[0].state_dict())
+        it = iter(news[2])
+        next(it)
+        saved = json.loads(json.dumps(news[2].state_dict()))
+        step = 0 if steps is None else 2  # the epoch, or the batch of the stream, taken over at
+        assert saved["stream"]["origin"] == [step, 0, saved["stream"]["origin"][2], [[2, 3, 2]]]
+        follow = list(it)
+        exact = _bucket_feeders(3, 2, steps=steps)[2]
+        exact.load_state_dict(saved)  # the same configuration: exactly the batches that were next
+        again = list(exact)
+        assert len(again) == len(follow) > 0
+        for a, b in zip(follow, again):
+            np.testing.assert_array_equal(a.x, b.x)
+            np.testing.assert_array_equal(a.series, b.series)
+
+
+def test_bucketed_states_whose_reads_disagree_are_refused():
+    olds = _bucket_feeders(2, 3)
+    for f in olds:
+        _take_batches(f, 2)
+    state = json.loads(json.dumps(olds[0].state_dict()))
+    new = _bucket_feeders(3, 2)[0]
+    bad = json.loads(json.dumps(state))
+    bad["stream"]["offset"] += 1
+    with pytest.raises(ValueError, match=r"malformed stream position.*read \d+ sequences of pass 0, the offset says"):
+        new.load_state_dict(bad)
+    bad = json.loads(json.dumps(state))
+    bad["stream"]["reads"] = [[2, 3, 99]]
+    with pytest.raises(ValueError, match=r"malformed stream position.*read 99 bucketed batches of 3 of pass 0"):
+        new.load_state_dict(bad)
+    bad["stream"]["reads"] = [[0, 3, 1]]
+    with pytest.raises(ValueError, match=r"malformed stream position.*reads\[0\] world_size must be >= 1"):
+        new.load_state_dict(bad)
+    # windows have no reads of bucketed batches
+    w = _feeders(2, 4)[0]
+    next(iter(w))
+    bad = json.loads(json.dumps(w.state_dict()))
+    bad["stream"]["reads"] = [[2, 4, 1]]
+    with pytest.raises(ValueError, match=r"malformed stream position.*belong to bucketed whole sequences"):
+        _feeders(3, 4)[0].load_state_dict(bad)
+    # the refused loads changed nothing: the good state still loads, exactly
+    new.load_state_dict(state)
+    _same_as_reference(list(new), _bucket_reference(3, 2, 0, resume=(0, 0, state["stream"]["offset"], [(2, 3, 2)])))

@@ -3,11 +3,21 @@
 #include <algorithm>
 #include <cstdint>
 #include <string>
+#include <vector>
 
 #include "common/errors.hpp"
 #include "order/permutation.hpp"
 
 namespace fastfeed {
+
+// The batches each rank of an earlier configuration read of an elastically resumed pass. Bucketed
+// batches are cut from each rank's own length-sorted share, so what those ranks read is no prefix
+// of the pass's order: the rest of the pass is what they left (see unread_sequences).
+struct PassRead {
+  int64_t world_size = 1;
+  int64_t batch_size = 1;
+  int64_t batches = 0;  // read by every rank of that configuration
+};
 
 // The order of a run's items (samples, sequences or packed rows): shuffling, the rank's share,
 // batching and virtual epochs. One pass is a permutation of all items (keyed by the pass number
@@ -28,11 +38,14 @@ struct OrderSpec {
   int64_t resume_step = -1;
   int64_t resume_pass = 0;
   int64_t resume_offset = 0;
+  // Bucketed sequences: what the configurations before read of pass resume_pass, in turn (each
+  // from what the ones before it left); resume_offset is then the number of sequences they read.
+  std::vector<PassRead> resume_reads;
 
+  // Whether this run takes over another configuration's stream inside pass `pass`.
+  bool resumes_in(uint64_t pass) const { return resume_step >= 0 && pass == static_cast<uint64_t>(resume_pass); }
   // Positions of pass `pass` read before this run's share of it starts (all ranks together).
-  int64_t offset_in(uint64_t pass) const {
-    return resume_step >= 0 && pass == static_cast<uint64_t>(resume_pass) ? resume_offset : 0;
-  }
+  int64_t offset_in(uint64_t pass) const { return resumes_in(pass) ? resume_offset : 0; }
 
   void validate() const {
     require_arg(batch_size >= 1, "OrderSpec.batch_size", ">= 1", batch_size);
@@ -44,6 +57,11 @@ struct OrderSpec {
     require_arg(steps_per_epoch >= 0, "OrderSpec.steps_per_epoch", ">= 0 (0: an epoch is a pass)", steps_per_epoch);
     require_arg(resume_offset >= 0, "OrderSpec.resume_offset", ">= 0", resume_offset);
     require_arg(resume_pass >= 0, "OrderSpec.resume_pass", ">= 0", resume_pass);
+    for (const PassRead& r : resume_reads) {
+      require_arg(r.world_size >= 1, "OrderSpec.resume_reads world_size", ">= 1", r.world_size);
+      require_arg(r.batch_size >= 1, "OrderSpec.resume_reads batch_size", ">= 1", r.batch_size);
+      require_arg(r.batches >= 0, "OrderSpec.resume_reads batches", ">= 0", r.batches);
+    }
   }
 };
 
@@ -64,6 +82,13 @@ inline int64_t rank_share_size(int64_t n, int64_t rank, int64_t world, int64_t u
 inline int64_t pass_share_size(const OrderSpec& order, int64_t n, uint64_t pass) {
   const int64_t left = std::max<int64_t>(0, n - order.offset_in(pass));
   return rank_share_size(left, order.rank, order.world_size, order.batch_size, order.drop_last);
+}
+
+// How many batches rank order.rank cuts from its share of pass `pass` (pass_share_size): a
+// short last one is dropped with drop_last.
+inline int64_t pass_batches(const OrderSpec& order, int64_t n, uint64_t pass) {
+  const int64_t share = pass_share_size(order, n, pass), B = order.batch_size;
+  return order.drop_last ? share / B : (share + B - 1) / B;
 }
 
 // Virtual epochs of samples stream every rank through its share of pass after pass: all ranks
@@ -112,6 +137,14 @@ inline StreamPosition locate_in_stream(const OrderSpec& order, int64_t epoch, in
   return {static_cast<uint64_t>(s / per_pass), s % per_pass};
 }
 
+// Where entry `t` of a stream that took over another configuration's at an elastic resume lies:
+// `first` entries of the resumed pass, then `per_pass` of each pass after it.
+inline StreamPosition locate_after_resume(const OrderSpec& order, int64_t t, int64_t first, int64_t per_pass) {
+  const auto pass = static_cast<uint64_t>(order.resume_pass);
+  if (t < first) return {pass, t};
+  return {pass + 1 + static_cast<uint64_t>((t - first) / per_pass), (t - first) % per_pass};
+}
+
 // The same for a stream of samples that may take over another configuration's at an elastic
 // resume (OrderSpec::resume_step): from there, this rank reads `first_pass` items of the
 // resumed pass (pass_share_size), then `per_pass` of each pass after it.
@@ -121,9 +154,19 @@ inline StreamPosition locate_sample(const OrderSpec& order, int64_t epoch, int64
   if (order.resume_step < 0) return locate_in_stream(order, epoch, index, order.steps_per_epoch * B, per_pass);
   if (order.steps_per_epoch <= 0) return {static_cast<uint64_t>(epoch), index};  // the resumed epoch is its pass
   const int64_t t = epoch * order.steps_per_epoch * B + index - order.resume_step * B;
-  const auto pass = static_cast<uint64_t>(order.resume_pass);
-  if (t < first_pass) return {pass, t};
-  return {pass + 1 + static_cast<uint64_t>((t - first_pass) / per_pass), (t - first_pass) % per_pass};
+  return locate_after_resume(order, t, first_pass, per_pass);
+}
+
+// Where batch `batch` of epoch `epoch` lies when each pass of `n` items is cut into this rank's
+// own batches (pass_batches: bucketed sequences), an elastic resume's pass into what it has left.
+inline StreamPosition locate_batch(const OrderSpec& order, int64_t epoch, int64_t batch, int64_t n) {
+  const auto resumed = static_cast<uint64_t>(order.resume_pass);
+  const int64_t per_pass = pass_batches(order, n, order.resume_step >= 0 ? resumed + 1 : 0);
+  if (order.resume_step < 0 || order.steps_per_epoch <= 0) {
+    return locate_in_stream(order, epoch, batch, order.steps_per_epoch, per_pass);
+  }
+  const int64_t t = epoch * order.steps_per_epoch + batch - order.resume_step;
+  return locate_after_resume(order, t, pass_batches(order, n, resumed), per_pass);
 }
 
 }  // namespace fastfeed

@@ -183,6 +183,17 @@ void bind_specs(py::module_& m) {
       .def_readwrite("resume_step", &OrderSpec::resume_step)
       .def_readwrite("resume_pass", &OrderSpec::resume_pass)
       .def_readwrite("resume_offset", &OrderSpec::resume_offset)
+      .def_property(
+          "resume_reads",
+          [](const OrderSpec& o) {
+            py::list out;
+            for (const PassRead& r : o.resume_reads) out.append(py::make_tuple(r.world_size, r.batch_size, r.batches));
+            return out;
+          },
+          [](OrderSpec& o, const std::vector<std::tuple<int64_t, int64_t, int64_t>>& reads) {
+            o.resume_reads.clear();
+            for (const auto& [w, b, k] : reads) o.resume_reads.push_back(PassRead{w, b, k});
+          })
       .def("offset_in", &OrderSpec::offset_in, py::arg("pass_"),
            "Positions of the pass read before this run's share of it starts (an elastic resume's offset).");
 
@@ -232,6 +243,15 @@ void bind_specs(py::module_& m) {
       },
       py::arg("order"), py::arg("epoch"), py::arg("index"), py::arg("per_pass"), py::arg("first_pass"),
       "(pass, index in this rank's share of it) of item `index` of epoch `epoch`, as the block builders find it.");
+  m.def(
+      "locate_batch",
+      [](const OrderSpec& order, int64_t epoch, int64_t batch, int64_t units) {
+        const StreamPosition at = locate_batch(order, epoch, batch, units);
+        return py::make_tuple(at.pass, at.index);
+      },
+      py::arg("order"), py::arg("epoch"), py::arg("batch"), py::arg("units"),
+      "(pass, batch of this rank's plan of it) of batch `batch` of epoch `epoch` where each pass is cut into "
+      "the rank's own batches (bucketed sequences), as the block builders find it.");
 }
 
 void bind_sources(py::module_& m) {
@@ -347,6 +367,20 @@ void bind_sequences(py::module_& m) {
       .def("units", &SequenceData::units, py::arg("pack"), py::arg("max_len"),
            "What the ranks share out of one pass: the sequences fed, or with pack the rows of "
            "max_len steps they fill.");
+
+  m.def(
+      "sequences_read",
+      [](const SequenceData& data, const OrderSpec& order, uint64_t pass,
+         const std::vector<std::tuple<int64_t, int64_t, int64_t>>& reads) {
+        OrderSpec o = order;
+        o.resume_reads.clear();
+        for (const auto& [w, b, k] : reads) o.resume_reads.push_back(PassRead{w, b, k});
+        o.validate();
+        return sequences_read(data.count(), o, pass, o.resume_reads);
+      },
+      py::arg("data"), py::arg("order"), py::arg("pass_"), py::arg("reads"),
+      "How many sequences of pass `pass_` the bucketed configurations `reads` ((world_size, batch_size, "
+      "batches each rank read), in turn) read.");
 
   py::class_<PassSizes, std::shared_ptr<PassSizes>>(m, "PassSizes")
       .def(py::init([](const SequenceData& data, const OrderSpec& order, const PackSpec& pack, const PadSpec& pad) {

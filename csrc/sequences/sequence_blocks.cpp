@@ -54,8 +54,8 @@ SequenceBlocks::SequenceBlocks(std::shared_ptr<const SequenceData> data, const O
   pack_.validate();
   pad_.validate(pack_.pack);
   run_.validate();
-  const int64_t units = data_->units(pack_.pack, pad_.max_len);
-  sizes_ = epoch_sizes(units, order_, run_.epoch);  // validates the order; an elastic resume's epoch is shorter
+  units_ = data_->units(pack_.pack, pad_.max_len);
+  sizes_ = epoch_sizes(units_, order_, run_.epoch);  // validates the order; an elastic resume's epoch is shorter
   lengths_ = data_->lengths();
   if (pack_.varying()) {
     // Batches (and rows) differ from pass to pass: this epoch's count comes from its plan, and
@@ -106,8 +106,8 @@ SequenceBlocks::SequenceBlocks(std::shared_ptr<const SequenceData> data, const O
   equal_shares_ = streamed_ && !pack_.varying() && !mix_;
   if (equal_shares_) {
     const auto resumed = static_cast<uint64_t>(order_.resume_pass);
-    first_pass_ = stream_share_size(order_, units, resumed);
-    per_pass_ = stream_share_size(order_, units, resumed + 1);
+    first_pass_ = stream_share_size(order_, units_, resumed);
+    per_pass_ = stream_share_size(order_, units_, resumed + 1);
   } else {
     first_pass_ = per_pass_ = items_per_pass_;
   }
@@ -212,7 +212,7 @@ BatchLayout SequenceBlocks::layout_of(int64_t batch) const {
   const int64_t resumed_at = order_.resume_step >= 0 ? order_.resume_step : 0;
   if (!streamed_) {
     const StreamPosition at =
-        !pack_.varying() ? locate_in_stream(order_, run_.epoch, batch, order_.steps_per_epoch, sizes_.batches_per_pass)
+        !pack_.varying() ? locate_batch(order_, run_.epoch, batch, units_)
         : order_.steps_per_epoch > 0 ? passes_->locate(run_.epoch * order_.steps_per_epoch + batch - resumed_at, /*by_items=*/false)
                                      : StreamPosition{static_cast<uint64_t>(run_.epoch), batch};
     const std::shared_ptr<const PassPlan> plan = plan_for(at.pass);

@@ -92,6 +92,7 @@ class SequenceBlocks : public BlockBuilder {
   OutputSpec out_;
   RunSpec run_;
   EpochSizes sizes_;
+  int64_t units_ = 0;                        // what the ranks share out of a pass (SequenceData::units)
   std::shared_ptr<const PassSizes> passes_;  // with pack_.varying()
   int64_t items_per_pass_ = 0;  // sequences (plain) or rows (packed) in this rank's share of a pass
   bool streamed_ = false;       // virtual epochs cut batches from the stream of items (see layout_of)

@@ -36,6 +36,48 @@ void sort_pools(std::vector<int64_t>& seqs, const std::vector<int64_t>& lengths,
   }
 }
 
+// One rank's bucketed batches of a pass: its share, sorted by length in pools of `pool`
+// sequences, cut into batches of B (a short last one dropped with drop_last), the batches then
+// shuffled (keyed by the pass) whatever shuffle says: bucketing promises shuffled batches, or
+// every pool would run from its shortest batch to its longest. Batch g holds
+// seqs[starts[g] .. starts[g + 1]).
+struct BucketBatches {
+  std::vector<int64_t> seqs, starts;
+
+  BucketBatches(std::vector<int64_t> share, const std::vector<int64_t>& lengths, int64_t B, int64_t pool,
+                bool drop_last, uint64_t seed, uint64_t pass) {
+    const auto n = static_cast<int64_t>(share.size());
+    sort_pools(share, lengths, saturating_product(pool, B));
+    const int64_t nb = drop_last ? n / B : (n + B - 1) / B;
+    const auto cut_start = [&](int64_t c) { return std::min(c * B, n); };  // batch c as cut
+    const Permutation batch_perm(static_cast<uint64_t>(nb), seed ^ kBatchOrderSalt, pass);
+    seqs.reserve(share.size());
+    starts.reserve(static_cast<size_t>(nb) + 1);
+    for (int64_t g = 0; g < nb; ++g) {
+      const auto c = static_cast<int64_t>(batch_perm(static_cast<uint64_t>(g)));
+      starts.push_back(static_cast<int64_t>(seqs.size()));
+      seqs.insert(seqs.end(), share.begin() + cut_start(c), share.begin() + cut_start(c + 1));
+    }
+    starts.push_back(static_cast<int64_t>(seqs.size()));
+  }
+  int64_t count() const { return static_cast<int64_t>(starts.size()) - 1; }
+};
+
+// Positions first, first + world, ... of `order`: `size` of them.
+std::vector<int64_t> rank_positions(const std::vector<int64_t>& order, int64_t first, int64_t world, int64_t size) {
+  std::vector<int64_t> share(static_cast<size_t>(size));
+  for (int64_t q = 0; q < size; ++q) share[static_cast<size_t>(q)] = order[static_cast<size_t>(first + q * world)];
+  return share;
+}
+
+// Refuses a read of more bucketed batches than rank `rank` of its configuration has (`nb`).
+void require_batches_read(const PassRead& r, int64_t rank, int64_t nb, uint64_t pass) {
+  if (r.batches <= nb) return;
+  throw ArgumentError("a state says each of " + std::to_string(r.world_size) + " ranks read " +
+                      std::to_string(r.batches) + " bucketed batches of " + std::to_string(r.batch_size) + " of pass " +
+                      std::to_string(pass) + ", which gives rank " + std::to_string(rank) + " only " + std::to_string(nb));
+}
+
 // The token budget: how many steps a sequence keeps and what a batch of them costs.
 struct TokenBudget {
   const std::vector<int64_t>& lengths;
@@ -212,37 +254,78 @@ PassPlan PassPlan::build(const std::vector<int64_t>& lengths, const OrderSpec& o
 
   // This rank's sequences: positions rank, rank + world, ... of the pass's order; after an
   // elastic resume in this pass, offset + rank, offset + rank + world, ... (pass_share_size).
-  const int64_t offset = order.offset_in(pass);
+  // Bucketed batches resumed so are cut from what the earlier configurations left of the pass.
+  const bool after_reads = pack.bucket && order.resumes_in(pass) && !order.resume_reads.empty();
+  if (after_reads) {
+    plan.seqs_ = unread_sequences(lengths, order, pack, pass, order.resume_reads);
+    const int64_t read = all - static_cast<int64_t>(plan.seqs_.size());
+    if (read != order.offset_in(pass)) {
+      throw ArgumentError("OrderSpec.resume_offset=" + std::to_string(order.offset_in(pass)) +
+                          " disagrees with resume_reads, which read " + std::to_string(read) + " sequences of pass " +
+                          std::to_string(pass));
+    }
+  }
+  const int64_t offset = after_reads ? 0 : order.offset_in(pass);
   const int64_t n = pass_share_size(order, all, pass);
-  for (int64_t q = 0; q < n; ++q) plan.seqs_[q] = plan.seqs_[offset + q * order.world_size + order.rank];
-  plan.seqs_.resize(static_cast<size_t>(n));
-
-  if (pack.bucket) sort_pools(plan.seqs_, lengths, pack.bucket_pool * B);
-  int64_t nb = order.drop_last ? n / B : (n + B - 1) / B;
-  // Batches as cut: batch c holds positions [c * B, min((c + 1) * B, n)).
-  const auto cut_start = [&](int64_t c) { return std::min(c * B, n); };
-  if (!pack.bucket) {
-    plan.starts_.resize(static_cast<size_t>(nb) + 1);
-    for (int64_t c = 0; c <= nb; ++c) plan.starts_[c] = cut_start(c);
-    plan.num_batches_ = nb;
+  if (pack.bucket) {
+    BucketBatches cut(rank_positions(plan.seqs_, offset + order.rank, order.world_size, n), lengths, B, pack.bucket_pool, order.drop_last, order.seed, pass);
+    plan.num_batches_ = cut.count();
+    plan.seqs_ = std::move(cut.seqs);
+    plan.starts_ = std::move(cut.starts);
     return plan;
   }
-  // Bucketed: the batches, each sorted inside, go out in a shuffled order, with or without
-  // shuffle=True (bucketing promises shuffled batches); otherwise every pool would run from its
-  // shortest batch to its longest.
-  const Permutation batch_perm(static_cast<uint64_t>(nb), order.seed ^ kBatchOrderSalt, pass);
-  std::vector<int64_t> seqs;
-  seqs.reserve(plan.seqs_.size());
-  plan.starts_.reserve(static_cast<size_t>(nb) + 1);
-  for (int64_t g = 0; g < nb; ++g) {
-    const int64_t c = static_cast<int64_t>(batch_perm(static_cast<uint64_t>(g)));
-    plan.starts_.push_back(static_cast<int64_t>(seqs.size()));
-    seqs.insert(seqs.end(), plan.seqs_.begin() + cut_start(c), plan.seqs_.begin() + cut_start(c + 1));
-  }
-  plan.starts_.push_back(static_cast<int64_t>(seqs.size()));
-  plan.seqs_ = std::move(seqs);
+  for (int64_t q = 0; q < n; ++q) plan.seqs_[q] = plan.seqs_[offset + q * order.world_size + order.rank];
+  plan.seqs_.resize(static_cast<size_t>(n));
+  const int64_t nb = order.drop_last ? n / B : (n + B - 1) / B;
+  plan.starts_.resize(static_cast<size_t>(nb) + 1);
+  for (int64_t c = 0; c <= nb; ++c) plan.starts_[c] = std::min(c * B, n);
   plan.num_batches_ = nb;
   return plan;
+}
+
+std::vector<int64_t> unread_sequences(const std::vector<int64_t>& lengths, const OrderSpec& order,
+                                      const PackSpec& pack, uint64_t pass, const std::vector<PassRead>& reads) {
+  const auto all = static_cast<int64_t>(lengths.size());
+  std::vector<int64_t> left = pass_order(all, order, pass);
+  std::vector<char> read(static_cast<size_t>(all), 0);
+  for (const PassRead& r : reads) {
+    const auto n = static_cast<int64_t>(left.size());
+    for (int64_t rank = 0; rank < r.world_size; ++rank) {
+      const int64_t size = rank_share_size(n, rank, r.world_size, r.batch_size, order.drop_last);
+      const BucketBatches cut(rank_positions(left, rank, r.world_size, size), lengths, r.batch_size,
+                              pack.bucket_pool, order.drop_last, order.seed, pass);
+      require_batches_read(r, rank, cut.count(), pass);
+      for (int64_t i = 0; i < cut.starts[static_cast<size_t>(r.batches)]; ++i) read[static_cast<size_t>(cut.seqs[i])] = 1;
+    }
+    left.erase(std::remove_if(left.begin(), left.end(), [&](int64_t s) { return read[static_cast<size_t>(s)] != 0; }),
+               left.end());
+  }
+  return left;
+}
+
+int64_t sequences_read(int64_t n, const OrderSpec& order, uint64_t pass, const std::vector<PassRead>& reads) {
+  int64_t left = n;
+  for (const PassRead& r : reads) {
+    const int64_t B = r.batch_size;
+    int64_t read = 0;
+    for (int64_t rank = 0; rank < r.world_size; ++rank) {
+      const int64_t size = rank_share_size(left, rank, r.world_size, B, order.drop_last);
+      const int64_t nb = order.drop_last ? size / B : (size + B - 1) / B;
+      require_batches_read(r, rank, nb, pass);
+      // Every batch read is full but the share's last as cut (BucketBatches: the short one
+      // without drop_last), which the batch shuffle delivers somewhere in the pass.
+      int64_t steps = r.batches * B;
+      if (!order.drop_last && size % B != 0) {
+        const Permutation batch_perm(static_cast<uint64_t>(nb), order.seed ^ kBatchOrderSalt, pass);
+        for (int64_t g = 0; g < r.batches; ++g) {
+          if (static_cast<int64_t>(batch_perm(static_cast<uint64_t>(g))) == nb - 1) steps -= B - size % B;
+        }
+      }
+      read += steps;
+    }
+    left -= read;
+  }
+  return n - left;
 }
 
 int64_t PassPlan::piece_at(int64_t pos) const {

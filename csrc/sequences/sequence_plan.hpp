@@ -68,8 +68,10 @@ class PassPlan {
  public:
   // Rank order.rank's plan for pass `pass` over sequences of the given lengths.
   //  - Plain and bucketed: its share of the pass's sequences (positions rank, rank + world_size,
-  //    ... of the pass's order; from order.offset_in(pass) on after an elastic resume, which
-  //    only plain padded sequences take), cut into batches.
+  //    ... of the pass's order; from order.offset_in(pass) on after an elastic resume), cut into
+  //    batches; bucketed, sorted by length in pools of bucket_pool batches first, and the
+  //    batches shuffled. A bucketed pass resumed elastically (order.resume_reads) shares what
+  //    the earlier configurations left of it (unread_sequences) instead.
   //  - Token budget (pack.batch_tokens): the whole pass's order is cut greedily into batches of
   //    as many sequences as fit rows * padded length <= batch_tokens (at least one), within
   //    pools of bucket_pool budgets' worth of steps sorted by length with pack.bucket; with
@@ -119,6 +121,18 @@ class PassPlan {
   int64_t num_batches_ = 0;
   int64_t units_ = 0;
 };
+
+// The sequences of pass `pass`, in the pass's order, that no rank of the bucketed configurations
+// `reads` read: each read its first PassRead::batches bucketed batches of its share of what the
+// ones before left (the share and batches order.rank's PassPlan would have with that world_size
+// and batch_size). ArgumentError when a configuration claims more batches than it has.
+std::vector<int64_t> unread_sequences(const std::vector<int64_t>& lengths, const OrderSpec& order,
+                                      const PackSpec& pack, uint64_t pass, const std::vector<PassRead>& reads);
+
+// How many sequences of a pass of `n` the bucketed configurations `reads` read (those
+// unread_sequences leaves out), counted from the sizes of their batches alone: a state names them
+// without sorting the pass. ArgumentError as unread_sequences.
+int64_t sequences_read(int64_t n, const OrderSpec& order, uint64_t pass, const std::vector<PassRead>& reads);
 
 // This rank's batches and items in each pass where they differ from pass to pass (token
 // budgets, best-fit rows; items are the rows of a packed pass, or its batches): counted once a

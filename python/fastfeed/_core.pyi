@@ -206,6 +206,9 @@ class OrderSpec:
     resume_step: int  # elastic resume: the step (epoch, or epoch * steps_per_epoch + batch) it takes over at; -1: none
     resume_pass: int  # the pass it takes over
     resume_offset: int  # the positions of that pass read before (all ranks together)
+    # bucketed sequences: (world_size, batch_size, batches each rank read) of the configurations
+    # that read part of that pass, in turn; resume_offset is the number of sequences they read
+    resume_reads: List[Tuple[int, int, int]]
     def offset_in(self, pass_: int) -> int:
         """Positions of the pass read before this run's share of it starts (an elastic resume's offset)."""
     def __init__(
@@ -221,6 +224,7 @@ class OrderSpec:
         resume_step: int = -1,
         resume_pass: int = 0,
         resume_offset: int = 0,
+        resume_reads: List[Tuple[int, int, int]] = ...,
     ) -> None: ...
 
 class PadSpec:
@@ -292,6 +296,14 @@ def stream_share_size(order: OrderSpec, units: int, pass_: int) -> int:
 
 def locate_sample(order: OrderSpec, epoch: int, index: int, per_pass: int, first_pass: int) -> Tuple[int, int]:
     """(pass, index in this rank's share of it) of item `index` of epoch `epoch`, as the block builders find it."""
+
+def locate_batch(order: OrderSpec, epoch: int, batch: int, units: int) -> Tuple[int, int]:
+    """(pass, batch of this rank's plan of it) of batch `batch` of epoch `epoch` where each pass is cut
+    into the rank's own batches (bucketed sequences), as the block builders find it."""
+
+def sequences_read(data: Sequences, order: OrderSpec, pass_: int, reads: List[Tuple[int, int, int]]) -> int:
+    """How many sequences of pass `pass_` the bucketed configurations `reads` ((world_size, batch_size,
+    batches each rank read), in turn) read."""
 
 class Assembler:
     def __init__(

@@ -440,16 +440,14 @@ class Feeder:
             state: the dict ``state_dict()`` returned, from this process or another.
 
         A state saved with another ``world_size`` or ``batch_size`` (all ranks saving after
-        the same number of batches, as a training loop does) is accepted for windows, padded
-        whole sequences (bucketed only with batch_tokens, whose batches are cut by the budget
-        alone and shared as sequences are; batch_tokens itself must stay the same), packed
-        whole sequences (``pack=True`` or ``"best_fit"``; rows are shared as sequences are) and
-        mixtures: the ranks go on
+        the same number of batches, as a training loop does) is accepted for every kind of
+        batch (with ``batch_tokens``, the budget itself must stay the same): the ranks go on
         together from the same point of the epoch's order, so that no sample of the epoch is
         repeated and none is skipped beyond the few (fewer than ``world_size``) that rank
-        shares always leave out. An epoch resumed so without virtual epochs has only the
-        batches its pass has left. ``num_threads`` and ``prefetch`` may always differ; any
-        rank's state serves every rank.
+        shares always leave out. Bucketed batches of ``batch_size`` go on with the sequences
+        of the pass that the saving ranks had not read, bucketed anew. An epoch resumed so
+        without virtual epochs has only the batches its pass has left. ``num_threads`` and
+        ``prefetch`` may always differ; any rank's state serves every rank.
 
         Raises:
             ValueError: the state comes from a Feeder with another configuration or other data

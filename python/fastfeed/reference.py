@@ -7,7 +7,7 @@ two disagree, this file is right. It never imports the core.
 
 from __future__ import annotations
 
-from typing import Any, Dict, List, Optional, Tuple, cast
+from typing import Any, Dict, List, Optional, Sequence, Tuple, cast
 
 import numpy as np
 
@@ -759,6 +759,7 @@ def padded_plan(
     world_size: int = 1,
     keep_short: bool = False,
     offset: int = 0,
+    reads: Sequence[Tuple[int, int, int]] = (),
 ) -> List[List[int]]:
     """A rank's batches (lists of sequence numbers) of one pass of padded whole sequences.
 
@@ -766,21 +767,65 @@ def padded_plan(
     on, after an elastic resume) is cut into batches (plain), or cut into pools of `bucket_pool`
     batches, each pool sorted by length (stable), cut into batches, and the batches shuffled
     (whatever `shuffle` says) with a permutation keyed by seed ^ BATCH_ORDER_SALT. drop_last
-    drops a short last batch, unless `keep_short` (virtual epochs stream every item)."""
+    drops a short last batch, unless `keep_short` (virtual epochs stream every item).
+
+    Bucketed batches resumed elastically: `reads` lists the configurations (world_size,
+    batch_size, batches each rank read) that read part of the pass, in turn; the share is then
+    taken from the sequences they left (unread_sequences), in the pass's order."""
     everyone = [int(i) for i in sequence_order(len(lengths), shuffle, seed, pass_)]
+    if reads:
+        everyone = unread_sequences(lengths, everyone, reads, seed, pass_, drop_last, bucket_pool)
+        offset = 0
     share = resumed_share(len(everyone), offset, rank, world_size, drop_last, unit=batch_size)
     order = [everyone[q] for q in share]
-    n = len(order)
     if bucket:
-        pool = bucket_pool * batch_size
-        order = [i for s in range(0, n, pool) for i in sorted(order[s : s + pool], key=lambda i: lengths[i])]
-    cut = [order[s : s + batch_size] for s in range(0, n, batch_size)]
+        return bucketed_batches(order, lengths, batch_size, seed, pass_, drop_last, bucket_pool)
+    cut = [order[s : s + batch_size] for s in range(0, len(order), batch_size)]
     if drop_last and not keep_short and cut and len(cut[-1]) < batch_size:
         cut.pop()
-    if bucket:
-        perm = permutation(len(cut), seed ^ BATCH_ORDER_SALT, pass_)
-        cut = [cut[int(c)] for c in perm]
     return cut
+
+
+def bucketed_batches(
+    share: List[int], lengths: List[int], batch_size: int, seed: int, pass_: int, drop_last: bool, bucket_pool: int
+) -> List[List[int]]:
+    """A rank's share cut into bucketed batches: pools of bucket_pool * batch_size sequences
+    sorted by length (stable), cut into batches (drop_last drops a short last one), the batches
+    shuffled by a permutation keyed by seed ^ BATCH_ORDER_SALT and the pass."""
+    pool = bucket_pool * batch_size
+    order = [i for s in range(0, len(share), pool) for i in sorted(share[s : s + pool], key=lambda i: lengths[i])]
+    cut = [order[s : s + batch_size] for s in range(0, len(order), batch_size)]
+    if drop_last and cut and len(cut[-1]) < batch_size:
+        cut.pop()
+    perm = permutation(len(cut), seed ^ BATCH_ORDER_SALT, pass_)
+    return [cut[int(c)] for c in perm]
+
+
+def unread_sequences(
+    lengths: List[int],
+    everyone: List[int],
+    reads: Sequence[Tuple[int, int, int]],
+    seed: int,
+    pass_: int,
+    drop_last: bool,
+    bucket_pool: int,
+) -> List[int]:
+    """The sequences of a pass (its order: `everyone`) that no rank of the bucketed
+    configurations `reads` read. Each (world_size, batch_size, k) read, on every rank, the first
+    k bucketed batches of its share of what the configurations before it left."""
+    left = list(everyone)
+    for world_size, batch_size, k in reads:
+        read: set = set()
+        for rank in range(world_size):
+            share = [left[q] for q in rank_share(len(left), rank, world_size, drop_last, unit=batch_size)]
+            batches = bucketed_batches(share, lengths, batch_size, seed, pass_, drop_last, bucket_pool)
+            if k > len(batches):
+                raise ValueError(
+                    f"rank {rank} of {world_size} has {len(batches)} bucketed batches of pass {pass_}, not {k}"
+                )
+            read.update(i for b in batches[:k] for i in b)
+        left = [i for i in left if i not in read]
+    return left
 
 
 def packed_plan(
@@ -1017,13 +1062,14 @@ def sequence_batches(
 
     Virtual epochs of plain padded sequences (of back-to-back packed rows) stream every rank
     through an equal share of each pass's sequences (rows, packed_rows) (positions rank, rank +
-    world_size, ..., units // world_size of them). `resume=(step, pass, offset)` (plain padded
-    or back-to-back packed sequences) is an elastic resume, a state saved with another
-    world_size or batch_size: at `step` (the epoch, or with virtual epochs
-    epoch * steps_per_epoch + batch) the ranks take over at position `offset` of pass `pass`,
-    sharing the rest of that pass (resumed_share; equal shares of it with virtual epochs), then
-    whole passes. The resumed epoch's batches are those from `step` on: without virtual epochs
-    the batches its pass has left.
+    world_size, ..., units // world_size of them). `resume=(step, pass, offset)` is an elastic
+    resume, a state saved with another world_size or batch_size: at `step` (the epoch, or with
+    virtual epochs epoch * steps_per_epoch + batch) the ranks take over at position `offset` of
+    pass `pass` (of its sequences, rows or batch_tokens batches), sharing the rest of that pass
+    (resumed_share; equal shares of it with virtual epochs), then whole passes. The resumed
+    epoch's batches are those from `step` on: without virtual epochs the batches its pass has
+    left. Bucketed batches of batch_size take `resume=(step, pass, offset, reads)`: the pass's
+    rest is what the configurations `reads` left of it (padded_plan).
 
     `targets`: None, an array with one row per sequence (labels), or a list aligned step for step.
     `static` (one row per sequence) adds "static"; `with_index` adds "series" (the sequence's
@@ -1065,12 +1111,14 @@ def sequence_batches(
     # every item of the rank's share, as with windows; bucketed and token-budget batches stay as
     # each pass cut them.
     streamed = steps_per_epoch is not None and not bucket and batch_tokens is None
-    if resume is not None and bucket and batch_tokens is None:
-        raise ValueError("resume applies to plain padded, packed and batch_tokens sequences (not bucket alone)")
-    r_step, r_pass, r_offset = resume if resume is not None else (-1, 0, 0)
+    r_step, r_pass, r_offset = resume[:3] if resume is not None else (-1, 0, 0)
+    r_reads = resume[3] if resume is not None and len(resume) > 3 else ()
 
     def offset_in(pass_: int) -> int:
         return r_offset if resume is not None and pass_ == r_pass else 0
+
+    def reads_in(pass_: int) -> Sequence[Tuple[int, int, int]]:
+        return r_reads if resume is not None and pass_ == r_pass else ()
 
     def plan(pass_: int) -> list:
         if best_fit:
@@ -1131,6 +1179,7 @@ def sequence_batches(
             world_size,
             keep_short=streamed,
             offset=offset_in(pass_),
+            reads=reads_in(pass_),
         )
 
     plans = {}
@@ -1140,9 +1189,9 @@ def sequence_batches(
             plans[pass_] = plan(pass_)
         return plans[pass_]
 
-    if batch_tokens is not None and resume is not None and steps_per_epoch is not None:
+    if (batch_tokens is not None or bucket) and resume is not None and steps_per_epoch is not None:
         # Virtual epochs resumed elastically: from step r_step on, the rest of pass r_pass's
-        # batches (shared from r_offset on), then whole passes.
+        # batches (shared from r_offset on, or bucketed from what r_reads left), then whole passes.
         if epoch * steps_per_epoch + steps_per_epoch <= r_step:
             raise ValueError(f"epoch {epoch} comes before the resume at step {r_step}")
         batches, pass_, before = [], r_pass, 0

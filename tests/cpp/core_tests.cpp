@@ -1,4 +1,5 @@
 // Tests of the C++ core on its own (no Python): `make sanitize` runs them under ASan/UBSan.
+#include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <csignal>
@@ -1078,6 +1079,85 @@ static void elastic_resume_plans_the_rest_of_a_pass_of_token_batches() {
   CHECK(a.pass == 1 && a.index == 3 && b.pass == 2 && b.index == 0 && c.pass == 3 && c.index == 1);
 }
 
+// Bucketed batches are cut from each rank's own length-sorted share, so what old ranks read is no
+// prefix of the pass: the resumed pass's plan buckets the rank's share of what they left (in the
+// pass's order), and virtual epochs count that pass's batches, then whole passes'.
+static void elastic_resume_plans_the_rest_of_a_bucketed_pass() {
+  std::vector<int64_t> lengths;
+  for (int64_t i = 0; i < 37; ++i) lengths.push_back(1 + (i * 7) % 11);
+  PackSpec pack;
+  pack.bucket = true;
+  pack.bucket_pool = 2;
+  // The old configuration: 2 ranks of batch 3, each read 2 of its batches of pass 1.
+  std::set<int64_t> read;
+  for (int64_t r = 0; r < 2; ++r) {
+    const PassPlan old = PassPlan::build(lengths, order_of(3, true, 9, 0, false, r, 2), pack, PadSpec{}, 1);
+    for (int64_t i = 0; i < old.batch_start(2); ++i) read.insert(old.seqs()[static_cast<size_t>(i)]);
+  }
+  std::vector<int64_t> left;
+  const Permutation perm(37, 9, 1);
+  for (uint64_t q = 0; q < 37; ++q) {
+    if (read.count(static_cast<int64_t>(perm(q))) == 0) left.push_back(static_cast<int64_t>(perm(q)));
+  }
+  CHECK(read.size() == 12);
+  OrderSpec order = order_of(4, true, 9, 0, false, 1, 3);
+  CHECK(unread_sequences(lengths, order, pack, 1, {PassRead{2, 3, 2}}) == left);
+  // A state counts what was read from the batches' sizes alone: the same number, whatever the
+  // configurations, drop_last and shuffle, also in turn.
+  for (bool drop_last : {false, true}) {
+    for (int64_t w = 1; w <= 4; ++w) {
+      for (int64_t b = 1; b <= 5; ++b) {
+        OrderSpec o = order_of(2, w % 2 == 0, 5, 0, drop_last);
+        const int64_t nb = pass_batches(order_of(b, false, 0, 0, drop_last, 0, w), 37, 0);
+        for (int64_t k = 0; k <= nb; ++k) {
+          std::vector<PassRead> reads{PassRead{w, b, k}};
+          if (unread_sequences(lengths, o, pack, 3, reads).size() >= 4) reads.push_back(PassRead{2, 2, 1});
+          const int64_t unread = static_cast<int64_t>(unread_sequences(lengths, o, pack, 3, reads).size());
+          CHECK(sequences_read(37, o, 3, reads) == 37 - unread);
+        }
+      }
+    }
+  }
+  bool refused = false;
+  try {
+    unread_sequences(lengths, order, pack, 1, {PassRead{2, 3, 7}});  // each rank has 6 batches of 3
+  } catch (const ArgumentError&) {
+    refused = true;
+  }
+  CHECK(refused);
+  order.resume_step = 1;
+  order.resume_pass = 1;
+  order.resume_offset = 12;
+  order.resume_reads = {PassRead{2, 3, 2}};
+  const PassPlan resumed = PassPlan::build(lengths, order, pack, PadSpec{}, 1);
+  std::vector<int64_t> share;  // positions 1, 4, 7, ... of what was left: 25 left, 8 a rank
+  for (size_t q = 1; q < left.size(); q += 3) share.push_back(left[q]);
+  CHECK(share.size() == 8 && resumed.num_batches() == 2);
+  std::vector<int64_t> got(resumed.seqs());
+  std::sort(got.begin(), got.end());
+  std::sort(share.begin(), share.end());
+  CHECK(got == share);
+  for (int64_t g = 0; g < 2; ++g) {  // each batch sorted by length
+    for (int64_t i = resumed.batch_start(g) + 1; i < resumed.batch_start(g + 1); ++i) {
+      CHECK(lengths[resumed.seqs()[i - 1]] <= lengths[resumed.seqs()[i]]);
+    }
+  }
+  order.resume_offset = 11;  // disagrees with the reads
+  refused = false;
+  try {
+    PassPlan::build(lengths, order, pack, PadSpec{}, 1);
+  } catch (const ArgumentError&) {
+    refused = true;
+  }
+  CHECK(refused);
+  // Virtual epochs of 3 batches resumed at step 4: 2 batches of pass 1 left, then 3 of each pass.
+  order.resume_offset = 12;
+  order.steps_per_epoch = 3;
+  order.resume_step = 4;
+  const StreamPosition a = locate_batch(order, 1, 1, 37), b = locate_batch(order, 2, 0, 37), c = locate_batch(order, 3, 0, 37);
+  CHECK(a.pass == 1 && a.index == 0 && b.pass == 2 && b.index == 0 && c.pass == 3 && c.index == 0);
+}
+
 // A builder that throws (out of memory, say) gives a failed block at its place in the order, on a
 // worker thread and in the consumer alike, instead of ending the process.
 static void a_throwing_builder_gives_a_failed_block() {
@@ -1261,6 +1341,7 @@ int main() {
   elastic_resume_plans_the_rest_of_a_pass_of_sequences();
   elastic_resume_plans_the_rest_of_a_pass_of_packed_rows();
   elastic_resume_plans_the_rest_of_a_pass_of_token_batches();
+  elastic_resume_plans_the_rest_of_a_bucketed_pass();
   a_throwing_builder_gives_a_failed_block();
   token_budget_plans_fit_and_cover();
   best_fit_plans_keep_short_sequences_whole();

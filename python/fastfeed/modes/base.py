@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Any, ClassVar, Dict, FrozenSet, Iterable, List, Optional, Tuple
+from typing import Any, ClassVar, Dict, FrozenSet, Iterable, List, Optional, Sequence, Tuple
 
 from .._core import MixOrder, MixSpec, OrderSpec, RunSpec, epoch_sizes, locate_sample, stream_share_size
 from ..arguments import check_int
 from ..batch import Batch
 from ..io.sources import SeriesSet
 from ..run.epoch import Fields, Finish
-from ..run.state import data_digest, normalization_digest
+from ..run.state import data_digest, normalization_digest, pass_reads
 from ..spec import FeedSpec
 from .common import NO_NORM, Norm, normalization_arrays
 
@@ -252,13 +252,22 @@ class Mode:
         if not self.elastic or self.mix_order is not None:
             return None
         o, units = self.order, self.units()
-        origin = [o.resume_step, o.resume_pass, o.resume_offset] if o.resume_step >= 0 else None
+        origin = self.origin()
         # Where the block builders find the batch (windows' per-pass shares, as WindowBlocks has them).
         first_pass = stream_share_size(o, units, o.resume_pass)
         per_pass = stream_share_size(o, units, o.resume_pass + 1)
         pass_, index = locate_sample(o, epoch, batch * self.spec.batch_size, per_pass, first_pass)
         offset = o.offset_in(pass_) + index * self.spec.world_size  # over all ranks
         return {"pass": int(pass_), "offset": min(units, int(offset)), "origin": origin}
+
+    def origin(self) -> Optional[List[Any]]:
+        """This Feeder's own resume point, for a state: [step, pass, offset] (and the reads of
+        bucketed batches before it, when there were any); None when it has none."""
+        o = self.order
+        if o.resume_step < 0:
+            return None
+        reads = [list(r) for r in o.resume_reads]
+        return [o.resume_step, o.resume_pass, o.resume_offset] + ([reads] if reads else [])
 
     def load_stream_state(self, saved: Any, epoch: int, batch: int, rescaled: bool) -> Tuple[int, int]:
         """Takes over the saved stream: the (epoch, batch) the next iteration starts at. Rescaled
@@ -270,14 +279,23 @@ class Mode:
             point = (
                 None
                 if saved is None
-                else (check_int("pass", saved["pass"], 0), check_int("offset", saved["offset"], 0))
+                else (
+                    check_int("pass", saved["pass"], 0),
+                    check_int("offset", saved["offset"], 0),
+                    pass_reads(saved.get("reads", [])),
+                )
             )
             if origin is not None:
-                origin = [
+                origin_pass = check_int("origin pass", origin[1], 0)
+                origin = (
                     check_int("origin step", origin[0], 0),
-                    check_int("origin pass", origin[1], 0),
-                    check_int("origin offset", origin[2], 0, self.pass_units(origin[1])),
-                ]
+                    origin_pass,
+                    check_int("origin offset", origin[2], 0, self.pass_units(origin_pass)),
+                    pass_reads(origin[3] if len(origin) > 3 else []),
+                )
+                self.check_reads(origin_pass, origin[2], origin[3])
+            if point is not None:
+                self.check_reads(*point)
         except (AttributeError, KeyError, TypeError, ValueError, IndexError) as e:
             raise ValueError(f"malformed stream position in the state: {e}") from None
         if not rescaled:
@@ -285,7 +303,7 @@ class Mode:
             return epoch, batch
         if point is None:
             raise ValueError("this state holds no stream position: it cannot resume with another world_size")
-        pass_, offset = point
+        pass_, offset, reads = point
         units = self.pass_units(pass_)
         if offset > units:
             raise ValueError(f"stream offset {offset} is out of range for a pass of {units} {self.unit_name}")
@@ -293,23 +311,30 @@ class Mode:
             if offset >= units:
                 self.set_resume(-1, 0, 0)
                 return pass_ + 1, 0
-            self.set_resume(pass_, pass_, offset)
+            self.set_resume(pass_, pass_, offset, reads)
             return pass_, 0
-        self.set_resume(epoch * self.spec.steps_per_epoch + batch, pass_, offset)
+        self.set_resume(epoch * self.spec.steps_per_epoch + batch, pass_, offset, reads)
         return epoch, batch
+
+    def check_reads(self, pass_: int, offset: int, reads: List[Tuple[int, int, int]]) -> None:
+        """Refuses the reads of bucketed batches a saved stream position names where this mode
+        has none, or where they do not read `offset` sequences of the pass."""
+        if reads:
+            raise ValueError("reads of bucketed batches belong to bucketed whole sequences")
 
     def pass_units(self, pass_: int) -> int:
         """The units (samples, sequences, rows or batches) pass `pass_` deals to all ranks."""
         return self.units()
 
-    def set_resume(self, step: int, pass_: int, offset: int) -> None:
-        """Where this Feeder's stream takes over another configuration's (step -1: nowhere)."""
+    def set_resume(self, step: int, pass_: int, offset: int, reads: Sequence[Tuple[int, int, int]] = ()) -> None:
+        """Where this Feeder's stream takes over another configuration's (step -1: nowhere):
+        `offset` units of pass `pass_` read before, by `reads` where those were bucketed batches."""
         o = self.order
-        o.resume_step, o.resume_pass, o.resume_offset = step, pass_, offset
+        o.resume_step, o.resume_pass, o.resume_offset, o.resume_reads = step, pass_, offset, list(reads)
 
-    def resume_point(self) -> Tuple[int, int, int]:
+    def resume_point(self) -> Tuple[int, int, int, List[Tuple[int, int, int]]]:
         o = self.order
-        return int(o.resume_step), int(o.resume_pass), int(o.resume_offset)
+        return int(o.resume_step), int(o.resume_pass), int(o.resume_offset), list(o.resume_reads)
 
     def forget_resume_before(self, epoch: int, batch: int) -> None:
         """An iteration that starts before the point a state resumed at (set_epoch to an earlier

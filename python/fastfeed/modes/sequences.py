@@ -4,11 +4,21 @@ from __future__ import annotations
 
 import math
 from types import SimpleNamespace
-from typing import Any, ClassVar, Dict, List, Optional, Tuple, Union, cast
+from typing import Any, ClassVar, Dict, List, Optional, Sequence, Tuple, Union, cast
 
 import numpy as np
 
-from .._core import NpyFile, PackSpec, PadSpec, PassSizes, Pipeline, Sequences, non_finite_steps
+from .._core import (
+    NpyFile,
+    PackSpec,
+    PadSpec,
+    PassSizes,
+    Pipeline,
+    Sequences,
+    locate_batch,
+    non_finite_steps,
+    sequences_read,
+)
 from ..arguments import check_bool, check_choice, check_int, check_optional_int
 from ..batch import Batch
 from ..dtypes import FLOATING, numpy_storage
@@ -155,15 +165,15 @@ class SequenceMode(Mode):
         # Bucketed and token-budget batches are cut within each pass: a pass without a batch has
         # nothing to stream.
         self.streams_short_passes = not self.bucket and self.batch_tokens is None
-        # Plain padded sequences and back-to-back packed rows take over another world_size's or
-        # batch_size's stream (an elastic resume): each pass's sequences (or the rows its order
-        # packs into, whatever batch_size and world_size are) are dealt to the ranks as windows
-        # are; best-fit rows too (pools of the pass's order, whatever batch_size and world_size
-        # are). Token budgets cut each pass into batches by batch_tokens alone (batch_size plays
-        # no part), which the ranks share by position: they take over another world_size's stream
-        # of batches. Bucketed batches of batch_size (cut from each rank's share) resume only as
-        # they were.
-        self.elastic = self.batch_tokens is not None or not self.bucket
+        # Every kind of batch takes over another world_size's or batch_size's stream (an elastic
+        # resume). Plain padded sequences and back-to-back packed rows: each pass's sequences (or
+        # the rows its order packs into, whatever batch_size and world_size are) are dealt to the
+        # ranks as windows are; best-fit rows too (pools of the pass's order). Token budgets cut
+        # each pass into batches by batch_tokens alone, which the ranks share by position.
+        # Bucketed batches of batch_size are cut from each rank's own share, so what was read is
+        # no prefix of the pass: the state names the configurations that read it (reads), and the
+        # new one buckets what they left.
+        self.elastic = True
         x_feat, y_feat = self._feats()
         self._pack_spec = PackSpec(
             bucket=self.bucket,
@@ -422,18 +432,29 @@ class SequenceMode(Mode):
             return self.units()
         return int(PassSizes(self.data, self.order, self._pack_spec, self._pad_spec).units(pass_))
 
-    def set_resume(self, step: int, pass_: int, offset: int) -> None:
-        super().set_resume(step, pass_, offset)
+    def set_resume(self, step: int, pass_: int, offset: int, reads: Sequence[Tuple[int, int, int]] = ()) -> None:
+        super().set_resume(step, pass_, offset, reads)
         if self._passes is not None:  # the counts of passes follow the resume point
             self._passes = PassSizes(self.data, self.order, self._pack_spec, self._pad_spec)
 
+    def check_reads(self, pass_: int, offset: int, reads: List[Tuple[int, int, int]]) -> None:
+        if not self.bucket or self.batch_tokens is not None:
+            super().check_reads(pass_, offset, reads)
+            return
+        read = int(sequences_read(self.data, self.order, pass_, reads))
+        if read != offset:
+            raise ValueError(f"the reads {reads} read {read} sequences of pass {pass_}, the offset says {offset}")
+
     def stream_state(self, epoch: int, batch: int) -> Optional[Dict[str, Any]]:
         """With batch_tokens the units are the pass's batches, best-fit its rows: those all ranks
-        have read (passes differ in how many they hold)."""
-        if self._passes is None or not self.elastic:
+        have read (passes differ in how many they hold). Bucketed batches of batch_size: the
+        sequences read, and which configurations read them (reads)."""
+        if self.bucket and self.batch_tokens is None:
+            return self._bucket_stream_state(epoch, batch)
+        if self._passes is None:
             return super().stream_state(epoch, batch)
         o, W, passes = self.order, self.spec.world_size, cast(Any, self._passes)
-        origin = [o.resume_step, o.resume_pass, o.resume_offset] if o.resume_step >= 0 else None
+        origin = self.origin()
         steps = self.spec.steps_per_epoch
         per_batch = 1 if self.batch_tokens is not None else self.spec.batch_size  # units a batch
         if steps is None:  # an epoch is its pass
@@ -443,6 +464,17 @@ class SequenceMode(Mode):
             pass_, index = (int(v) for v in passes.locate(t, self.best_fit))
         offset = o.resume_offset if origin is not None and pass_ == o.resume_pass else 0
         return {"pass": pass_, "offset": min(self.pass_units(pass_), offset + index * W), "origin": origin}
+
+    def _bucket_stream_state(self, epoch: int, batch: int) -> Dict[str, Any]:
+        """Each rank has read `k` of its bucketed batches of the pass (of what the configurations
+        before it left, when this Feeder took over inside the pass): the state names them all."""
+        o = self.order
+        pass_, k = (int(v) for v in locate_batch(o, epoch, batch, self.units()))
+        reads = list(o.resume_reads) if o.resume_step >= 0 and pass_ == o.resume_pass else []
+        if k > 0:
+            reads.append((self.spec.world_size, self.spec.batch_size, k))
+        offset = int(sequences_read(self.data, o, pass_, reads)) if reads else 0
+        return {"pass": pass_, "offset": offset, "origin": self.origin(), "reads": [list(r) for r in reads]}
 
     def batches_in_epoch(self, epoch: int) -> Optional[int]:
         """Per epoch with batch_tokens or best-fit rows; an epoch resumed from a state saved with
@@ -532,8 +564,9 @@ class SequenceMode(Mode):
         }
 
     def _equal_stream_shares(self) -> bool:
-        return (  # (token-budget batches were always dealt in equal shares)
+        return (  # (token-budget batches were always dealt in equal shares; bucketed ones stay as cut)
             self.elastic
+            and not self.bucket
             and self.batch_tokens is None
             and self.spec.steps_per_epoch is not None
             and self.spec.world_size > 1

@@ -5,11 +5,12 @@ from __future__ import annotations
 
 import hashlib
 import json
-from typing import Any, Dict, Optional, Tuple
+from typing import Any, Dict, List, Optional, Tuple
 
 import numpy as np
 
 from .._core import fingerprint
+from ..arguments import check_int
 from ..io.sources import SeriesSet
 
 STATE_VERSION = 4  # 2: whole-source digests, bucketed batches shuffled without shuffle=True;
@@ -108,11 +109,8 @@ def read_state(
                 for k in differ
                 if k in ELASTIC_KEYS
             )
-            + "; bucketed whole sequences (without batch_tokens) resume only with the same ones (their batches "
-            "of batch_size are cut from each rank's share of the pass, sorted by length: another world_size or "
-            "batch_size cuts other batches, so the saved point is no point of the new stream), nor do states "
-            "saved without a stream position (windows, padded, packed and batch_tokens whole sequences and "
-            "mixtures take over another configuration's stream)"
+            + "; the state holds no stream position to take over (it was saved by an earlier release): "
+            "resume it with the world_size and batch_size it was saved with"
         )
     if rescaled:
         if epoch < 0 or batch < 0:
@@ -124,3 +122,20 @@ def read_state(
         )
     # Every batch of the epoch delivered: what comes next is the next epoch's first.
     return (epoch, batch, False) if batch < batches_per_epoch else (epoch + 1, 0, False)
+
+
+def pass_reads(value: Any) -> List[Tuple[int, int, int]]:
+    """A state's reads of bucketed batches: [world_size, batch_size, batches each rank read] per
+    configuration that read part of the resumed pass, in turn. Raises ValueError naming the entry."""
+    reads = []
+    for i, r in enumerate(value):
+        if len(r) != 3:
+            raise ValueError(f"reads[{i}] must be [world_size, batch_size, batches], got {r!r}")
+        reads.append(
+            (
+                check_int(f"reads[{i}] world_size", r[0], 1),
+                check_int(f"reads[{i}] batch_size", r[1], 1),
+                check_int(f"reads[{i}] batches", r[2], 0),
+            )
+        )
+    return reads
