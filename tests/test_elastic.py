@@ -1170,6 +1170,15 @@ def test_bucketed_states_whose_reads_disagree_are_refused():
     bad["stream"]["reads"] = [[0, 3, 1]]
     with pytest.raises(ValueError, match=r"malformed stream position.*reads\[0\] world_size must be >= 1"):
         new.load_state_dict(bad)
+    bad["stream"]["reads"] = [[2, 3, 2], [1, 1, 0]]  # a saving Feeder names no configuration that read nothing
+    with pytest.raises(ValueError, match=r"malformed stream position.*reads\[1\] batches must be >= 1"):
+        new.load_state_dict(bad)
+    for huge in ([2, 3, 2], [10**12, 1, 1]), ([2, 3, 2], [1, 2**63 - 1, 1]):  # more ranks or rows than sequences
+        bad["stream"]["reads"] = list(huge)
+        with pytest.raises(
+            ValueError, match=r"malformed stream position.*reads\[1\] names world_size=.*of 57 sequences"
+        ):
+            new.load_state_dict(bad)
     # windows have no reads of bucketed batches
     w = _feeders(2, 4)[0]
     next(iter(w))
@@ -1180,3 +1189,20 @@ def test_bucketed_states_whose_reads_disagree_are_refused():
     # the refused loads changed nothing: the good state still loads, exactly
     new.load_state_dict(state)
     _same_as_reference(list(new), _bucket_reference(3, 2, 0, resume=(0, 0, state["stream"]["offset"], [(2, 3, 2)])))
+
+
+def test_a_state_saved_before_the_point_an_elastic_resume_took_over_is_this_configurations_own():
+    for steps in (None, 4):
+        a = _bucket_feeders(1, 3, steps=steps)[0]
+        for e in range(2):
+            a.set_epoch(e)
+            list(a)
+        b = _bucket_feeders(2, 2, steps=steps)[0]
+        b.load_state_dict(a.state_dict())  # resumes in epoch 2
+        b.set_epoch(0)  # ... but goes back to epoch 0, which is its own
+        state = json.loads(json.dumps(b.state_dict()))
+        assert state["epoch"] == 0 and state["stream"] == {"pass": 0, "offset": 0, "origin": None, "reads": []}
+        c = _bucket_feeders(3, 2, steps=steps)[1]
+        c.load_state_dict(state)
+        want = _bucket_reference(3, 2, 1, **({} if steps is None else {"steps_per_epoch": steps}))
+        _same_as_reference(list(c), want)

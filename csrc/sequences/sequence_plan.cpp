@@ -48,7 +48,7 @@ struct BucketBatches {
                 bool drop_last, uint64_t seed, uint64_t pass) {
     const auto n = static_cast<int64_t>(share.size());
     sort_pools(share, lengths, saturating_product(pool, B));
-    const int64_t nb = drop_last ? n / B : (n + B - 1) / B;
+    const int64_t nb = n / B + (!drop_last && n % B != 0 ? 1 : 0);  // (no n + B - 1: B may be huge)
     const auto cut_start = [&](int64_t c) { return std::min(c * B, n); };  // batch c as cut
     const Permutation batch_perm(static_cast<uint64_t>(nb), seed ^ kBatchOrderSalt, pass);
     seqs.reserve(share.size());
@@ -310,7 +310,7 @@ int64_t sequences_read(int64_t n, const OrderSpec& order, uint64_t pass, const s
     int64_t read = 0;
     for (int64_t rank = 0; rank < r.world_size; ++rank) {
       const int64_t size = rank_share_size(left, rank, r.world_size, B, order.drop_last);
-      const int64_t nb = order.drop_last ? size / B : (size + B - 1) / B;
+      const int64_t nb = size / B + (!order.drop_last && size % B != 0 ? 1 : 0);
       require_batches_read(r, rank, nb, pass);
       // Every batch read is full but the share's last as cut (BucketBatches: the short one
       // without drop_last), which the batch shuffle delivers somewhere in the pass.

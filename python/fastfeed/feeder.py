@@ -424,6 +424,9 @@ class Feeder:
             # then (sequences appended since included): so does the state.
             self._reload_if_grown()
         epoch, batch = self._position.next_batch(len(self))
+        # Before the point a state resumed at (set_epoch to an earlier epoch), the stream is this
+        # configuration's own, as the next iteration will find.
+        self._mode.forget_resume_before(epoch, batch)
         state = make_state(epoch, batch, self._fingerprint())
         mixture = self._mode.mix_state(epoch, batch)
         if mixture is not None:

@@ -441,6 +441,13 @@ class SequenceMode(Mode):
         if not self.bucket or self.batch_tokens is not None:
             super().check_reads(pass_, offset, reads)
             return
+        units = self.units()
+        for i, (world_size, batch_size, _) in enumerate(reads):  # a real one had a batch for every rank
+            if max(world_size, batch_size) > units:
+                raise ValueError(
+                    f"reads[{i}] names world_size={world_size} and batch_size={batch_size}, "
+                    f"for a pass of {units} sequences"
+                )
         read = int(sequences_read(self.data, self.order, pass_, reads))
         if read != offset:
             raise ValueError(f"the reads {reads} read {read} sequences of pass {pass_}, the offset says {offset}")

@@ -135,7 +135,7 @@ def pass_reads(value: Any) -> List[Tuple[int, int, int]]:
             (
                 check_int(f"reads[{i}] world_size", r[0], 1),
                 check_int(f"reads[{i}] batch_size", r[1], 1),
-                check_int(f"reads[{i}] batches", r[2], 0),
+                check_int(f"reads[{i}] batches", r[2], 1),
             )
         )
     return reads
