@@ -1,11 +1,12 @@
 # The two commands a newcomer needs: `make demo` and `make test`. Each sets up .venv itself.
-# `make test` runs `make lint` (ruff, mypy) and `make docs` (the API site), then the test suite.
+# `make test` runs `make lint` (ruff, mypy) and `make docs` (the API site), then the test suite,
+# then `make test-wheel` (the suite again, against a wheel installed in a venv of its own).
 PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo demo-forecast test lint docs bench build sanitize sanitize-python tsan fuzz fuzz-corpus clean
+.PHONY: demo demo-forecast test test-wheel wheel lint docs bench build sanitize sanitize-python tsan fuzz fuzz-corpus clean
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -28,9 +29,10 @@ demo-forecast: $(STAMP)
 test: $(STAMP)
 	$(MAKE) --no-print-directory lint docs
 	$(BIN)/python -m pytest -q tests
+	$(MAKE) --no-print-directory test-wheel
 
 # Lint and format checks (configured in pyproject.toml), then the package's type check.
-LINT_PATHS := python bench tests $(wildcard fuzz/*.py)
+LINT_PATHS := python bench tests $(wildcard fuzz/*.py) $(wildcard tools/*.py)
 lint: $(STAMP)
 	$(BIN)/ruff check $(LINT_PATHS)
 	$(BIN)/ruff format --check $(LINT_PATHS)
@@ -90,7 +92,7 @@ sanitize-python:
 	  --ignore=tests/test_cli.py --ignore=tests/test_convert.py -k "not torchrun"
 
 clean:
-	rm -rf build $(VENV) $(ASAN_VENV) .venv-bench
+	rm -rf build dist $(VENV) $(ASAN_VENV) .venv-bench
 
 # The peers' benchmark (bench/w4.py: fastfeed vs pytorch-forecasting, GluonTS, NumPy) in a venv of
 # its own, .venv-bench, so the peers (requirements-bench.txt) never touch the dev venv. Every pip
@@ -140,3 +142,42 @@ bench-w5: $(BENCH_FF_STAMP)
 
 example-lm: $(BENCH_FF_STAMP)
 	$(BENCH_BIN)/python examples/train_char_lm.py
+
+# ----- wheels ---------------------------------------------------------------------------------
+# `make wheel` builds an sdist and, from that sdist, a wheel (python -m build, in an isolated build
+# environment, as pip builds for users), then repairs the wheel to a manylinux tag with auditwheel:
+# dist/ then holds fastfeed-*.tar.gz and fastfeed-*-manylinux_*.whl. CUDA is chosen, not found:
+# WHEEL_CUDA=OFF (the default, what the published wheels hold) or WHEEL_CUDA=ON (needs nvcc;
+# cudart is linked statically, so that wheel too imports on machines without a driver or GPU).
+# The native torch views are never built into a wheel: they fit one exact torch version only.
+# The wheel is rebuilt when the package's sources, README.md or WHEEL_CUDA change.
+WHEEL_CUDA ?= OFF
+DIST := dist
+WHEEL_STAMP := $(DIST)/.cuda-$(WHEEL_CUDA)
+
+$(WHEEL_STAMP): $(STAMP) $(FASTFEED_SOURCES) README.md
+	rm -rf $(DIST)
+	PIP_CONSTRAINT=$(CURDIR)/constraints.txt $(BIN)/python -m build --outdir $(DIST)/raw \
+	  -C cmake.define.FASTFEED_CUDA=$(WHEEL_CUDA) -C cmake.define.FASTFEED_TORCH_VIEWS=OFF .
+	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/auditwheel repair --wheel-dir $(DIST) $(DIST)/raw/*.whl
+	mv $(DIST)/raw/*.tar.gz $(DIST)/ && rm -rf $(DIST)/raw
+	$(BIN)/auditwheel show $(DIST)/*.whl
+	touch $@
+
+wheel: $(WHEEL_STAMP)
+
+# The suite against the installed wheel: a fresh venv (build/wheel-venv) holding only the wheel
+# with its test extra (pytest, hypothesis, pytest-benchmark), NumPy and torch (pinned by
+# constraints.txt), and a copy of tests/ (with bench/ and fuzz/corpus/, which some tests read)
+# in a temporary folder outside the checkout, so that `import fastfeed` can only find the
+# installed package; tools/check_installed.py asserts that first. Tests that need the optional
+# packages (pandas, pyarrow, matplotlib, ...) skip, naming what is missing.
+WHEEL_VENV := build/wheel-venv
+test-wheel: $(WHEEL_STAMP)
+	rm -rf $(WHEEL_VENV)
+	$(PY) -m venv $(WHEEL_VENV)
+	$(WHEEL_VENV)/bin/pip install -q -c constraints.txt torch==2.13.0 "$$(ls $(DIST)/*.whl)[test]"
+	tmp=$$(mktemp -d) && trap 'rm -rf "$$tmp"' EXIT && \
+	  mkdir -p "$$tmp/fuzz" && cp -r tests bench "$$tmp/" && cp -r fuzz/corpus "$$tmp/fuzz/" && cd "$$tmp" && \
+	  $(CURDIR)/$(WHEEL_VENV)/bin/python $(CURDIR)/tools/check_installed.py --cuda $(WHEEL_CUDA) && \
+	  $(CURDIR)/$(WHEEL_VENV)/bin/python -m pytest -q -ra -p no:cacheprovider tests

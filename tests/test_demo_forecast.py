@@ -111,12 +111,3 @@ def test_cli_forecast_refuses_settings_in_one_line(tmp_path: Path, capsys: pytes
     assert err.startswith("fastfeed demo: error: window must be at least 12 months") and "Traceback" not in err
     assert cli.main(["demo", "--forecast", "--plot", str(tmp_path / "missing" / "f.png")]) == 2
     assert "cannot write the forecast plot" in capsys.readouterr().err
-
-
-def test_cli_forecast_without_statsmodels_says_what_to_install(
-    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
-) -> None:
-    monkeypatch.setitem(sys.modules, "statsmodels", None)  # `import statsmodels` raises ImportError
-    assert cli.main(["demo", "--forecast", "--no-plot"]) == 1
-    err = capsys.readouterr().err
-    assert "pip install statsmodels pandas" in err and "Traceback" not in err

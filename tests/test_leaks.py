@@ -122,6 +122,7 @@ def one_life(i: int, good: str, bad: str, seqs: list) -> None:
 
 
 def test_thousands_of_feeders_leak_no_threads_fds_or_maps(files):
+    pytest.importorskip("torch", reason="most of these Feeders hand out torch tensors")
     good, bad = files
     rng = np.random.default_rng(1)
     seqs = [rng.normal(size=(int(n), 3)).astype(np.float32) for n in rng.integers(1, 40, 64)]
@@ -140,6 +141,7 @@ def test_thousands_of_feeders_leak_no_threads_fds_or_maps(files):
 
 
 def test_dropping_a_feeder_mid_epoch_without_gc_releases_at_once(files):
+    pytest.importorskip("torch", reason="the Feeders dropped here hand out torch tensors")
     good, _ = files
     baseline = settle(counts(good), good, timeout=0.5)
     gc.disable()

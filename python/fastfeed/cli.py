@@ -244,8 +244,23 @@ def _find_bench_script() -> Optional[Path]:
     return None
 
 
+BENCH_HELP_OUTSIDE_CHECKOUT = """\
+usage: fastfeed bench [-h] [ARGUMENTS ...]
+
+Runs fastfeed's benchmarks (bench/run.py: W1 to W3, the training loop and the
+sparse file) and prints their table. The benchmarks and their workloads live in
+a source checkout of fastfeed, not in the installed package: run `fastfeed bench`
+in the root folder of such a checkout, where `fastfeed bench --help` lists the
+script's own options (--quick, --skip-w1, ...).
+"""
+
+
 def _cmd_bench(args: argparse.Namespace, extra: Sequence[str]) -> int:
     script = _find_bench_script()
+    if script is None and any(a in ("-h", "--help") for a in extra):
+        # An installed wheel has no bench/: say what the command does and where it runs.
+        print(BENCH_HELP_OUTSIDE_CHECKOUT, end="")
+        return 0
     if script is None:
         return _fail(
             "bench",
