@@ -9,9 +9,13 @@ namespace {
 // A window in which the consumer waited more than this share of its time was starved. Lower
 // than the 5% a training loop may wait, so the tuner acts before the loop feels it.
 constexpr double kStarvedShare = 0.02;
-// A consumer that waited more than this share of its time leaves its own core idle most of
-// the window: one worker more than busy_threads may use it.
-constexpr double kIdleConsumerShare = 0.5;
+// A consumer that waited more than this share of its time may lend its core: one worker more
+// than busy_threads. Its thread then competes with the workers, but the loop gains. On 2 cores,
+// with B the time a worker takes per block and C the loop's compute per block (B > C, or it
+// would not wait), one worker gives a step of B, two (sharing the cores with the loop) about
+// (B + C) / 2: shorter by half the waiting share (B - C) / B. Below a tenth, the switches and
+// the caches a shared core costs eat what it gains.
+constexpr double kLendShare = 0.10;
 // A window without a wait in which at least this share of hand-overs found the ring full had
 // a worker to spare (the others refilled the ring with time left over).
 constexpr double kFullShare = 0.75;
@@ -96,7 +100,7 @@ bool Tuner::surplus(const Window& w) const {
 }
 
 int Tuner::thread_cap(const Window& w) const {
-  return w.waited_s > kIdleConsumerShare * w.interval_s ? limits_.max_threads : limits_.busy_threads;
+  return w.waited_s > kLendShare * w.interval_s ? limits_.max_threads : limits_.busy_threads;
 }
 
 bool Tuner::add_worker(int cap) {

@@ -21,7 +21,7 @@ struct TuneLimits {
   bool auto_threads = false;
   bool auto_prefetch = false;
   // Workers started: the most that ever claim blocks. Auto: every core this process may use,
-  // of which one only while the consumer mostly waits (see busy_threads).
+  // the last only while the consumer waits more than a tenth of its time (see busy_threads).
   int max_threads = 1;
   // Auto: the most workers while the consumer computes: the cores less the consumer's own, so
   // that the training loop's thread never competes with the workers for a core.
@@ -42,9 +42,10 @@ struct Handover {
 //    a quarter of the window's hand-overs or more, the workers keep up on average but not
 //    through a burst, so the ring grows by a block; otherwise they fell behind, so one more
 //    worker claims blocks
-//    (up to busy_threads, or max_threads when the consumer waited more than half the time and
-//    so left its own core idle), with two blocks of ring per worker; at the worker cap, the
-//    ring grows instead;
+//    (up to busy_threads, or max_threads when the consumer waited more than a tenth of the
+//    time: lending its core to one more worker then shortens its steps more than sharing the
+//    core lengthens them), with two blocks of ring per worker; at the worker cap, the ring
+//    grows instead;
 //  - surplus (no wait at all, the ring full at 3/4 of the hand-overs or more) for a few windows
 //    in a row: one worker retires (never the last). The windows needed double each time a
 //    retirement is undone soon after, so a count that is just enough is not retired over and

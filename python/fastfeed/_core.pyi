@@ -262,7 +262,7 @@ class RunSpec:
     num_threads: int  # workers claiming blocks: fixed, or where tuning starts
     prefetch: int  # blocks built ahead: fixed, or where tuning starts
     # The tuner sets the workers claiming blocks: 1..busy_threads while the consumer computes, up
-    # to max_threads while it mostly waits.
+    # to max_threads while it waits more than a tenth of its time.
     auto_threads: bool
     auto_prefetch: bool  # the tuner deepens the ring, up to max_prefetch
     max_threads: int

@@ -148,11 +148,13 @@ class Feeder:
             ended with; every 16 blocks handed over, the Feeder looks at how long the loop
             waited for them: a loop that waited more than 2% of its time gets one more worker,
             one that never waited while finished blocks filled the prefetch ring loses one
-            (never the last). At most ``cores - 1`` workers build while the loop computes, so that its own thread
-            keeps a core (one worker on 2 cores, 15 on a 16-core GPU machine); only a loop that
-            waits more than half its time, its core idle, may get one more (``cores``). Cores
-            are those this process may use (``os.sched_getaffinity``). With ``device_cache``
-            the workers only draw sample indices: at most half the cores, up to 8.
+            (never the last). At most ``cores - 1`` workers build while the loop computes, so
+            that its own thread keeps a core (one worker on 2 cores, 15 on a 16-core GPU
+            machine); only a loop that waits more than a tenth of its time lends its core to one
+            more (``cores``), which shortens its steps by more than sharing the core costs.
+            Cores are those this process may use (``os.sched_getaffinity``). With
+            ``device_cache`` the workers only draw sample indices: at most half the cores, up
+            to 8.
         prefetch: blocks of batches assembled ahead, obeyed exactly. ``None`` (the default):
             chosen while feeding: two blocks per worker to start with and as workers are added,
             one block more when the loop waited although the ring was often full (a burst); it

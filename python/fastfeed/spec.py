@@ -109,12 +109,13 @@ def cpu_count() -> int:
 
 def auto_thread_caps(device_cache: bool) -> Tuple[int, int]:
     """(most, busy): how many workers num_threads=None may have claim blocks, at all and while
-    the training loop computes. The tuner never has more workers build than there are cores
-    beside the loop's own thread (busy = cores - 1); only while the loop mostly waits for
-    batches, its core idle, may one more (most = cores). So on 2 cores one worker feeds a loop
-    that computes and two one that only waits; on a 16-core GPU machine (device="cuda", whose
-    copies the loop's thread issues) 15 and 16. With device_cache the workers only draw sample
-    starts (about 85 ns each, shuffled): half the cores, up to 8, outrun the GPU's gathers."""
+    the training loop computes. The tuner has no more workers build than there are cores beside
+    the loop's own thread (busy = cores - 1); only while the loop waits for batches more than a
+    tenth of its time may it lend its core to one more (most = cores), which then shortens its
+    steps more than sharing the core lengthens them. So on 2 cores one worker feeds a loop that
+    computes, two one that mostly waits; on a 16-core GPU machine (device="cuda", whose copies
+    the loop's thread issues) 15 and 16. With device_cache the workers only draw sample starts
+    (about 85 ns each, shuffled): half the cores, up to 8, outrun the GPU's gathers."""
     cores = cpu_count()
     most = min(8, max(2, cores // 2), cores) if device_cache else cores
     return most, max(1, min(most, cores - 1))

@@ -1123,7 +1123,7 @@ static void tuner_follows_its_rules() {
   CHECK(tuner_of(true, true, 4, 3, 3, Shape{2, 1}).shape() == (Shape{2, 3}));
   CHECK(tuner_of(true, true, 4, 3, 16, Shape{9, 40}).shape() == (Shape{4, 16}));  // clamped to the limits
 
-  // A consumer that mostly waits (its core idle), the ring never full: a worker more per window
+  // A consumer that mostly waits (90%), the ring never full: a worker more per window
   // up to max_threads, two ring blocks each (up to the budget), then nothing more to add.
   Tuner t = tuner_of(true, true, 4, 3, 6, Shape{1, 2});
   CHECK(feed_window(t, 4, 0.001, 0.0009, 4, 0));
@@ -1135,13 +1135,13 @@ static void tuner_follows_its_rules() {
   CHECK(!feed_window(t, 4, 0.001, 0.0009, 4, 0));
   CHECK(t.shape() == (Shape{4, 6}));
 
-  // A consumer that computes most of the time and still waits (10%): workers only up to
+  // A consumer that computes most of the time and still waits (7.5%): workers only up to
   // busy_threads (its own core stays its own); at that cap the ring grows instead.
   Tuner busy = tuner_of(true, true, 2, 1, 8, Shape{1, 2});
-  CHECK(feed_window(busy, 4, 0.003, 0.0012, 1, 0));
+  CHECK(feed_window(busy, 4, 0.003, 0.0009, 1, 0));
   CHECK(busy.shape() == (Shape{1, 3}));
-  // ... but once it waits more than half its time, its core is free for one more.
-  CHECK(feed_window(busy, 4, 0.003, 0.0025, 4, 0));
+  // ... but once it waits more than a tenth of its time (15%), it lends its core to one more.
+  CHECK(feed_window(busy, 4, 0.003, 0.0018, 1, 0));
   CHECK(busy.shape() == (Shape{2, 4}));
 
   // A wait under 2% of the window's time is not starving: nothing changes.

@@ -25,9 +25,9 @@ class TuneLimits:
 
     Workers: explicit ``num_threads`` fixes them; otherwise they start at one and the tuner keeps
     between one and ``busy_threads`` (the cores this process may use, less the training loop's
-    own) claiming blocks, or ``max_threads`` (every such core) while the loop mostly waits for
-    batches and so leaves its core idle. Prefetch: explicit ``prefetch`` fixes it; otherwise it
-    starts at two blocks per worker and grows, never past ``max_prefetch`` (the memory budget).
+    own) claiming blocks, or ``max_threads`` (every such core) while the loop waits for batches
+    more than a tenth of its time. Prefetch: explicit ``prefetch`` fixes it; otherwise it starts
+    at two blocks per worker and grows, never past ``max_prefetch`` (the memory budget).
     """
 
     auto_threads: bool
