@@ -14,8 +14,10 @@ constexpr double kStarvedShare = 0.02;
 // with B the time a worker takes per block and C the loop's compute per block (B > C, or it
 // would not wait), one worker gives a step of B, two (sharing the cores with the loop) about
 // (B + C) / 2: shorter by half the waiting share (B - C) / B. Below a tenth, the switches and
-// the caches a shared core costs eat what it gains.
+// the caches a shared core costs eat what it gains. It lends only after kLendWindows such
+// windows in a row: a burst (a loop skipping a few batches without computing) is not a need.
 constexpr double kLendShare = 0.10;
+constexpr int kLendWindows = 2;
 // A window without a wait in which at least this share of hand-overs found the ring full had
 // a worker to spare (the others refilled the ring with time left over).
 constexpr double kFullShare = 0.75;
@@ -73,6 +75,7 @@ bool Tuner::observe(const Handover& h) {
 
 void Tuner::decide(const Window& w) {
   since_retired_ = std::min(since_retired_ + 1, std::numeric_limits<int>::max() / 2);
+  lend_run_ = w.waited_s > kLendShare * w.interval_s ? lend_run_ + 1 : 0;
   if (starved(w)) {
     calm_run_ = 0;
     // The ring ran dry though it was full at some hand-over: the workers keep up on average
@@ -80,7 +83,7 @@ void Tuner::decide(const Window& w) {
     if (w.full >= kBurstShare * static_cast<double>(w.handovers) && grow_ring(shape_.prefetch + 1)) return;
     // They fell behind: one more worker; at the cap, a deeper ring is all that is left to try
     // (it costs memory only for blocks actually built ahead).
-    if (!add_worker(thread_cap(w))) grow_ring(shape_.prefetch + 1);
+    if (!add_worker(thread_cap())) grow_ring(shape_.prefetch + 1);
     return;
   }
   if (!surplus(w)) {
@@ -99,9 +102,7 @@ bool Tuner::surplus(const Window& w) const {
   return w.waits == 0 && w.full >= kFullShare * static_cast<double>(w.handovers);
 }
 
-int Tuner::thread_cap(const Window& w) const {
-  return w.waited_s > kLendShare * w.interval_s ? limits_.max_threads : limits_.busy_threads;
-}
+int Tuner::thread_cap() const { return lend_run_ >= kLendWindows ? limits_.max_threads : limits_.busy_threads; }
 
 bool Tuner::add_worker(int cap) {
   if (!limits_.auto_threads || shape_.threads >= cap) return false;

@@ -43,9 +43,9 @@ struct Handover {
 //    through a burst, so the ring grows by a block; otherwise they fell behind, so one more
 //    worker claims blocks
 //    (up to busy_threads, or max_threads when the consumer waited more than a tenth of the
-//    time: lending its core to one more worker then shortens its steps more than sharing the
-//    core lengthens them), with two blocks of ring per worker; at the worker cap, the ring
-//    grows instead;
+//    time in two windows in a row: lending its core to one more worker then shortens its steps
+//    more than sharing the core lengthens them), with two blocks of ring per worker; at the
+//    worker cap, the ring grows instead;
 //  - surplus (no wait at all, the ring full at 3/4 of the hand-overs or more) for a few windows
 //    in a row: one worker retires (never the last). The windows needed double each time a
 //    retirement is undone soon after, so a count that is just enough is not retired over and
@@ -77,7 +77,7 @@ class Tuner {
   void decide(const Window& w);
   bool starved(const Window& w) const;
   bool surplus(const Window& w) const;
-  int thread_cap(const Window& w) const;
+  int thread_cap() const;
   bool add_worker(int cap);
   bool grow_ring(int blocks);
   void retire_worker();
@@ -87,6 +87,7 @@ class Tuner {
   Shape shape_;
   Window window_;
   int calm_run_ = 0;       // surplus windows in a row
+  int lend_run_ = 0;       // windows in a row in which the consumer waited more than a tenth
   int calm_needed_;        // surplus windows in a row that retire a worker
   int since_retired_;      // windows since the last retirement
 };

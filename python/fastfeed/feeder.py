@@ -150,8 +150,9 @@ class Feeder:
             one that never waited while finished blocks filled the prefetch ring loses one
             (never the last). At most ``cores - 1`` workers build while the loop computes, so
             that its own thread keeps a core (one worker on 2 cores, 15 on a 16-core GPU
-            machine); only a loop that waits more than a tenth of its time lends its core to one
-            more (``cores``), which shortens its steps by more than sharing the core costs.
+            machine); only a loop that waits more than a tenth of its time (two windows in a row)
+            lends its core to one more (``cores``), which shortens its steps by more than
+            sharing the core costs.
             Cores are those this process may use (``os.sched_getaffinity``). With
             ``device_cache`` the workers only draw sample indices: at most half the cores, up
             to 8.

@@ -1140,9 +1140,19 @@ static void tuner_follows_its_rules() {
   Tuner busy = tuner_of(true, true, 2, 1, 8, Shape{1, 2});
   CHECK(feed_window(busy, 4, 0.003, 0.0009, 1, 0));
   CHECK(busy.shape() == (Shape{1, 3}));
-  // ... but once it waits more than a tenth of its time (15%), it lends its core to one more.
+  // ... and once it waits more than a tenth of its time (15%) in two windows in a row, it
+  // lends its core to one more worker (a single such window is a burst, not a need).
+  CHECK(feed_window(busy, 4, 0.003, 0.0018, 1, 0));
+  CHECK(busy.shape() == (Shape{1, 4}));
   CHECK(feed_window(busy, 4, 0.003, 0.0018, 1, 0));
   CHECK(busy.shape() == (Shape{2, 4}));
+  // A window between that waits less breaks the run.
+  Tuner bursts = tuner_of(true, true, 2, 1, 8, Shape{1, 2});
+  for (int i = 0; i < 3; ++i) {
+    feed_window(bursts, 4, 0.003, 0.0018, 1, 0);
+    feed_window(bursts, 4, 0.003, 0.0009, 1, 0);
+  }
+  CHECK(bursts.shape().threads == 1);
 
   // A wait under 2% of the window's time is not starving: nothing changes.
   Tuner calm = tuner_of(true, true, 4, 3, 8, Shape{1, 2});
