@@ -193,7 +193,7 @@ void Pipeline::State::set_shape(Shape to) {
 }
 
 Shape Pipeline::shape() const {
-  if (!state_) return Shape{};
+  if (!state_ || foreign()) return Shape{0, 0};  // (a forked child must not take the parent's lock)
   std::lock_guard<std::mutex> lk(state_->mu);
   return state_->shape;
 }

@@ -40,7 +40,7 @@ class Pipeline {
   // forked child it joins nothing and frees nothing (see abandon()).
   void close();
 
-  // The shape now: workers claiming blocks and blocks built ahead.
+  // The shape now: workers claiming blocks and blocks built ahead ({0, 0} in a forked child).
   Shape shape() const;
   // Sets the shape, within the limits, as the tuner would (tuning goes on from there): tests
   // change it in the middle of an epoch to show that the batches never depend on it.
