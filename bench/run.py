@@ -138,15 +138,17 @@ def gbs(t: wl.Timing) -> float:
 def run_w2(table: Table, path: str, in_ram: np.ndarray, rounds: int, quick: bool) -> None:
     cases = wl.w2_cases(path, in_ram, quick=quick)
     progress(f"W2: {len(cases)} producers, {rounds} interleaved rounds")
-    res = wl.measure_w2(cases, rounds)
+    shapes: Dict[str, str] = {}
+    res = wl.measure_w2(cases, rounds, shapes)
     feeder = gbs(res[wl.W2_FEEDER])
     w = "W2 throughput (x+y bytes)"
     for name, t in res.items():
         ms = t.median / cases[name].chunk * 1e3
+        auto = "num_threads" not in name and name in shapes  # the defaults: what the tuner chose
         table.add(
             Row(
                 w,
-                name,
+                name + (f" ({shapes[name]})" if auto else ""),
                 f"{gbs(t):.2f} GB/s ({ms:.2f} ms/batch)",
                 f"{t.n}×{cases[name].chunk}",
                 spread(t),

@@ -496,6 +496,23 @@ def feeder_batches(f: Feeder) -> Iterator[Any]:
     return _forever(lambda: iter(f))
 
 
+class FeederStream:
+    """feeder_batches(feeder) that keeps the Feeder at hand (`.feeder`, for its stats)."""
+
+    def __init__(self, feeder: Feeder) -> None:
+        self.feeder = feeder
+        self._batches = feeder_batches(feeder)
+
+    def __iter__(self) -> FeederStream:
+        return self
+
+    def __next__(self) -> Any:
+        return next(self._batches)
+
+    def close(self) -> None:
+        _close(self._batches)
+
+
 def loader_w2(path: str, num_workers: int, seed: int = 0) -> Any:
     return _torch_loader(
         WindowDataset(path, W2_WINDOW, W2_HORIZON),
@@ -559,11 +576,11 @@ def w2_cases(path: str, in_ram: np.ndarray, quick: bool = False) -> Dict[str, St
     # (several times that when the machine is busy): the settling times leave margin.
     fs, ls = 0.05, 0.4
     return {
-        W2_FEEDER: StreamCase(lambda: feeder_batches(feeder_w2(path, "numpy")), c, q, "feeder", fw, fs),
-        "Feeder (output=torch)": StreamCase(lambda: feeder_batches(feeder_w2(path, "torch")), c, q, "feeder", fw, fs),
+        W2_FEEDER: StreamCase(lambda: FeederStream(feeder_w2(path, "numpy")), c, q, "feeder", fw, fs),
+        "Feeder (output=torch)": StreamCase(lambda: FeederStream(feeder_w2(path, "torch")), c, q, "feeder", fw, fs),
         **{
             w2_hand_tuned(n): StreamCase(
-                lambda n=n: feeder_batches(feeder_w2(path, "numpy", num_threads=n)), c, q, "feeder", fw, fs
+                lambda n=n: FeederStream(feeder_w2(path, "numpy", num_threads=n)), c, q, "feeder", fw, fs
             )
             for n in w2_thread_counts()
         },
@@ -602,9 +619,10 @@ def _close(it: Any) -> None:
         close()
 
 
-def measure_w2(cases: Dict[str, StreamCase], rounds: int) -> Dict[str, Timing]:
+def measure_w2(cases: Dict[str, StreamCase], rounds: int, shapes: Optional[Dict[str, str]] = None) -> Dict[str, Timing]:
     """Throughput of every W2 producer, all running at once and timed in interleaved rounds
-    (Timing.work is in bytes, so Timing.rate() is bytes per second)."""
+    (Timing.work is in bytes, so Timing.rate() is bytes per second). `shapes`, when given, gets
+    each Feeder's threads and prefetch at the end (feeder_shape)."""
     streams: Dict[str, Iterator[Any]] = {}
     try:
         for name, case in cases.items():
@@ -616,6 +634,8 @@ def measure_w2(cases: Dict[str, StreamCase], rounds: int) -> Dict[str, Timing]:
             name: stream_probe(streams[name], case.chunk, case.drain, case.settle_s) for name, case in cases.items()
         }
         raw = interleave(probes, rounds)
+        if shapes is not None:
+            shapes.update({name: feeder_shape(it) for name, it in streams.items() if feeder_shape(it)})
     finally:
         for it in streams.values():
             _close(it)
@@ -802,7 +822,7 @@ class FeederSource:
 
     def __init__(self, feeder: Feeder, warmup: int) -> None:
         self.feeder = feeder
-        self._batches = feeder_batches(feeder)
+        self._batches = FeederStream(feeder)
         for _ in range(warmup):
             next(self._batches)
 
@@ -868,7 +888,9 @@ def torch_single_thread() -> Iterator[None]:
         torch.set_num_threads(threads)
 
 
-def _feeder_shape(source: Any) -> str:
+def feeder_shape(source: Any) -> str:
+    """A Feeder's threads and prefetch at the end and their changes (FeedStats.tuning), for
+    a source or stream that keeps its Feeder (`.feeder`); '' for others."""
     feeder = getattr(source, "feeder", None)
     if feeder is None:
         return ""
@@ -898,7 +920,7 @@ def measure_loop(
         for name, (nb, drain) in sources.items():
             probes[name] = loop_probe(nb, work, batches, drain, settle_s=0.05 if drain else 0.0)
         raw = interleave(probes, rounds)
-        shapes = {name: _feeder_shape(nb) for name, (nb, _) in sources.items()}
+        shapes = {name: feeder_shape(nb) for name, (nb, _) in sources.items()}
         for nb, _ in sources.values():
             _close(nb)
         del sources, probes
