@@ -765,16 +765,20 @@ LoopRound = Tuple[float, float, float]  # (seconds waiting for data, seconds wai
 
 
 def loop_probe(
-    next_batch: Callable[[], Any], work: Callable[[], None], batches: int, drain: int, settle_s: float = 0.0
+    next_batch: Callable[[], Any],
+    work: Callable[[], None],
+    batches: int,
+    drain: Union[int, Callable[[], int]],
+    settle_s: float = 0.0,
 ) -> Callable[[], LoopRound]:
     """One stretch of a training loop: get a batch (timed: that is the waiting, or for
     in-line assembly the assembling), then compute (its run-queue delay counted: the time the
     loop had no core). Returns (seconds waiting, seconds without a core, wall seconds).
-    `drain` and `settle_s` are as in `stream_probe`."""
+    `drain` (or what it returns as the round starts) and `settle_s` are as in `stream_probe`."""
     clock = time.perf_counter
 
     def probe() -> LoopRound:
-        for _ in range(drain):
+        for _ in range(drain() if callable(drain) else drain):
             next_batch()
         delay = RunQueueDelay()
         waiting = no_core = 0.0
@@ -829,6 +833,10 @@ class FeederSource:
     def __call__(self) -> Any:
         return next(self._batches)
 
+    def ring(self) -> int:
+        """Blocks (here batches) the Feeder builds ahead now: what a round must drain first."""
+        return int(self.feeder.prefetch)
+
     def close(self) -> None:
         _close(self._batches)
 
@@ -842,12 +850,14 @@ LOOP_COMPUTE = "compute alone (no data)"
 
 def loop_sources(
     path: str, in_ram: np.ndarray, feeder_warmup: int = FEEDER_WARMUP_BATCHES
-) -> Dict[str, Tuple[Callable[[], Callable[[], Any]], int]]:
-    """Name -> (factory of a `next_batch()` giving torch tensors, drain) for the training loop.
-    Every source starts warm: the Feeders have run `feeder_warmup` batches, the memmap is
-    pre-faulted (see FEEDER_WARMUP_BATCHES and `prefault`). The Feeder with all defaults is
-    warmed up the same way, without compute: its tuner meets the loop's compute only in the
-    first timed round, and must settle there."""
+) -> Dict[str, Tuple[Callable[[], Callable[[], Any]], Optional[int]]]:
+    """Name -> (factory of a `next_batch()` giving torch tensors, drain) for the training loop;
+    a drain of None: a Feeder's, as deep as its ring is when the round starts (FeederSource.ring),
+    the same rule for the hand-tuned Feeder and the defaults. Every source starts warm: the
+    Feeders have run `feeder_warmup` batches, the memmap is pre-faulted (see
+    FEEDER_WARMUP_BATCHES and `prefault`). The Feeder with all defaults is warmed up the same
+    way, without compute: its tuner meets the loop's compute only in the first timed round, and
+    must settle there."""
     import torch
 
     def tuned() -> Callable[[], Any]:
@@ -867,8 +877,8 @@ def loop_sources(
         return next_batch
 
     return {
-        LOOP_TUNED: (tuned, 4),
-        LOOP_DEFAULTS: (defaults, 8),
+        LOOP_TUNED: (tuned, None),
+        LOOP_DEFAULTS: (defaults, None),
         LOOP_INLINE: (lambda: inline(prefault(np.load(path, mmap_mode="r"))), 0),
         "in-line NumPy fancy indexing (in RAM)": (lambda: inline(in_ram), 0),
     }
@@ -918,7 +928,8 @@ def measure_loop(
         sources = {name: (make(), drain) for name, (make, drain) in loop_sources(path, in_ram, feeder_warmup).items()}
         probes = {LOOP_COMPUTE: compute_probe(work, batches)}
         for name, (nb, drain) in sources.items():
-            probes[name] = loop_probe(nb, work, batches, drain, settle_s=0.05 if drain else 0.0)
+            fed = drain is None  # a Feeder: drain its ring, and let its workers refill it after
+            probes[name] = loop_probe(nb, work, batches, nb.ring if fed else drain, settle_s=0.05 if fed else 0.0)
         raw = interleave(probes, rounds)
         shapes = {name: feeder_shape(nb) for name, (nb, _) in sources.items()}
         for nb, _ in sources.values():
