@@ -94,7 +94,9 @@ def upload_rows(path: str, count: int, threads: List[Any]) -> List[Tuple[str, st
         rate = median_of(lambda: stream_rate(forever(f), count))  # noqa: B023 (called right here)
         rows.append(
             (
-                f"Feeder device='cuda', {f.num_threads} threads" + (" (default)" if n is None else ""),
+                # (num_threads after the run: with the default, what the tuner chose by then)
+                f"Feeder device='cuda', {f.num_threads} threads"
+                + (f" (default: tuned while feeding, prefetch {f.prefetch})" if n is None else ""),
                 f"{rate:.1f} GB/s",
                 f"{rate / plain:.2f}",
             )
@@ -148,12 +150,12 @@ def kernel_rate(f: fastfeed.Feeder, count: int) -> float:
 
 def cache_rows(path: str, count: int) -> List[Tuple[str, str, str]]:
     f = w2_feeder(path, device="cuda", device_cache=True)
-    threads = f.num_threads
     block_bytes = f._mode.batches_per_block * wl.W2_BATCH_BYTES
     copy = median_of(lambda: d2d_copy_rate(block_bytes, max(20, count // f._mode.batches_per_block)))
     wall = median_of(lambda: stream_rate(forever(f), count * 4))
     kernel = median_of(lambda: kernel_rate(f, max(20, count // f._mode.batches_per_block)))
     per_window = wl.W2_BATCH_BYTES / wl.W2_BATCH
+    threads = f.num_threads  # the tuner's choice by now
     f.close()
     return [
         (f"device-to-device copy, {block_bytes / 1e6:.0f} MB a copy", f"{copy:.0f} GB/s", "1.00"),

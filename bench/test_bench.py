@@ -103,13 +103,13 @@ def test_loop(benchmark: Any, w2_path: str, w2_in_ram: np.ndarray, name: str, re
         probe = wl.loop_probe(next_batch, work, LOOP_BATCHES, drain=0)
 
         def stretch() -> None:
-            waiting, wall = probe()
+            waiting, _, wall = probe()
             waits.append(waiting / wall)
 
         try:
             benchmark.pedantic(stretch, rounds=5, warmup_rounds=1)
         finally:
-            wl._close(getattr(next_batch, "__self__", None))
+            wl._close(next_batch)
     share = statistics.median(waits[1:] if len(waits) > 1 else waits)  # [0] is the warm-up round
     benchmark.extra_info["waiting share (median)"] = round(share, 4)
     record("Loop", name, share)

@@ -31,6 +31,7 @@ import numpy as np
 import fastfeed
 from fastfeed import Feeder
 from fastfeed.reference import KerasTimeseriesGenerator
+from fastfeed.spec import cpu_count
 
 # ----- timing --------------------------------------------------------------------------------
 
@@ -495,6 +496,23 @@ def feeder_batches(f: Feeder) -> Iterator[Any]:
     return _forever(lambda: iter(f))
 
 
+class FeederStream:
+    """feeder_batches(feeder) that keeps the Feeder at hand (`.feeder`, for its stats)."""
+
+    def __init__(self, feeder: Feeder) -> None:
+        self.feeder = feeder
+        self._batches = feeder_batches(feeder)
+
+    def __iter__(self) -> FeederStream:
+        return self
+
+    def __next__(self) -> Any:
+        return next(self._batches)
+
+    def close(self) -> None:
+        _close(self._batches)
+
+
 def loader_w2(path: str, num_workers: int, seed: int = 0) -> Any:
     return _torch_loader(
         WindowDataset(path, W2_WINDOW, W2_HORIZON),
@@ -535,23 +553,37 @@ W2_LOADER0 = "torch DataLoader, per-sample Dataset, 0 workers"
 W2_COPY = "copy limit: np.copyto, 1 thread, 1 warm destination"
 
 
+def w2_thread_counts() -> List[int]:
+    """The num_threads the W2 Feeder is hand-tuned over, to compare the defaults with the best
+    of them: 1, 2, half the cores, all but one, all, and one more (1, 2, 3 on 2 cores)."""
+    cores = cpu_count()
+    return sorted({1, 2, max(1, cores // 2), max(1, cores - 1), cores, cores + 1})
+
+
+def w2_hand_tuned(threads: int) -> str:
+    return f"Feeder (output=numpy, num_threads={threads})"
+
+
 def w2_cases(path: str, in_ram: np.ndarray, quick: bool = False) -> Dict[str, StreamCase]:
     """Name -> a W2 producer. `in_ram` is the file loaded without mmap (contiguous, in RAM)."""
     c = 12 if quick else 40  # ~50 ms of Feeder batches per round
     slow = 2 if quick else 5  # ~50 ms of DataLoader(0 workers) batches per round
-    # The Feeder queues 2 * num_threads blocks (here one batch each) plus one per busy thread;
-    # 2 DataLoader workers queue 2 * prefetch_factor(2) batches plus one each in progress.
-    q = 8
+    # The Feeder queues up to 2 * num_threads blocks (here one batch each) plus one per busy
+    # thread; 2 DataLoader workers queue 2 * prefetch_factor(2) batches plus one each in progress.
+    q = max(8, 3 * max(w2_thread_counts()))
     fw = 60 if quick else FEEDER_WARMUP_BATCHES  # fast producers' warm-up
     # Refilling those queues takes the Feeder a few ms, the DataLoader workers ~100 ms
     # (several times that when the machine is busy): the settling times leave margin.
     fs, ls = 0.05, 0.4
     return {
-        W2_FEEDER: StreamCase(lambda: feeder_batches(feeder_w2(path, "numpy")), c, q, "feeder", fw, fs),
-        "Feeder (output=torch)": StreamCase(lambda: feeder_batches(feeder_w2(path, "torch")), c, q, "feeder", fw, fs),
-        "Feeder (output=numpy, num_threads=1)": StreamCase(
-            lambda: feeder_batches(feeder_w2(path, "numpy", num_threads=1)), c, q, "feeder", fw, fs
-        ),
+        W2_FEEDER: StreamCase(lambda: FeederStream(feeder_w2(path, "numpy")), c, q, "feeder", fw, fs),
+        "Feeder (output=torch)": StreamCase(lambda: FeederStream(feeder_w2(path, "torch")), c, q, "feeder", fw, fs),
+        **{
+            w2_hand_tuned(n): StreamCase(
+                lambda n=n: FeederStream(feeder_w2(path, "numpy", num_threads=n)), c, q, "feeder", fw, fs
+            )
+            for n in w2_thread_counts()
+        },
         W2_NUMPY_BEST: StreamCase(lambda: numpy_fancy_batches(in_ram), c, 1, "numpy", fw),
         "NumPy np.take(rows, out=) into reused buffers (in RAM)": StreamCase(
             lambda: numpy_take_out_batches(in_ram), c, 1, "numpy", fw
@@ -587,9 +619,10 @@ def _close(it: Any) -> None:
         close()
 
 
-def measure_w2(cases: Dict[str, StreamCase], rounds: int) -> Dict[str, Timing]:
+def measure_w2(cases: Dict[str, StreamCase], rounds: int, shapes: Optional[Dict[str, str]] = None) -> Dict[str, Timing]:
     """Throughput of every W2 producer, all running at once and timed in interleaved rounds
-    (Timing.work is in bytes, so Timing.rate() is bytes per second)."""
+    (Timing.work is in bytes, so Timing.rate() is bytes per second). `shapes`, when given, gets
+    each Feeder's threads and prefetch at the end (feeder_shape)."""
     streams: Dict[str, Iterator[Any]] = {}
     try:
         for name, case in cases.items():
@@ -601,6 +634,8 @@ def measure_w2(cases: Dict[str, StreamCase], rounds: int) -> Dict[str, Timing]:
             name: stream_probe(streams[name], case.chunk, case.drain, case.settle_s) for name, case in cases.items()
         }
         raw = interleave(probes, rounds)
+        if shapes is not None:
+            shapes.update({name: feeder_shape(it) for name, it in streams.items() if feeder_shape(it)})
     finally:
         for it in streams.values():
             _close(it)
@@ -662,57 +697,175 @@ def calibrated_work(target_s: float = LOOP_COMPUTE_S, size: int = 128) -> Callab
 class LoopResult:
     wait_fraction: Tuple[float, ...]  # per repetition: time getting batches / wall time
     batch_s: Tuple[float, ...]  # per repetition: wall time per batch
+    # Per repetition: time the loop's thread was ready to compute but had no core (the kernel's
+    # run-queue delay, /proc/thread-self/schedstat) during its compute, / wall time: what
+    # workers (or other processes) competing for the cores cost it. Empty where not on Linux.
+    core_wait: Tuple[float, ...] = ()
+    # Per repetition: wall time / the same compute's wall time without data, in the same round,
+    # minus one. On a VM whose cores' speed drifts (another guest's load) this moves by tens of
+    # percent between rounds, with or without data: core_wait is the steadier measure.
+    slowdown: Tuple[float, ...] = ()
+    shape: str = ""  # a Feeder's threads and prefetch at the end (FeedStats), or ""
+
+    @property
+    def held_up(self) -> Tuple[float, ...]:
+        """Per repetition: the share of wall time the loop waited for data or for a core."""
+        if not self.core_wait:
+            return self.wait_fraction
+        return tuple(w + c for w, c in zip(self.wait_fraction, self.core_wait))
 
     @property
     def median_wait(self) -> float:
         return statistics.median(self.wait_fraction)
 
     @property
+    def median_core_wait(self) -> float:
+        return statistics.median(self.core_wait) if self.core_wait else float("nan")
+
+    @property
+    def median_held_up(self) -> float:
+        return statistics.median(self.held_up)
+
+    @property
     def median_batch_s(self) -> float:
         return statistics.median(self.batch_s)
 
+    @property
+    def median_slowdown(self) -> float:
+        return statistics.median(self.slowdown) if self.slowdown else float("nan")
+
+
+class RunQueueDelay:
+    """Seconds this thread has waited on a run queue, ready but without a core (Linux's
+    /proc/thread-self/schedstat, second field), read with one pread; 0 where unavailable.
+    Open it in the thread to be measured."""
+
+    def __init__(self) -> None:
+        try:
+            self._fd: Optional[int] = os.open("/proc/thread-self/schedstat", os.O_RDONLY)
+        except OSError:
+            self._fd = None
+
+    @property
+    def available(self) -> bool:
+        return self._fd is not None
+
+    def __call__(self) -> float:
+        if self._fd is None:
+            return 0.0
+        return int(os.pread(self._fd, 64, 0).split()[1]) / 1e9
+
+    def close(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+
+
+LoopRound = Tuple[float, float, float]  # (seconds waiting for data, seconds waiting for a core, wall seconds)
+
 
 def loop_probe(
-    next_batch: Callable[[], Any], work: Callable[[], None], batches: int, drain: int, settle_s: float = 0.0
-) -> Callable[[], Tuple[float, float]]:
+    next_batch: Callable[[], Any],
+    work: Callable[[], None],
+    batches: int,
+    drain: Union[int, Callable[[], int]],
+    settle_s: float = 0.0,
+) -> Callable[[], LoopRound]:
     """One stretch of a training loop: get a batch (timed: that is the waiting, or for
-    in-line assembly the assembling), then compute. Returns (seconds waiting, wall seconds).
-    `drain` and `settle_s` are as in `stream_probe`."""
+    in-line assembly the assembling), then compute (its run-queue delay counted: the time the
+    loop had no core). Returns (seconds waiting, seconds without a core, wall seconds).
+    `drain` (or what it returns as the round starts) and `settle_s` are as in `stream_probe`."""
     clock = time.perf_counter
 
-    def probe() -> Tuple[float, float]:
-        for _ in range(drain):
+    def probe() -> LoopRound:
+        for _ in range(drain() if callable(drain) else drain):
             next_batch()
-        waiting = 0.0
+        delay = RunQueueDelay()
+        waiting = no_core = 0.0
         start = clock()
         for _ in range(batches):
             t0 = clock()
             x, y = next_batch()
             waiting += clock() - t0
+            d0 = delay()
             work()
+            no_core += delay() - d0
             del x, y  # hand the buffer back before the next batch, as a real step would
         wall = clock() - start
+        delay.close()
         if settle_s:
             time.sleep(settle_s)
-        return waiting, wall
+        return waiting, no_core, wall
 
     return probe
 
 
+def compute_probe(work: Callable[[], None], batches: int) -> Callable[[], LoopRound]:
+    """The same stretch without data: `batches` steps of compute alone, (0, seconds without a
+    core, wall seconds): how much other processes alone take the loop's core."""
+    clock = time.perf_counter
+
+    def probe() -> LoopRound:
+        delay = RunQueueDelay()
+        no_core = 0.0
+        start = clock()
+        for _ in range(batches):
+            d0 = delay()
+            work()
+            no_core += delay() - d0
+        wall = clock() - start
+        delay.close()
+        return 0.0, no_core, wall
+
+    return probe
+
+
+class FeederSource:
+    """A Feeder's endless stream of torch batches as a `next_batch()` for the loop, warmed up
+    by `warmup` batches taken at once (see FEEDER_WARMUP_BATCHES), the Feeder kept for its stats."""
+
+    def __init__(self, feeder: Feeder, warmup: int) -> None:
+        self.feeder = feeder
+        self._batches = FeederStream(feeder)
+        for _ in range(warmup):
+            next(self._batches)
+
+    def __call__(self) -> Any:
+        return next(self._batches)
+
+    def ring(self) -> int:
+        """Blocks (here batches) the Feeder builds ahead now: what a round must drain first."""
+        return int(self.feeder.prefetch)
+
+    def close(self) -> None:
+        _close(self._batches)
+
+
+# Names the targets (bench/run.py, bench/test_bench.py) refer to.
+LOOP_TUNED = "Feeder (output=torch, num_threads=1)"
+LOOP_DEFAULTS = "Feeder (output=torch), all defaults"
+LOOP_INLINE = "in-line NumPy fancy indexing (memmap)"
+LOOP_COMPUTE = "compute alone (no data)"
+
+
 def loop_sources(
     path: str, in_ram: np.ndarray, feeder_warmup: int = FEEDER_WARMUP_BATCHES
-) -> Dict[str, Tuple[Callable[[], Callable[[], Any]], int]]:
-    """Name -> (factory of a `next_batch()` giving torch tensors, drain) for the training loop.
-    Every source starts warm: the Feeder has run `feeder_warmup` batches, the memmap is
-    pre-faulted (see FEEDER_WARMUP_BATCHES and `prefault`)."""
+) -> Dict[str, Tuple[Callable[[], Callable[[], Any]], Optional[int]]]:
+    """Name -> (factory of a `next_batch()` giving torch tensors, drain) for the training loop;
+    a drain of None: a Feeder's, as deep as its ring is when the round starts (FeederSource.ring),
+    the same rule for the hand-tuned Feeder and the defaults. Every source starts warm: the
+    Feeders have run `feeder_warmup` batches, the memmap is pre-faulted (see
+    FEEDER_WARMUP_BATCHES and `prefault`). The Feeder with all defaults is warmed up the same
+    way, without compute: its tuner meets the loop's compute only in the first timed round, and
+    must settle there."""
     import torch
 
-    def feeder() -> Callable[[], Any]:
-        # One worker thread: the loop's own thread keeps the other core.
-        next_batch = feeder_batches(feeder_w2(path, "torch", num_threads=1)).__next__
-        for _ in range(feeder_warmup):
-            next_batch()
-        return next_batch
+    def tuned() -> Callable[[], Any]:
+        # One worker thread, by hand: the loop's own thread keeps the other core.
+        return FeederSource(feeder_w2(path, "torch", num_threads=1), feeder_warmup)
+
+    def defaults() -> Callable[[], Any]:
+        return FeederSource(feeder_w2(path, "torch"), feeder_warmup)
 
     def inline(a: np.ndarray) -> Callable[[], Any]:
         batches = numpy_fancy_batches(a)
@@ -724,8 +877,9 @@ def loop_sources(
         return next_batch
 
     return {
-        "Feeder (output=torch, num_threads=1)": (feeder, 4),
-        "in-line NumPy fancy indexing (memmap)": (lambda: inline(prefault(np.load(path, mmap_mode="r"))), 0),
+        LOOP_TUNED: (tuned, None),
+        LOOP_DEFAULTS: (defaults, None),
+        LOOP_INLINE: (lambda: inline(prefault(np.load(path, mmap_mode="r"))), 0),
         "in-line NumPy fancy indexing (in RAM)": (lambda: inline(in_ram), 0),
     }
 
@@ -744,6 +898,19 @@ def torch_single_thread() -> Iterator[None]:
         torch.set_num_threads(threads)
 
 
+def feeder_shape(source: Any) -> str:
+    """A Feeder's threads and prefetch at the end and their changes (FeedStats.tuning), for
+    a source or stream that keeps its Feeder (`.feeder`); '' for others."""
+    feeder = getattr(source, "feeder", None)
+    if feeder is None:
+        return ""
+    st = feeder.stats()
+    if not hasattr(st, "tuning"):  # a fastfeed from before the tuner (measuring the old defaults)
+        return ""
+    changes = "; ".join(f"{t}/{p} from batch {b}" for _, b, t, p in st.tuning)
+    return f"threads {st.threads}, prefetch {st.prefetch} at the end (threads/prefetch: {changes})"
+
+
 def measure_loop(
     path: str,
     in_ram: np.ndarray,
@@ -752,24 +919,36 @@ def measure_loop(
     target_s: float = LOOP_COMPUTE_S,
     feeder_warmup: int = FEEDER_WARMUP_BATCHES,
 ) -> Tuple[Dict[str, LoopResult], float]:
-    """The training-loop check, every source in interleaved rounds, torch on one thread.
+    """The training-loop check, every source in interleaved rounds, torch on one thread, and in
+    each round the same compute without data, which every source's round is compared with.
     Returns the results and the measured compute time per batch."""
     with torch_single_thread():
         work = calibrated_work(target_s)
         compute_s = measure(work, repeat=20, warmup=2).median
         sources = {name: (make(), drain) for name, (make, drain) in loop_sources(path, in_ram, feeder_warmup).items()}
-        probes = {
-            name: loop_probe(nb, work, batches, drain, settle_s=0.05 if drain else 0.0)
-            for name, (nb, drain) in sources.items()
-        }
+        probes = {LOOP_COMPUTE: compute_probe(work, batches)}
+        for name, (nb, drain) in sources.items():
+            fed = drain is None  # a Feeder: drain its ring, and let its workers refill it after
+            probes[name] = loop_probe(nb, work, batches, nb.ring if fed else drain, settle_s=0.05 if fed else 0.0)
         raw = interleave(probes, rounds)
+        shapes = {name: feeder_shape(nb) for name, (nb, _) in sources.items()}
         for nb, _ in sources.values():
-            _close(getattr(nb, "__self__", None))  # the Feeder stream behind a bound __next__
+            _close(nb)
         del sources, probes
         gc.collect()
+    alone = [t for _, _, t in raw[LOOP_COMPUTE]]
+    measured = RunQueueDelay()
     results = {
-        name: LoopResult(tuple(w / t for w, t in r), tuple(t / batches for _, t in r)) for name, r in raw.items()
+        name: LoopResult(
+            wait_fraction=tuple(w / t for w, _, t in r),
+            batch_s=tuple(t / batches for _, _, t in r),
+            core_wait=tuple(c / t for _, c, t in r) if measured.available else (),
+            slowdown=tuple(t / a - 1 for (_, _, t), a in zip(r, alone)),
+            shape=shapes.get(name, ""),
+        )
+        for name, r in raw.items()
     }
+    measured.close()
     return results, compute_s
 
 

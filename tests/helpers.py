@@ -3,9 +3,10 @@ counting this process's threads."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import time
-from typing import Any, List, Optional, Tuple
+from typing import Any, Iterator, List, Optional, Tuple
 
 import numpy as np
 
@@ -78,3 +79,22 @@ def wait_for_threads(n: int, timeout: float = 5.0) -> int:
     while native_threads() > n and time.monotonic() < deadline:
         time.sleep(0.01)
     return native_threads()
+
+
+@contextlib.contextmanager
+def feeding_knobs(tune_window: Optional[int] = None, block_samples: Optional[int] = None) -> Iterator[None]:
+    """Inside the block, the tuner of num_threads=None / prefetch=None decides every
+    `tune_window` blocks, and Feeders made over windows put at most `block_samples` samples in a
+    block (so that a small epoch has many blocks, and the workers and the tuner take part)."""
+    import fastfeed.modes.windows
+    import fastfeed.run.tuning
+
+    saved = fastfeed.run.tuning.TUNE_WINDOW, fastfeed.modes.windows._BLOCK_SAMPLES
+    if tune_window is not None:
+        fastfeed.run.tuning.TUNE_WINDOW = tune_window
+    if block_samples is not None:
+        fastfeed.modes.windows._BLOCK_SAMPLES = block_samples
+    try:
+        yield
+    finally:
+        fastfeed.run.tuning.TUNE_WINDOW, fastfeed.modes.windows._BLOCK_SAMPLES = saved

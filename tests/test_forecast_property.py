@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 
 from fastfeed import Feeder, FeedError, reference
 
-from helpers import bfloat16_values, to_numpy
+from helpers import bfloat16_values, feeding_knobs, to_numpy
 
 SOURCE_DTYPES = ["float32", "float64", "int16", "uint8", "float16"]
 SIDE_DTYPES = ["float32", "float64", "float16", "int16", "uint8", "int32"]  # integer covariates included
@@ -169,8 +169,13 @@ def forecast_configs(draw, torch_output: bool = False):
     )
     run = dict(
         epoch=draw(st.integers(0, 3)),
-        num_threads=draw(st.integers(1, 3)),
-        prefetch=draw(st.integers(1, 3)),
+        # None (the defaults, tuned while feeding) as often as not; the tuner deciding every
+        # block or two, and blocks of a few batches, so that the workers and the tuner take part
+        # in these small epochs (None: the Feeder's own block size, often the whole epoch).
+        num_threads=draw(st.sampled_from([None, None, 1, 2, 3])),
+        prefetch=draw(st.sampled_from([None, None, 1, 2, 3])),
+        tune_window=draw(st.sampled_from([1, 2, 16])),
+        block_batches=draw(st.sampled_from([None, 1, 2, 3])),
         resume_at=draw(st.one_of(st.none(), st.integers(0, 6))),
     )
     return cfg, run
@@ -261,6 +266,17 @@ def make(cfg: Dict[str, Any], run: Dict[str, Any], output: str, **over) -> Feede
     return Feeder(**kw)
 
 
+def other_setting(value: Optional[int]) -> Optional[int]:
+    """A resumed Feeder's num_threads or prefetch: tuned where the first was given, and the other way round."""
+    return 2 if value is None else None
+
+
+def knobs(cfg: Dict[str, Any], run: Dict[str, Any]) -> Any:
+    """The tuner's window and the block size `run` drew (see forecast_configs)."""
+    blocks = run["block_batches"]
+    return feeding_knobs(run["tune_window"], None if blocks is None else blocks * cfg["batch_size"])
+
+
 def first_non_finite(batches) -> Optional[int]:
     """The first batch holding a NaN or Inf in any field, or None."""
     for i, b in enumerate(batches):  # (uint16 fields are bfloat16 bit patterns: no field draws uint16)
@@ -322,7 +338,9 @@ def check_against_reference(cfg: Dict[str, Any], run: Dict[str, Any], output: st
         state = json.loads(json.dumps(f.state_dict()))
         del it
         f.close()
-        f = make(cfg, run, output, num_threads=4 - run["num_threads"], prefetch=4 - run["prefetch"])
+        f = make(
+            cfg, run, output, num_threads=other_setting(run["num_threads"]), prefetch=other_setting(run["prefetch"])
+        )
         f.load_state_dict(state)
         got += take(f) if stop < len(want[0]) else []
         following = take(f)
@@ -362,7 +380,8 @@ def check_against_reference(cfg: Dict[str, Any], run: Dict[str, Any], output: st
 @given(forecast_configs())
 def test_forecast_fields_match_reference_numpy(c):
     cfg, run = c
-    check_against_reference(cfg, run, "numpy")
+    with knobs(cfg, run):
+        check_against_reference(cfg, run, "numpy")
 
 
 @settings(max_examples=3 * EXAMPLES)
@@ -370,7 +389,8 @@ def test_forecast_fields_match_reference_numpy(c):
 def test_forecast_fields_match_reference_torch(c):
     pytest.importorskip("torch")
     cfg, run = c
-    check_against_reference(cfg, run, "torch")
+    with knobs(cfg, run):
+        check_against_reference(cfg, run, "torch")
 
 
 @settings(max_examples=2 * EXAMPLES)
@@ -391,7 +411,7 @@ def test_all_ranks_together_are_disjoint_with_equal_batch_counts(c, world):
     close = transformed_fields(cfg)
     counts, samples = set(), []
     for r in range(world):
-        with make(cfg, run, "numpy", rank=r) as f:
+        with knobs(cfg, run), make(cfg, run, "numpy", rank=r) as f:
             f.set_epoch(epoch)
             got = take(f)
             counts |= {len(f), len(got)}

@@ -46,13 +46,20 @@ def run_script(code: str, timeout: float = 30.0) -> str:
     return r.stdout
 
 
-def test_a_forked_child_cannot_go_on_with_its_parents_epoch():
-    run_script("""
+# Explicit threads, and the defaults: every worker the cores allow started, all but one parked
+# (a child forked then has none of them, parked or not).
+THREADS = ["num_threads=2, prefetch=2,", ""]
+
+
+@pytest.mark.parametrize("threads", THREADS)
+def test_a_forked_child_cannot_go_on_with_its_parents_epoch(threads):
+    run_script(
+        """
         import sys
         import numpy as np
         from fastfeed import Feeder
 
-        f = Feeder(np.arange(40000, dtype=np.float32), window=1, batch_size=4, num_threads=2, prefetch=2,
+        f = Feeder(np.arange(40000, dtype=np.float32), window=1, batch_size=4, THREADS
                    output="numpy")
         it = iter(f)
         next(it)
@@ -84,16 +91,19 @@ def test_a_forked_child_cannot_go_on_with_its_parents_epoch():
         assert rest + 1 == len(f), (rest, len(f))
         print("child exit:", status)
         print("OK" if status == 0 else "BAD")
-    """)
+    """.replace("THREADS", threads)
+    )
 
 
-def test_children_exit_cleanly_whatever_the_parent_was_doing():
-    run_script("""
+@pytest.mark.parametrize("threads", THREADS)
+def test_children_exit_cleanly_whatever_the_parent_was_doing(threads):
+    run_script(
+        """
         import multiprocessing, sys
         import numpy as np
         from fastfeed import Feeder
 
-        f = Feeder(np.zeros((200000, 4), np.float32), window=16, batch_size=32, num_threads=2, prefetch=2,
+        f = Feeder(np.zeros((200000, 4), np.float32), window=16, batch_size=32, THREADS
                    output="numpy")
         it = iter(f)
         next(it)
@@ -129,7 +139,8 @@ def test_children_exit_cleanly_whatever_the_parent_was_doing():
         assert rest + 1 == len(f), (rest, len(f))
         print("children's exit codes:", codes)
         print("OK" if codes == [0, 0, 0] else "BAD")
-    """)
+    """.replace("THREADS", threads)
+    )
 
 
 def test_a_feeder_inside_dataloader_workers_is_refused_with_a_clear_error():

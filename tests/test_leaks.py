@@ -316,11 +316,13 @@ def test_small_shuffled_windows_of_a_cold_file_keep_little_of_it_resident(tmp_pa
 
 def test_workers_behind_a_full_ring_sleep_rather_than_spin():
     # A training step leaves the ring full most of the time: the workers must not burn the CPU
-    # the step needs. They polled every 200 us before: ~45% of a core for these 24 threads.
+    # the step needs. They polled every 200 us before: ~45% of a core for 24 of these threads.
     import resource
 
     a = np.zeros((20_000, 8), np.float32)
     feeders = [Feeder(a, window=64, batch_size=64, num_threads=8, output="numpy") for _ in range(3)]
+    # With the defaults, every worker the cores allow is started and all but one wait, parked.
+    feeders += [Feeder(a, window=64, batch_size=64, output="numpy") for _ in range(3)]
     loops = [iter(f) for f in feeders]
     for loop in loops:
         next(loop)  # started; every worker fills the ring, then waits for room

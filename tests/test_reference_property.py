@@ -11,7 +11,7 @@ from fastfeed import Feeder, reference
 from fastfeed.dtypes import OUTPUT_DTYPES, SOURCE_DTYPES
 from fastfeed.run import views
 
-from helpers import assert_same_batches, collect
+from helpers import assert_same_batches, collect, feeding_knobs
 
 FEATS = [(), (1,), (3,), (2, 3)]
 
@@ -103,8 +103,13 @@ def configs(draw):
         check_finite=check_finite,
         **draw(shares()),
     ), dict(
-        num_threads=draw(st.integers(1, 3)),
-        prefetch=draw(st.integers(1, 4)),
+        # None (the defaults, tuned while feeding) as often as not; the tuner deciding every
+        # block or two, and blocks of a few batches, so that the workers and the tuner take part
+        # in these small epochs (None: the Feeder's own block size, often the whole epoch).
+        num_threads=draw(st.sampled_from([None, None, 1, 2, 3])),
+        prefetch=draw(st.sampled_from([None, None, 1, 2, 4])),
+        tune_window=draw(st.sampled_from([1, 2, 16])),
+        block_batches=draw(st.sampled_from([None, 1, 2, 3])),
         epoch=draw(st.integers(0, 5)),
         chunk=draw(st.sampled_from([1, 2, 3, 7, views.CHUNK_BATCHES])),
         native_views=draw(st.booleans()),
@@ -112,6 +117,12 @@ def configs(draw):
 
 
 def run_both(cfg, run, output):
+    blocks = run["block_batches"]
+    with feeding_knobs(run["tune_window"], None if blocks is None else blocks * cfg["batch_size"]):
+        compare(cfg, run, output)
+
+
+def compare(cfg, run, output):
     ref_cfg = dict(cfg)
     try:
         want = reference.batches(**ref_cfg, epoch=run["epoch"])

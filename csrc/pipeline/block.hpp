@@ -41,6 +41,10 @@ struct Block {
   std::string error;
   double build_seconds = 0;  // time a worker spent assembling it
   int64_t queued = 0;        // blocks ready behind it when it was handed over
+  // The pipeline's shape once it was handed over: workers claiming blocks, blocks built ahead
+  // (0 for a block the consumer built itself, with no workers).
+  int threads = 0;
+  int prefetch = 0;
 
   // The field called `name`, added (empty) at the end if the block has none yet.
   Array& set(std::string_view name) {

@@ -44,19 +44,36 @@ Block build_timed(const BlockBuilder& builder, int64_t k) {
 std::atomic<Pipeline::State*> Pipeline::abandoned_{nullptr};
 
 Pipeline::Pipeline(std::shared_ptr<const BlockBuilder> builder, int num_threads, int prefetch)
-    : state_(std::make_unique<State>()), owner_(::getpid()) {
+    : Pipeline(std::move(builder), TuneLimits{}, Shape{num_threads, prefetch}) {}
+
+Pipeline::Pipeline(std::shared_ptr<const BlockBuilder> builder, const TuneLimits& limits, Shape start)
+    : owner_(::getpid()) {
+  if (!builder || start.threads < 1 || start.prefetch < 1 || limits.max_threads < 1 || limits.max_prefetch < 1) {
+    throw ArgumentError("invalid pipeline configuration");
+  }
+  num_blocks_ = builder->num_blocks();
+  // A single block is built by the consumer itself in next(): starting threads would cost
+  // more than the work (a whole small epoch often fits one block). Nor are more workers
+  // started than there are blocks, and the tuner never counts on workers that were not.
+  TuneLimits fitted = limits;
+  if (fitted.auto_threads) {
+    fitted.max_threads = static_cast<int>(std::clamp<int64_t>(num_blocks_, 1, fitted.max_threads));
+  }
+  state_ = std::make_unique<State>(fitted, start);
   State& s = *state_;
   s.builder = std::move(builder);
-  s.prefetch = prefetch;
-  if (!s.builder || num_threads < 1 || prefetch < 1) throw ArgumentError("invalid pipeline configuration");
-  s.num_blocks = num_blocks_ = s.builder->num_blocks();
-  s.slots.resize(static_cast<size_t>(prefetch));
-  // A single block is built by the consumer itself in next(): starting threads would cost
-  // more than the work (a whole small epoch often fits one block).
-  const int64_t threads = num_blocks_ <= 1 ? 0 : std::min<int64_t>(num_threads, num_blocks_);
+  s.num_blocks = num_blocks_;
+  s.slots.resize(static_cast<size_t>(fitted.auto_prefetch ? s.tuner.limits().max_prefetch : start.prefetch));
+  s.last_handover = std::chrono::steady_clock::now();
+  const int most = fitted.auto_threads ? s.tuner.limits().max_threads : start.threads;
+  start_workers(num_blocks_ <= 1 ? 0 : static_cast<int>(std::min<int64_t>(most, num_blocks_)));
+}
+
+void Pipeline::start_workers(int threads) {
+  State& s = *state_;
   s.workers.reserve(static_cast<size_t>(threads));
   try {
-    for (int64_t i = 0; i < threads; ++i) s.workers.emplace_back([&s] { s.run_worker(); });
+    for (int i = 0; i < threads; ++i) s.workers.emplace_back([&s, i] { s.run_worker(i); });
   } catch (...) {
     close();  // the threads already started must be joined before the exception leaves
     throw;
@@ -94,6 +111,7 @@ void Pipeline::close() {
     s.stopping = true;
   }
   s.space_cv.notify_all();
+  s.park_cv.notify_all();
   s.ready_cv.notify_all();
   for (auto& t : s.workers) {
     if (t.joinable()) t.join();
@@ -103,30 +121,91 @@ void Pipeline::close() {
   for (auto& slot : s.slots) slot = State::Slot{};
 }
 
-void Pipeline::State::run_worker() {
+void Pipeline::State::run_worker(int index) {
   for (;;) {
     int64_t k;
+    bool last = false;
     {
       std::unique_lock<std::mutex> lk(mu);
-      const auto can_go = [this] {
-        return stopping || next_to_claim >= num_blocks || next_to_claim < next_to_deliver + prefetch;
-      };
-      for (auto pause = kFirstRecheck; !can_go(); pause = std::min(2 * pause, kLastRecheck)) {
-        space_cv.wait_for(lk, pause);
-      }
-      if (stopping || next_to_claim >= num_blocks) return;
+      if (!wait_to_claim(lk, index)) return;
       k = next_to_claim++;
+      last = next_to_claim == num_blocks;
     }
+    if (last) park_cv.notify_all();  // nothing left to claim: parked workers may end
     Block b = build_timed(*builder, k);
     {
       std::lock_guard<std::mutex> lk(mu);
       if (stopping) return;
-      Slot& slot = slots[static_cast<size_t>(k % prefetch)];
+      Slot& slot = slots[static_cast<size_t>(k % static_cast<int64_t>(slots.size()))];
       slot.data = std::move(b);
       slot.block = k;
     }
     ready_cv.notify_all();
   }
+}
+
+bool Pipeline::State::wait_to_claim(std::unique_lock<std::mutex>& lk, int index) {
+  auto pause = kFirstRecheck;
+  for (;;) {
+    if (stopping || next_to_claim >= num_blocks) return false;
+    if (index >= shape.threads) {
+      // Parked: the tuner has fewer workers claim blocks. Woken when it wants more, or to end.
+      park_cv.wait(lk);
+      pause = kFirstRecheck;
+    } else if (next_to_claim < next_to_deliver + shape.prefetch) {
+      return true;
+    } else {
+      space_cv.wait_for(lk, pause);
+      pause = std::min(2 * pause, kLastRecheck);
+    }
+  }
+}
+
+int64_t Pipeline::State::ready_behind(int64_t k) const {
+  const auto size = static_cast<int64_t>(slots.size());
+  int64_t ready = 0;
+  for (int64_t j = k + 1; j < k + shape.prefetch; ++j) {
+    if (slots[static_cast<size_t>(j % size)].block == j) ++ready;
+  }
+  return ready;
+}
+
+bool Pipeline::State::tune(double waited_s, int64_t queued) {
+  if (!tuner.tuning()) return false;  // a fixed shape: not even the clock is read
+  const auto now = std::chrono::steady_clock::now();
+  Handover h;
+  h.waited_s = earlier_wait_s + waited_s;
+  h.interval_s = std::chrono::duration<double>(now - last_handover).count();
+  h.ring_full = queued + 1 >= shape.prefetch;
+  earlier_wait_s = 0;
+  last_handover = now;
+  if (!tuner.observe(h)) return false;
+  shape = tuner.shape();
+  return true;
+}
+
+void Pipeline::State::set_shape(Shape to) {
+  // Never deeper than the ring's slots, nor more workers than were started (when any were).
+  to.prefetch = std::min(to.prefetch, static_cast<int>(slots.size()));
+  if (!workers.empty()) to.threads = std::min(to.threads, static_cast<int>(workers.size()));
+  tuner.force(to);
+  shape = tuner.shape();
+}
+
+Shape Pipeline::shape() const {
+  if (!state_ || foreign()) return Shape{0, 0};  // (a forked child must not take the parent's lock)
+  std::lock_guard<std::mutex> lk(state_->mu);
+  return state_->shape;
+}
+
+void Pipeline::retune(Shape s) {
+  if (!state_ || foreign()) return;
+  {
+    std::lock_guard<std::mutex> lk(state_->mu);
+    state_->set_shape(s);
+  }
+  state_->park_cv.notify_all();
+  state_->space_cv.notify_all();
 }
 
 Pipeline::Status Pipeline::next(Block* out, std::chrono::milliseconds timeout) {
@@ -144,23 +223,37 @@ Pipeline::Status Pipeline::next(Block* out, std::chrono::milliseconds timeout) {
     *out = build_timed(*s.builder, s.next_to_deliver++);
     return Status::Ready;
   }
-  State::Slot& slot = s.slots[static_cast<size_t>(s.next_to_deliver % s.prefetch)];
   const int64_t want = s.next_to_deliver;
-  if (!s.ready_cv.wait_for(lk, timeout, [&] { return s.stopping || slot.block == want; })) {
-    return Status::Timeout;
+  State::Slot& slot = s.slots[static_cast<size_t>(want % static_cast<int64_t>(s.slots.size()))];
+  double waited_s = 0;
+  if (slot.block != want) {  // the clock is read only when the consumer has to wait
+    const auto asked = std::chrono::steady_clock::now();
+    const bool ready = s.ready_cv.wait_for(lk, timeout, [&] { return s.stopping || slot.block == want; });
+    waited_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - asked).count();
+    if (!ready) {
+      s.earlier_wait_s += waited_s;
+      return Status::Timeout;
+    }
+    if (s.stopping) return Status::Finished;
   }
-  if (s.stopping) return Status::Finished;
   *out = std::move(slot.data);
   slot = State::Slot{};
   ++s.next_to_deliver;
-  for (int64_t k = s.next_to_deliver; k < s.next_to_deliver + s.prefetch - 1; ++k) {
-    if (s.slots[static_cast<size_t>(k % s.prefetch)].block == k) ++out->queued;
-  }
+  out->queued = s.ready_behind(want);
+  const bool retuned = s.tune(waited_s, out->queued);
+  out->threads = s.shape.threads;
+  out->prefetch = s.shape.prefetch;
   lk.unlock();
-  // Waking a sleeping worker is a system call that can cost the consumer ~100 us on a VM, every
-  // batch. While other blocks are ready the workers have time: they find the free slot when
-  // they look again. Only when the ring ran dry does the consumer pay for the wake-up.
-  if (out->queued == 0) s.space_cv.notify_all();
+  if (retuned) {
+    // More workers may claim (parked ones wake), or deeper: both kinds of waiting worker look.
+    s.park_cv.notify_all();
+    s.space_cv.notify_all();
+  } else if (out->queued == 0) {
+    // Waking a sleeping worker is a system call that can cost the consumer ~100 us on a VM, every
+    // batch. While other blocks are ready the workers have time: they find the free slot when
+    // they look again. Only when the ring ran dry does the consumer pay for the wake-up.
+    s.space_cv.notify_all();
+  }
   return Status::Ready;
 }
 

@@ -1,5 +1,7 @@
 // The prefetching pipeline: worker threads build blocks of whole batches into pooled
 // buffers, at most `prefetch` blocks ahead of the consumer, and hand them over in order.
+// How many workers claim blocks and how far ahead they build is the pipeline's shape: fixed,
+// or tuned while feeding (tuner.hpp) from what the consumer's next() sees.
 #pragma once
 #include <atomic>
 #include <chrono>
@@ -13,6 +15,7 @@
 #include <sys/types.h>
 
 #include "pipeline/block.hpp"
+#include "pipeline/tuner.hpp"
 
 namespace fastfeed {
 
@@ -20,7 +23,11 @@ class Pipeline {
  public:
   enum class Status { Ready, Timeout, Finished };
 
+  // A fixed shape: `num_threads` workers, `prefetch` blocks ahead.
   Pipeline(std::shared_ptr<const BlockBuilder> builder, int num_threads, int prefetch);
+  // Starts at `start`, within `limits`: every worker the limits allow is started, but only
+  // the shape's `threads` claim blocks; the others wait, parked, until the tuner needs them.
+  Pipeline(std::shared_ptr<const BlockBuilder> builder, const TuneLimits& limits, Shape start);
   ~Pipeline();
   Pipeline(const Pipeline&) = delete;
   Pipeline& operator=(const Pipeline&) = delete;
@@ -33,14 +40,21 @@ class Pipeline {
   // forked child it joins nothing and frees nothing (see abandon()).
   void close();
 
+  // The shape now: workers claiming blocks and blocks built ahead ({0, 0} in a forked child).
+  Shape shape() const;
+  // Sets the shape, within the limits, as the tuner would (tuning goes on from there): tests
+  // change it in the middle of an epoch to show that the batches never depend on it.
+  void retune(Shape s);
+
   int64_t num_blocks() const { return num_blocks_; }
 
  private:
   // Everything the workers touch. A forked child leaks it rather than destroy it: see abandon().
   struct State {
+    State(const TuneLimits& limits, Shape start) : tuner(limits, start), shape(tuner.shape()) {}
+
     std::shared_ptr<const BlockBuilder> builder;
     int64_t num_blocks = 0;
-    int prefetch = 1;
 
     struct Slot {
       int64_t block = -1;  // which block the slot holds, -1 when empty
@@ -48,19 +62,33 @@ class Pipeline {
     };
 
     std::mutex close_mu;  // serialises close(): held while joining, so workers only shrinks under it
-    std::mutex mu;
+    std::mutex mu;        // guards everything below
     std::condition_variable ready_cv;  // a slot was filled (the consumer waits)
     std::condition_variable space_cv;  // the consumer moved on, or we stop (workers wait)
+    std::condition_variable park_cv;   // the tuner wants more workers, or we stop (parked workers wait)
+    // Block k goes to slots[k % slots.size()]. The ring has a slot for the deepest prefetch
+    // the limits allow, so that a deeper `shape.prefetch` never moves a block already placed.
     std::vector<Slot> slots;
+    Tuner tuner;
+    Shape shape;  // the tuner's, clamped to the workers started
     int64_t next_to_claim = 0;
     int64_t next_to_deliver = 0;
     bool stopping = false;
+    // What the tuner needs of the consumer: when it last got a block, and how long it waited
+    // in calls to next() that timed out before this block came.
+    std::chrono::steady_clock::time_point last_handover;
+    double earlier_wait_s = 0;
     std::vector<std::thread> workers;
     State* next_abandoned = nullptr;  // the list of abandoned states (abandoned_)
 
-    void run_worker();
+    void run_worker(int index);
+    bool wait_to_claim(std::unique_lock<std::mutex>& lk, int index);
+    int64_t ready_behind(int64_t k) const;
+    bool tune(double waited_s, int64_t queued);
+    void set_shape(Shape s);
   };
 
+  void start_workers(int threads);
   // In a child forked while the workers ran (or might have), they do not exist: joining them
   // fails, and whatever they held at the fork (the mutex, a buffer pool's lock, a condition
   // variable's count of waiters, a half-built block) stays held forever, so that destroying

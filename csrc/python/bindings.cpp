@@ -47,9 +47,10 @@ namespace {
 struct PyPipeline {
   std::unique_ptr<Pipeline> pipeline;
 
-  // (fields, num_samples, num_batches, error, build_seconds, queued): fields a dict of the
-  // block's arrays by name, in the order the builder set them; after a failure the per-row
-  // arrays hold only the rows before the failed sample, and num_samples counts those rows.
+  // (fields, num_samples, num_batches, error, build_seconds, queued, threads, prefetch): fields
+  // a dict of the block's arrays by name, in the order the builder set them; after a failure
+  // the per-row arrays hold only the rows before the failed sample, and num_samples counts
+  // those rows; threads and prefetch are the pipeline's shape once the block was handed over.
   py::object next() {
     Block block;
     for (;;) {
@@ -70,7 +71,19 @@ struct PyPipeline {
     const bool failed = block.failed_at >= 0;
     py::object error = failed ? py::object(py::str(block.error)) : py::none();
     const int64_t samples = failed ? block.failed_at : block.num_samples;
-    return py::make_tuple(fields, samples, block.num_batches, error, block.build_seconds, block.queued);
+    return py::make_tuple(fields, samples, block.num_batches, error, block.build_seconds, block.queued,
+                          block.threads, block.prefetch);
+  }
+
+  std::pair<int, int> shape() const {
+    const Shape s = pipeline->shape();
+    return {s.threads, s.prefetch};
+  }
+
+  void retune(int threads, int prefetch) {
+    require_arg(threads >= 1, "threads", ">= 1", threads);
+    require_arg(prefetch >= 1, "prefetch", ">= 1", prefetch);
+    pipeline->retune(Shape{threads, prefetch});
   }
 
   void close() {
@@ -81,7 +94,7 @@ struct PyPipeline {
 
 std::unique_ptr<PyPipeline> start_pipeline(std::shared_ptr<const BlockBuilder> builder, const RunSpec& run) {
   auto p = std::make_unique<PyPipeline>();
-  p->pipeline = std::make_unique<Pipeline>(std::move(builder), run.num_threads, run.prefetch);
+  p->pipeline = std::make_unique<Pipeline>(std::move(builder), run.tune_limits(), run.start());
   return p;
 }
 
@@ -217,6 +230,12 @@ void bind_specs(py::module_& m) {
       .def_readwrite("batches_per_block", &RunSpec::batches_per_block)
       .def_readwrite("num_threads", &RunSpec::num_threads)
       .def_readwrite("prefetch", &RunSpec::prefetch)
+      .def_readwrite("auto_threads", &RunSpec::auto_threads)
+      .def_readwrite("auto_prefetch", &RunSpec::auto_prefetch)
+      .def_readwrite("max_threads", &RunSpec::max_threads)
+      .def_readwrite("busy_threads", &RunSpec::busy_threads)
+      .def_readwrite("max_prefetch", &RunSpec::max_prefetch)
+      .def_readwrite("tune_window", &RunSpec::tune_window)
       .def_readwrite("pinned", &RunSpec::pinned)
       .def_readwrite("indices_only", &RunSpec::indices_only);
 
@@ -428,6 +447,12 @@ void bind_pipeline(py::module_& m) {
           py::arg("data"), py::arg("order"), py::arg("pack"), py::arg("pad"), py::arg("output"), py::arg("run"),
           py::arg("mix") = nullptr, py::arg("passes") = nullptr)
       .def("next", &PyPipeline::next)
+      .def_property_readonly("shape", &PyPipeline::shape,
+                             "(threads, prefetch): workers claiming blocks and blocks built ahead, now.")
+      .def("retune", &PyPipeline::retune, py::arg("threads"), py::arg("prefetch"),
+           py::call_guard<py::gil_scoped_release>(),
+           "Sets (threads, prefetch) as the tuner would, within the run's limits; tuning goes on from "
+           "there. Tests change them in the middle of an epoch with it: the batches never depend on them.")
       .def("close", &PyPipeline::close);
 }
 

@@ -122,7 +122,7 @@ SequenceBlocks::SequenceBlocks(std::shared_ptr<const SequenceData> data, const O
   if (!data_->step_targets.empty()) {
     y_pad_row_ = constant_row(pad_.pad_value, data_->step_targets[0].row_elems, out_.y_dtype);
   }
-  pool_ = BufferPool::create(idle_buffers(run_.prefetch, run_.pinned) * kBuffersPerBatch, run_.pinned);
+  pool_ = BufferPool::create(idle_buffers(run_.ring_slots(), run_.pinned) * kBuffersPerBatch, run_.pinned);
 }
 
 std::shared_ptr<const PassPlan> SequenceBlocks::plan_for(uint64_t pass) const {

@@ -32,7 +32,7 @@ WindowBlocks::WindowBlocks(std::shared_ptr<const Assembler> assembler, const Ord
     throw ArgumentError("a pass holds fewer samples than world_size: no rank can stream through it");
   }
   num_blocks_ = (end_batch - run_.first_batch + run_.batches_per_block - 1) / run_.batches_per_block;
-  const size_t max_idle = idle_buffers(run_.prefetch, run_.pinned);
+  const size_t max_idle = idle_buffers(run_.ring_slots(), run_.pinned);
   const size_t arrays = run_.indices_only ? 1 : assembler_->layouts().size();
   for (size_t i = 0; i < arrays + (mix_ ? 1 : 0); ++i) pools_.push_back(BufferPool::create(max_idle, run_.pinned));
   for (size_t i = 0; i < assembler_->layouts().size(); ++i) {

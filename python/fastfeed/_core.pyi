@@ -263,8 +263,16 @@ class RunSpec:
     epoch: int
     first_batch: int
     batches_per_block: int  # windows only: a block of whole sequences is one batch
-    num_threads: int
-    prefetch: int
+    num_threads: int  # workers claiming blocks: fixed, or where tuning starts
+    prefetch: int  # blocks built ahead: fixed, or where tuning starts
+    # The tuner sets the workers claiming blocks: 1..busy_threads while the consumer computes, up
+    # to max_threads while it waits more than a tenth of its time.
+    auto_threads: bool
+    auto_prefetch: bool  # the tuner deepens the ring, up to max_prefetch
+    max_threads: int
+    busy_threads: int
+    max_prefetch: int
+    tune_window: int  # hand-overs between two decisions of the tuner
     pinned: bool
     indices_only: bool  # blocks carry "starts" (windows) or "pieces" (sequences) for a GPU-resident source
     def __init__(
@@ -275,6 +283,12 @@ class RunSpec:
         batches_per_block: int = 1,
         num_threads: int = 1,
         prefetch: int = 1,
+        auto_threads: bool = False,
+        auto_prefetch: bool = False,
+        max_threads: int = 1,
+        busy_threads: int = 1,
+        max_prefetch: int = 1,
+        tune_window: int = 16,
         pinned: bool = False,
         indices_only: bool = False,
     ) -> None: ...
@@ -404,10 +418,16 @@ class Pipeline:
         mix: Optional[MixOrder] = None,
         passes: Optional[PassSizes] = None,
     ) -> Pipeline: ...
-    def next(self) -> Optional[Tuple[_Fields, int, int, Optional[str], float, int]]:
-        """(fields, num_samples, num_batches, error, build_seconds, queued) of the next block, or None at
-        the end. After a failure (error is a str) the per-row arrays hold the rows before the failed
-        sample, and num_samples counts those rows."""
+    def next(self) -> Optional[Tuple[_Fields, int, int, Optional[str], float, int, int, int]]:
+        """(fields, num_samples, num_batches, error, build_seconds, queued, threads, prefetch) of the next
+        block, or None at the end. After a failure (error is a str) the per-row arrays hold the rows
+        before the failed sample, and num_samples counts those rows. threads and prefetch are the
+        pipeline's shape once the block was handed over (0, 0 for a block built without workers)."""
+    @property
+    def shape(self) -> Tuple[int, int]:
+        """(threads, prefetch): workers claiming blocks and blocks built ahead, now."""
+    def retune(self, threads: int, prefetch: int) -> None:
+        """Sets (threads, prefetch) as the tuner would, within the run's limits; tuning goes on from there."""
     def close(self) -> None: ...
 
 def fingerprint(series: List[_SeriesItem], rows: int, full_bytes: int) -> int: ...

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import weakref
 from typing import Any, Dict, Iterator, Optional, Tuple, Union
@@ -19,11 +20,12 @@ from .run.position import Position
 from .run.process import refuse_data_loader_workers
 from .run.state import make_state, read_state
 from .run.stats import FeedStats, StatsRecorder
+from .run.tuning import TuneLimits, TuningLog
 from .spec import FeedSpec, resolve_spec
 
 logger = logging.getLogger("fastfeed")
 
-# Default prefetch depth in bytes (see Feeder._default_prefetch).
+# Automatic prefetch may build at least this many bytes of blocks ahead (see Feeder._prefetch_budget).
 _PREFETCH_BYTES = 32 << 20
 
 
@@ -140,10 +142,29 @@ class Feeder:
             on the caller's current CUDA stream.
         device_cache: keep the whole source in GPU memory and gather batches there (needs a
             CUDA device); only sample indices cross the bus.
-        num_threads: native worker threads. Default: one per core (fewer when feeding a GPU).
-            More than four per core are clamped to four per core (logged at INFO).
-        prefetch: blocks of batches assembled ahead. Default: two per thread, and enough for
-            about 32 MB of batches, within the memory budget below.
+        num_threads: native worker threads, obeyed exactly (more than four per core are
+            clamped to four per core, logged at INFO). ``None`` (the default): chosen while
+            feeding. The first epoch starts with one worker, each later one with what the last
+            ended with; every 16 blocks handed over, the Feeder looks at how long the loop
+            waited for them: a loop that waited more than 2% of its time gets one more worker,
+            one that never waited while finished blocks filled the prefetch ring loses one
+            (never the last). At most ``cores - 1`` workers build while the loop computes, so
+            that its own thread keeps a core (one worker on 2 cores, 15 on a 16-core GPU
+            machine); only a loop that waits more than a tenth of its time (two windows in a row)
+            lends its core to one more (``cores``), which shortens its steps by more than
+            sharing the core costs.
+            Cores are those this process may use (``os.sched_getaffinity``). With
+            ``device_cache`` the workers only draw sample indices: at most half the cores, up
+            to 8.
+        prefetch: blocks of batches assembled ahead, obeyed exactly. ``None`` (the default):
+            chosen while feeding: two blocks per worker to start with and as workers are added,
+            one block more when the loop waited although the ring was often full (a burst); it
+            never shrinks. Its memory budget: two blocks per worker the Feeder may start, or
+            ~32 MB of batches (up to 8 blocks) if that is more, and never beyond the budget below.
+
+            Batches and their order never depend on either: blocks are handed over in order.
+            ``stats()`` (``threads``, ``prefetch``, ``tuning``), ``repr()`` and the epoch's
+            INFO log line show what was chosen.
         check_finite: ``False``; ``"raise"`` (or True): a NaN or Inf raises ``FeedError``
             naming series and step; ``"skip"``: the samples touching one are left out;
             ``"mask"`` (windows): each NaN or Inf is written as 0 and ``batch.observed`` /
@@ -262,11 +283,7 @@ class Feeder:
         )
         self._mode = self._make_mode(series)
         check_batch_memory(*self._mode.largest_batch())
-        if prefetch is None:
-            self.prefetch = prefetch_that_fits(self._default_prefetch(), self._mode.block_bytes())
-        else:
-            self.prefetch = check_int("prefetch", prefetch, 1, INT32_MAX)
-            check_prefetch_memory(self.prefetch, self._mode.block_bytes())
+        self._tuning = TuningLog(self._tune_limits(prefetch))
         self._position = Position()
         self._recorder = StatsRecorder()
         self._counter = BlockCounter(self._recorder, self.spec.batch_size)
@@ -291,10 +308,31 @@ class Feeder:
         self._batches_per_epoch = int(sizes.batches_per_epoch)
         return mode
 
-    def _default_prefetch(self) -> int:
-        """Two blocks per thread, and at least ~32 MB of batches (up to 8 blocks): enough slack
-        that a worker delayed for a few milliseconds (a busy or shared machine) does not make
-        the training loop wait, without holding more than a few large batches."""
+    def _tune_limits(self, prefetch: Optional[int]) -> TuneLimits:
+        """What the pipelines' tuner may change: the workers unless num_threads was given, the
+        prefetch depth unless prefetch was given (checked against the memory budget)."""
+        spec, block = self.spec, self._mode.block_bytes()
+        if prefetch is None:
+            most = prefetch_that_fits(self._prefetch_budget(), block)
+        else:
+            most = check_int("prefetch", prefetch, 1, INT32_MAX)
+            check_prefetch_memory(most, block)
+        threads = 1 if spec.auto_threads else spec.num_threads  # auto starts small
+        return TuneLimits(
+            auto_threads=spec.auto_threads,
+            auto_prefetch=prefetch is None,
+            max_threads=spec.num_threads,
+            busy_threads=spec.busy_threads,
+            max_prefetch=most,
+            threads=threads,
+            prefetch=min(most, 2 * threads) if prefetch is None else most,
+        )
+
+    def _prefetch_budget(self) -> int:
+        """The most blocks automatic prefetch builds ahead, before the memory budget: two per
+        worker the Feeder may start, and at least ~32 MB of batches (up to 8 blocks): enough
+        slack that a worker delayed for a few milliseconds (a busy or shared machine) does not
+        make the training loop wait, without holding more than a few large batches."""
         block = max(1, self._mode.block_bytes())
         return max(2 * self.spec.num_threads, min(8, -(-_PREFETCH_BYTES // block)))
 
@@ -306,6 +344,18 @@ class Feeder:
         if mode is not None and name in mode.public_names:
             return getattr(mode, name)
         raise AttributeError(f"'Feeder' object has no attribute {name!r}")
+
+    @property
+    def num_threads(self) -> int:
+        """Worker threads claiming blocks of batches: ``num_threads`` as given, or with
+        ``num_threads=None`` the tuner's latest choice (where the next epoch starts)."""
+        return self._tuning.threads
+
+    @property
+    def prefetch(self) -> int:
+        """Blocks of batches built ahead: ``prefetch`` as given, or with ``prefetch=None`` the
+        tuner's latest choice (where the next epoch starts)."""
+        return self._tuning.prefetch
 
     @property
     def sequences(self) -> bool:
@@ -391,8 +441,8 @@ class Feeder:
         self._mode.forget_resume_before(epoch, first_batch)
         epoch, first_batch = self._position.begin()
         self._counter.restart(0)
-        run = EpochRun(self._mode, self.spec, self._recorder, self._counter, self._position, len(self))
-        core_run = self._mode.run_spec(epoch, first_batch, self.prefetch)
+        run = EpochRun(self._mode, self.spec, self._recorder, self._counter, self._position, len(self), self._tuning)
+        core_run = self._mode.run_spec(epoch, first_batch, self._tuning.limits.run_fields(self._tuning.start()))
         return EpochIterator.over(
             run.blocks(core_run, epoch, first_batch, closed=lambda: self._closed, opened=self._pipelines.add)
         )
@@ -403,8 +453,9 @@ class Feeder:
         """Counters since this Feeder was made, or since [`reset_stats`][fastfeed.Feeder.reset_stats].
 
         Throughput, time waited for batches, queue depth, padding: exact to the batch, also in
-        the middle of an epoch."""
-        return self._counter.snapshot(self._position)
+        the middle of an epoch; and the worker threads and prefetch depth the Feeder runs with
+        (chosen while feeding, unless given), with their changes."""
+        return dataclasses.replace(self._counter.snapshot(self._position), **self._tuning.stats_fields())
 
     def reset_stats(self) -> None:
         """Starts the counters again (an iteration under way goes on being counted from here)."""
@@ -503,5 +554,5 @@ class Feeder:
         s = self.spec
         return (
             f"Feeder(samples={self._mode.num_samples}, {self._mode.describe()}, batch_size={s.batch_size}, "
-            f"batches={len(self)}, shuffle={s.shuffle}, output={s.output!r})"
+            f"batches={len(self)}, shuffle={s.shuffle}, output={s.output!r}, {self._tuning.arguments()})"
         )

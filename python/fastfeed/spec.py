@@ -31,11 +31,15 @@ class FeedSpec:
     check_finite: Union[bool, str]  # False, "raise", "skip" or "mask"
     device: str  # "cpu" or "cuda[:n]"
     device_cache: bool
+    # Worker threads: the explicit num_threads, or (auto_threads) the most the tuner may use,
+    # of which busy_threads while the training loop computes (run/tuning.py).
     num_threads: int
     progress: bool
     # Whether the caller passed batch_size (batch_size=None means 1): batch_tokens sizes whole
     # sequences' batches instead, and refuses an explicit batch_size.
     batch_size_given: bool = True
+    auto_threads: bool = False
+    busy_threads: int = 1
 
     @property
     def on_gpu(self) -> bool:
@@ -64,7 +68,10 @@ def resolve_spec(
     finite = _resolve_check_finite(check_finite)
     cache = check_bool("device_cache", device_cache)
     dev = _resolve_device(device, cache, out, finite)
-    threads = _default_threads(dev, cache) if num_threads is None else _clamped_threads(num_threads)
+    if num_threads is None:
+        threads, busy = auto_thread_caps(cache)
+    else:
+        threads = busy = _clamped_threads(num_threads)
     return FeedSpec(
         batch_size=1 if batch_size is None else check_int("batch_size", batch_size, 1),
         shuffle=check_bool("shuffle", shuffle),
@@ -80,6 +87,8 @@ def resolve_spec(
         num_threads=threads,
         progress=check_bool("progress", progress),
         batch_size_given=batch_size is not None,
+        auto_threads=num_threads is None,
+        busy_threads=busy,
     )
 
 
@@ -98,14 +107,18 @@ def cpu_count() -> int:
         return os.cpu_count() or 1
 
 
-def _default_threads(device: str, device_cache: bool) -> int:
-    """Every core for assembling on the CPU. Feeding a GPU leaves two cores to the training
-    loop and the copy engine's driver work. With device_cache the workers only draw sample
-    starts (about 85 ns each, shuffled): half the cores, up to 8, outrun the GPU's gathers."""
+def auto_thread_caps(device_cache: bool) -> Tuple[int, int]:
+    """(most, busy): how many workers num_threads=None may have claim blocks, at all and while
+    the training loop computes. The tuner has no more workers build than there are cores beside
+    the loop's own thread (busy = cores - 1); only while the loop waits for batches more than a
+    tenth of its time may it lend its core to one more (most = cores), which then shortens its
+    steps more than sharing the core lengthens them. So on 2 cores one worker feeds a loop that
+    computes, two one that mostly waits; on a 16-core GPU machine (device="cuda", whose copies
+    the loop's thread issues) 15 and 16. With device_cache the workers only draw sample starts
+    (about 85 ns each, shuffled): half the cores, up to 8, outrun the GPU's gathers."""
     cores = cpu_count()
-    if device_cache:
-        return min(8, max(2, cores // 2), cores)
-    return max(1, cores - 2) if device != "cpu" else cores
+    most = min(8, max(2, cores // 2), cores) if device_cache else cores
+    return most, max(1, min(most, cores - 1))
 
 
 # More worker threads than this many per core only contend for the cores (and each holds buffers).

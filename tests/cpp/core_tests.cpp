@@ -1,5 +1,6 @@
 // Tests of the C++ core on its own (no Python): `make sanitize` runs them under ASan/UBSan.
 #include <algorithm>
+#include <atomic>
 #include <chrono>
 #include <cmath>
 #include <csignal>
@@ -29,6 +30,7 @@
 #include "pipeline/block.hpp"
 #include "pipeline/fields.hpp"
 #include "pipeline/pipeline.hpp"
+#include "pipeline/tuner.hpp"
 #include "sequences/sequence_blocks.hpp"
 #include "sequences/sequence_data.hpp"
 #include "source/fingerprint.hpp"
@@ -1158,6 +1160,200 @@ static void elastic_resume_plans_the_rest_of_a_bucketed_pass() {
   CHECK(a.pass == 1 && a.index == 0 && b.pass == 2 && b.index == 0 && c.pass == 3 && c.index == 0);
 }
 
+// The tuner's rules on made-up windows: every decision here is one the comments in tuner.hpp
+// promise, so a changed rule shows up as a failed check.
+static Tuner tuner_of(bool threads, bool prefetch, int max_threads, int busy, int max_prefetch, Shape start,
+                      int window = 4) {
+  TuneLimits l;
+  l.auto_threads = threads;
+  l.auto_prefetch = prefetch;
+  l.max_threads = max_threads;
+  l.busy_threads = busy;
+  l.max_prefetch = max_prefetch;
+  l.window = window;
+  return Tuner(l, start);
+}
+
+// One window of `n` hand-overs, each `step` seconds apart, `wait` of them waited for, `full` of
+// them finding the ring full. True when the last one changed the shape.
+static bool feed_window(Tuner& t, int n, double step, double wait, int waits, int full) {
+  bool changed = false;
+  for (int i = 0; i < n; ++i) {
+    Handover h;
+    h.interval_s = step;
+    h.waited_s = i < waits ? wait : 0.0;
+    h.ring_full = i >= n - full;
+    const bool c = t.observe(h);
+    if (i < n - 1) CHECK(!c);  // decisions come only at the end of a window
+    changed = c;
+  }
+  return changed;
+}
+
+static void tuner_follows_its_rules() {
+  // Explicit values: nothing the consumer does changes them.
+  Tuner fixed = tuner_of(false, false, 8, 7, 16, Shape{3, 5});
+  for (int i = 0; i < 10; ++i) CHECK(!feed_window(fixed, 4, 0.003, 0.003, 4, 0));
+  for (int i = 0; i < 10; ++i) CHECK(!feed_window(fixed, 4, 0.003, 0.0, 0, 4));
+  CHECK(fixed.shape() == (Shape{3, 5}));
+  CHECK(!fixed.tuning());
+
+  // A tuned ring starts with two blocks per starting worker, within its budget.
+  CHECK(tuner_of(true, true, 4, 3, 16, Shape{1, 1}).shape() == (Shape{1, 2}));
+  CHECK(tuner_of(true, true, 4, 3, 3, Shape{2, 1}).shape() == (Shape{2, 3}));
+  CHECK(tuner_of(true, true, 4, 3, 16, Shape{9, 40}).shape() == (Shape{4, 16}));  // clamped to the limits
+
+  // A consumer that mostly waits (90%), the ring never full: a worker more per window
+  // up to max_threads, two ring blocks each (up to the budget), then nothing more to add.
+  Tuner t = tuner_of(true, true, 4, 3, 6, Shape{1, 2});
+  CHECK(feed_window(t, 4, 0.001, 0.0009, 4, 0));
+  CHECK(t.shape() == (Shape{2, 4}));
+  CHECK(feed_window(t, 4, 0.001, 0.0009, 4, 0));
+  CHECK(t.shape() == (Shape{3, 6}));
+  CHECK(feed_window(t, 4, 0.001, 0.0009, 4, 0));
+  CHECK(t.shape() == (Shape{4, 6}));
+  CHECK(!feed_window(t, 4, 0.001, 0.0009, 4, 0));
+  CHECK(t.shape() == (Shape{4, 6}));
+
+  // A consumer that computes most of the time and still waits (7.5%): workers only up to
+  // busy_threads (its own core stays its own); at that cap the ring grows instead.
+  Tuner busy = tuner_of(true, true, 2, 1, 8, Shape{1, 2});
+  CHECK(feed_window(busy, 4, 0.003, 0.0009, 1, 0));
+  CHECK(busy.shape() == (Shape{1, 3}));
+  // ... and once it waits more than a tenth of its time (15%) in two windows in a row, it
+  // lends its core to one more worker (a single such window is a burst, not a need).
+  CHECK(feed_window(busy, 4, 0.003, 0.0018, 1, 0));
+  CHECK(busy.shape() == (Shape{1, 4}));
+  CHECK(feed_window(busy, 4, 0.003, 0.0018, 1, 0));
+  CHECK(busy.shape() == (Shape{2, 4}));
+  // A window between that waits less breaks the run.
+  Tuner bursts = tuner_of(true, true, 2, 1, 8, Shape{1, 2});
+  for (int i = 0; i < 3; ++i) {
+    feed_window(bursts, 4, 0.003, 0.0018, 1, 0);
+    feed_window(bursts, 4, 0.003, 0.0009, 1, 0);
+  }
+  CHECK(bursts.shape().threads == 1);
+
+  // A wait under 2% of the window's time is not starving: nothing changes.
+  Tuner calm = tuner_of(true, true, 4, 3, 8, Shape{1, 2});
+  CHECK(!feed_window(calm, 4, 0.003, 0.0002, 1, 0));
+  CHECK(calm.shape() == (Shape{1, 2}));
+
+  // Starved though the ring was full at some hand-over: a burst, so a deeper ring, not a worker.
+  Tuner bursty = tuner_of(true, true, 4, 3, 8, Shape{1, 2});
+  CHECK(feed_window(bursty, 4, 0.003, 0.002, 1, 2));
+  CHECK(bursty.shape() == (Shape{1, 3}));
+  // ... but a ring full at fewer than a quarter of them is a ring the workers cannot keep full.
+  Tuner behind = tuner_of(true, true, 4, 3, 8, Shape{1, 2}, 8);
+  CHECK(feed_window(behind, 8, 0.001, 0.0009, 7, 1));
+  CHECK(behind.shape() == (Shape{2, 4}));
+
+  // Surplus (no wait, ring full): a worker retires after two such windows, never the last.
+  Tuner spare = tuner_of(true, true, 4, 3, 8, Shape{3, 6});
+  CHECK(!feed_window(spare, 4, 0.003, 0.0, 0, 4));
+  CHECK(feed_window(spare, 4, 0.003, 0.0, 0, 4));
+  CHECK(spare.shape() == (Shape{2, 6}));  // the ring stays: its buffers are pooled anyway
+  // A window that is neither starved nor surplus breaks the run of calm windows.
+  CHECK(!feed_window(spare, 4, 0.003, 0.0, 0, 4));
+  CHECK(!feed_window(spare, 4, 0.003, 0.0, 0, 2));
+  CHECK(!feed_window(spare, 4, 0.003, 0.0, 0, 4));
+  CHECK(feed_window(spare, 4, 0.003, 0.0, 0, 4));
+  CHECK(spare.shape() == (Shape{1, 6}));
+  for (int i = 0; i < 2; ++i) CHECK(!feed_window(spare, 4, 0.003, 0.0, 0, 4));
+  CHECK(spare.shape().threads == 1);
+  // Undone soon after (starved within four windows): it comes back, and retiring now takes four
+  // surplus windows in a row.
+  CHECK(feed_window(spare, 4, 0.001, 0.0009, 4, 0));
+  CHECK(spare.shape().threads == 2);
+  for (int i = 0; i < 3; ++i) CHECK(!feed_window(spare, 4, 0.003, 0.0, 0, 4));
+  CHECK(feed_window(spare, 4, 0.003, 0.0, 0, 4));
+  CHECK(spare.shape().threads == 1);
+
+  // Only what is automatic changes: explicit threads with a tuned ring, and the other way round.
+  Tuner ring_only = tuner_of(false, true, 4, 3, 8, Shape{2, 2});
+  CHECK(ring_only.shape() == (Shape{2, 4}));
+  CHECK(feed_window(ring_only, 4, 0.001, 0.0009, 4, 0));
+  CHECK(ring_only.shape() == (Shape{2, 5}));
+  for (int i = 0; i < 4; ++i) feed_window(ring_only, 4, 0.003, 0.0, 0, 4);
+  CHECK(ring_only.shape().threads == 2);
+  Tuner threads_only = tuner_of(true, false, 4, 3, 8, Shape{1, 3});
+  CHECK(feed_window(threads_only, 4, 0.001, 0.0009, 4, 0));
+  CHECK(threads_only.shape() == (Shape{2, 3}));
+  CHECK(feed_window(threads_only, 4, 0.001, 0.0009, 4, 2));  // a burst, but the ring is fixed: a worker
+  CHECK(threads_only.shape() == (Shape{3, 3}));
+
+  // force() sets the shape within the limits, and tuning goes on from there.
+  Tuner forced = tuner_of(true, true, 4, 3, 8, Shape{1, 2});
+  forced.force(Shape{9, 20});
+  CHECK(forced.shape() == (Shape{4, 8}));
+  forced.force(Shape{0, 0});
+  CHECK(forced.shape() == (Shape{1, 1}));
+}
+
+// A tuned pipeline hands over every block in order however its shape changes: the tuner's own
+// decisions (a consumer that drains fast, then one that sleeps, windows of two hand-overs) and
+// shapes forced from another thread at random moments. Under `make tsan` this is also the
+// check that the shape, the parked workers and the hand-over share no unguarded state.
+static void tuned_pipeline_delivers_in_order() {
+  std::vector<float> data(30000);
+  for (size_t i = 0; i < data.size(); ++i) data[i] = static_cast<float>(i);
+  auto assembler = float_assembler(data, 64);
+  const int64_t n = assembler->num_samples();
+  for (int round = 0; round < 6; ++round) {
+    RunSpec run = run_of(round, 2, 1, 2);
+    run.auto_threads = true;
+    run.auto_prefetch = round % 3 != 2;
+    run.max_threads = 4;
+    run.busy_threads = 3;
+    run.max_prefetch = 6;
+    run.tune_window = 2;
+    auto builder = std::make_shared<WindowBlocks>(assembler, order_of(16, true, 21), run);
+    Pipeline pipe(builder, run.tune_limits(), run.start());
+    CHECK(pipe.shape() == (Shape{1, run.auto_prefetch ? 2 : 2}));
+    std::atomic<bool> done{false};
+    std::thread forcer;
+    if (round % 2 == 1) {
+      forcer = std::thread([&] {
+        for (int i = 0; !done.load(); ++i) {
+          pipe.retune(Shape{1 + i % 4, 1 + (i * 5) % 6});
+          std::this_thread::sleep_for(std::chrono::microseconds(300));
+        }
+      });
+    }
+    Permutation perm(static_cast<uint64_t>(n), 21, static_cast<uint64_t>(round));
+    std::set<int> threads_seen;
+    Block b;
+    int64_t position = 0, blocks = 0;
+    while (pipe.next(&b, std::chrono::milliseconds(1000)) == Pipeline::Status::Ready) {
+      const auto* x = field_data<double>(b, field::kX);
+      for (int64_t i = 0; i < b.num_samples; ++i, ++position) {
+        CHECK(x[i * 64] == static_cast<double>(perm(static_cast<uint64_t>(position))));
+      }
+      CHECK(b.threads >= 1 && b.threads <= 4 && b.prefetch >= 1 && b.prefetch <= 6);
+      threads_seen.insert(b.threads);
+      // Drain fast for a while (the tuner adds workers), then sleep between blocks (it retires them).
+      if (++blocks % 200 > 120) std::this_thread::sleep_for(std::chrono::microseconds(400));
+    }
+    done = true;
+    if (forcer.joinable()) forcer.join();
+    CHECK(position == n);
+    if (round % 2 == 1) CHECK(threads_seen.size() > 1);  // forced shapes reached the hand-over
+  }
+  // Closing with parked workers ends them all (no hang), mid-epoch and before any block.
+  for (int before : {0, 3}) {
+    RunSpec run = run_of(0, 1, 1, 2);
+    run.auto_threads = run.auto_prefetch = true;
+    run.max_threads = 4;
+    run.busy_threads = 3;
+    run.max_prefetch = 4;
+    Pipeline pipe(std::make_shared<WindowBlocks>(assembler, order_of(8), run), run.tune_limits(), run.start());
+    Block b;
+    for (int i = 0; i < before; ++i) CHECK(pipe.next(&b, std::chrono::milliseconds(1000)) == Pipeline::Status::Ready);
+    pipe.close();
+    CHECK(pipe.next(&b, std::chrono::milliseconds(1)) == Pipeline::Status::Finished);
+  }
+}
+
 // A builder that throws (out of memory, say) gives a failed block at its place in the order, on a
 // worker thread and in the consumer alike, instead of ending the process.
 static void a_throwing_builder_gives_a_failed_block() {
@@ -1343,6 +1539,8 @@ int main() {
   elastic_resume_plans_the_rest_of_a_pass_of_token_batches();
   elastic_resume_plans_the_rest_of_a_bucketed_pass();
   a_throwing_builder_gives_a_failed_block();
+  tuner_follows_its_rules();
+  tuned_pipeline_delivers_in_order();
   token_budget_plans_fit_and_cover();
   best_fit_plans_keep_short_sequences_whole();
   std::filesystem::remove_all(scratch_dir());

@@ -106,16 +106,16 @@ class Mode:
 
     # ----- feeding -----------------------------------------------------------------------
 
-    def run_spec(self, epoch: int, first_batch: int, prefetch: int) -> Any:
-        """The core's description of one iteration of this mode."""
+    def run_spec(self, epoch: int, first_batch: int, shape: Dict[str, Any]) -> Any:
+        """The core's description of one iteration of this mode; `shape` holds its workers' and
+        prefetch's keywords (run/tuning.py: TuneLimits.run_fields)."""
         return RunSpec(
             epoch=epoch,
             first_batch=first_batch,
             batches_per_block=self.batches_per_block,
-            num_threads=self.spec.num_threads,
-            prefetch=prefetch,
             pinned=self.spec.on_gpu and self.cache is None,
             indices_only=self.cache is not None,
+            **shape,
         )
 
     def open_pipeline(self, run: Any) -> Any:

@@ -28,6 +28,7 @@ from ..errors import FeedError
 from .counting import BlockCounter
 from .position import Position
 from .stats import StatsRecorder
+from .tuning import TuningLog
 
 if TYPE_CHECKING:
     from ..spec import FeedSpec
@@ -68,9 +69,11 @@ class EpochRun:
         counter: BlockCounter,
         position: Position,
         batches_per_epoch: int,
+        tuning: TuningLog,
     ) -> None:
         self.mode, self.spec = mode, spec
         self.recorder, self.counter, self.position = recorder, counter, position
+        self.tuning = tuning
         self.batches_per_epoch = batches_per_epoch
         self._uploader: Any = None
         self._torch: Any = None
@@ -85,7 +88,8 @@ class EpochRun:
         a chunk's batches are made at once (views in one call, pairs in C), so that handing one
         out runs no Python code. The core's workers start at the first batch asked for (`run`
         says how; `opened` is told of the pipeline) and stop however the epoch is left."""
-        recorder, cursor, mode = self.recorder, self.position.cursor, self.mode
+        recorder, cursor, mode, tuning = self.recorder, self.position.cursor, self.mode, self.tuning
+        shape = (-1, -1)  # the pipeline's (threads, prefetch) at the last block: logged when it changes
         pipe = bar = None
         recorder.start()
         epoch_start = recorder.totals()
@@ -100,9 +104,12 @@ class EpochRun:
                 wait = time.perf_counter() - t0
                 if block is None:
                     break
-                fields, rows, num_batches, error, build, queued = block
+                fields, rows, num_batches, error, build, queued, threads, prefetch = block
                 recorder.block(wait, build, num_batches, queued)
                 self._block = (cursor.delivered(), num_batches, rows)
+                if (threads, prefetch) != shape:
+                    shape = (threads, prefetch)
+                    tuning.saw(epoch, self._block[0], threads, prefetch)
                 if rows > 0 or error is None:  # (a block that failed at its first sample has no batch)
                     for batches in mode.batches(fields, error is not None, self._finish):
                         handed = iter(batches)
@@ -115,7 +122,8 @@ class EpochRun:
                 raise RuntimeError("the Feeder was closed during iteration")
             self.position.finish()
             if logger.isEnabledFor(logging.INFO):
-                logger.info("epoch %d done: %s", epoch, recorder.describe(epoch_start, recorder.totals()))
+                line = recorder.describe(epoch_start, recorder.totals())
+                logger.info("epoch %d done: %s; %s", epoch, line, tuning.describe())
         finally:
             cursor.stop()
             self.counter.close(cursor.delivered())  # left in the middle of a block: what was handed out

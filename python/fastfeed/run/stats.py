@@ -35,6 +35,15 @@ class FeedStats:
         padding_fraction: padded steps over all steps of padded outputs (0 for windows).
         dropped_steps: with ``Stream(on_full="drop_oldest")``, the steps dropped before the
             consumer saw them (the windows that needed them are lost).
+        threads: worker threads claiming blocks of batches: ``num_threads`` as given, or the
+            tuner's latest choice (0 for a Stream, which has none).
+        prefetch: blocks of batches built ahead: ``prefetch`` as given, or the tuner's latest
+            choice.
+        threads_auto: True when ``num_threads=None``: the tuner chooses ``threads`` while feeding.
+        prefetch_auto: True when ``prefetch=None``: the tuner chooses ``prefetch`` while feeding.
+        tuning: ``(epoch, batch, threads, prefetch)`` where the first epoch started and at each
+            change since, the most recent 64: from that batch on, that many workers and that
+            prefetch depth. Not cleared by ``reset_stats()``.
     """
 
     batches: int
@@ -50,6 +59,11 @@ class FeedStats:
     mean_queue_depth: float  # assembled batches waiting when one was handed over
     padding_fraction: float  # padded steps / all steps of the padded outputs (0 for windows)
     dropped_steps: int = 0  # Stream(on_full="drop_oldest"): steps the consumer missed (lost windows)
+    threads: int = 0  # workers claiming blocks (as given, or the tuner's latest choice)
+    prefetch: int = 0  # blocks built ahead (as given, or the tuner's latest choice)
+    threads_auto: bool = False
+    prefetch_auto: bool = False
+    tuning: Tuple[Tuple[int, int, int, int], ...] = ()  # (epoch, batch, threads, prefetch) at each change
 
     # Shorter names for the same numbers.
     @property
@@ -80,7 +94,12 @@ class FeedStats:
             f"assembly p50 {self.assembly_p50_s * 1e6:.0f} us; queue {self.mean_queue_depth:.1f}; "
             f"padding {100 * self.padding_fraction:.1f}%"
             + (f"; dropped {self.dropped_steps} steps" if self.dropped_steps else "")
+            + (self._shape() if self.threads else "")
         )
+
+    def _shape(self) -> str:
+        auto = " (auto)" if self.threads_auto else ""
+        return f"; threads {self.threads}{auto}, prefetch {self.prefetch}{' (auto)' if self.prefetch_auto else ''}"
 
 
 class StatsRecorder:
