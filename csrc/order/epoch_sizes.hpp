@@ -25,7 +25,7 @@ inline EpochSizes epoch_sizes(int64_t units, const OrderSpec& order, int64_t epo
   const bool resumed = order.steps_per_epoch <= 0 && epoch >= 0 && order.resume_step == epoch;
   s.per_rank = resumed ? pass_share_size(order, units, static_cast<uint64_t>(order.resume_pass))
                        : rank_share_size(units, order.rank, order.world_size, B, order.drop_last);
-  s.batches_per_pass = order.drop_last ? s.per_rank / B : (s.per_rank + B - 1) / B;
+  s.batches_per_pass = batch_count(s.per_rank, B, order.drop_last);
   s.batches_per_epoch = order.steps_per_epoch > 0 ? order.steps_per_epoch : s.batches_per_pass;
   return s;
 }

@@ -65,6 +65,12 @@ struct OrderSpec {
   }
 };
 
+// How many batches of `B` a share of `items` is cut into: a short last one is dropped with
+// drop_last. (Written without items + B - 1, which overflows for a huge B read from a state.)
+inline int64_t batch_count(int64_t items, int64_t B, bool drop_last) {
+  return items / B + (!drop_last && items % B != 0 ? 1 : 0);
+}
+
 // How many of a pass's `n` items rank `rank` of `world` reads. Shares are disjoint and give
 // every rank the same number of batches: the n % world items left over when the pass is dealt
 // out evenly go one each to the first ranks where that only lengthens their last batch (their
@@ -87,8 +93,7 @@ inline int64_t pass_share_size(const OrderSpec& order, int64_t n, uint64_t pass)
 // How many batches rank order.rank cuts from its share of pass `pass` (pass_share_size): a
 // short last one is dropped with drop_last.
 inline int64_t pass_batches(const OrderSpec& order, int64_t n, uint64_t pass) {
-  const int64_t share = pass_share_size(order, n, pass), B = order.batch_size;
-  return order.drop_last ? share / B : (share + B - 1) / B;
+  return batch_count(pass_share_size(order, n, pass), order.batch_size, order.drop_last);
 }
 
 // Virtual epochs of samples stream every rank through its share of pass after pass: all ranks

@@ -207,6 +207,8 @@ void bind_specs(py::module_& m) {
             o.resume_reads.clear();
             for (const auto& [w, b, k] : reads) o.resume_reads.push_back(PassRead{w, b, k});
           })
+      .def("resumes_in", &OrderSpec::resumes_in, py::arg("pass_"),
+           "Whether this run takes over another configuration's stream inside pass `pass_`.")
       .def("offset_in", &OrderSpec::offset_in, py::arg("pass_"),
            "Positions of the pass read before this run's share of it starts (an elastic resume's offset).");
 

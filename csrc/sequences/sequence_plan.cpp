@@ -48,7 +48,7 @@ struct BucketBatches {
                 bool drop_last, uint64_t seed, uint64_t pass) {
     const auto n = static_cast<int64_t>(share.size());
     sort_pools(share, lengths, saturating_product(pool, B));
-    const int64_t nb = n / B + (!drop_last && n % B != 0 ? 1 : 0);  // (no n + B - 1: B may be huge)
+    const int64_t nb = batch_count(n, B, drop_last);
     const auto cut_start = [&](int64_t c) { return std::min(c * B, n); };  // batch c as cut
     const Permutation batch_perm(static_cast<uint64_t>(nb), seed ^ kBatchOrderSalt, pass);
     seqs.reserve(share.size());
@@ -192,7 +192,7 @@ PassPlan PassPlan::build(const std::vector<int64_t>& lengths, const OrderSpec& o
     }
     plan.seqs_.clear();
     plan.seqs_.shrink_to_fit();
-    plan.num_batches_ = order.drop_last ? plan.rows_ / B : (plan.rows_ + B - 1) / B;
+    plan.num_batches_ = batch_count(plan.rows_, B, order.drop_last);
     return plan;
   }
 
@@ -205,7 +205,7 @@ PassPlan PassPlan::build(const std::vector<int64_t>& lengths, const OrderSpec& o
     // resume shares the rows left from order.offset_in(pass) on, as plain sequences do.
     plan.offset_ = std::min(order.offset_in(pass), pass_rows);
     plan.rows_ = pass_share_size(order, pass_rows, pass);
-    plan.num_batches_ = order.drop_last ? plan.rows_ / B : (plan.rows_ + B - 1) / B;
+    plan.num_batches_ = batch_count(plan.rows_, B, order.drop_last);
     return plan;
   }
 
@@ -276,7 +276,7 @@ PassPlan PassPlan::build(const std::vector<int64_t>& lengths, const OrderSpec& o
   }
   for (int64_t q = 0; q < n; ++q) plan.seqs_[q] = plan.seqs_[offset + q * order.world_size + order.rank];
   plan.seqs_.resize(static_cast<size_t>(n));
-  const int64_t nb = order.drop_last ? n / B : (n + B - 1) / B;
+  const int64_t nb = batch_count(n, B, order.drop_last);
   plan.starts_.resize(static_cast<size_t>(nb) + 1);
   for (int64_t c = 0; c <= nb; ++c) plan.starts_[c] = std::min(c * B, n);
   plan.num_batches_ = nb;
@@ -310,7 +310,7 @@ int64_t sequences_read(int64_t n, const OrderSpec& order, uint64_t pass, const s
     int64_t read = 0;
     for (int64_t rank = 0; rank < r.world_size; ++rank) {
       const int64_t size = rank_share_size(left, rank, r.world_size, B, order.drop_last);
-      const int64_t nb = size / B + (!order.drop_last && size % B != 0 ? 1 : 0);
+      const int64_t nb = batch_count(size, B, order.drop_last);
       require_batches_read(r, rank, nb, pass);
       // Every batch read is full but the share's last as cut (BucketBatches: the short one
       // without drop_last), which the batch shuffle delivers somewhere in the pass.

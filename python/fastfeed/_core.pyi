@@ -209,6 +209,8 @@ class OrderSpec:
     # bucketed sequences: (world_size, batch_size, batches each rank read) of the configurations
     # that read part of that pass, in turn; resume_offset is the number of sequences they read
     resume_reads: List[Tuple[int, int, int]]
+    def resumes_in(self, pass_: int) -> bool:
+        """Whether this run takes over another configuration's stream inside pass `pass_`."""
     def offset_in(self, pass_: int) -> int:
         """Positions of the pass read before this run's share of it starts (an elastic resume's offset)."""
     def __init__(

@@ -1120,13 +1120,8 @@ static void elastic_resume_plans_the_rest_of_a_bucketed_pass() {
       }
     }
   }
-  bool refused = false;
-  try {
-    unread_sequences(lengths, order, pack, 1, {PassRead{2, 3, 7}});  // each rank has 6 batches of 3
-  } catch (const ArgumentError&) {
-    refused = true;
-  }
-  CHECK(refused);
+  CHECK(throws_argument_error([&] { unread_sequences(lengths, order, pack, 1, {PassRead{2, 3, 7}}); },
+                              "read 7 bucketed batches of 3"));  // each rank has 6 batches of 3
   order.resume_step = 1;
   order.resume_pass = 1;
   order.resume_offset = 12;
@@ -1145,13 +1140,8 @@ static void elastic_resume_plans_the_rest_of_a_bucketed_pass() {
     }
   }
   order.resume_offset = 11;  // disagrees with the reads
-  refused = false;
-  try {
-    PassPlan::build(lengths, order, pack, PadSpec{}, 1);
-  } catch (const ArgumentError&) {
-    refused = true;
-  }
-  CHECK(refused);
+  CHECK(throws_argument_error([&] { PassPlan::build(lengths, order, pack, PadSpec{}, 1); },
+                              "disagrees with resume_reads"));
   // Virtual epochs of 3 batches resumed at step 4: 2 batches of pass 1 left, then 3 of each pass.
   order.resume_offset = 12;
   order.steps_per_epoch = 3;

@@ -469,7 +469,7 @@ class SequenceMode(Mode):
         else:
             t = (epoch * steps + batch - (o.resume_step if origin is not None else 0)) * per_batch
             pass_, index = (int(v) for v in passes.locate(t, self.best_fit))
-        offset = o.resume_offset if origin is not None and pass_ == o.resume_pass else 0
+        offset = o.offset_in(pass_)
         return {"pass": pass_, "offset": min(self.pass_units(pass_), offset + index * W), "origin": origin}
 
     def _bucket_stream_state(self, epoch: int, batch: int) -> Dict[str, Any]:
@@ -477,7 +477,7 @@ class SequenceMode(Mode):
         before it left, when this Feeder took over inside the pass): the state names them all."""
         o = self.order
         pass_, k = (int(v) for v in locate_batch(o, epoch, batch, self.units()))
-        reads = list(o.resume_reads) if o.resume_step >= 0 and pass_ == o.resume_pass else []
+        reads = list(o.resume_reads) if o.resumes_in(pass_) else []
         if k > 0:
             reads.append((self.spec.world_size, self.spec.batch_size, k))
         offset = int(sequences_read(self.data, o, pass_, reads)) if reads else 0
